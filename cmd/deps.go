@@ -1,0 +1,131 @@
+package cmd
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hemostat/hemostat/pkg/bus"
+	"github.com/hemostat/hemostat/pkg/store"
+)
+
+// GlobalOptions are the persistent flags every subcommand shares.
+type GlobalOptions struct {
+	RedisURL      string
+	RedisPassword string
+	HostName      string
+	LogLevel      string
+	LogFormat     string
+}
+
+// Deps carries the IO streams, the logger and lazy constructors of the shared clients.
+type Deps struct {
+	In     io.Reader
+	Out    io.Writer
+	Err    io.Writer
+	Global GlobalOptions
+	Logger *slog.Logger
+
+	mu      sync.Mutex
+	store   *store.Client
+	closers []func()
+}
+
+// NewDeps returns dependencies over the given streams.
+func NewDeps(in io.Reader, out, errw io.Writer) *Deps {
+	return &Deps{In: in, Out: out, Err: errw, Logger: slog.New(slog.NewTextHandler(errw, nil))}
+}
+
+func (d *Deps) init() error {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(d.Global.LogLevel)); err != nil {
+		return UsageError("--log-level %q: want debug, info, warn or error", d.Global.LogLevel)
+	}
+	ho := &slog.HandlerOptions{Level: lvl}
+	switch strings.ToLower(d.Global.LogFormat) {
+	case "text":
+		d.Logger = slog.New(slog.NewTextHandler(d.Err, ho))
+	case "json":
+		d.Logger = slog.New(slog.NewJSONHandler(d.Err, ho))
+	default:
+		return UsageError("--log-format %q: want text or json", d.Global.LogFormat)
+	}
+	if d.Global.HostName == "" {
+		h, err := os.Hostname()
+		if err != nil || h == "" {
+			h = "localhost"
+		}
+		d.Global.HostName = h
+	}
+	return nil
+}
+
+// HostName is this Docker host's name in incident keys.
+func (d *Deps) HostName() string { return d.Global.HostName }
+
+// Instance is a unique name for this agent process within its consumer groups.
+func (d *Deps) Instance() string { return fmt.Sprintf("%s-%d", d.Global.HostName, os.Getpid()) }
+
+// Store opens the Redis connection once and checks it answers; an unreachable Redis is an
+// ErrUnavailable error (exit 3) that says what was tried.
+func (d *Deps) Store(ctx context.Context) (*store.Client, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.store != nil {
+		return d.store, nil
+	}
+	c, err := store.Open(store.Options{URL: d.Global.RedisURL, Password: d.Global.RedisPassword, PoolSize: 32})
+	if err != nil {
+		return nil, UsageError("%v", err)
+	}
+	pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	if err := c.Ping(pctx); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("%w (tried %s; set --redis-url or HEMOSTAT_REDIS_URL)", err, store.Redact(d.Global.RedisURL))
+	}
+	d.store = c
+	d.closers = append(d.closers, func() { c.Close() })
+	return c, nil
+}
+
+// SetStore installs an already-open store (hemostat run with its embedded server).
+func (d *Deps) SetStore(c *store.Client) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.store = c
+}
+
+// Bus returns a bus over the store.
+func (d *Deps) Bus(ctx context.Context, o bus.Options) (*bus.Bus, error) {
+	c, err := d.Store(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if o.Logger == nil {
+		o.Logger = d.Logger
+	}
+	return bus.New(c, o), nil
+}
+
+// OnClose registers cleanup to run after the command finishes.
+func (d *Deps) OnClose(f func()) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.closers = append(d.closers, f)
+}
+
+func (d *Deps) closeAll() {
+	d.mu.Lock()
+	cs := d.closers
+	d.closers = nil
+	d.mu.Unlock()
+	for i := len(cs) - 1; i >= 0; i-- {
+		cs[i]()
+	}
+}

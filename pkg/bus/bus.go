@@ -1,0 +1,249 @@
+// Package bus owns hemostat's Redis Streams transport: publishing with a pub/sub mirror, consumer groups,
+// acknowledgement, reclaiming stale entries, and the dead letter stream.
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/hemostat/hemostat/pkg/event"
+	"github.com/hemostat/hemostat/pkg/store"
+)
+
+// Options tune the bus. Zero values take the defaults.
+type Options struct {
+	MaxLen        int64         // approximate cap of each stream (XADD MAXLEN ~), default 100000
+	DeadLetterLen int64         // approximate cap of the dead letter stream, default 10000
+	ClaimIdle     time.Duration // reclaim entries pending longer than this, default 30s
+	MaxDeliveries int64         // dead-letter an entry delivered more than this, default 5
+	Batch         int64         // entries per XREADGROUP, default 100
+	Block         time.Duration // XREADGROUP BLOCK, default 1s; also bounds the stop latency
+	RetryDelay    time.Duration // first wait before a failed entry is retried, default 500ms
+	Concurrency   int           // handlers run at once within a batch, default 1
+	StopGrace     time.Duration // how long in-flight handlers may run after the stop, default 10s
+	Logger        *slog.Logger
+}
+
+func (o *Options) defaults() {
+	if o.MaxLen <= 0 {
+		o.MaxLen = 100000
+	}
+	if o.DeadLetterLen <= 0 {
+		o.DeadLetterLen = 10000
+	}
+	if o.ClaimIdle <= 0 {
+		o.ClaimIdle = 30 * time.Second
+	}
+	if o.MaxDeliveries <= 0 {
+		o.MaxDeliveries = 5
+	}
+	if o.Batch <= 0 {
+		o.Batch = 100
+	}
+	if o.Block <= 0 {
+		o.Block = time.Second
+	}
+	if o.RetryDelay <= 0 {
+		o.RetryDelay = 500 * time.Millisecond
+	}
+	if o.Concurrency <= 0 {
+		o.Concurrency = 1
+	}
+	if o.StopGrace <= 0 {
+		o.StopGrace = 10 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Bus publishes and consumes envelopes on Redis Streams.
+type Bus struct {
+	rdb   *redis.Client
+	o     Options
+	stats Stats
+}
+
+// Stats counts what the bus has done since it was created.
+type Stats struct {
+	Published    atomic.Int64
+	Handled      atomic.Int64
+	Failed       atomic.Int64
+	DeadLettered atomic.Int64
+	Malformed    atomic.Int64
+	Reclaimed    atomic.Int64
+}
+
+// New returns a bus over the store's Redis connection.
+func New(c *store.Client, o Options) *Bus {
+	o.defaults()
+	return &Bus{rdb: c.Redis(), o: o}
+}
+
+// Stats returns the bus's counters.
+func (b *Bus) Stats() *Stats { return &b.stats }
+
+// Options returns the options in force, defaults filled in.
+func (b *Bus) Options() Options { return b.o }
+
+// Publish appends the envelope to its stream and mirrors it on the pub/sub channel of the same name,
+// in one round trip. It returns the stream entry id.
+func (b *Bus) Publish(ctx context.Context, stream string, env event.Envelope) (string, error) {
+	raw, err := env.Marshal()
+	if err != nil {
+		return "", fmt.Errorf("publish %s: %w", stream, err)
+	}
+	return b.PublishRaw(ctx, stream, raw)
+}
+
+// PublishRaw appends already-encoded bytes; used for replay and for tests of malformed input.
+func (b *Bus) PublishRaw(ctx context.Context, stream string, raw []byte) (string, error) {
+	pipe := b.rdb.Pipeline()
+	add := pipe.XAdd(ctx, &redis.XAddArgs{Stream: stream, MaxLen: b.o.MaxLen, Approx: true, Values: []any{event.Field, raw}})
+	pipe.Publish(ctx, stream, raw)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return "", fmt.Errorf("publish %s: %w", stream, err)
+	}
+	b.stats.Published.Add(1)
+	return add.Val(), nil
+}
+
+// PublishBatch appends many envelopes to one stream in one round trip.
+func (b *Bus) PublishBatch(ctx context.Context, stream string, envs []event.Envelope) error {
+	pipe := b.rdb.Pipeline()
+	for _, env := range envs {
+		raw, err := env.Marshal()
+		if err != nil {
+			return fmt.Errorf("publish %s: %w", stream, err)
+		}
+		pipe.XAdd(ctx, &redis.XAddArgs{Stream: stream, MaxLen: b.o.MaxLen, Approx: true, Values: []any{event.Field, raw}})
+		pipe.Publish(ctx, stream, raw)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("publish %s: %w", stream, err)
+	}
+	b.stats.Published.Add(int64(len(envs)))
+	return nil
+}
+
+// Entry is one raw stream entry, for views that read streams without a group.
+type Entry struct {
+	Stream string
+	ID     string
+	Raw    []byte
+}
+
+// Time is the entry's append time, from its id.
+func (e Entry) Time() time.Time { return IDTime(e.ID) }
+
+// IDTime returns the millisecond time encoded in a stream entry id.
+func IDTime(id string) time.Time {
+	for i := 0; i < len(id); i++ {
+		if id[i] == '-' {
+			id = id[:i]
+			break
+		}
+	}
+	ms, err := strconv.ParseInt(id, 10, 64)
+	if err != nil {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms).UTC()
+}
+
+func toEntry(stream string, m redis.XMessage) Entry {
+	raw, _ := m.Values[event.Field].(string)
+	return Entry{Stream: stream, ID: m.ID, Raw: []byte(raw)}
+}
+
+// Range returns up to count entries of a stream between start and end ids ("-" and "+" for all), oldest first.
+func (b *Bus) Range(ctx context.Context, stream, start, end string, count int64) ([]Entry, error) {
+	msgs, err := b.rdb.XRangeN(ctx, stream, start, end, count).Result()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Entry, len(msgs))
+	for i, m := range msgs {
+		out[i] = toEntry(stream, m)
+	}
+	return out, nil
+}
+
+// RevRange returns up to count entries, newest first.
+func (b *Bus) RevRange(ctx context.Context, stream, end, start string, count int64) ([]Entry, error) {
+	msgs, err := b.rdb.XRevRangeN(ctx, stream, end, start, count).Result()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Entry, len(msgs))
+	for i, m := range msgs {
+		out[i] = toEntry(stream, m)
+	}
+	return out, nil
+}
+
+// Follow reads entries appended after the given ids (one per stream, "$" for new only), blocking up to block.
+// It returns nil entries when nothing arrived.
+func (b *Bus) Follow(ctx context.Context, streams map[string]string, block time.Duration) ([]Entry, error) {
+	args := make([]string, 0, 2*len(streams))
+	names := make([]string, 0, len(streams))
+	for s := range streams {
+		names = append(names, s)
+	}
+	args = append(args, names...)
+	for _, s := range names {
+		args = append(args, streams[s])
+	}
+	res, err := b.rdb.XRead(ctx, &redis.XReadArgs{Streams: args, Count: 500, Block: block}).Result()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []Entry
+	for _, s := range res {
+		for _, m := range s.Messages {
+			out = append(out, toEntry(s.Stream, m))
+		}
+	}
+	return out, nil
+}
+
+// Len returns the number of entries in a stream.
+func (b *Bus) Len(ctx context.Context, stream string) (int64, error) {
+	return b.rdb.XLen(ctx, stream).Result()
+}
+
+// Pending returns how many entries of a stream are delivered to a group but not acknowledged.
+func (b *Bus) Pending(ctx context.Context, stream, group string) (int64, error) {
+	p, err := b.rdb.XPending(ctx, stream, group).Result()
+	if err != nil {
+		if isNoGroup(err) {
+			return 0, nil
+		}
+		return 0, err
+	}
+	return p.Count, nil
+}
+
+// Lag returns how many entries of a stream a group has not read yet (Redis 7 and later; -1 when unknown).
+func (b *Bus) Lag(ctx context.Context, stream, group string) (int64, error) {
+	groups, err := b.rdb.XInfoGroups(ctx, stream).Result()
+	if err != nil {
+		return -1, err
+	}
+	for _, g := range groups {
+		if g.Name == group {
+			return g.Lag, nil
+		}
+	}
+	return -1, nil
+}

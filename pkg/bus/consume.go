@@ -1,0 +1,391 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/hemostat/hemostat/pkg/event"
+	"github.com/hemostat/hemostat/pkg/store"
+)
+
+// Group names a consumer group, the consumer (instance) within it, and the streams it reads.
+type Group struct {
+	Name     string
+	Consumer string
+	Streams  []string
+	StartID  string // where a new group starts: "0" (default, nothing already written is missed) or "$"
+}
+
+// Message is one delivered, decoded entry.
+type Message struct {
+	Stream     string
+	ID         string
+	Envelope   event.Envelope
+	Raw        []byte
+	Deliveries int64 // 1 on first delivery
+}
+
+// Handler handles one message. Returning nil acks it; an error leaves it pending for a retry.
+type Handler func(ctx context.Context, m Message) error
+
+// ErrSkipAck may be returned by a handler to leave an entry pending without counting a failure,
+// for example when the work must wait until Redis is back.
+var ErrSkipAck = errors.New("leave pending")
+
+type consumer struct {
+	b        *Bus
+	g        Group
+	h        Handler
+	log      *slog.Logger
+	hctx     context.Context // handler context: outlives the stop by StopGrace
+	retryOwn bool
+	retryAt  time.Time
+	failures int
+	down     bool
+}
+
+// Consume reads the group's streams until ctx is cancelled, calling h for each entry. Malformed entries
+// and entries delivered more than MaxDeliveries times go to the dead letter stream. When Redis goes away
+// it retries with capped backoff; nothing unacknowledged is lost. It returns nil after a graceful stop.
+func (b *Bus) Consume(ctx context.Context, g Group, h Handler) error {
+	if g.Name == "" || g.Consumer == "" || len(g.Streams) == 0 {
+		return fmt.Errorf("consume: group, consumer and streams are required")
+	}
+	if g.StartID == "" {
+		g.StartID = "0"
+	}
+	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() {
+		t := time.AfterFunc(b.o.StopGrace, cancel)
+		_ = t
+	})
+	defer stop()
+	c := &consumer{b: b, g: g, h: h, hctx: hctx, retryOwn: true,
+		log: b.o.Logger.With("group", g.Name, "consumer", g.Consumer)}
+	return c.run(ctx)
+}
+
+func (c *consumer) run(ctx context.Context) error {
+	o := c.b.o
+	for ctx.Err() == nil {
+		if err := c.ensureGroups(ctx); err != nil {
+			c.lost(ctx, err)
+			continue
+		}
+		break
+	}
+	claimEvery := max(o.ClaimIdle/2, 50*time.Millisecond)
+	var lastClaim time.Time
+	rctx := context.WithoutCancel(ctx) // reads are not cut short: a read cut mid-flight would strand entries
+	for ctx.Err() == nil {
+		now := time.Now()
+		if c.retryOwn && !now.Before(c.retryAt) {
+			if err := c.drainOwn(ctx); err != nil {
+				c.lost(ctx, err)
+				continue
+			}
+		}
+		if now.Sub(lastClaim) >= claimEvery {
+			if err := c.autoclaim(ctx); err != nil {
+				c.lost(ctx, err)
+				continue
+			}
+			lastClaim = now
+		}
+		block := o.Block
+		if c.retryOwn {
+			block = min(block, max(time.Until(c.retryAt), time.Millisecond))
+		}
+		block = min(block, max(time.Until(lastClaim.Add(claimEvery)), time.Millisecond))
+		args := make([]string, 0, 2*len(c.g.Streams))
+		args = append(args, c.g.Streams...)
+		for range c.g.Streams {
+			args = append(args, ">")
+		}
+		res, err := c.b.rdb.XReadGroup(rctx, &redis.XReadGroupArgs{
+			Group: c.g.Name, Consumer: c.g.Consumer, Streams: args, Count: o.Batch, Block: block,
+		}).Result()
+		if errors.Is(err, redis.Nil) {
+			c.back()
+			continue
+		}
+		if err != nil {
+			if isNoGroup(err) {
+				if err := c.ensureGroups(ctx); err != nil {
+					c.lost(ctx, err)
+				}
+				continue
+			}
+			c.lost(ctx, err)
+			continue
+		}
+		c.back()
+		for _, s := range res {
+			c.process(ctx, s.Stream, s.Messages, nil)
+		}
+	}
+	return nil
+}
+
+// lost logs once that Redis is gone and waits with capped exponential backoff.
+func (c *consumer) lost(ctx context.Context, err error) {
+	if !c.down {
+		c.log.Warn("redis lost; retrying", "err", err)
+		c.down = true
+		c.failures = 0
+	}
+	c.failures++
+	d := min(100*time.Millisecond<<min(c.failures, 6), 5*time.Second)
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
+
+func (c *consumer) back() {
+	if c.down {
+		c.log.Info("redis back")
+		c.down = false
+		c.failures = 0
+	}
+}
+
+func isNoGroup(err error) bool { return err != nil && strings.HasPrefix(err.Error(), "NOGROUP") }
+
+func (c *consumer) ensureGroups(ctx context.Context) error {
+	for _, s := range c.g.Streams {
+		err := c.b.rdb.XGroupCreateMkStream(ctx, s, c.g.Name, c.g.StartID).Err()
+		if err != nil && !strings.HasPrefix(err.Error(), "BUSYGROUP") {
+			if store.IsUnavailable(err) {
+				return err
+			}
+			return fmt.Errorf("create group %s on %s: %w", c.g.Name, s, err)
+		}
+	}
+	return nil
+}
+
+// drainOwn retries the entries pending under this consumer: failed ones, and those left by a previous
+// run with the same name. Each pass claims them again, which counts a delivery.
+func (c *consumer) drainOwn(ctx context.Context) error {
+	any := false
+	for _, s := range c.g.Streams {
+		pend, err := c.b.rdb.XPendingExt(ctx, &redis.XPendingExtArgs{
+			Stream: s, Group: c.g.Name, Start: "-", End: "+", Count: c.b.o.Batch, Consumer: c.g.Consumer,
+		}).Result()
+		if err != nil {
+			if isNoGroup(err) {
+				continue
+			}
+			return err
+		}
+		if len(pend) == 0 {
+			continue
+		}
+		any = true
+		ids := make([]string, len(pend))
+		counts := make(map[string]int64, len(pend))
+		for i, p := range pend {
+			ids[i] = p.ID
+			counts[p.ID] = p.RetryCount + 1
+		}
+		msgs, err := c.b.rdb.XClaim(ctx, &redis.XClaimArgs{Stream: s, Group: c.g.Name, Consumer: c.g.Consumer, Messages: ids}).Result()
+		if err != nil {
+			return err
+		}
+		c.process(ctx, s, msgs, counts)
+	}
+	if !any {
+		c.retryOwn = false
+		c.failures = 0
+	}
+	return nil
+}
+
+// autoclaim takes over entries idle longer than ClaimIdle under any consumer of the group.
+func (c *consumer) autoclaim(ctx context.Context) error {
+	for _, s := range c.g.Streams {
+		start := "0-0"
+		for range 10 { // bounded per round; the rest waits for the next round
+			msgs, next, err := c.b.rdb.XAutoClaim(ctx, &redis.XAutoClaimArgs{
+				Stream: s, Group: c.g.Name, Consumer: c.g.Consumer, MinIdle: c.b.o.ClaimIdle, Start: start, Count: c.b.o.Batch,
+			}).Result()
+			if err != nil {
+				if isNoGroup(err) {
+					break
+				}
+				return err
+			}
+			if len(msgs) > 0 {
+				pend, err := c.b.rdb.XPendingExt(ctx, &redis.XPendingExtArgs{
+					Stream: s, Group: c.g.Name, Start: msgs[0].ID, End: msgs[len(msgs)-1].ID,
+					Count: int64(len(msgs)) * 2, Consumer: c.g.Consumer,
+				}).Result()
+				if err != nil {
+					return err
+				}
+				counts := make(map[string]int64, len(pend))
+				for _, p := range pend {
+					counts[p.ID] = p.RetryCount
+				}
+				c.b.stats.Reclaimed.Add(int64(len(msgs)))
+				c.log.Info("reclaimed stale entries", "stream", s, "count", len(msgs))
+				c.process(ctx, s, msgs, counts)
+			}
+			if next == "0-0" || next == "" {
+				break
+			}
+			start = next
+		}
+	}
+	return nil
+}
+
+// process decodes, dead-letters or handles a batch, then acks what succeeded in one call.
+// counts holds delivery counts for redelivered entries; fresh entries count 1.
+func (c *consumer) process(ctx context.Context, stream string, msgs []redis.XMessage, counts map[string]int64) {
+	o := c.b.o
+	work := make([]Message, 0, len(msgs))
+	for _, m := range msgs {
+		raw, _ := m.Values[event.Field].(string)
+		n := int64(1)
+		if counts != nil {
+			if v, ok := counts[m.ID]; ok {
+				n = v
+			}
+		}
+		if n > o.MaxDeliveries {
+			c.deadLetter(stream, m.ID, raw, n, fmt.Sprintf("delivered %d times (max %d)", n, o.MaxDeliveries))
+			continue
+		}
+		env, err := event.Decode([]byte(raw))
+		if err != nil {
+			c.b.stats.Malformed.Add(1)
+			c.deadLetter(stream, m.ID, raw, n, err.Error())
+			continue
+		}
+		work = append(work, Message{Stream: stream, ID: m.ID, Envelope: env, Raw: []byte(raw), Deliveries: n})
+	}
+	if len(work) == 0 {
+		return
+	}
+	ok := make([]bool, len(work))
+	if o.Concurrency == 1 || len(work) == 1 {
+		for i, m := range work {
+			ok[i] = c.handle(m)
+		}
+	} else {
+		var wg sync.WaitGroup
+		next := make(chan int)
+		for range min(o.Concurrency, len(work)) {
+			wg.Go(func() {
+				for i := range next {
+					ok[i] = c.handle(work[i])
+				}
+			})
+		}
+		for i := range work {
+			next <- i
+		}
+		close(next)
+		wg.Wait()
+	}
+	ids := make([]string, 0, len(work))
+	failed := false
+	for i, m := range work {
+		if ok[i] {
+			ids = append(ids, m.ID)
+		} else {
+			failed = true
+		}
+	}
+	if len(ids) > 0 {
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		if err := c.b.rdb.XAck(actx, stream, c.g.Name, ids...).Err(); err != nil {
+			// Unacked entries stay pending and come back; handlers are idempotent.
+			c.log.Warn("ack failed; entries will be redelivered", "stream", stream, "count", len(ids), "err", err)
+		}
+		cancel()
+	}
+	if failed {
+		c.retryOwn = true
+		c.failures++
+		c.retryAt = time.Now().Add(min(o.RetryDelay<<min(c.failures-1, 6), 30*time.Second))
+	}
+}
+
+// handle runs the handler, turning a panic into an error: bad input never crashes an agent.
+func (c *consumer) handle(m Message) (ok bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			c.b.stats.Failed.Add(1)
+			c.log.Error("handler panicked", "stream", m.Stream, "entry", m.ID, "event_id", m.Envelope.ID, "panic", fmt.Sprint(r))
+			ok = false
+		}
+	}()
+	err := c.h(c.hctx, m)
+	switch {
+	case err == nil:
+		c.b.stats.Handled.Add(1)
+		return true
+	case errors.Is(err, ErrSkipAck):
+		return false
+	default:
+		c.b.stats.Failed.Add(1)
+		c.log.Warn("handler failed; will retry", "stream", m.Stream, "entry", m.ID, "event_id", m.Envelope.ID,
+			"deliveries", m.Deliveries, "err", err)
+		return false
+	}
+}
+
+// deadLetter moves an entry to hemostat:dead_letter with the reason and acks it, atomically.
+func (c *consumer) deadLetter(stream, id, raw string, deliveries int64, reason string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	pipe := c.b.rdb.TxPipeline()
+	pipe.XAdd(ctx, &redis.XAddArgs{Stream: event.StreamDeadLetter, MaxLen: c.b.o.DeadLetterLen, Approx: true, Values: []any{
+		event.Field, raw, "stream", stream, "entry_id", id, "group", c.g.Name, "consumer", c.g.Consumer,
+		"reason", reason, "deliveries", deliveries, "time", time.Now().UTC().Format(time.RFC3339Nano),
+	}})
+	pipe.XAck(ctx, stream, c.g.Name, id)
+	if _, err := pipe.Exec(ctx); err != nil {
+		c.log.Warn("dead letter failed; entry stays pending", "stream", stream, "entry", id, "err", err)
+		return
+	}
+	c.b.stats.DeadLettered.Add(1)
+	c.log.Warn("entry moved to dead letter", "stream", stream, "entry", id, "reason", reason)
+}
+
+// DeadLetter is one entry of the dead letter stream.
+type DeadLetter struct {
+	ID         string
+	Stream     string
+	EntryID    string
+	Group      string
+	Reason     string
+	Deliveries string
+	Raw        []byte
+}
+
+// DeadLetters returns the newest dead letters, newest first.
+func (b *Bus) DeadLetters(ctx context.Context, count int64) ([]DeadLetter, error) {
+	msgs, err := b.rdb.XRevRangeN(ctx, event.StreamDeadLetter, "+", "-", count).Result()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]DeadLetter, len(msgs))
+	for i, m := range msgs {
+		s := func(k string) string { v, _ := m.Values[k].(string); return v }
+		out[i] = DeadLetter{ID: m.ID, Stream: s("stream"), EntryID: s("entry_id"), Group: s("group"),
+			Reason: s("reason"), Deliveries: s("deliveries"), Raw: []byte(s(event.Field))}
+	}
+	return out, nil
+}

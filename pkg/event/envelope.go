@@ -1,0 +1,169 @@
+package event
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Schema is the envelope schema version this build writes.
+const Schema = 1
+
+// Envelope wraps every event on the bus. Its JSON is the value of the stream entry's one field, "event".
+type Envelope struct {
+	ID          string          `json:"id"`
+	Schema      int             `json:"schema"`
+	EventType   string          `json:"event_type"`
+	Timestamp   time.Time       `json:"timestamp"`
+	Agent       string          `json:"agent"`
+	Host        string          `json:"host"`
+	Incident    string          `json:"incident"`
+	CausationID string          `json:"causation_id"`
+	Data        json.RawMessage `json:"data"`
+}
+
+// Field is the name of the one field of a stream entry.
+const Field = "event"
+
+// NewID returns a unique, time-sortable id (UUIDv7).
+func NewID() string {
+	id, err := uuid.NewV7()
+	if err != nil {
+		return uuid.NewString()
+	}
+	return id.String()
+}
+
+// New builds an envelope around a payload. The payload's type fixes the event type.
+func New(agent, host, incident, causationID string, payload Payload) (Envelope, error) {
+	data, err := json.Marshal(payload)
+	if err != nil {
+		return Envelope{}, fmt.Errorf("encode %s: %w", payload.EventType(), err)
+	}
+	return Envelope{
+		ID:          NewID(),
+		Schema:      Schema,
+		EventType:   payload.EventType(),
+		Timestamp:   time.Now().UTC(),
+		Agent:       agent,
+		Host:        host,
+		Incident:    incident,
+		CausationID: causationID,
+		Data:        data,
+	}, nil
+}
+
+// Marshal returns the envelope's JSON.
+func (e Envelope) Marshal() ([]byte, error) { return json.Marshal(e) }
+
+// DecodeError says why bytes are not a valid envelope or payload.
+type DecodeError struct {
+	Field  string // the offending field, "" for the whole document
+	Reason string
+}
+
+func (e *DecodeError) Error() string {
+	if e.Field == "" {
+		return "decode event: " + e.Reason
+	}
+	return fmt.Sprintf("decode event: field %q: %s", e.Field, e.Reason)
+}
+
+// ErrMalformed matches every *DecodeError with errors.Is.
+var ErrMalformed = errors.New("malformed event")
+
+// Is lets errors.Is(err, ErrMalformed) match.
+func (e *DecodeError) Is(target error) bool { return target == ErrMalformed }
+
+func typeError(err error) error {
+	var ute *json.UnmarshalTypeError
+	if errors.As(err, &ute) {
+		return &DecodeError{Field: ute.Field, Reason: fmt.Sprintf("want %s, got %s", ute.Type, ute.Value)}
+	}
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return &DecodeError{Reason: fmt.Sprintf("invalid JSON at offset %d: %v", se.Offset, se)}
+	}
+	return &DecodeError{Reason: err.Error()}
+}
+
+// Decode parses an envelope strictly: wrong types and missing required fields are errors, unknown fields
+// are ignored. The payload is checked too when the event type is known.
+func Decode(b []byte) (Envelope, error) {
+	var e Envelope
+	b = bytes.TrimSpace(b)
+	if len(b) == 0 || b[0] != '{' {
+		return e, &DecodeError{Reason: "not a JSON object"}
+	}
+	if err := json.Unmarshal(b, &e); err != nil {
+		return Envelope{}, typeError(err)
+	}
+	switch {
+	case e.ID == "":
+		return e, &DecodeError{Field: "id", Reason: "missing"}
+	case e.EventType == "":
+		return e, &DecodeError{Field: "event_type", Reason: "missing"}
+	case e.Timestamp.IsZero():
+		return e, &DecodeError{Field: "timestamp", Reason: "missing"}
+	case e.Schema > Schema:
+		return e, &DecodeError{Field: "schema", Reason: fmt.Sprintf("version %d is newer than %d", e.Schema, Schema)}
+	case len(e.Data) == 0 || string(e.Data) == "null":
+		return e, &DecodeError{Field: "data", Reason: "missing"}
+	}
+	if _, err := e.Payload(); err != nil && !errors.Is(err, errUnknownType) {
+		return e, err
+	}
+	return e, nil
+}
+
+var errUnknownType = errors.New("unknown event type")
+
+// Payload decodes and validates the typed payload of a known event type.
+func (e Envelope) Payload() (Payload, error) {
+	var p Payload
+	switch e.EventType {
+	case TypeContainerUnhealthy:
+		p = &ContainerUnhealthy{}
+	case TypeRemediationNeeded:
+		p = &RemediationNeeded{}
+	case TypeFalseAlarm:
+		p = &FalseAlarm{}
+	case TypeRemediationComplete:
+		p = &RemediationComplete{}
+	case TypeContainerRecovered:
+		p = &ContainerRecovered{}
+	default:
+		return nil, fmt.Errorf("%w %q", errUnknownType, e.EventType)
+	}
+	if err := json.Unmarshal(e.Data, p); err != nil {
+		de := typeError(err).(*DecodeError)
+		if de.Field != "" {
+			de.Field = "data." + de.Field
+		}
+		return nil, de
+	}
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// DecodeData decodes the envelope's payload into the wanted type, checking the event type.
+func DecodeData[T any, PT interface {
+	*T
+	Payload
+}](e Envelope) (*T, error) {
+	p, err := e.Payload()
+	if err != nil {
+		return nil, err
+	}
+	t, ok := p.(PT)
+	if !ok {
+		return nil, &DecodeError{Field: "event_type", Reason: fmt.Sprintf("got %s, want %s", e.EventType, PT(new(T)).EventType())}
+	}
+	return (*T)(t), nil
+}

@@ -1,0 +1,128 @@
+// Package event owns hemostat's wire protocol: the envelope, the typed payloads, the stream and key names,
+// and strict decoding.
+package event
+
+import "fmt"
+
+// Streams carry work between agents; each has a pub/sub channel of the same name for watching.
+const (
+	StreamHealthAlert         = "hemostat:health_alert"
+	StreamRemediationNeeded   = "hemostat:remediation_needed"
+	StreamRemediationComplete = "hemostat:remediation_complete"
+	StreamFalseAlarm          = "hemostat:false_alarm"
+	StreamContainerRecovered  = "hemostat:container_recovered"
+	StreamDeadLetter          = "hemostat:dead_letter"
+	StreamAudit               = "hemostat:audit"
+)
+
+// WorkStreams lists the streams that carry envelopes between agents, in flow order.
+var WorkStreams = []string{
+	StreamHealthAlert, StreamRemediationNeeded, StreamRemediationComplete, StreamFalseAlarm, StreamContainerRecovered,
+}
+
+// Event types, one per payload.
+const (
+	TypeContainerUnhealthy  = "container_unhealthy"
+	TypeRemediationNeeded   = "remediation_needed"
+	TypeFalseAlarm          = "false_alarm"
+	TypeRemediationComplete = "remediation_complete"
+	TypeContainerRecovered  = "container_recovered"
+)
+
+// StreamFor returns the stream an event type travels on.
+func StreamFor(eventType string) (string, error) {
+	switch eventType {
+	case TypeContainerUnhealthy:
+		return StreamHealthAlert, nil
+	case TypeRemediationNeeded:
+		return StreamRemediationNeeded, nil
+	case TypeFalseAlarm:
+		return StreamFalseAlarm, nil
+	case TypeRemediationComplete:
+		return StreamRemediationComplete, nil
+	case TypeContainerRecovered:
+		return StreamContainerRecovered, nil
+	}
+	return "", fmt.Errorf("unknown event type %q", eventType)
+}
+
+// Failure classes detected by the monitor (ARCHITECTURE section 4).
+const (
+	ClassCrashed        = "crashed"
+	ClassOOMKilled      = "oom_killed"
+	ClassCrashLoop      = "crash_loop"
+	ClassUnhealthy      = "unhealthy"
+	ClassCPUSaturated   = "cpu_saturated"
+	ClassMemoryPressure = "memory_pressure"
+	ClassMemoryLeak     = "memory_leak"
+)
+
+// Classes lists every failure class.
+var Classes = []string{
+	ClassCrashed, ClassOOMKilled, ClassCrashLoop, ClassUnhealthy, ClassCPUSaturated, ClassMemoryPressure, ClassMemoryLeak,
+}
+
+// Remediation actions. ActionNone means "escalate to a human".
+const (
+	ActionRestart = "restart"
+	ActionStop    = "stop"
+	ActionStart   = "start"
+	ActionScale   = "scale"
+	ActionCleanup = "cleanup"
+	ActionExec    = "exec"
+	ActionNone    = "none"
+)
+
+// Actions lists every remediation action.
+var Actions = []string{ActionRestart, ActionStop, ActionStart, ActionScale, ActionCleanup, ActionExec, ActionNone}
+
+// Result statuses of a remediation_complete event.
+const (
+	StatusSuccess   = "success"
+	StatusFailed    = "failed"
+	StatusSkipped   = "skipped"
+	StatusDenied    = "denied"
+	StatusHeld      = "held"
+	StatusEscalated = "escalated"
+	StatusDryRun    = "dry_run"
+)
+
+// Statuses lists every result status.
+var Statuses = []string{StatusSuccess, StatusFailed, StatusSkipped, StatusDenied, StatusHeld, StatusEscalated, StatusDryRun}
+
+// Redis keys (ARCHITECTURE section 3). Braces are Cluster hash tags.
+const (
+	KeyContainers = "hemostat:containers"
+	KeyAudit      = StreamAudit
+	KeyEventsAll  = "hemostat:events:all"
+)
+
+// Target names one container on one host: "host/name". It is the hash tag of per-container keys.
+func Target(host, name string) string { return host + "/" + name }
+
+// IncidentKey is the deterministic incident key host/container-name/failure-class.
+func IncidentKey(host, name, class string) string { return host + "/" + name + "/" + class }
+
+// StatsKey holds the latest sample of a container.
+func StatsKey(host, name string) string { return "hemostat:stats:{" + Target(host, name) + "}" }
+
+// LedgerKey holds the safety state of a container.
+func LedgerKey(host, name string) string { return "hemostat:ledger:{" + Target(host, name) + "}" }
+
+// LeaseKey is the one-actor-per-container lease.
+func LeaseKey(host, name string) string { return "hemostat:lease:{" + Target(host, name) + "}" }
+
+// DoneKey marks a request event as handled.
+func DoneKey(eventID string) string { return "hemostat:done:" + eventID }
+
+// IncidentHashKey holds the state of an open incident.
+func IncidentHashKey(incident string) string { return "hemostat:incident:" + incident }
+
+// EventsKey is the capped list of recent events of one type.
+func EventsKey(eventType string) string { return "hemostat:events:" + eventType }
+
+// AgentKey is the heartbeat hash of one agent instance.
+func AgentKey(kind, instance string) string { return "hemostat:agents:" + kind + ":" + instance }
+
+// AgentKeyPattern matches every heartbeat key.
+const AgentKeyPattern = "hemostat:agents:*"
