@@ -1,0 +1,43 @@
+// Package audit owns hemostat's append-only, hash-chained remediation trail: the entry type, the chain,
+// queries and verification.
+package audit
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"time"
+)
+
+// Entry is one decision of the responder (or of a human through `respond reset`), stored as JSON in the
+// field "entry" of the hemostat:audit stream.
+type Entry struct {
+	ID             string    `json:"id"`
+	Time           time.Time `json:"time"`
+	Host           string    `json:"host"`
+	Container      string    `json:"container"`
+	ContainerID    string    `json:"container_id,omitempty"`
+	Incident       string    `json:"incident,omitempty"`
+	CausationID    string    `json:"causation_id,omitempty"`
+	Action         string    `json:"action"`
+	Decision       string    `json:"decision"` // executed, denied, skipped, held, dry_run, escalated, reset
+	Result         string    `json:"result"`   // a result status: success, failed, skipped, denied, held, escalated, dry_run
+	Error          string    `json:"error,omitempty"`
+	Reason         string    `json:"reason,omitempty"`
+	Confidence     float64   `json:"confidence"`
+	AnalysisMethod string    `json:"analysis_method,omitempty"`
+	Actor          string    `json:"actor"` // rules, llm:<provider>:<model>, or human:<user>
+	DurationMS     float64   `json:"duration_ms"`
+	Verified       bool      `json:"verified"`
+	DryRun         bool      `json:"dry_run"`
+	PrevHash       string    `json:"prev_hash"`
+	Hash           string    `json:"hash"`
+}
+
+// ComputeHash returns the SHA-256 over the entry's JSON with Hash empty, chained to PrevHash.
+func (e Entry) ComputeHash() string {
+	e.Hash = ""
+	b, _ := json.Marshal(e)
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
