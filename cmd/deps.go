@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hemostat/hemostat/pkg/bus"
+	"github.com/hemostat/hemostat/pkg/docker"
 	"github.com/hemostat/hemostat/pkg/store"
 )
 
@@ -33,6 +34,7 @@ type Deps struct {
 
 	mu      sync.Mutex
 	store   *store.Client
+	docker  *docker.Client
 	closers []func()
 }
 
@@ -128,4 +130,21 @@ func (d *Deps) closeAll() {
 	for i := len(cs) - 1; i >= 0; i-- {
 		cs[i]()
 	}
+}
+
+// Docker connects to the engine once (DOCKER_HOST and friends), negotiating the API version; an
+// unreachable engine is a docker.ErrUnavailable error (exit 3).
+func (d *Deps) Docker(ctx context.Context) (*docker.Client, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.docker != nil {
+		return d.docker, nil
+	}
+	c, err := docker.New(ctx, docker.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("%w (set DOCKER_HOST to point at the engine)", err)
+	}
+	d.docker = c
+	d.closers = append(d.closers, func() { c.Close() })
+	return c, nil
 }
