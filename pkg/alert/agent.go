@@ -1,0 +1,206 @@
+package alert
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/hemostat/hemostat/pkg/bus"
+	"github.com/hemostat/hemostat/pkg/event"
+	"github.com/hemostat/hemostat/pkg/store"
+)
+
+// Group is the alert agent's consumer group.
+const Group = "alert"
+
+// Store is the Redis state the alert agent uses; *store.Client implements it.
+type Store interface {
+	NotifyRecordEvent(ctx context.Context, env event.Envelope) (bool, error)
+	NotifyClaim(ctx context.Context, incident, state string, ttl time.Duration) (int64, error)
+	NotifyRelease(ctx context.Context, incident string, states ...string) error
+	NotifyCount(ctx context.Context, field string, n int64) error
+	NotifyRecordFailure(ctx context.Context, f store.NotifyFailure) error
+	NotifyIncident(ctx context.Context, incident string) (map[string]string, error)
+}
+
+// Consumer reads the bus; *bus.Bus implements it.
+type Consumer interface {
+	Consume(ctx context.Context, g bus.Group, h bus.Handler) error
+}
+
+// Options configure the alert agent.
+type Options struct {
+	Instance     string        // consumer name within the group
+	Renotify     time.Duration // repeats of an incident state within this window are counted, not sent; default 1h
+	NotifyOnOpen bool          // also notify when an incident opens (health_alert)
+	Delivery     DeliveryOptions
+	Logger       *slog.Logger
+	// Report, when set, is called after each final delivery outcome (tests, the run command's summary).
+	Report func(sink string, n Notification, err error)
+}
+
+// Agent consumes incident events, stores them for the views, and notifies each incident state change once.
+type Agent struct {
+	o     Options
+	st    Store
+	sinks []Sink
+	red   *Redactor
+	log   *slog.Logger
+	d     *dispatcher
+}
+
+// New builds an alert agent. red (may be nil) scrubs the sinks' secrets from every log line and stored error.
+func New(o Options, st Store, sinks []Sink, red *Redactor) *Agent {
+	if o.Renotify <= 0 {
+		o.Renotify = time.Hour
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Instance == "" {
+		o.Instance = "alert"
+	}
+	if red == nil {
+		red = NewRedactor()
+	}
+	log := slog.New(red.Handler(o.Logger.Handler()))
+	a := &Agent{o: o, st: st, sinks: sinks, red: red, log: log}
+	a.d = newDispatcher(o.Delivery, sinks, st, red, log, o.Report)
+	return a
+}
+
+// Streams are the streams the agent consumes.
+func (a *Agent) Streams() []string {
+	s := []string{event.StreamRemediationComplete, event.StreamFalseAlarm, event.StreamContainerRecovered}
+	if a.o.NotifyOnOpen {
+		s = append(s, event.StreamHealthAlert)
+	}
+	return s
+}
+
+// Run consumes until ctx is cancelled, then lets queued notifications drain for up to the drain timeout.
+//
+// Trade-off: an entry is acknowledged once its notification is queued, not once it is delivered, so a
+// crash loses what was queued but not sent. In exchange the consumer never waits on Slack. Deliveries that
+// fail for good (retries exhausted, queue full, stopped while queued) are counted and kept in
+// hemostat:notify:failed, so nothing is lost silently.
+func (a *Agent) Run(ctx context.Context, c Consumer) error {
+	if len(a.sinks) == 0 {
+		a.log.Warn("no notification sink configured: events are stored and counted, nothing is sent")
+	}
+	dctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	a.d.start(dctx)
+	err := c.Consume(ctx, bus.Group{Name: Group, Consumer: a.o.Instance, Streams: a.Streams()}, a.Handle)
+	// Consume has returned: no handler runs any more, so nothing enqueues after the queues close.
+	a.d.stop(cancel)
+	if err != nil {
+		return fmt.Errorf("alert: %w", err)
+	}
+	return nil
+}
+
+// Handle stores one event, applies the policy and the deduplication, and queues the notification.
+// It fails open: when Redis cannot say whether the state was already notified, the notification is sent.
+func (a *Agent) Handle(ctx context.Context, m bus.Message) error {
+	env := m.Envelope
+	if _, err := a.st.NotifyRecordEvent(ctx, env); err != nil {
+		a.log.Warn("store event", "event_id", env.ID, "event_type", env.EventType, "err", err)
+	}
+	dec, err := Decide(env, a.o.NotifyOnOpen)
+	if err != nil {
+		a.log.Warn("undecodable event ignored", "event_id", env.ID, "event_type", env.EventType, "err", err)
+		return nil
+	}
+	n := dec.Notification
+	if dec.Suppressed != "" {
+		a.count(ctx, "suppressed:"+dec.Suppressed)
+		a.log.Debug("notification suppressed", "incident", n.Incident, "reason", dec.Suppressed)
+		return nil
+	}
+	if !dec.Send {
+		return nil
+	}
+	if n.Incident != "" {
+		a.enrich(ctx, &n)
+		seen, err := a.st.NotifyClaim(ctx, n.Incident, string(n.State), a.o.Renotify)
+		switch {
+		case err != nil:
+			a.log.Warn("deduplication unavailable; sending anyway", "incident", n.Incident, "state", string(n.State), "err", err)
+		case seen > 1:
+			a.count(ctx, "deduplicated:"+string(n.State))
+			a.log.Debug("repeat not sent", "incident", n.Incident, "state", string(n.State), "seen", seen)
+			return nil
+		default:
+			a.release(ctx, n)
+		}
+	}
+	a.d.enqueue(ctx, n)
+	return nil
+}
+
+// release starts a new occurrence: a recovery forgets the incident's other states, so the next crash is
+// notified in full; any other state forgets the recovery, so the next recovery is notified too.
+func (a *Agent) release(ctx context.Context, n Notification) {
+	var states []string
+	if n.State == StateRecovered {
+		for _, s := range States {
+			if s != StateRecovered {
+				states = append(states, string(s))
+			}
+		}
+	} else {
+		states = []string{string(StateRecovered)}
+	}
+	if err := a.st.NotifyRelease(ctx, n.Incident, states...); err != nil {
+		a.log.Warn("release notification claims", "incident", n.Incident, "err", err)
+	}
+}
+
+// enrich fills what the analyzer and the monitor wrote on the incident: root cause, evidence, severity,
+// and the analysis when the event did not carry it.
+func (a *Agent) enrich(ctx context.Context, n *Notification) {
+	f, err := a.st.NotifyIncident(ctx, n.Incident)
+	if err != nil {
+		a.log.Debug("read incident", "incident", n.Incident, "err", err)
+		return
+	}
+	if len(f) == 0 {
+		return
+	}
+	if n.RootCause == "" {
+		n.RootCause = f["root_cause"]
+	}
+	if len(n.Evidence) == 0 && f["evidence"] != "" {
+		var ev []string
+		if json.Unmarshal([]byte(f["evidence"]), &ev) == nil {
+			n.Evidence = ev
+		}
+	}
+	if n.Severity == "" {
+		n.Severity = f["severity"]
+	}
+	if n.Method == "" {
+		n.Method = f["analysis_method"]
+	}
+	if n.Confidence == nil && f["confidence"] != "" {
+		if v, err := strconv.ParseFloat(f["confidence"], 64); err == nil {
+			n.Confidence = &v
+		}
+	}
+	if n.Action == "" && n.State != StateOpened && n.State != StateRecovered {
+		n.Action = f["action"]
+	}
+	if n.ContainerID == "" {
+		n.ContainerID = f["container_id"]
+	}
+}
+
+func (a *Agent) count(ctx context.Context, field string) {
+	if err := a.st.NotifyCount(ctx, field, 1); err != nil {
+		a.log.Debug("count notification", "field", field, "err", err)
+	}
+}
