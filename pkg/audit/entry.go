@@ -12,6 +12,7 @@ import (
 // Entry is one decision of the responder (or of a human through `respond reset`), stored as JSON in the
 // field "entry" of the hemostat:audit stream.
 type Entry struct {
+	Seq            int64     `json:"seq,omitempty"` // position in the chain, from 1
 	ID             string    `json:"id"`
 	Time           time.Time `json:"time"`
 	Host           string    `json:"host"`
@@ -23,6 +24,8 @@ type Entry struct {
 	Decision       string    `json:"decision"` // executed, denied, skipped, held, dry_run, escalated, reset
 	Result         string    `json:"result"`   // a result status: success, failed, skipped, denied, held, escalated, dry_run
 	Error          string    `json:"error,omitempty"`
+	Details        string    `json:"details,omitempty"`        // what was done or found (redacted exec output, replicas removed, ...)
+	RetryAfterMS   int64     `json:"retry_after_ms,omitempty"` // cooldown or breaker time left when denied
 	Reason         string    `json:"reason,omitempty"`
 	Confidence     float64   `json:"confidence"`
 	AnalysisMethod string    `json:"analysis_method,omitempty"`

@@ -1,0 +1,319 @@
+package audit
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hemostat/hemostat/pkg/event"
+	"github.com/hemostat/hemostat/pkg/store"
+)
+
+// Store is the Redis access the trail needs; *store.Client implements it.
+type Store interface {
+	AuditReadHead(ctx context.Context) (store.AuditHead, error)
+	AuditAppend(ctx context.Context, target string, prev store.AuditHead, seq int64, entry []byte, hash string) (string, store.AuditHead, error)
+	AuditRange(ctx context.Context, start, end string, count int64) ([]store.AuditRecord, error)
+	AuditRevRange(ctx context.Context, end, start string, count int64) ([]store.AuditRecord, error)
+	AuditIndexRevRange(ctx context.Context, target, end, start string, count int64) ([]store.AuditRecord, error)
+	AuditFollow(ctx context.Context, after string, block time.Duration) ([]store.AuditRecord, error)
+}
+
+// Trail appends to and reads the hash-chained audit trail. It is safe for concurrent use, and any number
+// of processes may append at once: each append is a compare-and-set on the chain's head.
+type Trail struct {
+	st   Store
+	mu   sync.Mutex
+	head store.AuditHead
+	know bool
+}
+
+// NewTrail returns a trail over the store.
+func NewTrail(st Store) *Trail { return &Trail{st: st} }
+
+// Record is one stored entry with its stream id.
+type Record struct {
+	StreamID string `json:"stream_id"`
+	Entry
+}
+
+// Append chains the entry to the trail's head and appends it. ID and Time are filled in when empty; Seq,
+// PrevHash and Hash are always set. It returns the entry as stored.
+func (t *Trail) Append(ctx context.Context, e Entry) (Record, error) {
+	if e.ID == "" {
+		e.ID = event.NewID()
+	}
+	if e.Time.IsZero() {
+		e.Time = time.Now()
+	}
+	e.Time = e.Time.UTC()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for range 20 {
+		if !t.know {
+			h, err := t.st.AuditReadHead(ctx)
+			if err != nil {
+				return Record{}, err
+			}
+			t.head, t.know = h, true
+		}
+		e.Seq = t.head.Seq + 1
+		e.PrevHash = t.head.Hash
+		e.Hash = e.ComputeHash()
+		raw, err := json.Marshal(e)
+		if err != nil {
+			return Record{}, fmt.Errorf("encode audit entry: %w", err)
+		}
+		id, head, err := t.st.AuditAppend(ctx, event.Target(e.Host, e.Container), t.head, e.Seq, raw, e.Hash)
+		if errors.Is(err, store.ErrAuditConflict) {
+			t.head = head // another writer came first: chain to its entry
+			continue
+		}
+		if err != nil {
+			t.know = false
+			return Record{}, err
+		}
+		t.head = head
+		return Record{StreamID: id, Entry: e}, nil
+	}
+	return Record{}, fmt.Errorf("append audit: head kept moving")
+}
+
+// Filter selects entries. Zero fields select everything.
+type Filter struct {
+	Target string    // "host/name": read through the container's index
+	Since  time.Time // entries at or after
+	Action string
+	Result string
+	Limit  int // newest N (default 100; negative: no limit)
+}
+
+func (f Filter) match(e Entry) bool {
+	return (f.Action == "" || e.Action == f.Action) && (f.Result == "" || e.Result == f.Result) &&
+		(f.Since.IsZero() || !e.Time.Before(f.Since))
+}
+
+func startID(since time.Time) string {
+	if since.IsZero() {
+		return "-"
+	}
+	return strconv.FormatInt(since.UnixMilli(), 10) + "-0"
+}
+
+// Query returns the newest entries that match, oldest first. A container query reads only its index.
+func (t *Trail) Query(ctx context.Context, f Filter) ([]Record, error) {
+	limit := f.Limit
+	if limit == 0 {
+		limit = 100
+	}
+	const chunk = 500
+	var out []Record
+	end := "+"
+	start := startID(f.Since)
+	for {
+		var recs []store.AuditRecord
+		var err error
+		if f.Target != "" {
+			recs, err = t.st.AuditIndexRevRange(ctx, f.Target, end, start, chunk)
+		} else {
+			recs, err = t.st.AuditRevRange(ctx, end, start, chunk)
+		}
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range recs {
+			var e Entry
+			if r.JSON == nil || json.Unmarshal(r.JSON, &e) != nil || !f.match(e) {
+				continue
+			}
+			out = append(out, Record{StreamID: r.ID, Entry: e})
+			if limit > 0 && len(out) >= limit {
+				break
+			}
+		}
+		if len(recs) < chunk || (limit > 0 && len(out) >= limit) {
+			break
+		}
+		end = "(" + recs[len(recs)-1].ID
+		if f.Target != "" {
+			end = "(" + recs[len(recs)-1].IndexID // the index pages by its own ids
+		}
+	}
+	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
+		out[i], out[j] = out[j], out[i]
+	}
+	return out, nil
+}
+
+// Follow calls fn for every entry appended after the call (and matching f) until ctx is done.
+func (t *Trail) Follow(ctx context.Context, f Filter, fn func(Record) error) error {
+	last := "$"
+	for ctx.Err() == nil {
+		recs, err := t.st.AuditFollow(ctx, last, time.Second)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		for _, r := range recs {
+			last = r.ID
+			var e Entry
+			if json.Unmarshal(r.JSON, &e) != nil || !f.match(e) {
+				continue
+			}
+			if f.Target != "" && event.Target(e.Host, e.Container) != f.Target {
+				continue
+			}
+			if err := fn(Record{StreamID: r.ID, Entry: e}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Break is the first place the chain does not hold: an entry edited, missing or unreadable.
+type Break struct {
+	StreamID string // the entry where the break shows
+	Seq      int64
+	Kind     string // edited, missing, malformed
+	Detail   string
+}
+
+func (b *Break) Error() string {
+	return fmt.Sprintf("audit chain broken at entry %s (seq %d): %s: %s", b.StreamID, b.Seq, b.Kind, b.Detail)
+}
+
+// Kinds of chain breaks.
+const (
+	BreakEdited    = "edited"
+	BreakMissing   = "missing"
+	BreakMalformed = "malformed"
+)
+
+// Verifier checks a chain entry by entry, oldest first. Its zero value starts a chain.
+type Verifier struct {
+	n    int64
+	prev Record
+}
+
+// Count is how many entries were checked.
+func (v *Verifier) Count() int64 { return v.n }
+
+// Next checks one stored entry against its own hash and its predecessor.
+func (v *Verifier) Next(r store.AuditRecord) *Break {
+	var e Entry
+	if err := json.Unmarshal(r.JSON, &e); err != nil {
+		return &Break{StreamID: r.ID, Kind: BreakMalformed, Detail: err.Error()}
+	}
+	if got := e.ComputeHash(); got != e.Hash {
+		return &Break{StreamID: r.ID, Seq: e.Seq, Kind: BreakEdited,
+			Detail: fmt.Sprintf("its content does not match its hash (%s %s %s at %s)", e.Container, e.Action, e.Result, e.Time.Format(time.RFC3339))}
+	}
+	prevSeq, prevHash := int64(0), ""
+	if v.n > 0 {
+		prevSeq, prevHash = v.prev.Seq, v.prev.Hash
+	}
+	switch {
+	case e.Seq > prevSeq+1:
+		return &Break{StreamID: r.ID, Seq: e.Seq, Kind: BreakMissing,
+			Detail: fmt.Sprintf("%s missing before it", seqSpan(prevSeq+1, e.Seq-1))}
+	case e.Seq != prevSeq+1:
+		return &Break{StreamID: r.ID, Seq: e.Seq, Kind: BreakEdited,
+			Detail: fmt.Sprintf("seq %d follows seq %d", e.Seq, prevSeq)}
+	case e.PrevHash != prevHash:
+		if v.n == 0 {
+			return &Break{StreamID: r.ID, Seq: e.Seq, Kind: BreakEdited, Detail: "the first entry chains to a previous hash"}
+		}
+		return &Break{StreamID: v.prev.StreamID, Seq: prevSeq, Kind: BreakEdited,
+			Detail: fmt.Sprintf("entry %s (seq %d) chains to a different hash: this entry was changed and rehashed", r.ID, e.Seq)}
+	}
+	v.n++
+	v.prev = Record{StreamID: r.ID, Entry: e}
+	return nil
+}
+
+// End checks that the chain ends where the head says it does (no entries cut off the tail).
+func (v *Verifier) End(head store.AuditHead) *Break {
+	lastSeq, lastHash := int64(0), ""
+	if v.n > 0 {
+		lastSeq, lastHash = v.prev.Seq, v.prev.Hash
+	}
+	if head.Seq == lastSeq && head.Hash == lastHash {
+		return nil
+	}
+	if head.Seq > lastSeq {
+		where := "the trail is empty"
+		if v.n > 0 {
+			where = "after entry " + v.prev.StreamID
+		}
+		return &Break{StreamID: head.ID, Seq: head.Seq, Kind: BreakMissing,
+			Detail: fmt.Sprintf("%s missing %s (the head records seq %d)", seqSpan(lastSeq+1, head.Seq), where, head.Seq)}
+	}
+	return &Break{StreamID: v.prev.StreamID, Seq: lastSeq, Kind: BreakEdited,
+		Detail: fmt.Sprintf("the head records seq %d hash %.12s, the last entry has hash %.12s", head.Seq, head.Hash, lastHash)}
+}
+
+func seqSpan(from, to int64) string {
+	if from == to {
+		return fmt.Sprintf("entry seq %d is", from)
+	}
+	return fmt.Sprintf("entries seq %d..%d are", from, to)
+}
+
+// VerifyReport summarises a verification.
+type VerifyReport struct {
+	Entries int64
+	Head    store.AuditHead
+	Break   *Break // nil when the chain is intact
+}
+
+// Verify recomputes the whole chain, oldest first, and stops at the first break.
+func (t *Trail) Verify(ctx context.Context) (VerifyReport, error) {
+	head, err := t.st.AuditReadHead(ctx)
+	if err != nil {
+		return VerifyReport{}, err
+	}
+	var v Verifier
+	start := "-"
+pages:
+	for {
+		recs, err := t.st.AuditRange(ctx, start, "+", 1000)
+		if err != nil {
+			return VerifyReport{}, err
+		}
+		for _, r := range recs {
+			if head.ID != "" && streamIDAfter(r.ID, head.ID) {
+				break pages // appended after the head was read
+			}
+			if b := v.Next(r); b != nil {
+				return VerifyReport{Entries: v.Count(), Head: head, Break: b}, nil
+			}
+		}
+		if len(recs) < 1000 {
+			break
+		}
+		start = "(" + recs[len(recs)-1].ID
+	}
+	return VerifyReport{Entries: v.Count(), Head: head, Break: v.End(head)}, nil
+}
+
+// streamIDAfter reports whether stream id a sorts after b.
+func streamIDAfter(a, b string) bool {
+	am, as := splitID(a)
+	bm, bs := splitID(b)
+	return am > bm || (am == bm && as > bs)
+}
+
+func splitID(id string) (int64, int64) {
+	ms, seq, _ := strings.Cut(id, "-")
+	m, _ := strconv.ParseInt(ms, 10, 64)
+	s, _ := strconv.ParseInt(seq, 10, 64)
+	return m, s
+}

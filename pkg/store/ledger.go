@@ -1,0 +1,268 @@
+package store
+
+import (
+	"context"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/hemostat/hemostat/pkg/event"
+)
+
+// The responder's safety state (ARCHITECTURE sections 3 and 6). Every key of one container carries the
+// container's {host/name} hash tag, so the ledger script touches one Cluster slot. Keys shared by a host
+// (the running-actions set, the blast-radius page marker) and the done keys of request events live in
+// other slots: they are written by their own small atomic scripts or commands, in an order that fails
+// closed (see pkg/respond's package comment).
+
+//go:embed ledger.lua
+var ledgerLua string
+
+// ledgerCommitScript is the one script that changes a container's ledger: a compare-and-set on the
+// ledger's revision that also takes or releases the container's lease.
+var ledgerCommitScript = redis.NewScript(ledgerLua)
+
+// ledgerSlotScript admits one more running action on a host unless max are already running.
+var ledgerSlotScript = redis.NewScript(`
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('ZSCORE', KEYS[1], ARGV[3]) then
+  redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
+  return 1
+end
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+return 1
+`)
+
+// ledgerRenewScript extends a lease and a host slot while their owner still holds them.
+var ledgerRenewScript = redis.NewScript(`
+local ok = 0
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  ok = 1
+end
+if KEYS[2] and redis.call('ZSCORE', KEYS[2], ARGV[1]) then
+  redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+end
+return ok
+`)
+
+// Errors of the ledger commit.
+var (
+	// ErrLedgerConflict means the ledger changed since it was read: read again and decide again.
+	ErrLedgerConflict = errors.New("ledger changed since it was read")
+	// ErrLeaseHeld means another responder holds the container's lease.
+	ErrLeaseHeld = errors.New("lease held by another responder")
+)
+
+// LedgerKeys names the keys of one container's safety state: the real ones, or the shadow ones that
+// dry-run, suggest and observe record into.
+type LedgerKeys struct {
+	Ledger string // hash: the ledger
+	Lease  string // string: the one-actor lease
+	Active string // sorted set: actions running on the host (member = lease token, score = expiry ms)
+	Hold   string // string: the blast-radius page marker of the host
+}
+
+// RespondKeys returns the keys of a container's real or shadow safety state.
+func RespondKeys(host, name string, shadow bool) LedgerKeys {
+	target := event.Target(host, name)
+	if shadow {
+		return LedgerKeys{
+			Ledger: "hemostat:shadow:{" + target + "}",
+			Lease:  "hemostat:shadow:lease:{" + target + "}",
+			Active: "hemostat:shadow:active:{" + host + "}",
+			Hold:   "hemostat:shadow:hold:{" + host + "}",
+		}
+	}
+	return LedgerKeys{
+		Ledger: event.LedgerKey(host, name),
+		Lease:  event.LeaseKey(host, name),
+		Active: "hemostat:respond:active:{" + host + "}",
+		Hold:   "hemostat:respond:hold:{" + host + "}",
+	}
+}
+
+// LedgerSnapshot is one read of everything the responder's decision needs from Redis, in one round trip.
+type LedgerSnapshot struct {
+	Fields    map[string]string // the ledger hash (empty when the container has none yet)
+	Lease     string            // the lease token, "" when free
+	Done      bool              // the request event was already handled
+	Active    int               // actions running on the host now
+	Unhealthy int               // containers of the host with an open incident
+	Watched   int               // watched containers of the host
+}
+
+const keyRespondIncidentsOpen = "hemostat:incidents:open"
+
+// LedgerRead reads a container's ledger, lease, the done marker of the request and the host's load.
+func (c *Client) LedgerRead(ctx context.Context, k LedgerKeys, host, eventID string, now time.Time) (LedgerSnapshot, error) {
+	pipe := c.rdb.Pipeline()
+	ledger := pipe.HGetAll(ctx, k.Ledger)
+	lease := pipe.Get(ctx, k.Lease)
+	done := pipe.Exists(ctx, event.DoneKey(eventID))
+	active := pipe.ZCount(ctx, k.Active, strconv.FormatInt(now.UnixMilli(), 10), "+inf")
+	open := pipe.ZRange(ctx, keyRespondIncidentsOpen, 0, -1)
+	containers := pipe.HGetAll(ctx, event.KeyContainers)
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return LedgerSnapshot{}, fmt.Errorf("read ledger %s: %w", k.Ledger, err)
+	}
+	s := LedgerSnapshot{Fields: ledger.Val(), Lease: lease.Val(), Done: done.Val() > 0, Active: int(active.Val())}
+	s.Unhealthy, s.Watched = respondLoad(host, open.Val(), containers.Val())
+	return s, nil
+}
+
+// respondLoad counts a host's containers with an open incident and its watched containers.
+func respondLoad(host string, open []string, containers map[string]string) (unhealthy, watched int) {
+	seen := map[string]bool{}
+	prefix := host + "/"
+	for _, m := range open {
+		id := strings.TrimPrefix(m, "hemostat:incident:")
+		if !strings.HasPrefix(id, prefix) {
+			continue
+		}
+		rest := id[len(prefix):]
+		if i := strings.LastIndexByte(rest, '/'); i > 0 {
+			rest = rest[:i]
+		}
+		seen[rest] = true
+	}
+	for target, raw := range containers {
+		if !strings.HasPrefix(target, prefix) {
+			continue
+		}
+		var s struct {
+			Watched *bool `json:"watched"`
+		}
+		if json.Unmarshal([]byte(raw), &s) == nil && (s.Watched == nil || *s.Watched) {
+			watched++
+		}
+	}
+	return len(seen), watched
+}
+
+// LeaseOp says what a ledger commit does with the container's lease.
+type LeaseOp int
+
+// Lease operations of a commit.
+const (
+	LeaseKeep    LeaseOp = iota // leave it alone
+	LeaseTake                   // take it; fail with ErrLeaseHeld when anyone holds it
+	LeaseRelease                // release it if the token still holds it
+)
+
+// LedgerCommit is one atomic change of a container's ledger.
+type LedgerCommit struct {
+	Rev      string // the "rev" field read with the snapshot ("" when absent); ignored with Force
+	Force    bool   // write whatever the revision (results of an action already taken, a human reset)
+	Set      map[string]string
+	Del      []string
+	Lease    LeaseOp
+	Token    string        // lease token
+	LeaseTTL time.Duration // for LeaseTake
+}
+
+// LedgerApply commits a change: it fails with ErrLedgerConflict when the ledger's revision moved since
+// the snapshot, and with ErrLeaseHeld when LeaseTake finds the lease taken. It returns the new revision.
+func (c *Client) LedgerApply(ctx context.Context, k LedgerKeys, cm LedgerCommit) (string, error) {
+	op := ""
+	switch cm.Lease {
+	case LeaseTake:
+		op = "take"
+	case LeaseRelease:
+		op = "release"
+	}
+	rev := cm.Rev
+	if cm.Force {
+		rev = "*"
+	}
+	ttl := cm.LeaseTTL.Milliseconds()
+	if ttl <= 0 {
+		ttl = 15000
+	}
+	args := make([]any, 0, 5+2*len(cm.Set)+len(cm.Del))
+	args = append(args, rev, op, cm.Token, ttl, len(cm.Set))
+	for f, v := range cm.Set {
+		args = append(args, f, v)
+	}
+	for _, f := range cm.Del {
+		args = append(args, f)
+	}
+	res, err := ledgerCommitScript.Run(ctx, c.rdb, []string{k.Ledger, k.Lease}, args...).Int64Slice()
+	if err != nil {
+		return "", fmt.Errorf("commit ledger %s: %w", k.Ledger, err)
+	}
+	switch res[0] {
+	case 1:
+		return strconv.FormatInt(res[1], 10), nil
+	case -1:
+		return "", ErrLeaseHeld
+	default:
+		return "", ErrLedgerConflict
+	}
+}
+
+// LedgerAcquireSlot admits one more running action on the host, identified by token, unless max are
+// running; the slot expires after ttl unless renewed.
+func (c *Client) LedgerAcquireSlot(ctx context.Context, k LedgerKeys, token string, max int, ttl time.Duration, now time.Time) (bool, error) {
+	ms := now.UnixMilli()
+	n, err := ledgerSlotScript.Run(ctx, c.rdb, []string{k.Active},
+		ms, ms+ttl.Milliseconds(), token, max, (2 * ttl).Milliseconds()).Int()
+	if err != nil {
+		return false, fmt.Errorf("acquire slot %s: %w", k.Active, err)
+	}
+	return n == 1, nil
+}
+
+// LedgerReleaseSlot frees the host slot of token.
+func (c *Client) LedgerReleaseSlot(ctx context.Context, k LedgerKeys, token string) error {
+	if err := c.rdb.ZRem(ctx, k.Active, token).Err(); err != nil {
+		return fmt.Errorf("release slot %s: %w", k.Active, err)
+	}
+	return nil
+}
+
+// LedgerRenew extends the lease and the host slot held by token; it reports whether the lease is still
+// held.
+func (c *Client) LedgerRenew(ctx context.Context, k LedgerKeys, token string, ttl time.Duration, now time.Time) (bool, error) {
+	n, err := ledgerRenewScript.Run(ctx, c.rdb, []string{k.Lease, k.Active},
+		token, ttl.Milliseconds(), now.Add(ttl).UnixMilli()).Int()
+	if err != nil {
+		return false, fmt.Errorf("renew lease %s: %w", k.Lease, err)
+	}
+	return n == 1, nil
+}
+
+// LedgerHoldOnce reports whether this is the first blast-radius hold of the host within period (the one
+// that pages).
+func (c *Client) LedgerHoldOnce(ctx context.Context, k LedgerKeys, period time.Duration) (bool, error) {
+	ok, err := c.rdb.SetNX(ctx, k.Hold, "1", period).Result()
+	if err != nil {
+		return false, fmt.Errorf("hold marker %s: %w", k.Hold, err)
+	}
+	return ok, nil
+}
+
+// LedgerMarkDone records that a request event was handled, for ttl.
+func (c *Client) LedgerMarkDone(ctx context.Context, eventID string, ttl time.Duration) error {
+	if err := c.rdb.Set(ctx, event.DoneKey(eventID), "1", ttl).Err(); err != nil {
+		return fmt.Errorf("mark done %s: %w", eventID, err)
+	}
+	return nil
+}
+
+// LedgerFields reads a ledger hash (for `respond reset`, views and tests).
+func (c *Client) LedgerFields(ctx context.Context, k LedgerKeys) (map[string]string, error) {
+	m, err := c.rdb.HGetAll(ctx, k.Ledger).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read ledger %s: %w", k.Ledger, err)
+	}
+	return m, nil
+}
