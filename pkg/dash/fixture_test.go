@@ -1,0 +1,325 @@
+package dash
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/hemostat/hemostat/pkg/audit"
+	"github.com/hemostat/hemostat/pkg/container"
+	"github.com/hemostat/hemostat/pkg/event"
+	"github.com/hemostat/hemostat/pkg/store"
+)
+
+// t0 is the fixed "now" of the golden tests.
+var t0 = time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
+
+// fixture is a small but complete hemostat installation: two hosts, six containers, two open incidents,
+// ledgers in every state, an audit trail, heartbeats and events. It is written to Redis exactly as the
+// shared data contracts say (seed) and also turned into a Snapshot directly (snapshot) for view tests.
+type fixture struct {
+	now        time.Time
+	containers []container.Summary
+	samples    map[string]container.Sample
+	histories  map[string]container.History
+	ledgers    map[string]map[string]string
+	shadows    map[string]map[string]string
+	incidents  []store.DashIncident
+	audit      []audit.Entry // oldest first, hash-chained
+	agents     []store.AgentInfo
+	events     []event.Envelope // oldest first
+}
+
+func ms(t time.Time) string { return strconv.FormatInt(t.UnixMilli(), 10) }
+
+func series(start, step float64, n int) []float64 {
+	out := make([]float64, n)
+	for i := range out {
+		v := start + step*float64(i)
+		v = min(max(v, 0), 100)
+		out[i] = v
+	}
+	return out
+}
+
+func newFixture(now time.Time) fixture {
+	f := fixture{
+		now:       now,
+		samples:   map[string]container.Sample{},
+		histories: map[string]container.History{},
+		ledgers:   map[string]map[string]string{},
+		shadows:   map[string]map[string]string{},
+	}
+	type c struct {
+		host, name, image, state, health, mode string
+		cpu, mem                               float64
+		watched                                bool
+		labels                                 map[string]string
+		exit, restarts                         int
+		incidents                              []string
+	}
+	list := []c{
+		{"node-a", "web-1", "nginx:1.27", "running", "unhealthy", "auto", 93.4, 41.2, true, nil, 0, 3, []string{"unhealthy"}},
+		{"node-a", "api-1", "ghcr.io/acme/api:2.4", "running", "healthy", "auto", 12.5, 35.0, true, nil, 0, 0, nil},
+		{"node-a", "worker-1", "acme/worker:7", "exited", "", "auto", 0, 0, true, nil, 137, 5, []string{"oom_killed"}},
+		{"node-a", "db-1", "postgres:17", "running", "healthy", "observe", 22.0, 61.5, true, map[string]string{container.LabelMode: "observe"}, 0, 0, nil},
+		{"node-b", "cache-1", "redis:7", "running", "", "suggest", 3.1, 12.0, true, map[string]string{container.LabelMode: "suggest"}, 0, 1, nil},
+		{"node-b", "proxy-1", "traefik:3", "running", "healthy", "auto", 1.0, 5.5, false, map[string]string{container.LabelEnable: "false"}, 0, 0, nil},
+	}
+	for i, x := range list {
+		s := container.Summary{
+			ID: fmt.Sprintf("%02d3f9a8b7c6d5e4f30112233445566778899aabbccddeeff0011223344556677", i), Name: x.name, Host: x.host,
+			Image: x.image, State: x.state, Health: x.health, ExitCode: x.exit, RestartCount: x.restarts,
+			OOMKilled: x.name == "worker-1", StartedAt: now.Add(-2 * time.Hour), Labels: x.labels, Mode: x.mode,
+			Watched: x.watched, Incidents: x.incidents, UpdatedAt: now.Add(-3 * time.Second),
+		}
+		f.containers = append(f.containers, s)
+		target := s.Target()
+		if x.state == "running" {
+			f.samples[target] = container.Sample{
+				Time: now.Add(-3 * time.Second), Source: "cgroup",
+				Metrics: event.Metrics{CPUPercent: x.cpu, MemoryPercent: x.mem, MemoryUsage: uint64(x.mem / 100 * 512 * 1024 * 1024),
+					MemoryLimit: 512 * 1024 * 1024, NetworkRxBytes: 123456789, NetworkTxBytes: 2345678, PIDs: 12},
+			}
+			f.histories[target] = container.History{
+				CPU:    series(x.cpu-float64(i*5)-40, 2.5, 20),
+				Memory: series(x.mem-10, 0.5, 20),
+			}
+		}
+	}
+	f.ledgers["node-a/web-1"] = map[string]string{
+		"attempts": fmt.Sprintf("[%s,%s]", ms(now.Add(-20*time.Minute)), ms(now.Add(-5*time.Minute))), "backoff_step": "2",
+		"next_allowed_ms": ms(now.Add(90 * time.Second)), "breaker": "closed", "breaker_until_ms": "0",
+		"last_action": "restart", "last_action_ms": ms(now.Add(-5 * time.Minute)), "last_decision": "executed",
+		"last_result": "success", "last_reason": "health check failing 3 times in a row", "healthy_since_ms": "0",
+	}
+	f.ledgers["node-a/worker-1"] = map[string]string{
+		"attempts":     fmt.Sprintf("[%s,%s,%s]", ms(now.Add(-50*time.Minute)), ms(now.Add(-30*time.Minute)), ms(now.Add(-10*time.Minute))),
+		"backoff_step": "3", "next_allowed_ms": ms(now.Add(-time.Minute)), "breaker": "open", "breaker_until_ms": ms(now.Add(40 * time.Minute)),
+		"last_action": "restart", "last_action_ms": ms(now.Add(-10 * time.Minute)), "last_decision": "denied",
+		"last_result": "denied", "last_reason": "circuit_open: 3 actions in the last hour",
+	}
+	f.shadows["node-b/cache-1"] = map[string]string{
+		"attempts": fmt.Sprintf("[%s]", ms(now.Add(-15*time.Minute))), "backoff_step": "1",
+		"next_allowed_ms": ms(now.Add(15 * time.Second)), "breaker": "closed", "last_action": "restart",
+		"last_action_ms": ms(now.Add(-15 * time.Minute)), "last_decision": "dry_run", "last_result": "dry_run",
+		"last_reason": "mode suggest: would restart",
+	}
+	web := event.IncidentKey("node-a", "web-1", event.ClassUnhealthy)
+	worker := event.IncidentKey("node-a", "worker-1", event.ClassOOMKilled)
+	f.incidents = []store.DashIncident{
+		{ID: web, OpenedMS: now.Add(-6 * time.Minute).UnixMilli(), Fields: map[string]string{
+			"state": "open", "class": event.ClassUnhealthy, "host": "node-a", "container": "web-1",
+			"container_id": f.containers[0].ID, "opened_at": now.Add(-6 * time.Minute).Format(time.RFC3339Nano),
+			"alert_id": "0193a1b2-web1-alert", "severity": event.SeverityCritical, "action": event.ActionRestart,
+			"confidence": "0.9", "analysis_method": "rules", "reason": "health check failing 3 times in a row",
+			"root_cause": "upstream timeout makes /healthz fail", "evidence": `["healthz: 503 x3","last restart 5m ago"]`,
+			"decided_at": now.Add(-6*time.Minute + 40*time.Millisecond).Format(time.RFC3339Nano),
+		}},
+		{ID: worker, OpenedMS: now.Add(-2 * time.Minute).UnixMilli(), Fields: map[string]string{
+			"state": "open", "class": event.ClassOOMKilled, "host": "node-a", "container": "worker-1",
+			"container_id": f.containers[2].ID, "opened_at": now.Add(-2 * time.Minute).Format(time.RFC3339Nano),
+			"alert_id": "0193a1b2-worker1-alert", "severity": event.SeverityCritical,
+		}},
+	}
+
+	type a struct {
+		ago                                         time.Duration
+		host, name, class, action, decision, result string
+		reason, method, err                         string
+		conf                                        float64
+		dry                                         bool
+	}
+	trail := []a{
+		{50 * time.Minute, "node-a", "worker-1", "oom_killed", "restart", "executed", "success", "container exited with code 137 (OOM killed)", "rules", "", 0.95, false},
+		{30 * time.Minute, "node-a", "worker-1", "oom_killed", "restart", "executed", "failed", "container exited with code 137 (OOM killed)", "rules", "verify: not running after 30s", 0.95, false},
+		{20 * time.Minute, "node-a", "web-1", "unhealthy", "restart", "executed", "success", "health check failing 3 times in a row", "rules", "", 0.9, false},
+		{15 * time.Minute, "node-b", "cache-1", "cpu_saturated", "restart", "dry_run", "dry_run", "mode suggest: would restart", "llm:anthropic:claude-haiku-4-5", "", 0.7, true},
+		{10 * time.Minute, "node-a", "worker-1", "oom_killed", "restart", "denied", "denied", "circuit_open: 3 actions in the last hour", "rules", "", 0.95, false},
+		{5 * time.Minute, "node-a", "web-1", "unhealthy", "restart", "executed", "success", "health check failing 3 times in a row", "rules", "", 0.9, false},
+		{26 * time.Hour, "node-b", "cache-1", "cpu_saturated", "restart", "executed", "success", "an old one, outside the last 24 hours", "rules", "", 0.8, false},
+	}
+	// oldest first
+	order := []int{6, 0, 1, 2, 3, 4, 5}
+	prev := ""
+	for n, i := range order {
+		x := trail[i]
+		e := audit.Entry{
+			ID: fmt.Sprintf("0193a1b2-audit-%02d", n), Time: now.Add(-x.ago), Host: x.host, Container: x.name,
+			Incident: event.IncidentKey(x.host, x.name, x.class), Action: x.action, Decision: x.decision, Result: x.result,
+			Error: x.err, Reason: x.reason, Confidence: x.conf, AnalysisMethod: x.method, Actor: x.method,
+			DurationMS: 1250, Verified: x.result == "success", DryRun: x.dry, PrevHash: prev,
+		}
+		e.Hash = e.ComputeHash()
+		prev = e.Hash
+		f.audit = append(f.audit, e)
+	}
+
+	for _, k := range []string{"monitor", "analyze", "respond"} {
+		f.agents = append(f.agents, store.AgentInfo{Kind: k, Instance: "node-a-1", Fields: map[string]string{
+			"kind": k, "instance": "node-a-1", "version": "v0.1.0", "host": "node-a",
+			"started_at": now.Add(-time.Hour).Format(time.RFC3339), "last_heartbeat": now.Add(-2 * time.Second).Format(time.RFC3339Nano),
+		}})
+	}
+
+	env := func(at time.Time, agentKind, incident, cause string, p event.Payload) event.Envelope {
+		e, err := event.New(agentKind, "node-a", incident, cause, p)
+		if err != nil {
+			panic(err)
+		}
+		e.Timestamp = at
+		e.ID = fmt.Sprintf("0193a1b2-ev-%s-%d", p.EventType(), at.Unix()%1000)
+		return e
+	}
+	alert := env(now.Add(-6*time.Minute), "monitor", web, "", &event.ContainerUnhealthy{
+		ContainerID: f.containers[0].ID, ContainerName: "web-1", Image: "nginx:1.27", Status: "running", Class: event.ClassUnhealthy,
+		Severity: event.SeverityCritical, HealthStatus: "unhealthy", RestartCount: 3, EventTime: now.Add(-6 * time.Minute),
+		Metrics: event.Metrics{CPUPercent: 93.4, MemoryPercent: 41.2},
+	})
+	need := env(now.Add(-6*time.Minute+40*time.Millisecond), "analyze", web, alert.ID, &event.RemediationNeeded{
+		Container: "web-1", ContainerID: f.containers[0].ID, Action: event.ActionRestart, Reason: "health check failing 3 times in a row",
+		Confidence: 0.9, AnalysisMethod: "rules", Class: event.ClassUnhealthy,
+	})
+	done := env(now.Add(-5*time.Minute), "respond", web, need.ID, &event.RemediationComplete{
+		Container: "web-1", Action: event.ActionRestart, Result: event.Result{Status: event.StatusSuccess, Details: "restarted, healthy after 4s"},
+		Reason: "health check failing 3 times in a row", Confidence: 0.9, AnalysisMethod: "rules", Verified: true, DurationMS: 4200,
+	})
+	fa := env(now.Add(-4*time.Minute), "analyze", "node-a/api-1/cpu_saturated", "", &event.FalseAlarm{
+		Container: "api-1", Reason: "CPU burst during a scheduled batch, back under the threshold", Confidence: 0.8, AnalysisMethod: "rules",
+	})
+	oom := env(now.Add(-2*time.Minute), "monitor", worker, "", &event.ContainerUnhealthy{
+		ContainerID: f.containers[2].ID, ContainerName: "worker-1", Image: "acme/worker:7", Status: "exited", Class: event.ClassOOMKilled,
+		Severity: event.SeverityCritical, ExitCode: 137, OOMKilled: true, RestartCount: 5, EventTime: now.Add(-2 * time.Minute),
+	})
+	rec := env(now.Add(-1*time.Minute), "monitor", "node-b/cache-1/cpu_saturated", "", &event.ContainerRecovered{
+		ContainerID: f.containers[4].ID, ContainerName: "cache-1", Class: event.ClassCPUSaturated,
+	})
+	f.events = []event.Envelope{alert, need, done, fa, oom, rec}
+	return f
+}
+
+// raw is what store.DashState would return for the fixture.
+func (f fixture) raw() store.DashState {
+	st := store.DashState{
+		Containers: map[string]string{}, Stats: map[string]map[string]string{},
+		Ledgers: f.ledgers, Shadows: f.shadows, Incidents: f.incidents, Agents: f.agents,
+	}
+	for _, c := range f.containers {
+		st.Containers[c.Target()] = mustJSON(c)
+		if s, ok := f.samples[c.Target()]; ok {
+			st.Stats[c.Target()] = map[string]string{"sample": mustJSON(s), "history": mustJSON(f.histories[c.Target()])}
+		}
+	}
+	return st
+}
+
+// snapshot is the fixture as the model sees it.
+func (f fixture) snapshot() Snapshot {
+	s := decodeState(f.raw(), f.now)
+	for i := len(f.audit) - 1; i >= 0; i-- {
+		s.Audit = append(s.Audit, f.audit[i])
+	}
+	s.FalseAlarms = 1
+	return s
+}
+
+// streamEvents are the fixture's events as Follow delivers them.
+func (f fixture) streamEvents() []Event {
+	var out []Event
+	for i, e := range f.events {
+		stream, _ := event.StreamFor(e.EventType)
+		out = append(out, decodeEvent(store.DashEntry{
+			Stream: stream, ID: fmt.Sprintf("%d-%d", e.Timestamp.UnixMilli(), i), Value: mustJSON(e),
+		}))
+	}
+	return out
+}
+
+func mustJSON(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}
+
+// seed writes the fixture to Redis following the shared data contracts, as monitor, analyze, respond,
+// alert and agent.Run would. Stream entry ids carry the fixture's times, so the last-24h counts hold.
+func (f fixture) seed(t testing.TB, url string) {
+	t.Helper()
+	opt, err := redis.ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(opt)
+	defer rdb.Close()
+	ctx := context.Background()
+	p := rdb.Pipeline()
+	for _, c := range f.containers {
+		target := c.Target()
+		p.HSet(ctx, event.KeyContainers, target, mustJSON(c))
+		if s, ok := f.samples[target]; ok {
+			k := event.StatsKey(c.Host, c.Name)
+			p.HSet(ctx, k, "sample", mustJSON(s), "history", mustJSON(f.histories[target]))
+			p.Expire(ctx, k, time.Hour)
+		}
+		if l, ok := f.ledgers[target]; ok {
+			p.HSet(ctx, event.LedgerKey(c.Host, c.Name), l)
+		}
+		if l, ok := f.shadows[target]; ok {
+			p.HSet(ctx, store.ShadowLedgerKey(c.Host, c.Name), l)
+		}
+	}
+	for _, in := range f.incidents {
+		p.HSet(ctx, event.IncidentHashKey(in.ID), in.Fields)
+		p.ZAdd(ctx, "hemostat:incidents:open", redis.Z{Score: float64(in.OpenedMS), Member: in.ID})
+	}
+	for i, e := range f.audit {
+		id := fmt.Sprintf("%d-%d", e.Time.UnixMilli(), i)
+		p.XAdd(ctx, &redis.XAddArgs{Stream: event.StreamAudit, ID: id, Values: []any{"entry", mustJSON(e)}})
+		p.XAdd(ctx, &redis.XAddArgs{Stream: "hemostat:audit:idx:{" + e.Host + "/" + e.Container + "}", ID: id, Values: []any{"id", id}})
+	}
+	for _, a := range f.agents {
+		k := event.AgentKey(a.Kind, a.Instance)
+		p.HSet(ctx, k, a.Fields)
+		p.Expire(ctx, k, time.Hour)
+	}
+	for i, e := range f.events {
+		stream, _ := event.StreamFor(e.EventType)
+		raw := mustJSON(e)
+		p.XAdd(ctx, &redis.XAddArgs{Stream: stream, ID: fmt.Sprintf("%d-%d", e.Timestamp.UnixMilli(), i), Values: []any{event.Field, raw}})
+		item := fmt.Sprintf(`{"timestamp":%q,"event_type":%q,"event":%s}`, e.Timestamp.Format(time.RFC3339Nano), e.EventType, raw)
+		p.LPush(ctx, event.KeyEventsAll, item)
+		p.LPush(ctx, event.EventsKey(e.EventType), item)
+	}
+	p.LTrim(ctx, event.KeyEventsAll, 0, 999)
+	if _, err := p.Exec(ctx); err != nil {
+		t.Fatalf("seed redis: %v", err)
+	}
+}
+
+// publish appends one more event to its stream (and mirrors it), as a live agent would.
+func publish(t testing.TB, url string, e event.Envelope) {
+	t.Helper()
+	opt, err := redis.ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(opt)
+	defer rdb.Close()
+	stream, err := event.StreamFor(e.EventType)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := mustJSON(e)
+	ctx := context.Background()
+	if err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: []any{event.Field, raw}}).Err(); err != nil {
+		t.Fatalf("publish: %v", err)
+	}
+	rdb.Publish(ctx, stream, raw)
+}

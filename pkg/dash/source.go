@@ -1,0 +1,254 @@
+package dash
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hemostat/hemostat/pkg/agent"
+	"github.com/hemostat/hemostat/pkg/audit"
+	"github.com/hemostat/hemostat/pkg/event"
+	"github.com/hemostat/hemostat/pkg/store"
+)
+
+// Sizes of what the Redis source keeps and reads.
+const (
+	// AuditKeep is how many of the newest audit entries the dashboard holds for history and KPIs.
+	AuditKeep = 2000
+	// EventBackfill is how many recent entries of each stream are shown when the dashboard starts.
+	EventBackfill = 200
+	auditField    = "entry"
+	readChunk     = 1000
+)
+
+// RedisSource reads the dashboard's data from Redis. Audit entries and false alarms are read incrementally:
+// after the first refresh, each refresh fetches only what was appended since.
+type RedisSource struct {
+	c     *store.Client
+	block time.Duration
+
+	mu          sync.Mutex
+	audit       []audit.Entry // newest first
+	auditLast   string
+	falseAlarms []time.Time // oldest first, last 24 hours
+	faLast      string
+	problems    []string
+}
+
+// NewRedisSource returns a source over an open store client.
+func NewRedisSource(c *store.Client) *RedisSource {
+	return &RedisSource{c: c, block: 2 * time.Second}
+}
+
+// Snapshot implements Source.
+func (s *RedisSource) Snapshot(ctx context.Context) (Snapshot, error) {
+	raw, err := s.c.DashState(ctx)
+	if err != nil {
+		return Snapshot{}, err
+	}
+	now := time.Now()
+	snap := decodeState(raw, now)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.readAudit(ctx); err != nil {
+		return Snapshot{}, err
+	}
+	if err := s.readFalseAlarms(ctx, now); err != nil {
+		return Snapshot{}, err
+	}
+	snap.Audit = s.audit
+	snap.FalseAlarms = len(s.falseAlarms)
+	snap.Problems = append(snap.Problems, s.problems...)
+	return snap, nil
+}
+
+// newer reports whether stream id a sorts after b.
+func newer(a, b string) bool {
+	ams, aseq := splitID(a)
+	bms, bseq := splitID(b)
+	if ams != bms {
+		return ams > bms
+	}
+	return aseq > bseq
+}
+
+func splitID(id string) (int64, int64) {
+	l, r, _ := strings.Cut(id, "-")
+	ms, _ := strconv.ParseInt(l, 10, 64)
+	seq, _ := strconv.ParseInt(r, 10, 64)
+	return ms, seq
+}
+
+// readAudit appends the audit entries written since the last read. It starts over when the stream's
+// newest id went backwards (the stream was deleted and rebuilt).
+func (s *RedisSource) readAudit(ctx context.Context) error {
+	if s.auditLast != "" {
+		tail, err := s.c.DashStreamTail(ctx, event.StreamAudit, auditField, time.Time{}, 1)
+		if err != nil {
+			return err
+		}
+		if len(tail) == 0 || newer(s.auditLast, tail[0].ID) {
+			s.audit, s.auditLast, s.problems = nil, "", nil
+		}
+	}
+	var fresh []store.DashEntry
+	if s.auditLast == "" {
+		tail, err := s.c.DashStreamTail(ctx, event.StreamAudit, auditField, time.Time{}, AuditKeep)
+		if err != nil {
+			return err
+		}
+		fresh = tail
+	} else {
+		for {
+			chunk, err := s.c.DashStreamAfter(ctx, event.StreamAudit, auditField, s.auditLast, readChunk)
+			if err != nil {
+				return err
+			}
+			fresh = append(fresh, chunk...)
+			if len(chunk) < readChunk {
+				break
+			}
+			s.auditLast = chunk[len(chunk)-1].ID
+		}
+	}
+	if len(fresh) == 0 {
+		return nil
+	}
+	s.auditLast = fresh[len(fresh)-1].ID
+	add := make([]audit.Entry, 0, len(fresh))
+	for i := len(fresh) - 1; i >= 0; i-- { // newest first
+		var e audit.Entry
+		if err := json.Unmarshal([]byte(fresh[i].Value), &e); err != nil {
+			s.problems = append(s.problems, fmt.Sprintf("%s %s: %v", event.StreamAudit, fresh[i].ID, err))
+			continue
+		}
+		if e.Time.IsZero() {
+			e.Time = fresh[i].Time()
+		}
+		add = append(add, e)
+	}
+	s.audit = append(add, s.audit...)
+	if len(s.audit) > AuditKeep {
+		s.audit = s.audit[:AuditKeep:AuditKeep]
+	}
+	if len(s.problems) > 20 {
+		s.problems = s.problems[len(s.problems)-20:]
+	}
+	return nil
+}
+
+// readFalseAlarms keeps the times of the false alarms of the last 24 hours.
+func (s *RedisSource) readFalseAlarms(ctx context.Context, now time.Time) error {
+	since := now.Add(-24 * time.Hour)
+	var fresh []store.DashEntry
+	if s.faLast == "" {
+		tail, err := s.c.DashStreamTail(ctx, event.StreamFalseAlarm, event.Field, since, 10*readChunk)
+		if err != nil {
+			return err
+		}
+		fresh = tail
+	} else {
+		chunk, err := s.c.DashStreamAfter(ctx, event.StreamFalseAlarm, event.Field, s.faLast, 10*readChunk)
+		if err != nil {
+			return err
+		}
+		fresh = chunk
+	}
+	for _, e := range fresh {
+		s.falseAlarms = append(s.falseAlarms, e.Time())
+		s.faLast = e.ID
+	}
+	i := 0
+	for i < len(s.falseAlarms) && s.falseAlarms[i].Before(since) {
+		i++
+	}
+	s.falseAlarms = s.falseAlarms[i:]
+	return nil
+}
+
+// Follow implements Source: it backfills the newest entries of every work stream (or, when the streams are
+// empty, of hemostat:events:all) and then follows the streams with a blocking XREAD, so nothing is polled
+// and nothing appended between the backfill and the follow is lost.
+func (s *RedisSource) Follow(ctx context.Context, out chan<- EventBatch) error {
+	send := func(b EventBatch) bool {
+		select {
+		case out <- b:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	bo := agent.Backoff{Min: 250 * time.Millisecond, Max: 5 * time.Second}
+	var last map[string]string
+	for ctx.Err() == nil {
+		if last == nil {
+			evs, ids, err := s.backfill(ctx)
+			if err != nil {
+				if ctx.Err() != nil || !send(EventBatch{Err: err}) || !agent.Sleep(ctx, bo.Next()) {
+					return nil
+				}
+				continue
+			}
+			bo.Reset()
+			last = ids
+			if !send(EventBatch{Events: evs, Backfill: true}) {
+				return nil
+			}
+		}
+		entries, err := s.c.DashFollow(ctx, last, event.Field, s.block)
+		if err != nil {
+			if ctx.Err() != nil || !send(EventBatch{Err: err}) || !agent.Sleep(ctx, bo.Next()) {
+				return nil
+			}
+			continue
+		}
+		bo.Reset()
+		if len(entries) == 0 {
+			continue
+		}
+		evs := make([]Event, 0, len(entries))
+		for _, e := range entries {
+			evs = append(evs, decodeEvent(e))
+			last[e.Stream] = e.ID
+		}
+		slices.SortStableFunc(evs, func(a, b Event) int { return a.Time.Compare(b.Time) })
+		if !send(EventBatch{Events: evs}) {
+			return nil
+		}
+	}
+	return nil
+}
+
+func (s *RedisSource) backfill(ctx context.Context) ([]Event, map[string]string, error) {
+	ids := make(map[string]string, len(event.WorkStreams))
+	var evs []Event
+	for _, stream := range event.WorkStreams {
+		tail, err := s.c.DashStreamTail(ctx, stream, event.Field, time.Time{}, EventBackfill)
+		if err != nil {
+			return nil, nil, err
+		}
+		ids[stream] = "0-0"
+		for _, e := range tail {
+			evs = append(evs, decodeEvent(e))
+			ids[stream] = e.ID
+		}
+	}
+	if len(evs) == 0 {
+		items, err := s.c.DashEventList(ctx, event.KeyEventsAll, EventBackfill)
+		if err != nil {
+			return nil, nil, err
+		}
+		for i := len(items) - 1; i >= 0; i-- { // the list is newest first
+			if ev, ok := decodeListItem(items[i]); ok {
+				evs = append(evs, ev)
+			}
+		}
+	}
+	slices.SortStableFunc(evs, func(a, b Event) int { return a.Time.Compare(b.Time) })
+	return evs, ids, nil
+}

@@ -1,0 +1,225 @@
+package dash
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	tea "charm.land/bubbletea/v2"
+	"github.com/charmbracelet/x/ansi"
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/hemostat/hemostat/pkg/container"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/*.golden")
+
+// fakeSource is a Source that returns what it is told and counts the reads.
+type fakeSource struct {
+	mu    sync.Mutex
+	snap  Snapshot
+	err   error
+	reads int
+}
+
+func (f *fakeSource) Snapshot(context.Context) (Snapshot, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.reads++
+	return f.snap, f.err
+}
+
+func (f *fakeSource) set(s Snapshot, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.snap, f.err = s, err
+}
+
+func (f *fakeSource) Follow(ctx context.Context, _ chan<- EventBatch) error {
+	<-ctx.Done()
+	return nil
+}
+
+var errRefused = errors.New("redis unavailable at 127.0.0.1:6379: dial tcp 127.0.0.1:6379: connect: connection refused")
+
+func testOptions() Options {
+	return Options{
+		Refresh:   2 * time.Second,
+		RedisAddr: "127.0.0.1:6379",
+		Now:       func() time.Time { return t0 },
+		Location:  time.UTC,
+	}
+}
+
+func newTestModel(w, h int) Model {
+	m := New(context.Background(), &fakeSource{}, nil, testOptions())
+	return send(m, tea.WindowSizeMsg{Width: w, Height: h})
+}
+
+// send feeds messages to Update, ignoring the commands (the tests drive every message themselves).
+func send(m Model, msgs ...tea.Msg) Model {
+	for _, msg := range msgs {
+		nm, _ := m.Update(msg)
+		m = nm.(Model)
+	}
+	return m
+}
+
+// press turns key names into key press messages: "enter", "tab", "shift+tab", "esc", or text.
+func press(keys ...string) []tea.Msg {
+	var out []tea.Msg
+	for _, k := range keys {
+		switch k {
+		case "enter":
+			out = append(out, tea.KeyPressMsg{Code: tea.KeyEnter})
+		case "tab":
+			out = append(out, tea.KeyPressMsg{Code: tea.KeyTab})
+		case "shift+tab":
+			out = append(out, tea.KeyPressMsg{Code: tea.KeyTab, Mod: tea.ModShift})
+		case "esc":
+			out = append(out, tea.KeyPressMsg{Code: tea.KeyEscape})
+		case "backspace":
+			out = append(out, tea.KeyPressMsg{Code: tea.KeyBackspace})
+		case "down":
+			out = append(out, tea.KeyPressMsg{Code: tea.KeyDown})
+		case "up":
+			out = append(out, tea.KeyPressMsg{Code: tea.KeyUp})
+		default:
+			for _, r := range k {
+				out = append(out, tea.KeyPressMsg{Code: r, Text: string(r)})
+			}
+		}
+	}
+	return out
+}
+
+func keys(m Model, k ...string) Model { return send(m, press(k...)...) }
+
+func populated(m Model) Model {
+	f := newFixture(t0)
+	return send(m,
+		snapshotMsg{snap: f.snapshot()},
+		eventsMsg{batch: EventBatch{Events: f.streamEvents(), Backfill: true}, ok: true})
+}
+
+func empty(m Model) Model {
+	return send(m, snapshotMsg{snap: Snapshot{Time: t0}}, eventsMsg{batch: EventBatch{Backfill: true}, ok: true})
+}
+
+func unreachable(m Model) Model {
+	return send(m, snapshotMsg{err: errRefused}, eventsMsg{batch: EventBatch{Err: errRefused}, ok: true})
+}
+
+// bare has one container and nothing else known about it: the empty detail view.
+func bare(m Model) Model {
+	return send(m, snapshotMsg{snap: Snapshot{Time: t0, Containers: []Container{{Summary: container.Summary{
+		ID: "abc", Name: "web-1", Host: "node-a", Image: "nginx", State: "created", Watched: true,
+	}}}}})
+}
+
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name+".golden")
+	if *update {
+		if err := os.MkdirAll("testdata", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test ./pkg/dash -run %s -update)", err, t.Name())
+	}
+	if diff := cmp.Diff(string(want), got); diff != "" {
+		t.Errorf("%s mismatch (-want +got):\n%s", path, diff)
+	}
+}
+
+func TestGolden(t *testing.T) {
+	sizes := []struct{ w, h int }{{80, 24}, {120, 40}}
+	states := []struct {
+		name  string
+		setup func(Model) Model
+	}{
+		{"empty", empty},
+		{"error", unreachable},
+		{"populated", populated},
+		{"stale", func(m Model) Model { return send(populated(m), snapshotMsg{err: errRefused}) }},
+	}
+	views := []struct {
+		name string
+		keys []string
+	}{
+		{"overview", nil},
+		{"events", []string{"tab"}},
+		{"events_selected", []string{"tab", "j", "j"}},
+		{"history", []string{"tab", "tab"}},
+		{"history_filtered", []string{"3", "/", "worker", "enter", "f", "f"}},
+		{"detail", []string{"/", "web-1", "enter", "enter"}},
+		{"detail_breaker", []string{"/", "worker", "enter", "enter"}},
+		{"overview_filter", []string{"/", "node-b"}},
+		{"overview_sorted", []string{"s", "s", "s", "s", "S"}},
+		{"help", []string{"?"}},
+	}
+	for _, sz := range sizes {
+		for _, st := range states {
+			for _, v := range views {
+				if st.name != "populated" && strings.Contains(v.name, "_") {
+					continue // variants only matter with data
+				}
+				if v.name == "help" && st.name != "empty" {
+					continue
+				}
+				name := st.name + "_" + v.name + "_" + strconv.Itoa(sz.w) + "x" + strconv.Itoa(sz.h)
+				t.Run(name, func(t *testing.T) {
+					m := st.setup(newTestModel(sz.w, sz.h))
+					if v.name == "detail" && st.name == "empty" {
+						m = bare(m)
+					}
+					m = keys(m, v.keys...)
+					got := ansi.Strip(m.Render())
+					checkShape(t, got, sz.w, sz.h)
+					golden(t, name, got)
+				})
+			}
+		}
+	}
+}
+
+// checkShape asserts the screen is exactly h lines of at most w cells.
+func checkShape(t *testing.T, s string, w, h int) {
+	t.Helper()
+	lines := strings.Split(s, "\n")
+	if len(lines) != h {
+		t.Errorf("screen has %d lines, want %d", len(lines), h)
+	}
+	for i, l := range lines {
+		if n := ansi.StringWidth(l); n > w {
+			t.Errorf("line %d is %d cells wide, want at most %d: %q", i, n, w, l)
+		}
+	}
+}
+
+func TestNoColourEmitsNoColourCodes(t *testing.T) {
+	for _, color := range []bool{false, true} {
+		o := testOptions()
+		o.Color = color
+		m := populated(send(New(context.Background(), &fakeSource{}, nil, o), tea.WindowSizeMsg{Width: 120, Height: 40}))
+		out := m.Render()
+		hasColour := strings.Contains(out, "[38;") || strings.Contains(out, "[31m") || strings.Contains(out, "[32m") ||
+			strings.Contains(out, "[48;") || strings.Contains(out, "[91m")
+		if hasColour != color {
+			t.Errorf("Color=%v: colour codes present = %v", color, hasColour)
+		}
+	}
+}
