@@ -11,6 +11,7 @@ import (
 	dcontainer "github.com/docker/docker/api/types/container"
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/hemostat/hemostat/pkg/container"
 	"github.com/hemostat/hemostat/pkg/docker"
 	"github.com/hemostat/hemostat/pkg/testenv"
 )
@@ -139,7 +140,11 @@ func TestListInspectStatsLogs(t *testing.T) {
 	if d.MemoryLimit != 64<<20 || d.CPULimit() != 0.5 || d.RestartPolicy != "on-failure" || d.MaxRetries != 2 {
 		t.Errorf("limits: mem %d cpu %v policy %s/%d", d.MemoryLimit, d.CPULimit(), d.RestartPolicy, d.MaxRetries)
 	}
-	s, err := c.Stats(ctx, id)
+	var s container.Sample
+	eventually(t, 10*time.Second, func() bool {
+		s, err = c.Stats(ctx, id)
+		return err == nil && s.Metrics.MemoryUsage >= 8<<20
+	})
 	if err != nil {
 		t.Fatalf("stats: %v", err)
 	}
@@ -163,8 +168,10 @@ func TestListInspectStatsLogs(t *testing.T) {
 	if diff := cmp.Diff([]string{"error: database connection refused"}, stderr); diff != "" {
 		t.Errorf("stderr lines (-want +got):\n%s", diff)
 	}
-	if !strings.HasPrefix(lines[0].Text, "testapp started") || lines[0].Stream != "stdout" {
-		t.Errorf("first line: %+v", lines[0])
+	// stdout and stderr are separate pipes: their relative order is not guaranteed, only each one's.
+	if i := slices.IndexFunc(lines, func(l docker.LogLine) bool { return l.Stream == "stdout" }); i < 0 ||
+		!strings.HasPrefix(lines[i].Text, "testapp started") {
+		t.Errorf("first stdout line is not the start banner: %+v", lines)
 	}
 	if _, err := c.Inspect(ctx, "hemostat-no-such-container"); !errors.Is(err, docker.ErrNotFound) {
 		t.Errorf("inspect unknown: got %v, want ErrNotFound", err)

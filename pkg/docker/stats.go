@@ -79,4 +79,3 @@ func WorkingSet(usage uint64, stats map[string]uint64) uint64 {
 	}
 	return usage - inactive
 }
-
