@@ -387,3 +387,51 @@ func write(t *testing.T, p, s string) {
 		t.Fatal(err)
 	}
 }
+
+func TestResolve(t *testing.T) {
+	dir := t.TempDir()
+	for _, d := range []string{"mnt/docker/abc", "proc/7/root/sys/fs/cgroup/memory", "mnt/sys/other"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mnt := filepath.Join(dir, "mnt")
+	own := filepath.Join(dir, "proc/7/root/sys/fs/cgroup/memory")
+	r := NewReader(Options{ProcRoot: filepath.Join(dir, "proc"), CgroupRoot: dir})
+	tests := []struct {
+		name    string
+		m       mount
+		cg      string
+		want    string
+		wantErr bool
+	}{
+		{"full hierarchy", mount{dir: mnt, root: "/"}, "/docker/abc", filepath.Join(mnt, "docker/abc"), false},
+		{"subtree mount", mount{dir: filepath.Join(mnt, "docker"), root: "/docker"}, "/docker/abc", filepath.Join(mnt, "docker/abc"), false},
+		{"outside the subtree mount: own view", mount{dir: filepath.Join(mnt, "docker"), root: "/docker"}, "/kubepods/x", own, false},
+		{"outside the cgroup namespace: own view", mount{dir: filepath.Join(mnt, "docker"), root: "/"}, "/../sys/other", own, false},
+		{"namespace root: own view", mount{dir: mnt, root: "/"}, "/", own, false},
+		{"missing: own view", mount{dir: mnt, root: "/"}, "/docker/gone", own, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := r.resolve(7, tt.m, tt.cg, "memory")
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("resolve error = %v, want error %v", err, tt.wantErr)
+			}
+			if got != tt.want {
+				t.Errorf("resolve = %q, want %q", got, tt.want)
+			}
+		})
+	}
+	t.Run("no own view", func(t *testing.T) {
+		for _, cg := range []string{"/docker/gone", "/../sys/other"} {
+			if _, err := r.resolve(8, mount{dir: mnt, root: "/"}, cg, "memory"); err == nil {
+				t.Errorf("resolve(%q) without a process view: nil error", cg)
+			}
+		}
+		_, err := r.resolve(8, mount{dir: mnt, root: "/"}, "/docker/gone", "memory")
+		if !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("resolve of a removed cgroup = %v, want fs.ErrNotExist", err)
+		}
+	})
+}

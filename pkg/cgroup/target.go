@@ -62,6 +62,8 @@ func parseProcCgroup(data []byte) procCgroup {
 func (r *Reader) resolve(pid int, m mount, cg, sub string) (string, error) {
 	var dir string
 	switch {
+	case cg == "/.." || strings.HasPrefix(cg, "/../"):
+		// Outside our cgroup namespace: only the process's own view can show it.
 	case m.root == "/":
 		dir = filepath.Join(m.dir, cg)
 	case cg == m.root || strings.HasPrefix(cg, m.root+"/"):
