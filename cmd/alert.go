@@ -1,11 +1,136 @@
 package cmd
 
-import "github.com/spf13/cobra"
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/hemostat/hemostat/pkg/agent"
+	"github.com/hemostat/hemostat/pkg/alert"
+	alertslack "github.com/hemostat/hemostat/pkg/alert/slack"
+	"github.com/hemostat/hemostat/pkg/bus"
+)
+
+type alertOptions struct {
+	SlackWebhookURL string
+	SlackToken      string
+	SlackChannel    string
+	SlackAPIURL     string
+	WebhookURL      string
+	WebhookSecret   string
+	Renotify        time.Duration
+	NotifyOnOpen    bool
+	Timezone        string
+	Bus             bus.Options
+}
 
 func newAlertCmd(d *Deps) *cobra.Command {
-	return &cobra.Command{
+	var opts alertOptions
+	c := &cobra.Command{
 		Use:   "alert",
-		Short: "alert agent (not implemented yet)",
-		RunE:  notImplemented("alert", "6"),
+		Short: "Notify Slack and webhooks once per incident state change",
+		Long: `alert consumes remediation results, false alarms and recoveries (and, with --notify-on-open, new
+incidents) and sends one notification per incident state change: opened, remediated, failed, escalated,
+gave up (circuit breaker open), held, dry run, false alarm, recovered. Repeats of the same incident state
+within --renotify are counted, not sent; cooldown denials and skips are counted, never sent.
+
+Sinks: a Slack incoming webhook (Block Kit), a Slack bot token with --slack-channel (one thread per
+incident), and a generic JSON webhook signed with HMAC-SHA256:
+  X-Hemostat-Timestamp: <unix seconds>
+  X-Hemostat-Signature: sha256=<hex HMAC-SHA256(secret, timestamp + "." + body)>
+Receivers should recompute the HMAC and reject timestamps older than a few minutes.
+
+Every event consumed is also stored in the capped lists hemostat:events:<type> and hemostat:events:all.
+Webhook URLs and tokens never appear in logs; secrets can be read from files (HEMOSTAT_<FLAG>_FILE).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return alertRun(cmd.Context(), d, opts)
+		},
 	}
+	f := c.Flags()
+	f.StringVar(&opts.SlackWebhookURL, "slack-webhook-url", "", "Slack incoming webhook URL (Block Kit messages)")
+	markSecret(f, "slack-webhook-url", "SLACK_WEBHOOK_URL")
+	f.StringVar(&opts.SlackToken, "slack-token", "", "Slack bot token (xoxb-...) for one thread per incident; needs --slack-channel")
+	markSecret(f, "slack-token", "SLACK_BOT_TOKEN")
+	f.StringVar(&opts.SlackChannel, "slack-channel", "", "Slack channel ID or name for --slack-token")
+	f.StringVar(&opts.SlackAPIURL, "slack-api-url", "https://slack.com/api", "Slack Web API base URL")
+	_ = f.MarkHidden("slack-api-url")
+	f.StringVar(&opts.WebhookURL, "webhook-url", "", "generic webhook URL: JSON body signed with HMAC-SHA256")
+	markSecret(f, "webhook-url")
+	f.StringVar(&opts.WebhookSecret, "webhook-secret", "", "HMAC-SHA256 key that signs the generic webhook")
+	markSecret(f, "webhook-secret")
+	f.DurationVar(&opts.Renotify, "renotify", time.Hour, "repeats of an incident state within this window are counted, not sent")
+	f.BoolVar(&opts.NotifyOnOpen, "notify-on-open", false, "also notify when an incident opens (before any remediation)")
+	f.StringVar(&opts.Timezone, "timezone", "UTC", "time zone of the times shown in messages (IANA name, e.g. Europe/Paris)")
+	addBusFlags(c, &opts.Bus)
+	return c
+}
+
+// alertSinks validates the options and builds the sinks and the redactor of their secrets.
+func alertSinks(d *Deps, opts alertOptions, threads alertslack.ThreadStore) ([]alert.Sink, *alert.Redactor, error) {
+	if opts.SlackToken != "" && opts.SlackChannel == "" {
+		return nil, nil, UsageError("--slack-token needs --slack-channel")
+	}
+	if opts.WebhookSecret != "" && opts.WebhookURL == "" {
+		return nil, nil, UsageError("--webhook-secret needs --webhook-url")
+	}
+	if opts.Renotify <= 0 {
+		return nil, nil, UsageError("--renotify must be positive, got %s", opts.Renotify)
+	}
+	loc, err := time.LoadLocation(opts.Timezone)
+	if err != nil {
+		return nil, nil, UsageError("--timezone %q: not a known time zone", opts.Timezone)
+	}
+	red := alert.NewRedactor(opts.SlackWebhookURL, opts.SlackToken, opts.WebhookURL, opts.WebhookSecret)
+	client := &http.Client{Timeout: 10 * time.Second}
+	var sinks []alert.Sink
+	if opts.SlackWebhookURL != "" {
+		sinks = append(sinks, alert.Sink{Name: "slack", Notifier: alertslack.NewWebhook(alertslack.WebhookOptions{
+			URL: opts.SlackWebhookURL, Client: client, Location: loc})})
+	}
+	if opts.SlackToken != "" {
+		sinks = append(sinks, alert.Sink{Name: "slack_bot", Notifier: alertslack.NewBot(alertslack.BotOptions{
+			Token: opts.SlackToken, Channel: opts.SlackChannel, APIURL: opts.SlackAPIURL, Client: client,
+			Location: loc, Threads: threads})})
+	}
+	if opts.WebhookURL != "" {
+		if opts.WebhookSecret == "" {
+			d.Logger.Warn("--webhook-url without --webhook-secret: the webhook is sent unsigned")
+		}
+		sinks = append(sinks, alert.Sink{Name: "webhook", Notifier: alert.NewWebhook(alert.WebhookOptions{
+			URL: opts.WebhookURL, Secret: opts.WebhookSecret, Client: client, UserAgent: "hemostat/" + Build().Version})})
+	}
+	return sinks, red, nil
+}
+
+func alertRun(ctx context.Context, d *Deps, opts alertOptions) error {
+	st, err := d.Store(ctx)
+	if err != nil {
+		return err
+	}
+	sinks, red, err := alertSinks(d, opts, st)
+	if err != nil {
+		return err
+	}
+	// Every logger of this agent, the bus's included, passes through the redactor.
+	log := slog.New(red.Handler(d.Logger.Handler()))
+	opts.Bus.Logger = log
+	b, err := d.Bus(ctx, opts.Bus)
+	if err != nil {
+		return err
+	}
+	names := make([]string, len(sinks))
+	for i, s := range sinks {
+		names[i] = s.Name
+	}
+	log.Info("alert sinks", "sinks", strings.Join(names, ","), "renotify", opts.Renotify, "notify_on_open", opts.NotifyOnOpen)
+	a := alert.New(alert.Options{Instance: d.Instance(), Renotify: opts.Renotify, NotifyOnOpen: opts.NotifyOnOpen,
+		Logger: log}, st, sinks, red)
+	return agent.Run(ctx, agent.Options{Kind: "alert", Instance: d.Instance(), Version: Build().Version,
+		Fields: map[string]string{"host": d.HostName()}, Logger: log},
+		st, func(ctx context.Context) error { return a.Run(ctx, b) })
 }

@@ -72,13 +72,11 @@ func New(o Options, st Store, sinks []Sink, red *Redactor) *Agent {
 	return a
 }
 
-// Streams are the streams the agent consumes.
+// Streams are the streams the agent consumes. health_alert is always read, so that new incidents reach
+// hemostat:events:* for the views; it is notified only with NotifyOnOpen.
 func (a *Agent) Streams() []string {
-	s := []string{event.StreamRemediationComplete, event.StreamFalseAlarm, event.StreamContainerRecovered}
-	if a.o.NotifyOnOpen {
-		s = append(s, event.StreamHealthAlert)
-	}
-	return s
+	return []string{event.StreamRemediationComplete, event.StreamFalseAlarm, event.StreamContainerRecovered,
+		event.StreamHealthAlert}
 }
 
 // Run consumes until ctx is cancelled, then lets queued notifications drain for up to the drain timeout.

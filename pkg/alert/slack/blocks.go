@@ -27,7 +27,9 @@ const (
 // class, action, result, confidence, method, time), then reason, root cause and evidence when known, and a
 // context line with the incident key and event id.
 func Blocks(n alert.Notification, loc *time.Location) []slack.Block {
-	md := func(s string) *slack.TextBlockObject { return slack.NewTextBlockObject(slack.MarkdownType, s, false, false) }
+	md := func(s string) *slack.TextBlockObject {
+		return slack.NewTextBlockObject(slack.MarkdownType, s, false, false)
+	}
 	header := slack.NewHeaderBlock(slack.NewTextBlockObject(slack.PlainTextType, cut(n.Title(), maxHeader), true, false))
 
 	var fields []*slack.TextBlockObject
