@@ -89,8 +89,8 @@ func Run(ctx context.Context, o Options, hb Heartbeater, fn func(ctx context.Con
 	rc, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	_ = hb.RemoveHeartbeat(rc, o.Kind, o.Instance)
 	cancel()
-	if errors.Is(err, context.Canceled) {
-		err = nil
+	if ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, ctx.Err())) {
+		err = nil // stopping because we were asked to is success
 	}
 	if err != nil {
 		log.Error("agent stopped with error", "err", err)

@@ -1,0 +1,149 @@
+package agent_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/hemostat/hemostat/pkg/agent"
+)
+
+// fakeHB records heartbeats and can fail on demand.
+type fakeHB struct {
+	mu      sync.Mutex
+	beats   int
+	removed bool
+	err     error
+	ttl     time.Duration
+}
+
+func (f *fakeHB) Heartbeat(_ context.Context, kind, instance string, fields map[string]string, ttl time.Duration) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.beats++
+	f.ttl = ttl
+	return f.err
+}
+
+func (f *fakeHB) RemoveHeartbeat(context.Context, string, string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.removed = true
+	return nil
+}
+
+func (f *fakeHB) setErr(err error) { f.mu.Lock(); f.err = err; f.mu.Unlock() }
+
+func TestRunHeartbeatsAndStopsGracefully(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		hb := &fakeHB{}
+		ctx, cancel := context.WithCancel(context.Background())
+		finished := false
+		done := make(chan error)
+		go func() {
+			done <- agent.Run(ctx, agent.Options{Kind: "analyze", Instance: "i1", Interval: time.Second}, hb,
+				func(ctx context.Context) error {
+					<-ctx.Done()
+					time.Sleep(500 * time.Millisecond) // finishing the work in flight
+					finished = true
+					return nil
+				})
+		}()
+		time.Sleep(3500 * time.Millisecond)
+		synctest.Wait()
+		hb.mu.Lock()
+		beats, ttl := hb.beats, hb.ttl
+		hb.mu.Unlock()
+		if beats != 4 {
+			t.Errorf("heartbeats after 3.5s at 1s = %d, want 4", beats)
+		}
+		if ttl != 3*time.Second {
+			t.Errorf("ttl = %s, want 3 intervals", ttl)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatalf("Run = %v", err)
+		}
+		if !finished {
+			t.Error("Run returned before the agent finished its work")
+		}
+		if !hb.removed {
+			t.Error("heartbeat not removed at a graceful stop")
+		}
+	})
+}
+
+func TestRunGivesUpAfterStopDeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		release := make(chan struct{})
+		done := make(chan error)
+		go func() {
+			done <- agent.Run(ctx, agent.Options{Kind: "respond", Instance: "i1", StopDeadline: 2 * time.Second}, &fakeHB{},
+				func(ctx context.Context) error { <-release; return nil })
+		}()
+		cancel()
+		err := <-done
+		if !errors.Is(err, agent.ErrStopTimeout) {
+			t.Fatalf("got %v, want ErrStopTimeout", err)
+		}
+		close(release)
+	})
+}
+
+func TestStateLogsOnlyChanges(t *testing.T) {
+	var buf bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&buf, nil))
+	s := agent.NewState(log, "redis")
+	down := errors.New("connection refused")
+	for _, err := range []error{nil, nil, down, down, down, nil, nil, down} {
+		s.Set(err)
+	}
+	got := strings.Count(buf.String(), "\n")
+	// connected (debug, not shown), lost, back, lost
+	if got != 3 {
+		t.Errorf("%d log lines, want 3:\n%s", got, buf.String())
+	}
+	if !strings.Contains(buf.String(), "redis lost") || !strings.Contains(buf.String(), "redis back") {
+		t.Errorf("log = %s", buf.String())
+	}
+}
+
+func TestBackoffCaps(t *testing.T) {
+	b := agent.Backoff{Min: 100 * time.Millisecond, Max: time.Second}
+	var got []time.Duration
+	for range 6 {
+		got = append(got, b.Next())
+	}
+	want := []time.Duration{100e6, 200e6, 400e6, 800e6, 1e9, 1e9}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("backoff = %v, want %v", got, want)
+		}
+	}
+	b.Reset()
+	if d := b.Next(); d != 100*time.Millisecond {
+		t.Errorf("after reset = %s", d)
+	}
+}
+
+func TestHeartbeatFailureDoesNotStopAgent(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		hb := &fakeHB{}
+		hb.setErr(errors.New("redis down"))
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		ran := false
+		err := agent.Run(ctx, agent.Options{Kind: "monitor", Instance: "i1", Interval: time.Second}, hb,
+			func(ctx context.Context) error { <-ctx.Done(); ran = true; return ctx.Err() })
+		if err != nil || !ran {
+			t.Fatalf("Run = %v, ran = %v", err, ran)
+		}
+	})
+}
