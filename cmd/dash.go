@@ -55,12 +55,13 @@ func dashRun(ctx context.Context, d *Deps, opts dashOptions) error {
 		return UsageError("%v", err)
 	}
 	d.OnClose(func() { c.Close() })
+	// The dashboard owns the terminal while it runs: nothing else may write to it, the driver included.
+	store.QuietDriverLogs(nil)
 	o := dash.Options{
 		Refresh:        opts.Refresh,
 		Color:          !opts.NoColor && os.Getenv("NO_COLOR") == "",
 		ExpectedAgents: opts.Expect,
 		RedisAddr:      c.Addr(),
 	}
-	// The dashboard owns the terminal while it runs: nothing else writes to it.
 	return dash.Run(ctx, dash.NewRedisSource(c), o, tea.WithInput(d.In), tea.WithOutput(d.Out))
 }

@@ -153,7 +153,13 @@ func newFixture(now time.Time) fixture {
 			ID: fmt.Sprintf("0193a1b2-audit-%02d", n), Time: now.Add(-x.ago), Host: x.host, Container: x.name,
 			Incident: event.IncidentKey(x.host, x.name, x.class), Action: x.action, Decision: x.decision, Result: x.result,
 			Error: x.err, Reason: x.reason, Confidence: x.conf, AnalysisMethod: x.method, Actor: x.method,
-			DurationMS: 1250, Verified: x.result == "success", DryRun: x.dry, PrevHash: prev,
+			DurationMS: 1250, Verified: x.result == "success", DryRun: x.dry, PrevHash: prev, Seq: int64(n + 1),
+		}
+		if x.decision == "denied" {
+			e.RetryAfterMS = (40 * time.Minute).Milliseconds()
+		}
+		if x.result == "success" {
+			e.Details = "restarted; running and healthy after 4s"
 		}
 		e.Hash = e.ComputeHash()
 		prev = e.Hash
@@ -272,7 +278,7 @@ func (f fixture) seed(t testing.TB, url string) {
 			p.HSet(ctx, event.LedgerKey(c.Host, c.Name), l)
 		}
 		if l, ok := f.shadows[target]; ok {
-			p.HSet(ctx, store.ShadowLedgerKey(c.Host, c.Name), l)
+			p.HSet(ctx, store.RespondKeys(c.Host, c.Name, true).Ledger, l)
 		}
 	}
 	for _, in := range f.incidents {

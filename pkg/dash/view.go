@@ -664,6 +664,14 @@ func (m Model) entryDetail(e audit.Entry, w int) []string {
 	for _, l := range wrap("reason: "+orDash(e.Reason), w-4) {
 		out = append(out, "  "+l)
 	}
+	if e.Details != "" {
+		for _, l := range wrap("details: "+e.Details, w-4) {
+			out = append(out, "  "+l)
+		}
+	}
+	if e.RetryAfterMS > 0 {
+		out = append(out, "  retry allowed after "+human(time.Duration(e.RetryAfterMS)*time.Millisecond))
+	}
 	if e.Error != "" {
 		for _, l := range wrap("error: "+e.Error, w-4) {
 			out = append(out, "  "+l)

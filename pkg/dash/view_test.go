@@ -223,3 +223,5 @@ func TestNoColourEmitsNoColourCodes(t *testing.T) {
 		}
 	}
 }
+
+func strippedRender(m Model) string { return ansi.Strip(m.Render()) }

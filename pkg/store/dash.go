@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"time"
@@ -15,18 +16,15 @@ import (
 
 // Keys the dashboard reads that pkg/event does not name (ARCHITECTURE section 3 and the shared contracts).
 const (
-	keyIncidentsOpen = "hemostat:incidents:open"
-	incidentPrefix   = "hemostat:incident:"
+	dashKeyIncidentsOpen = "hemostat:incidents:open"
+	dashIncidentPrefix   = "hemostat:incident:"
 )
 
-// ShadowLedgerKey holds the shadow ledger that dry-run, suggest and observe modes record into.
-func ShadowLedgerKey(host, name string) string {
-	return "hemostat:shadow:{" + event.Target(host, name) + "}"
-}
-
-func shadowKeyOfTarget(target string) string { return "hemostat:shadow:{" + target + "}" }
-func ledgerKeyOfTarget(target string) string { return "hemostat:ledger:{" + target + "}" }
-func statsKeyOfTarget(target string) string  { return "hemostat:stats:{" + target + "}" }
+// Per-container keys by "host/name" (the hash tag), as event.StatsKey, event.LedgerKey and the shadow ledger
+// of RespondKeys name them.
+func dashStatsKey(target string) string  { return "hemostat:stats:{" + target + "}" }
+func dashLedgerKey(target string) string { return "hemostat:ledger:{" + target + "}" }
+func dashShadowKey(target string) string { return "hemostat:shadow:{" + target + "}" }
 
 // DashState is one read of the state the dashboard shows, left undecoded: the dashboard decodes it and
 // tolerates bad values one by one.
@@ -59,7 +57,7 @@ func (c *Client) DashState(ctx context.Context) (DashState, error) {
 	}
 	pipe := c.rdb.Pipeline()
 	containers := pipe.HGetAll(ctx, event.KeyContainers)
-	open := pipe.ZRangeWithScores(ctx, keyIncidentsOpen, 0, DashMaxIncidents-1)
+	open := pipe.ZRangeWithScores(ctx, dashKeyIncidentsOpen, 0, DashMaxIncidents-1)
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return st, fmt.Errorf("read containers: %w", err)
 	}
@@ -76,16 +74,16 @@ func (c *Client) DashState(ctx context.Context) (DashState, error) {
 	for target := range st.Containers {
 		reads = append(reads, hget{
 			target: target,
-			stats:  pipe.HGetAll(ctx, statsKeyOfTarget(target)),
-			ledger: pipe.HGetAll(ctx, ledgerKeyOfTarget(target)),
-			shadow: pipe.HGetAll(ctx, shadowKeyOfTarget(target)),
+			stats:  pipe.HGetAll(ctx, dashStatsKey(target)),
+			ledger: pipe.HGetAll(ctx, dashLedgerKey(target)),
+			shadow: pipe.HGetAll(ctx, dashShadowKey(target)),
 		})
 	}
 	members := open.Val()
 	incs := make([]*redis.MapStringStringCmd, len(members))
 	for i, z := range members {
 		id, _ := z.Member.(string)
-		incs[i] = pipe.HGetAll(ctx, incidentKey(id))
+		incs[i] = pipe.HGetAll(ctx, dashIncidentKey(id))
 	}
 	if len(reads)+len(incs) > 0 {
 		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
@@ -106,7 +104,7 @@ func (c *Client) DashState(ctx context.Context) (DashState, error) {
 	for i, z := range members {
 		id, _ := z.Member.(string)
 		st.Incidents = append(st.Incidents, DashIncident{
-			ID:       strings.TrimPrefix(id, incidentPrefix),
+			ID:       strings.TrimPrefix(id, dashIncidentPrefix),
 			OpenedMS: int64(z.Score),
 			Fields:   incs[i].Val(),
 		})
@@ -120,9 +118,9 @@ func (c *Client) DashState(ctx context.Context) (DashState, error) {
 	return st, nil
 }
 
-// incidentKey accepts a member of the open set written either as the incident id or as its hash key.
-func incidentKey(member string) string {
-	if strings.HasPrefix(member, incidentPrefix) {
+// dashIncidentKey accepts a member of the open set written either as the incident id or as its hash key.
+func dashIncidentKey(member string) string {
+	if strings.HasPrefix(member, dashIncidentPrefix) {
 		return member
 	}
 	return event.IncidentHashKey(member)
@@ -220,4 +218,19 @@ func (c *Client) DashEventList(ctx context.Context, key string, n int64) ([]stri
 		return nil, fmt.Errorf("read %s: %w", key, err)
 	}
 	return v, nil
+}
+
+// QuietDriverLogs sends the Redis driver's own log lines (dial failures while Redis is down, which it
+// otherwise prints on stderr) to logger at debug level, or drops them when logger is nil. The driver's
+// logger is process-wide: only a command that owns the terminal (dash) calls this, once, at start.
+func QuietDriverLogs(logger *slog.Logger) {
+	redis.SetLogger(driverLogger{logger})
+}
+
+type driverLogger struct{ l *slog.Logger }
+
+func (d driverLogger) Printf(ctx context.Context, format string, v ...any) {
+	if d.l != nil {
+		d.l.DebugContext(ctx, "redis driver", "line", fmt.Sprintf(format, v...))
+	}
 }
