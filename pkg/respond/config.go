@@ -1,0 +1,108 @@
+package respond
+
+import (
+	"context"
+	"time"
+
+	"github.com/hemostat/hemostat/pkg/docker"
+	"github.com/hemostat/hemostat/pkg/event"
+)
+
+// Runtime is the engine access the responder needs; *docker.Client implements it. Only the write calls
+// (restart, stop, start, exec, scale, cleanup) change anything: a dry-run makes none of them.
+type Runtime interface {
+	ContainerState(ctx context.Context, ref string) (docker.TargetState, error)
+	RestartContainer(ctx context.Context, id string, timeout time.Duration) error
+	StopContainer(ctx context.Context, id string, timeout time.Duration) error
+	StartContainer(ctx context.Context, id string) error
+	ExecCommand(ctx context.Context, id string, cmd []string, maxOutput int) (docker.ExecResult, error)
+	ScaleService(ctx context.Context, service string, maxReplicas uint64) (docker.ScaleResult, error)
+	CleanupReplicas(ctx context.Context, id string) ([]string, error)
+}
+
+var _ Runtime = (*docker.Client)(nil)
+
+// Config is the responder's policy. Zero fields take the defaults of ARCHITECTURE section 6.
+type Config struct {
+	Host       string   // this Docker host: only its requests are acted on
+	DryRun     bool     // simulate every request against the shadow ledger
+	Protected  []string // container names, host/name targets or id prefixes (12+ chars) never touched
+	SelfPrefix string   // names of hemostat's own containers, default "hemostat"
+	Actions    []string // allowed actions without a hemostat.actions label, default restart,stop,start
+
+	MaxUnhealthy        int // hold automatic action above this many unhealthy containers; 0: percent of watched
+	MaxUnhealthyPercent int // default 50 (at least 3 containers)
+	MaxConcurrent       int // actions running at once per host, default 2
+	HoldPeriod          time.Duration // one page per blast-radius hold period, default 10m
+
+	MaxActionsPerHour int           // breaker opens after this many actions within BreakerWindow, default 3
+	BreakerWindow     time.Duration // default 1h
+	BreakerCooloff    time.Duration // default 1h
+
+	BackoffBase  time.Duration // first gap between actions, default 30s, doubling
+	Cooldown     time.Duration // cap of the gap, default 1h
+	HealthyReset time.Duration // healthy this long after an action: the backoff starts again, default 10m
+
+	DoneTTL  time.Duration // how long handled request ids are remembered, default 24h
+	LeaseTTL time.Duration // lease and host slot lifetime, renewed while acting, default 15s
+
+	StopTimeout   time.Duration // restart/stop grace without a hemostat.stop_timeout label, default 10s
+	MaxReplicas   uint64        // scale cap, default 5
+	ExecTimeout   time.Duration // default 30s
+	ExecOutputMax int           // bytes of exec output kept, default 4096
+	ActionTimeout time.Duration // engine call deadline (plus the stop timeout), default 60s
+
+	SettleDefault time.Duration // wait for running without a healthcheck, default 30s
+	SettleMax     time.Duration // cap of the settle window derived from a healthcheck, default 3m
+	StableFor     time.Duration // without a healthcheck: must stay running this long, default 3s
+	PollInterval  time.Duration // verification poll, default 250ms
+}
+
+// DefaultActions is the allowed set of a container without a hemostat.actions label.
+var DefaultActions = []string{event.ActionRestart, event.ActionStop, event.ActionStart}
+
+// WithDefaults returns the config with zero fields set to their defaults.
+func (c Config) WithDefaults() Config {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	if c.SelfPrefix == "" {
+		c.SelfPrefix = "hemostat"
+	}
+	if len(c.Actions) == 0 {
+		c.Actions = DefaultActions
+	}
+	if c.MaxUnhealthyPercent <= 0 {
+		c.MaxUnhealthyPercent = 50
+	}
+	if c.MaxConcurrent <= 0 {
+		c.MaxConcurrent = 2
+	}
+	if c.MaxActionsPerHour <= 0 {
+		c.MaxActionsPerHour = 3
+	}
+	if c.MaxReplicas == 0 {
+		c.MaxReplicas = 5
+	}
+	if c.ExecOutputMax <= 0 {
+		c.ExecOutputMax = 4096
+	}
+	def(&c.HoldPeriod, 10*time.Minute)
+	def(&c.BreakerWindow, time.Hour)
+	def(&c.BreakerCooloff, time.Hour)
+	def(&c.BackoffBase, 30*time.Second)
+	def(&c.Cooldown, time.Hour)
+	def(&c.HealthyReset, 10*time.Minute)
+	def(&c.DoneTTL, 24*time.Hour)
+	def(&c.LeaseTTL, 15*time.Second)
+	def(&c.StopTimeout, 10*time.Second)
+	def(&c.ExecTimeout, 30*time.Second)
+	def(&c.ActionTimeout, 60*time.Second)
+	def(&c.SettleDefault, 30*time.Second)
+	def(&c.SettleMax, 3*time.Minute)
+	def(&c.StableFor, 3*time.Second)
+	def(&c.PollInterval, 250*time.Millisecond)
+	return c
+}

@@ -1,0 +1,461 @@
+// Package respond owns the responder agent: it consumes remediation requests for its own host, runs the
+// decision sequence of ARCHITECTURE section 6 against a safety ledger in Redis, acts on the engine,
+// verifies, audits every decision and publishes remediation_complete.
+//
+// Consistency. Each decision is taken by pure functions (Decide, Plan) on one snapshot of the container's
+// ledger, lease and done marker, and committed by one Lua script (pkg/store/ledger.lua) that is a
+// compare-and-set on the ledger's revision and takes the lease in the same step: when anything changed
+// since the snapshot, nothing is written and the decision is taken again on a fresh snapshot. Any number
+// of responders are therefore safe: exactly one of them commits an action. Keys shared by the whole host
+// live outside the container's hash tag and are updated by their own atomic steps, ordered to fail
+// closed: the host's running-actions slot is taken before the ledger commit (and given back when the
+// commit loses); the done key of the request is set after the outcome is published.
+//
+// Hosts. Every host runs its own consumer group, respond:<host>, so each group sees every request; a
+// responder acts only on requests whose envelope Host is its own and acks the others unread.
+//
+// Idempotency and crashes. The commit that starts an action records the request id in the ledger
+// (inflight_event) together with the lease. A responder killed after acting and before acking leaves it
+// there; the redelivered request finds it, does not act again, verifies the container instead and
+// publishes that outcome. Requests already finished (last_event) but not yet acked are republished from
+// the ledger. Handled requests are remembered in hemostat:done:<id> for DoneTTL.
+//
+// Redis unreachable: no engine write happens (every action needs the ledger commit first) and the request
+// is left pending (bus.ErrSkipAck) to be retried.
+package respond
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hemostat/hemostat/pkg/audit"
+	"github.com/hemostat/hemostat/pkg/bus"
+	"github.com/hemostat/hemostat/pkg/docker"
+	"github.com/hemostat/hemostat/pkg/event"
+	"github.com/hemostat/hemostat/pkg/store"
+)
+
+// Publisher publishes envelopes; *bus.Bus implements it.
+type Publisher interface {
+	Publish(ctx context.Context, stream string, env event.Envelope) (string, error)
+}
+
+// Options are the responder's collaborators and tuning beyond its policy.
+type Options struct {
+	Instance string           // consumer name within respond:<host>
+	Logger   *slog.Logger     // default: discard
+	Now      func() time.Time // the clock of the decisions, default time.Now (tests inject their own)
+}
+
+// Responder handles remediation requests.
+type Responder struct {
+	cfg   Config
+	rt    Runtime
+	st    *store.Client
+	pub   Publisher
+	trail *audit.Trail
+	log   *slog.Logger
+	now   func() time.Time
+	inst  string
+	stats Stats
+}
+
+// Stats counts the responder's outcomes.
+type Stats struct {
+	Handled   atomic.Int64 // requests decided
+	Acted     atomic.Int64 // engine write calls made
+	Ignored   atomic.Int64 // requests of other hosts
+	Duplicate atomic.Int64 // requests already handled
+	Malformed atomic.Int64
+	Deferred  atomic.Int64 // left pending (Redis away, another responder on the same request)
+}
+
+// New returns a responder.
+func New(cfg Config, rt Runtime, st *store.Client, pub Publisher, o Options) *Responder {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Instance == "" {
+		o.Instance = "respond-" + nonce()
+	}
+	return &Responder{cfg: cfg.WithDefaults(), rt: rt, st: st, pub: pub, trail: audit.NewTrail(st),
+		log: o.Logger, now: o.Now, inst: o.Instance}
+}
+
+// Config returns the policy in force.
+func (r *Responder) Config() Config { return r.cfg }
+
+// Stats returns the responder's counters.
+func (r *Responder) Stats() *Stats { return &r.stats }
+
+// Group is the consumer group of a host's responders.
+func Group(host string) string { return "respond:" + host }
+
+// Run consumes remediation requests until ctx is done.
+func (r *Responder) Run(ctx context.Context, b *bus.Bus) error {
+	return b.Consume(ctx, bus.Group{Name: Group(r.cfg.Host), Consumer: r.inst,
+		Streams: []string{event.StreamRemediationNeeded}}, r.Handle)
+}
+
+// Handle is the bus handler: nil acks, bus.ErrSkipAck leaves the request pending.
+func (r *Responder) Handle(ctx context.Context, m bus.Message) error {
+	_, err := r.Process(ctx, m.Envelope)
+	return err
+}
+
+// Outcome is what the responder did with one request.
+type Outcome struct {
+	Request   Request
+	Decision  Decision
+	Status    string
+	Details   string
+	Error     string
+	Verified  bool
+	DryRun    bool
+	Duration  time.Duration
+	Published bool   // a remediation_complete was published
+	Ignored   bool   // another host's request
+	Duplicate bool   // already handled: acked, nothing else
+	Resumed   bool   // redelivered after a crash mid-action: verified, not acted again
+	Audit     string // audit stream id
+}
+
+// errDeferred wraps conditions that leave a request pending without counting a failure.
+func deferred(format string, args ...any) error {
+	return fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), bus.ErrSkipAck)
+}
+
+// Process runs the decision sequence for one envelope and carries it out.
+func (r *Responder) Process(ctx context.Context, env event.Envelope) (Outcome, error) {
+	start := time.Now()
+	if env.EventType != event.TypeRemediationNeeded {
+		r.stats.Malformed.Add(1)
+		return Outcome{}, nil
+	}
+	p, err := event.DecodeData[event.RemediationNeeded](env)
+	if err != nil {
+		r.stats.Malformed.Add(1)
+		r.log.Warn("malformed remediation request; dropped", "event_id", env.ID, "err", err)
+		return Outcome{}, nil
+	}
+	req := RequestFrom(env, p)
+	if env.Host != r.cfg.Host {
+		r.stats.Ignored.Add(1)
+		return Outcome{Request: req, Ignored: true}, nil
+	}
+	out, err := r.process(ctx, req, start)
+	if err != nil {
+		if store.IsUnavailable(err) {
+			r.stats.Deferred.Add(1)
+			return out, fmt.Errorf("%v: %w", err, bus.ErrSkipAck)
+		}
+		if errors.Is(err, bus.ErrSkipAck) {
+			r.stats.Deferred.Add(1)
+		}
+		return out, err
+	}
+	return out, nil
+}
+
+func (r *Responder) process(ctx context.Context, req Request, start time.Time) (Outcome, error) {
+	out := Outcome{Request: req}
+	tgt, err := r.resolve(ctx, req)
+	if err != nil {
+		return out, err
+	}
+	simulate := Simulated(r.cfg, tgt.State.Labels)
+	keys := store.RespondKeys(r.cfg.Host, req.Container, simulate)
+	token := req.EventID + " " + r.inst + " " + nonce()
+	var d Decision
+	committed := false
+	for try := 0; try < 10 && !committed; try++ {
+		now := r.now()
+		raw, err := r.st.LedgerRead(ctx, keys, r.cfg.Host, req.EventID, now)
+		if err != nil {
+			return out, err
+		}
+		snap := SnapshotFrom(raw)
+		switch {
+		case snap.Done:
+			r.stats.Duplicate.Add(1)
+			out.Duplicate = true
+			return out, nil
+		case strings.HasPrefix(snap.Lease, req.EventID+" "):
+			return out, deferred("request %s is being handled by another responder", req.EventID)
+		case snap.Ledger.InflightEvent == req.EventID:
+			return r.resume(ctx, req, tgt, keys, snap, token, start)
+		case snap.Ledger.LastEventIs(req.EventID):
+			return r.republish(ctx, req, tgt, snap, simulate, start)
+		}
+		d = Decide(now, r.cfg, req, tgt, snap, simulate)
+		if d.Step == StepGone || d.Step == StepNone {
+			committed = true // nothing to record in a ledger
+			break
+		}
+		set, del := Plan(now, r.cfg, req, tgt, snap.Ledger, d)
+		set[fLastEvent] = req.EventID
+		cm := store.LedgerCommit{Rev: snap.Ledger.Rev, Set: set, Del: del}
+		slot := false
+		if d.Step == StepExecute {
+			ok, err := r.st.LedgerAcquireSlot(ctx, keys, token, r.cfg.MaxConcurrent, r.cfg.LeaseTTL, now)
+			if err != nil {
+				return out, err
+			}
+			if !ok {
+				continue // the host filled up since the snapshot: decide again (held)
+			}
+			slot = true
+			cm.Lease, cm.Token, cm.LeaseTTL = store.LeaseTake, token, r.cfg.LeaseTTL
+			delete(set, fLastEvent) // set when the action finishes
+		}
+		_, err = r.st.LedgerApply(ctx, keys, cm)
+		if err != nil && slot {
+			_ = r.st.LedgerReleaseSlot(context.WithoutCancel(ctx), keys, token)
+		}
+		switch {
+		case errors.Is(err, store.ErrLedgerConflict), errors.Is(err, store.ErrLeaseHeld):
+			continue
+		case err != nil:
+			return out, err
+		}
+		committed = true
+	}
+	if !committed {
+		return out, deferred("ledger of %s kept changing", req.Container)
+	}
+	r.stats.Handled.Add(1)
+	out.Decision, out.Status, out.Details, out.DryRun = d, d.Status, d.Details, d.Step == StepSimulate || (simulate && d.Status != "")
+	publish := true
+	if d.Step == StepBlastRadius {
+		first, err := r.st.LedgerHoldOnce(ctx, keys, r.cfg.HoldPeriod)
+		if err != nil {
+			return out, err
+		}
+		publish = first // page once per hold period; later holds are audited only
+		if first {
+			out.Details += " (paging once for this hold period)"
+		}
+	}
+	if d.Step == StepExecute {
+		res := r.act(ctx, req, tgt, keys, d, token)
+		out.Status, out.Details, out.Error, out.Verified = res.Status, res.Details, res.Error, res.Verified
+		if err := r.finish(ctx, req, keys, token, out); err != nil {
+			return out, err
+		}
+	}
+	out.Duration = time.Since(start)
+	return r.report(ctx, out, tgt, publish)
+}
+
+// resolve is step 1's read: the container by id, else its compose replacement by name.
+func (r *Responder) resolve(ctx context.Context, req Request) (Target, error) {
+	if req.ContainerID != "" {
+		st, err := r.rt.ContainerState(ctx, req.ContainerID)
+		if err == nil {
+			return Target{Found: true, State: st}, nil
+		}
+		if !errors.Is(err, docker.ErrNotFound) {
+			return Target{}, err
+		}
+	}
+	st, err := r.rt.ContainerState(ctx, req.Container)
+	if errors.Is(err, docker.ErrNotFound) {
+		return Target{}, nil
+	}
+	if err != nil {
+		return Target{}, err
+	}
+	if st.Name != req.Container {
+		return Target{}, nil // the name matched an id prefix or an alias: not our container
+	}
+	if req.ContainerID != "" && st.ID != req.ContainerID {
+		if st.ComposeProject == "" || st.ComposeService == "" {
+			return Target{}, nil // another container took the name: not a replacement
+		}
+		return Target{Found: true, Replaced: true, State: st}, nil
+	}
+	return Target{Found: true, State: st}, nil
+}
+
+// finish records the verified outcome of an action and frees the lease and the host slot. It retries
+// briefly: until it lands, a redelivery of the request resumes (verifies) instead of acting.
+func (r *Responder) finish(ctx context.Context, req Request, keys store.LedgerKeys, token string, out Outcome) error {
+	d := out.Decision
+	d.Status, d.Details = out.Status, out.Details
+	set, del := PlanFinish(r.now(), d)
+	set[fLastEvent] = req.EventID
+	cm := store.LedgerCommit{Force: true, Set: set, Del: del, Lease: store.LeaseRelease, Token: token}
+	var err error
+	for i := range 3 {
+		if _, err = r.st.LedgerApply(ctx, keys, cm); err == nil {
+			break
+		}
+		agentSleep(ctx, time.Duration(i+1)*200*time.Millisecond)
+	}
+	_ = r.st.LedgerReleaseSlot(context.WithoutCancel(ctx), keys, token)
+	return err
+}
+
+// resume handles the redelivery of a request whose action was started by a responder that died: the
+// action is not repeated; the container is verified and that outcome reported.
+func (r *Responder) resume(ctx context.Context, req Request, tgt Target, keys store.LedgerKeys, snap Snapshot, token string, start time.Time) (Outcome, error) {
+	out := Outcome{Request: req, Resumed: true}
+	if snap.Lease != "" {
+		return out, deferred("request %s is being acted on", req.EventID)
+	}
+	_, err := r.st.LedgerApply(ctx, keys, store.LedgerCommit{Rev: snap.Ledger.Rev, Lease: store.LeaseTake, Token: token,
+		LeaseTTL: r.cfg.LeaseTTL, Set: map[string]string{fUpdatedMS: itoa(r.now().UnixMilli())}})
+	if errors.Is(err, store.ErrLedgerConflict) || errors.Is(err, store.ErrLeaseHeld) {
+		return out, deferred("request %s: ledger moved while resuming", req.EventID)
+	}
+	if err != nil {
+		return out, err
+	}
+	r.stats.Handled.Add(1)
+	d := Decision{Step: StepExecute, Decision: DecisionExecuted}
+	out.Decision = d
+	stop := r.keepLease(ctx, keys, token)
+	res := Result{Status: event.StatusFailed, Details: "the container is gone"}
+	if tgt.Found {
+		since := time.UnixMilli(snap.Ledger.InflightMS)
+		res = r.verify(ctx, req.Action, tgt, since)
+	}
+	stop()
+	out.Status, out.Verified, out.Error = res.Status, res.Verified, res.Error
+	out.Details = "resumed after a responder stopped mid-action; verified without acting again: " + res.Details
+	if err := r.finish(ctx, req, keys, token, out); err != nil {
+		return out, err
+	}
+	out.Duration = time.Since(start)
+	return r.report(ctx, out, tgt, true)
+}
+
+// republish reports a request whose outcome was recorded in the ledger but never acknowledged.
+func (r *Responder) republish(ctx context.Context, req Request, tgt Target, snap Snapshot, simulate bool, start time.Time) (Outcome, error) {
+	l := snap.Ledger
+	out := Outcome{Request: req, Status: l.LastResult, Details: l.LastReason, DryRun: simulate,
+		Decision: Decision{Decision: l.LastDecision, Status: l.LastResult, Details: l.LastReason}}
+	if out.Status == "" {
+		out.Status = event.StatusFailed
+	}
+	out.Verified = out.Status == event.StatusSuccess
+	out.Duration = time.Since(start)
+	return r.report(ctx, out, tgt, true)
+}
+
+// report audits the outcome, publishes remediation_complete (unless publish is false) and marks the
+// request done.
+func (r *Responder) report(ctx context.Context, out Outcome, tgt Target, publish bool) (Outcome, error) {
+	req := out.Request
+	actor := req.AnalysisMethod
+	if actor == "" {
+		actor = "rules"
+	}
+	containerID := req.ContainerID
+	if tgt.Found {
+		containerID = tgt.State.ID
+	}
+	decision := out.Decision.Decision
+	e := audit.Entry{
+		Time: r.now(), Host: req.Host, Container: req.Container, ContainerID: containerID, Incident: req.Incident,
+		CausationID: req.EventID, Action: req.Action, Decision: decision, Result: out.Status, Error: out.Error,
+		Details: out.Details, RetryAfterMS: out.Decision.RetryAfter.Milliseconds(), Reason: req.Reason,
+		Confidence: req.Confidence, AnalysisMethod: req.AnalysisMethod, Actor: actor,
+		DurationMS: float64(out.Duration.Microseconds()) / 1000, Verified: out.Verified, DryRun: out.DryRun,
+	}
+	rec, err := r.trail.Append(ctx, e)
+	if err != nil {
+		return out, err
+	}
+	out.Audit = rec.StreamID
+	if publish {
+		incident := req.Incident
+		if incident == "" && req.Class != "" {
+			incident = event.IncidentKey(req.Host, req.Container, req.Class)
+		}
+		p := &event.RemediationComplete{
+			Container: req.Container, ContainerID: containerID, Action: req.Action,
+			Result: event.Result{Status: out.Status, Details: out.Details, Error: out.Error}, DryRun: out.DryRun,
+			Reason: req.Reason, Confidence: req.Confidence, AnalysisMethod: req.AnalysisMethod, Verified: out.Verified,
+			DurationMS: e.DurationMS, Class: req.Class, RootCause: req.RootCause, Evidence: req.Evidence,
+			RetryAfterMS: e.RetryAfterMS, EventTime: req.EventTime,
+		}
+		env, err := event.New("respond", req.Host, incident, req.EventID, p)
+		if err != nil {
+			return out, err
+		}
+		if _, err := r.pub.Publish(ctx, event.StreamRemediationComplete, env); err != nil {
+			return out, err
+		}
+		out.Published = true
+	}
+	if err := r.st.LedgerMarkDone(ctx, req.EventID, r.cfg.DoneTTL); err != nil {
+		return out, err
+	}
+	r.log.Info("remediation decided", "container", req.Container, "action", req.Action, "decision", decision,
+		"result", out.Status, "details", out.Details, "event_id", req.EventID, "duration_ms", e.DurationMS)
+	return out, nil
+}
+
+// Reset closes a container's breaker and clears its backoff (real and shadow ledgers), audited as the actor.
+func (r *Responder) Reset(ctx context.Context, name, actor string) (audit.Record, error) {
+	now := r.now()
+	for _, shadow := range []bool{false, true} {
+		keys := store.RespondKeys(r.cfg.Host, name, shadow)
+		if _, err := r.st.LedgerApply(ctx, keys, store.LedgerCommit{Force: true, Set: PlanReset(now, actor)}); err != nil {
+			return audit.Record{}, err
+		}
+	}
+	return r.trail.Append(ctx, audit.Entry{
+		Time: now, Host: r.cfg.Host, Container: name, Action: "reset", Decision: DecisionReset,
+		Result: event.StatusSuccess, Reason: "breaker closed and backoff cleared by hand", Actor: actor, Verified: true,
+	})
+}
+
+// keepLease renews the lease and host slot while an action runs; the returned stop waits for the renewer.
+func (r *Responder) keepLease(ctx context.Context, keys store.LedgerKeys, token string) (stop func()) {
+	cctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	// The renewer exits when stop cancels it.
+	wg.Go(func() {
+		t := time.NewTicker(max(r.cfg.LeaseTTL/3, 10*time.Millisecond))
+		defer t.Stop()
+		for {
+			select {
+			case <-cctx.Done():
+				return
+			case <-t.C:
+				if _, err := r.st.LedgerRenew(cctx, keys, token, r.cfg.LeaseTTL, time.Now()); err != nil && cctx.Err() == nil {
+					r.log.Warn("lease renewal failed", "key", keys.Lease, "err", err)
+				}
+			}
+		}
+	})
+	return func() { cancel(); wg.Wait() }
+}
+
+func nonce() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func agentSleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
