@@ -30,9 +30,9 @@ type Config struct {
 	SelfPrefix string   // names of hemostat's own containers, default "hemostat"
 	Actions    []string // allowed actions without a hemostat.actions label, default restart,stop,start
 
-	MaxUnhealthy        int // hold automatic action above this many unhealthy containers; 0: percent of watched
-	MaxUnhealthyPercent int // default 50 (at least 3 containers)
-	MaxConcurrent       int // actions running at once per host, default 2
+	MaxUnhealthy        int           // hold automatic action above this many unhealthy containers; 0: percent of watched
+	MaxUnhealthyPercent int           // default 50 (at least 3 containers)
+	MaxConcurrent       int           // actions running at once per host, default 2
 	HoldPeriod          time.Duration // one page per blast-radius hold period, default 10m
 
 	MaxActionsPerHour int           // breaker opens after this many actions within BreakerWindow, default 3

@@ -68,10 +68,16 @@ func TestDecide(t *testing.T) {
 		{name: "exec without declared commands", target: target(nil), req: func(r Request) Request { r.Action = event.ActionExec; return r },
 			want: got{Step: StepNotAllowed, Status: event.StatusDenied, Decision: DecisionDenied}},
 		{name: "exec of an undeclared command", target: target(map[string]string{"hemostat.exec": `[["/app","-probe","x"]]`}),
-			req:  func(r Request) Request { r.Action, r.Command = event.ActionExec, []string{"/bin/sh", "-c", "rm -rf /"}; return r },
+			req: func(r Request) Request {
+				r.Action, r.Command = event.ActionExec, []string{"/bin/sh", "-c", "rm -rf /"}
+				return r
+			},
 			want: got{Step: StepNotAllowed, Status: event.StatusDenied, Decision: DecisionDenied}},
 		{name: "exec of a declared command", target: target(map[string]string{"hemostat.exec": `[["/app","-probe","x"]]`}),
-			req:  func(r Request) Request { r.Action, r.Command = event.ActionExec, []string{"/app", "-probe", "x"}; return r },
+			req: func(r Request) Request {
+				r.Action, r.Command = event.ActionExec, []string{"/app", "-probe", "x"}
+				return r
+			},
 			want: got{Step: StepExecute, Decision: DecisionExecuted}},
 		{name: "scale outside swarm", target: target(map[string]string{"hemostat.actions": "scale"}),
 			req:  func(r Request) Request { r.Action = event.ActionScale; return r },
