@@ -19,7 +19,12 @@ import (
 	"github.com/hemostat/hemostat/pkg/container"
 )
 
-var update = flag.Bool("update", false, "rewrite testdata/*.golden")
+// updating reports whether -update was given: the flag is defined by charmbracelet/x/exp/golden, which
+// teatest imports, and rewrites testdata/*.golden here too.
+func updating() bool {
+	f := flag.Lookup("update")
+	return f != nil && f.Value.String() == "true"
+}
 
 // fakeSource is a Source that returns what it is told and counts the reads.
 type fakeSource struct {
@@ -127,7 +132,7 @@ func bare(m Model) Model {
 func golden(t *testing.T, name, got string) {
 	t.Helper()
 	path := filepath.Join("testdata", name+".golden")
-	if *update {
+	if updating() {
 		if err := os.MkdirAll("testdata", 0o755); err != nil {
 			t.Fatal(err)
 		}
