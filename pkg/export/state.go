@@ -1,0 +1,232 @@
+package export
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"sort"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/hemostat/hemostat/pkg/container"
+	"github.com/hemostat/hemostat/pkg/event"
+	"github.com/hemostat/hemostat/pkg/store"
+)
+
+// StateReader reads the shared state at each scrape; *store.Client implements it.
+type StateReader interface {
+	ExportRead(ctx context.Context, streams []string) (*store.ExportSnapshot, error)
+}
+
+var containerLabels = []string{"host", "container"}
+
+func desc(name, help string, labels ...string) *prometheus.Desc {
+	return prometheus.NewDesc(name, help, labels, nil)
+}
+
+// stateCollector builds const metrics from Redis at scrape time, so a container's series disappear with
+// the container (its entry in hemostat:containers or its stats key) and nothing stale is kept in memory.
+type stateCollector struct {
+	src     StateReader
+	base    context.Context
+	timeout time.Duration
+	log     *slog.Logger
+	errors  atomic.Int64
+
+	redisUp, stateErrors                                      *prometheus.Desc
+	info, running, restarts                                   *prometheus.Desc
+	cpu, memWS, memLimit, memRatio, rx, tx, rd, wr, pids, age *prometheus.Desc
+	openIncidents                                             *prometheus.Desc
+	agentUp, agentHeartbeat, agentInfo                        *prometheus.Desc
+	streamEntries, pending, lag, deadLetters                  *prometheus.Desc
+	notifySent, notifyFailed, notifyRetried, notifyDedup      *prometheus.Desc
+	notifySuppressed                                          *prometheus.Desc
+	roundSeconds, rounds                                      *prometheus.Desc
+}
+
+func newStateCollector(base context.Context, src StateReader, timeout time.Duration, log *slog.Logger) *stateCollector {
+	return &stateCollector{
+		src: src, base: base, timeout: timeout, log: log,
+		redisUp:     desc("hemostat_export_redis_up", "1 when the exporter could read the state from Redis at this scrape."),
+		stateErrors: desc("hemostat_export_state_errors_total", "State entries the exporter could not read or decode."),
+		info: desc("hemostat_container_info", "Known containers (value 1) with their image, state, health and hemostat mode.",
+			"host", "container", "image", "state", "health", "mode"),
+		running:  desc("hemostat_container_running", "1 when the container is running.", containerLabels...),
+		restarts: desc("hemostat_container_restarts_total", "Restarts of the container counted by Docker (restart_count).", containerLabels...),
+		cpu: desc("hemostat_container_cpu_usage_ratio",
+			"CPU used over the latest sample, relative to the container's CPU limit or the host's cores (1 = 100 %).", containerLabels...),
+		memWS:    desc("hemostat_container_memory_working_set_bytes", "Memory working set (usage minus inactive file).", containerLabels...),
+		memLimit: desc("hemostat_container_memory_limit_bytes", "Memory limit of the container (absent without a limit).", containerLabels...),
+		memRatio: desc("hemostat_container_memory_usage_ratio", "Working set relative to the memory limit (1 = 100 %).", containerLabels...),
+		rx:       desc("hemostat_container_network_receive_bytes_total", "Bytes received since the container started.", containerLabels...),
+		tx:       desc("hemostat_container_network_transmit_bytes_total", "Bytes transmitted since the container started.", containerLabels...),
+		rd:       desc("hemostat_container_blkio_read_bytes_total", "Bytes read from block devices since the container started.", containerLabels...),
+		wr:       desc("hemostat_container_blkio_write_bytes_total", "Bytes written to block devices since the container started.", containerLabels...),
+		pids:     desc("hemostat_container_pids", "Processes and threads in the container.", containerLabels...),
+		age:      desc("hemostat_container_last_sample_timestamp_seconds", "Unix time of the latest sample.", containerLabels...),
+		openIncidents: desc("hemostat_incidents_open", "Incidents currently open."),
+		agentUp: desc("hemostat_agent_up",
+			"1 for each agent instance whose heartbeat is fresh, 0 when it is stale; absent once it expired.", "kind", "instance"),
+		agentHeartbeat: desc("hemostat_agent_last_heartbeat_timestamp_seconds", "Unix time of the agent's latest heartbeat.", "kind", "instance"),
+		agentInfo:      desc("hemostat_agent_info", "Live agent instances (value 1) with their version and host.", "kind", "instance", "version", "host"),
+		streamEntries:  desc("hemostat_bus_stream_entries", "Entries kept in a work stream (capped).", "stream"),
+		pending:        desc("hemostat_bus_pending_entries", "Entries delivered to a consumer group but not acknowledged.", "stream", "group"),
+		lag:            desc("hemostat_bus_lag_entries", "Entries of a stream a consumer group has not read yet.", "stream", "group"),
+		deadLetters:    desc("hemostat_bus_dead_letter_entries", "Entries in the dead letter stream."),
+		notifySent:     desc("hemostat_alert_notifications_sent_total", "Notifications delivered, by sink.", "sink"),
+		notifyFailed:   desc("hemostat_alert_notifications_failed_total", "Notifications that failed for good, by sink.", "sink"),
+		notifyRetried:  desc("hemostat_alert_notification_retries_total", "Delivery attempts that were retried, by sink.", "sink"),
+		notifyDedup: desc("hemostat_alert_notifications_deduplicated_total",
+			"Repeats of an incident state within the re-notify window, counted and not sent, by state.", "state"),
+		notifySuppressed: desc("hemostat_alert_notifications_suppressed_total",
+			"Outcomes counted but never sent (cooldown denials, skips), by reason.", "reason"),
+		roundSeconds: desc("hemostat_monitor_round_duration_seconds", "Duration of the monitor's latest sampling round."),
+		rounds:       desc("hemostat_monitor_rounds_total", "Sampling rounds the monitor completed."),
+	}
+}
+
+func (c *stateCollector) descs() []*prometheus.Desc {
+	return []*prometheus.Desc{c.redisUp, c.stateErrors, c.info, c.running, c.restarts, c.cpu, c.memWS, c.memLimit, c.memRatio,
+		c.rx, c.tx, c.rd, c.wr, c.pids, c.age, c.openIncidents, c.agentUp, c.agentHeartbeat, c.agentInfo, c.streamEntries,
+		c.pending, c.lag, c.deadLetters, c.notifySent, c.notifyFailed, c.notifyRetried, c.notifyDedup, c.notifySuppressed,
+		c.roundSeconds, c.rounds}
+}
+
+// Describe implements prometheus.Collector.
+func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range c.descs() {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector: one read of the state per scrape.
+func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(c.base, c.timeout)
+	defer cancel()
+	s, err := c.src.ExportRead(ctx, event.WorkStreams)
+	gauge := func(d *prometheus.Desc, v float64, lv ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, lv...)
+	}
+	counter := func(d *prometheus.Desc, v float64, lv ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, lv...)
+	}
+	defer func() { counter(c.stateErrors, float64(c.errors.Load())) }()
+	if err != nil {
+		c.log.Warn("read state for metrics", "err", err)
+		gauge(c.redisUp, 0)
+		return
+	}
+	gauge(c.redisUp, 1)
+	c.containers(s, gauge, counter)
+	gauge(c.openIncidents, float64(s.OpenIncidents))
+
+	now := time.Now()
+	for _, a := range s.Agents {
+		up := 1.0
+		if t, err := time.Parse(time.RFC3339Nano, a.Fields["last_heartbeat"]); err == nil {
+			gauge(c.agentHeartbeat, float64(t.UnixNano())/1e9, a.Kind, a.Instance)
+			if now.Sub(t) > 30*time.Second {
+				up = 0
+			}
+		}
+		gauge(c.agentUp, up, a.Kind, a.Instance)
+		gauge(c.agentInfo, 1, a.Kind, a.Instance, a.Fields["version"], a.Fields["host"])
+	}
+
+	for _, st := range event.WorkStreams {
+		gauge(c.streamEntries, float64(s.StreamLen[st]), st)
+	}
+	for _, g := range s.Groups {
+		gauge(c.pending, float64(g.Pending), g.Stream, g.Group)
+		if g.Lag >= 0 {
+			gauge(c.lag, float64(g.Lag), g.Stream, g.Group)
+		}
+	}
+	gauge(c.deadLetters, float64(s.DeadLetters))
+
+	for _, field := range sortedKeys(s.NotifyCounters) {
+		v, err := strconv.ParseFloat(s.NotifyCounters[field], 64)
+		kind, label, ok := strings.Cut(field, ":")
+		if err != nil || !ok {
+			continue
+		}
+		switch kind {
+		case "sent":
+			counter(c.notifySent, v, label)
+		case "failed":
+			counter(c.notifyFailed, v, label)
+		case "retried":
+			counter(c.notifyRetried, v, label)
+		case "deduplicated":
+			counter(c.notifyDedup, v, label)
+		case "suppressed":
+			counter(c.notifySuppressed, v, label)
+		}
+	}
+	if v, err := strconv.ParseFloat(s.Monitor["round_seconds"], 64); err == nil {
+		gauge(c.roundSeconds, v)
+	}
+	if v, err := strconv.ParseFloat(s.Monitor["rounds_total"], 64); err == nil {
+		counter(c.rounds, v)
+	}
+}
+
+func (c *stateCollector) containers(s *store.ExportSnapshot, gauge, counter func(*prometheus.Desc, float64, ...string)) {
+	for _, target := range sortedKeys(s.Containers) {
+		var sum container.Summary
+		if err := json.Unmarshal([]byte(s.Containers[target]), &sum); err != nil || sum.Name == "" {
+			c.errors.Add(1)
+			continue
+		}
+		// The hash field is unique, so its host/name keep the series unique even if a summary disagrees.
+		h, n, ok := strings.Cut(target, "/")
+		if !ok || n == "" {
+			h, n = sum.Host, sum.Name
+		}
+		gauge(c.info, 1, h, n, sum.Image, sum.State, sum.Health, sum.Mode)
+		running := 0.0
+		if sum.State == "running" {
+			running = 1
+		}
+		gauge(c.running, running, h, n)
+		counter(c.restarts, float64(sum.RestartCount), h, n)
+
+		raw, ok := s.Samples[target]
+		if !ok {
+			continue
+		}
+		var smp container.Sample
+		if err := json.Unmarshal([]byte(raw), &smp); err != nil {
+			c.errors.Add(1)
+			continue
+		}
+		m := smp.Metrics
+		gauge(c.cpu, m.CPUPercent/100, h, n)
+		gauge(c.memWS, float64(m.MemoryUsage), h, n)
+		if m.MemoryLimit > 0 {
+			gauge(c.memLimit, float64(m.MemoryLimit), h, n)
+			gauge(c.memRatio, m.MemoryPercent/100, h, n)
+		}
+		counter(c.rx, float64(m.NetworkRxBytes), h, n)
+		counter(c.tx, float64(m.NetworkTxBytes), h, n)
+		counter(c.rd, float64(m.BlkioReadBytes), h, n)
+		counter(c.wr, float64(m.BlkioWriteBytes), h, n)
+		gauge(c.pids, float64(m.PIDs), h, n)
+		if !smp.Time.IsZero() {
+			gauge(c.age, float64(smp.Time.UnixNano())/1e9, h, n)
+		}
+	}
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
