@@ -165,7 +165,9 @@ type causes struct {
 	next int
 }
 
-func newCauses(n int) *causes { return &causes{m: make(map[string]time.Time, n), ring: make([]string, n)} }
+func newCauses(n int) *causes {
+	return &causes{m: make(map[string]time.Time, n), ring: make([]string, n)}
+}
 
 func (c *causes) put(id string, t time.Time) {
 	if id == "" || t.IsZero() {
