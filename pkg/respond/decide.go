@@ -122,14 +122,15 @@ type Snapshot struct {
 	Ledger    Ledger
 	Lease     string // lease token, "" when free
 	Done      bool
-	Active    int // actions running on the host
-	Unhealthy int // containers of the host with an open incident
-	Watched   int // watched containers of the host
+	Reporting bool // another responder is publishing this request's outcome
+	Active    int  // actions running on the host
+	Unhealthy int  // containers of the host with an open incident
+	Watched   int  // watched containers of the host
 }
 
 // SnapshotFrom parses a store snapshot.
 func SnapshotFrom(s store.LedgerSnapshot) Snapshot {
-	return Snapshot{Ledger: ParseLedger(s.Fields), Lease: s.Lease, Done: s.Done, Active: s.Active,
+	return Snapshot{Ledger: ParseLedger(s.Fields), Lease: s.Lease, Done: s.Done, Reporting: s.Reporting, Active: s.Active,
 		Unhealthy: s.Unhealthy, Watched: s.Watched}
 }
 

@@ -191,7 +191,7 @@ func (r *Responder) process(ctx context.Context, req Request, start time.Time) (
 			r.stats.Duplicate.Add(1)
 			out.Duplicate = true
 			return out, nil
-		case strings.HasPrefix(snap.Lease, req.EventID+" "):
+		case snap.Reporting, strings.HasPrefix(snap.Lease, req.EventID+" "):
 			return out, deferred("request %s is being handled by another responder", req.EventID)
 		case snap.Ledger.InflightEvent == req.EventID:
 			return r.resume(ctx, req, tgt, keys, snap, token, start)
@@ -255,7 +255,7 @@ func (r *Responder) process(ctx context.Context, req Request, start time.Time) (
 		}
 	}
 	out.Duration = time.Since(start)
-	return r.report(ctx, out, tgt, publish)
+	return r.report(ctx, out, tgt, token, publish)
 }
 
 // resolve is step 1's read: the container by id, else its compose replacement by name.
@@ -338,7 +338,7 @@ func (r *Responder) resume(ctx context.Context, req Request, tgt Target, keys st
 		return out, err
 	}
 	out.Duration = time.Since(start)
-	return r.report(ctx, out, tgt, true)
+	return r.report(ctx, out, tgt, token, true)
 }
 
 // republish reports a request whose outcome was recorded in the ledger but never acknowledged.
@@ -351,13 +351,20 @@ func (r *Responder) republish(ctx context.Context, req Request, tgt Target, snap
 	}
 	out.Verified = out.Status == event.StatusSuccess
 	out.Duration = time.Since(start)
-	return r.report(ctx, out, tgt, true)
+	return r.report(ctx, out, tgt, req.EventID+" "+r.inst+" "+nonce(), true)
 }
 
 // report audits the outcome, publishes remediation_complete (unless publish is false) and marks the
-// request done.
-func (r *Responder) report(ctx context.Context, out Outcome, tgt Target, publish bool) (Outcome, error) {
+// request done. It first claims the request's done key, so only one responder ever reports a request.
+func (r *Responder) report(ctx context.Context, out Outcome, tgt Target, token string, publish bool) (Outcome, error) {
 	req := out.Request
+	claimed, err := r.st.LedgerClaimReport(ctx, req.EventID, token, 2*r.cfg.LeaseTTL)
+	if err != nil {
+		return out, err
+	}
+	if !claimed {
+		return out, deferred("request %s is being reported by another responder", req.EventID)
+	}
 	actor := req.AnalysisMethod
 	if actor == "" {
 		actor = "rules"

@@ -95,6 +95,7 @@ type LedgerSnapshot struct {
 	Fields    map[string]string // the ledger hash (empty when the container has none yet)
 	Lease     string            // the lease token, "" when free
 	Done      bool              // the request event was already handled
+	Reporting bool              // a responder is publishing the outcome of the request right now
 	Active    int               // actions running on the host now
 	Unhealthy int               // containers of the host with an open incident
 	Watched   int               // watched containers of the host
@@ -107,14 +108,15 @@ func (c *Client) LedgerRead(ctx context.Context, k LedgerKeys, host, eventID str
 	pipe := c.rdb.Pipeline()
 	ledger := pipe.HGetAll(ctx, k.Ledger)
 	lease := pipe.Get(ctx, k.Lease)
-	done := pipe.Exists(ctx, event.DoneKey(eventID))
+	done := pipe.Get(ctx, event.DoneKey(eventID))
 	active := pipe.ZCount(ctx, k.Active, strconv.FormatInt(now.UnixMilli(), 10), "+inf")
 	open := pipe.ZRange(ctx, keyRespondIncidentsOpen, 0, -1)
 	containers := pipe.HGetAll(ctx, event.KeyContainers)
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return LedgerSnapshot{}, fmt.Errorf("read ledger %s: %w", k.Ledger, err)
 	}
-	s := LedgerSnapshot{Fields: ledger.Val(), Lease: lease.Val(), Done: done.Val() > 0, Active: int(active.Val())}
+	s := LedgerSnapshot{Fields: ledger.Val(), Lease: lease.Val(), Done: done.Val() == doneValue,
+		Reporting: done.Val() != "" && done.Val() != doneValue, Active: int(active.Val())}
 	s.Unhealthy, s.Watched = respondLoad(host, open.Val(), containers.Val())
 	return s, nil
 }
@@ -250,9 +252,22 @@ func (c *Client) LedgerHoldOnce(ctx context.Context, k LedgerKeys, period time.D
 	return ok, nil
 }
 
+const doneValue = "1"
+
+// LedgerClaimReport claims the right to publish the outcome of a request: the done key holds the token for
+// ttl until LedgerMarkDone replaces it, so two responders never both publish, and a responder that dies
+// meanwhile lets the next delivery publish after ttl. It reports false when the key exists already.
+func (c *Client) LedgerClaimReport(ctx context.Context, eventID, token string, ttl time.Duration) (bool, error) {
+	ok, err := c.rdb.SetNX(ctx, event.DoneKey(eventID), "reporting "+token, ttl).Result()
+	if err != nil {
+		return false, fmt.Errorf("claim report %s: %w", eventID, err)
+	}
+	return ok, nil
+}
+
 // LedgerMarkDone records that a request event was handled, for ttl.
 func (c *Client) LedgerMarkDone(ctx context.Context, eventID string, ttl time.Duration) error {
-	if err := c.rdb.Set(ctx, event.DoneKey(eventID), "1", ttl).Err(); err != nil {
+	if err := c.rdb.Set(ctx, event.DoneKey(eventID), doneValue, ttl).Err(); err != nil {
 		return fmt.Errorf("mark done %s: %w", eventID, err)
 	}
 	return nil

@@ -1,0 +1,593 @@
+package respond_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/hemostat/hemostat/pkg/audit"
+	"github.com/hemostat/hemostat/pkg/bus"
+	"github.com/hemostat/hemostat/pkg/container"
+	"github.com/hemostat/hemostat/pkg/docker"
+	"github.com/hemostat/hemostat/pkg/event"
+	"github.com/hemostat/hemostat/pkg/respond"
+	"github.com/hemostat/hemostat/pkg/respond/respondtest"
+	"github.com/hemostat/hemostat/pkg/store"
+	"github.com/hemostat/hemostat/pkg/testenv"
+)
+
+const host = "node-a"
+
+// clock is the injected time of the decisions.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+func eventually(t testing.TB, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met within %s", timeout)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+type harness struct {
+	t    testing.TB
+	st   *store.Client
+	bus  *bus.Bus
+	fake *respondtest.Fake
+	rec  *respondtest.Recorder
+	clk  *clock
+	cfg  respond.Config
+}
+
+func fastConfig(cfg respond.Config) respond.Config {
+	cfg.Host = host
+	if cfg.PollInterval == 0 {
+		cfg.PollInterval = 5 * time.Millisecond
+	}
+	if cfg.StableFor == 0 {
+		cfg.StableFor = 10 * time.Millisecond
+	}
+	if cfg.SettleDefault == 0 {
+		cfg.SettleDefault = 500 * time.Millisecond
+	}
+	return cfg
+}
+
+func openStore(t testing.TB, url string) *store.Client {
+	t.Helper()
+	st, err := store.Open(store.Options{URL: url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+func newHarness(t testing.TB, cfg respond.Config, cs ...docker.TargetState) *harness {
+	t.Helper()
+	st := openStore(t, testenv.RequireRedis(t))
+	fake := respondtest.NewFake(cs...)
+	return &harness{t: t, st: st, bus: bus.New(st, bus.Options{}), fake: fake,
+		rec: &respondtest.Recorder{Inner: fake}, clk: &clock{t: time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)}, cfg: fastConfig(cfg)}
+}
+
+func (h *harness) responder(instance string) *respond.Responder {
+	return respond.New(h.cfg, h.rec, h.st, h.bus, respond.Options{Instance: instance, Now: h.clk.Now})
+}
+
+func web(name string, labels map[string]string) docker.TargetState {
+	return docker.TargetState{ID: fmt.Sprintf("%064x", len(name))[:52] + fmt.Sprintf("%012x", hash(name)), Name: name, Labels: labels}
+}
+
+func hash(s string) uint64 {
+	var h uint64 = 14695981039346656037
+	for i := 0; i < len(s); i++ {
+		h = (h ^ uint64(s[i])) * 1099511628211
+	}
+	return h
+}
+
+func request(t testing.TB, name, action string, mod ...func(*event.RemediationNeeded)) event.Envelope {
+	t.Helper()
+	p := &event.RemediationNeeded{Container: name, Action: action, Reason: "exit code 1", Confidence: 0.9,
+		AnalysisMethod: "rules", Class: event.ClassCrashed}
+	for _, m := range mod {
+		m(p)
+	}
+	env, err := event.New("analyze", host, event.IncidentKey(host, name, event.ClassCrashed), "alert-1", p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return env
+}
+
+func (h *harness) process(r *respond.Responder, env event.Envelope) respond.Outcome {
+	h.t.Helper()
+	out, err := r.Process(context.Background(), env)
+	if err != nil {
+		h.t.Fatalf("process %s %s: %v", env.ID, env.EventType, err)
+	}
+	return out
+}
+
+func (h *harness) completes() []event.RemediationComplete {
+	h.t.Helper()
+	entries, err := h.bus.Range(context.Background(), event.StreamRemediationComplete, "-", "+", 10000)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	var out []event.RemediationComplete
+	for _, e := range entries {
+		env, err := event.Decode(e.Raw)
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		p, err := event.DecodeData[event.RemediationComplete](env)
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		out = append(out, *p)
+	}
+	return out
+}
+
+// step is one request of a sequence and what should come of it.
+type step struct {
+	advance time.Duration
+	status  string
+	code    string // the denial code that must start result.details
+	retry   time.Duration
+}
+
+func (h *harness) run(r *respond.Responder, name string, steps []step) []respond.Outcome {
+	h.t.Helper()
+	var outs []respond.Outcome
+	for i, s := range steps {
+		h.clk.Add(s.advance)
+		out := h.process(r, request(h.t, name, event.ActionRestart))
+		outs = append(outs, out)
+		if out.Status != s.status {
+			h.t.Errorf("request %d: status %q (%s), want %q", i+1, out.Status, out.Details, s.status)
+		}
+		if s.code != "" && (len(out.Details) < len(s.code) || out.Details[:len(s.code)] != s.code) {
+			h.t.Errorf("request %d: details %q, want code %q", i+1, out.Details, s.code)
+		}
+		if got := out.Decision.RetryAfter; got != s.retry {
+			h.t.Errorf("request %d: retry after %s, want %s", i+1, got, s.retry)
+		}
+	}
+	return outs
+}
+
+func TestBackoffDoublesAndResetsAfterHealthyPeriod(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, respond.Config{MaxActionsPerHour: 100}, web("web-1", nil))
+	r := h.responder("r1")
+	h.run(r, "web-1", []step{
+		{status: event.StatusSuccess},
+		{advance: 10 * time.Second, status: event.StatusDenied, code: "cooldown", retry: 20 * time.Second},
+		{advance: 20 * time.Second, status: event.StatusSuccess}, // gap was 30s; next gap 1m
+		{advance: 59 * time.Second, status: event.StatusDenied, code: "cooldown", retry: time.Second},
+		{advance: time.Second, status: event.StatusSuccess}, // next gap 2m
+		{advance: time.Minute, status: event.StatusDenied, code: "cooldown", retry: time.Minute},
+		{advance: 10 * time.Minute, status: event.StatusSuccess}, // healthy 11m since the last action: reset
+		{advance: 30 * time.Second, status: event.StatusSuccess}, // gap back to 30s
+	})
+	if got := h.rec.Count("restart"); got != 5 {
+		t.Errorf("restarts = %d, want 5", got)
+	}
+	for _, c := range h.completes() {
+		if c.Result.Status == event.StatusDenied && c.RetryAfterMS <= 0 {
+			t.Errorf("denied complete without retry_after_ms: %+v", c)
+		}
+	}
+}
+
+func TestBreakerOpensOnceAndStaysOpenUntilCooloffOrReset(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, respond.Config{BackoffBase: time.Second, Cooldown: time.Second}, web("web-1", nil))
+	r := h.responder("r1")
+	h.run(r, "web-1", []step{
+		{status: event.StatusSuccess},
+		{advance: time.Minute, status: event.StatusSuccess},
+		{advance: time.Minute, status: event.StatusSuccess},
+		{advance: time.Minute, status: event.StatusEscalated, code: "circuit_open", retry: time.Hour},
+		{advance: time.Minute, status: event.StatusDenied, code: "circuit_open", retry: 59 * time.Minute},
+		{advance: 30 * time.Minute, status: event.StatusDenied, code: "circuit_open", retry: 29 * time.Minute},
+		{advance: 29 * time.Minute, status: event.StatusSuccess}, // cool-off over
+	})
+	escalations := 0
+	for _, c := range h.completes() {
+		if c.Result.Status == event.StatusEscalated {
+			escalations++
+		}
+	}
+	if escalations != 1 {
+		t.Errorf("escalations published = %d, want 1", escalations)
+	}
+	// Open it again, then a human reset closes it at once.
+	h.run(r, "web-1", []step{
+		{advance: time.Minute, status: event.StatusSuccess},
+		{advance: time.Minute, status: event.StatusSuccess},
+		{advance: time.Minute, status: event.StatusEscalated, code: "circuit_open", retry: time.Hour},
+		{advance: time.Minute, status: event.StatusDenied, code: "circuit_open", retry: 59 * time.Minute},
+	})
+	rec, err := r.Reset(context.Background(), "web-1", "human:tester")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Actor != "human:tester" || rec.Decision != respond.DecisionReset {
+		t.Errorf("reset audit entry = %+v", rec.Entry)
+	}
+	h.run(r, "web-1", []step{{advance: time.Second, status: event.StatusSuccess}})
+}
+
+func TestFailedVerificationCountsTowardTheBreaker(t *testing.T) {
+	t.Parallel()
+	c := web("web-1", nil)
+	h := newHarness(t, respond.Config{BackoffBase: time.Second, Cooldown: time.Second, SettleDefault: 50 * time.Millisecond}, c)
+	h.fake.Break(c.ID, true)
+	r := h.responder("r1")
+	outs := h.run(r, "web-1", []step{
+		{status: event.StatusFailed},
+		{advance: time.Minute, status: event.StatusFailed},
+		{advance: time.Minute, status: event.StatusFailed},
+		{advance: time.Minute, status: event.StatusEscalated, code: "circuit_open", retry: time.Hour},
+	})
+	if outs[0].Verified {
+		t.Errorf("a failed verification reported verified")
+	}
+}
+
+func TestBlastRadiusHoldsAndPagesOnce(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, respond.Config{}, web("web-1", nil), web("web-2", nil))
+	rdb := redis.NewClient(mustParse(t, h.st))
+	defer rdb.Close()
+	ctx := context.Background()
+	for i := range 6 {
+		s := container.Summary{Name: fmt.Sprintf("c%d", i), Host: host, Watched: true}
+		b, _ := json.Marshal(s)
+		rdb.HSet(ctx, event.KeyContainers, event.Target(host, s.Name), b)
+	}
+	for i := range 4 { // 4 of 6 unhealthy: more than max(3, 50%)
+		rdb.ZAdd(ctx, "hemostat:incidents:open", redis.Z{Score: 1, Member: event.IncidentKey(host, fmt.Sprintf("c%d", i), event.ClassCrashed)})
+	}
+	rdb.ZAdd(ctx, "hemostat:incidents:open", redis.Z{Score: 1, Member: event.IncidentKey("node-b", "x", event.ClassCrashed)}) // other host
+	r := h.responder("r1")
+	a := h.process(r, request(t, "web-1", event.ActionRestart))
+	b := h.process(r, request(t, "web-2", event.ActionRestart))
+	for _, o := range []respond.Outcome{a, b} {
+		if o.Status != event.StatusHeld || o.Decision.Step != respond.StepBlastRadius {
+			t.Errorf("outcome %s: %s %s, want held blast_radius", o.Request.Container, o.Status, o.Details)
+		}
+	}
+	if !a.Published || b.Published {
+		t.Errorf("published = %v, %v; want only the first hold of the period to page", a.Published, b.Published)
+	}
+	if n := len(h.rec.Writes()); n != 0 {
+		t.Errorf("engine writes during a hold: %d", n)
+	}
+	recs, err := audit.NewTrail(h.st).Query(ctx, audit.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 2 {
+		t.Errorf("audit entries = %d, want both holds audited", len(recs))
+	}
+	// Back to 3 of 6: actions resume.
+	rdb.ZRem(ctx, "hemostat:incidents:open", event.IncidentKey(host, "c3", event.ClassCrashed))
+	if o := h.process(r, request(t, "web-1", event.ActionRestart)); o.Status != event.StatusSuccess {
+		t.Errorf("after the storm: %s %s, want success", o.Status, o.Details)
+	}
+}
+
+func mustParse(t testing.TB, st *store.Client) *redis.Options {
+	o := st.Redis().Options()
+	return &redis.Options{Addr: o.Addr, DB: o.DB}
+}
+
+func TestHostConcurrencyLimit(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, respond.Config{MaxConcurrent: 1}, web("web-1", nil), web("web-2", nil))
+	entered := make(chan struct{})
+	release := make(chan struct{})
+	h.rec.OnWrite = func(c respondtest.Call) {
+		if c.Ref == web("web-1", nil).ID {
+			close(entered)
+			<-release
+		}
+	}
+	r := h.responder("r1")
+	var first respond.Outcome
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		first, _ = r.Process(context.Background(), request(t, "web-1", event.ActionRestart))
+	}()
+	<-entered
+	second := h.process(r, request(t, "web-2", event.ActionRestart))
+	close(release)
+	<-done
+	if first.Status != event.StatusSuccess {
+		t.Errorf("first: %s %s, want success", first.Status, first.Details)
+	}
+	if second.Status != event.StatusHeld || second.Decision.Step != respond.StepBlastRadius {
+		t.Errorf("second while the first runs: %s %s, want held blast_radius", second.Status, second.Details)
+	}
+	// The slot is free again.
+	if o := h.process(r, request(t, "web-2", event.ActionRestart)); o.Status != event.StatusSuccess {
+		t.Errorf("second after the first: %s %s, want success", o.Status, o.Details)
+	}
+}
+
+func TestProtectedContainersAreNeverTouched(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		c      docker.TargetState
+		config []string
+	}{
+		{name: "label", c: web("api-1", map[string]string{"hemostat.protected": "true"})},
+		{name: "hemostat's own label", c: web("agent-1", map[string]string{"hemostat.self": "true"})},
+		{name: "hemostat's own name", c: web("hemostat-respond", nil)},
+		{name: "configured list", c: web("db-1", nil), config: []string{"db-1"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t, respond.Config{Protected: tt.config}, tt.c)
+			r := h.responder("r1")
+			for _, action := range []string{event.ActionRestart, event.ActionStop, event.ActionExec, event.ActionCleanup} {
+				o := h.process(r, request(t, tt.c.Name, action))
+				if o.Status != event.StatusDenied || o.Decision.Step != respond.StepProtected {
+					t.Errorf("%s: %s %s, want denied protected", action, o.Status, o.Details)
+				}
+			}
+			if w := h.rec.Writes(); len(w) != 0 {
+				t.Errorf("engine writes on a protected container: %+v", w)
+			}
+		})
+	}
+}
+
+func TestActionsOutsideTheAllowedSetAreDenied(t *testing.T) {
+	t.Parallel()
+	c := web("web-1", map[string]string{"hemostat.actions": "restart,exec", "hemostat.exec": `[["/app","-probe","http://127.0.0.1:1/"]]`})
+	h := newHarness(t, respond.Config{}, c)
+	h.fake.ExecResult = docker.ExecResult{Output: "password=hunter2 ok"}
+	r := h.responder("r1")
+	tests := []struct {
+		action  string
+		command []string
+		want    string
+	}{
+		{event.ActionStop, nil, event.StatusDenied},
+		{event.ActionCleanup, nil, event.StatusDenied},
+		{event.ActionScale, nil, event.StatusDenied},
+		{event.ActionExec, []string{"/bin/sh", "-c", "reboot"}, event.StatusDenied},
+		{event.ActionExec, []string{"/app", "-probe", "http://127.0.0.1:1/"}, event.StatusSuccess},
+	}
+	for _, tt := range tests {
+		o := h.process(r, request(t, c.Name, tt.action, func(p *event.RemediationNeeded) { p.Command = tt.command }))
+		if o.Status != tt.want {
+			t.Errorf("%s %v: %s %s, want %s", tt.action, tt.command, o.Status, o.Details, tt.want)
+		}
+		if o.Status == event.StatusSuccess && (contains(o.Details, "hunter2") || !contains(o.Details, "exit 0")) {
+			t.Errorf("exec details not redacted or missing the exit code: %q", o.Details)
+		}
+	}
+	var execs [][]string
+	for _, w := range h.rec.Writes() {
+		execs = append(execs, w.Args)
+	}
+	if diff := cmp.Diff([][]string{{"/app", "-probe", "http://127.0.0.1:1/"}}, execs); diff != "" {
+		t.Errorf("engine writes (-want +got):\n%s", diff)
+	}
+}
+
+func contains(s, sub string) bool {
+	return len(sub) == 0 || (len(s) >= len(sub) && (s[:len(sub)] == sub || contains(s[1:], sub)))
+}
+
+func TestOtherHostsRequestsAreIgnored(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, respond.Config{}, web("web-1", nil))
+	env := request(t, "web-1", event.ActionRestart)
+	env.Host = "node-b"
+	o := h.process(h.responder("r1"), env)
+	if !o.Ignored || len(h.rec.Calls()) != 0 || len(h.completes()) != 0 {
+		t.Errorf("another host's request: ignored=%v calls=%d completes=%d", o.Ignored, len(h.rec.Calls()), len(h.completes()))
+	}
+}
+
+func TestThreeRespondersPerformOneRestart(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, respond.Config{}, web("web-1", nil))
+	env := request(t, "web-1", event.ActionRestart)
+	rs := []*respond.Responder{h.responder("r1"), h.responder("r2"), h.responder("r3")}
+	var wg sync.WaitGroup
+	for _, r := range rs {
+		wg.Go(func() {
+			// Each keeps the request until it is acked, as a consumer would.
+			for {
+				_, err := r.Process(context.Background(), env)
+				if err == nil {
+					return
+				}
+				if !errors.Is(err, bus.ErrSkipAck) {
+					t.Errorf("process: %v", err)
+					return
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+		})
+	}
+	wg.Wait()
+	if got := h.rec.Count("restart"); got != 1 {
+		t.Errorf("restarts = %d, want 1", got)
+	}
+	if got := len(h.completes()); got != 1 {
+		t.Errorf("completes = %d, want 1", got)
+	}
+}
+
+func TestKilledBetweenActionAndAckDoesNotActAgain(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, respond.Config{LeaseTTL: 300 * time.Millisecond}, web("web-1", nil))
+	env := request(t, "web-1", event.ActionRestart)
+	crash := true
+	h.rec.AfterWrite = func(respondtest.Call) {
+		if crash {
+			crash = false
+			panic("killed")
+		}
+	}
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Fatal("the first responder did not die")
+			}
+		}()
+		h.responder("r1").Process(context.Background(), env)
+	}()
+	if got := len(h.completes()); got != 0 {
+		t.Fatalf("completes after the crash = %d, want 0", got)
+	}
+	r2 := h.responder("r2")
+	var out respond.Outcome
+	eventually(t, 5*time.Second, func() bool {
+		var err error
+		out, err = r2.Process(context.Background(), env)
+		if err != nil && !errors.Is(err, bus.ErrSkipAck) {
+			t.Fatalf("redelivery: %v", err)
+		}
+		return err == nil
+	})
+	if !out.Resumed || out.Status != event.StatusSuccess || !out.Verified {
+		t.Errorf("redelivery: resumed=%v %s verified=%v (%s)", out.Resumed, out.Status, out.Verified, out.Details)
+	}
+	if got := h.rec.Count("restart"); got != 1 {
+		t.Errorf("restarts = %d, want 1", got)
+	}
+	// And a third delivery is a duplicate.
+	if o := h.process(r2, env); !o.Duplicate {
+		t.Errorf("third delivery not recognised as handled: %+v", o)
+	}
+}
+
+func TestRedisDownDoesNothing(t *testing.T) {
+	t.Parallel()
+	srv := testenv.StartRedis(t)
+	st := openStore(t, srv.URL())
+	fake := respondtest.NewFake(web("web-1", nil))
+	rec := &respondtest.Recorder{Inner: fake}
+	r := respond.New(fastConfig(respond.Config{}), rec, st, bus.New(st, bus.Options{}), respond.Options{})
+	srv.Stop()
+	env := request(t, "web-1", event.ActionRestart)
+	_, err := r.Process(context.Background(), env)
+	if !errors.Is(err, bus.ErrSkipAck) {
+		t.Errorf("Process with Redis down: %v, want an error wrapping bus.ErrSkipAck", err)
+	}
+	if w := rec.Writes(); len(w) != 0 {
+		t.Errorf("engine writes with Redis down: %+v", w)
+	}
+	srv.Start()
+	eventually(t, 5*time.Second, func() bool { return st.Ping(context.Background()) == nil })
+	o, err := r.Process(context.Background(), env)
+	if err != nil || o.Status != event.StatusSuccess {
+		t.Errorf("after Redis came back: %v %s", err, o.Status)
+	}
+}
+
+func TestDryRunMakesNoWritesAndPredictsTheRealRun(t *testing.T) {
+	t.Parallel()
+	cfg := respond.Config{BackoffBase: 30 * time.Second}
+	real := newHarness(t, cfg, web("web-1", nil))
+	cfg.DryRun = true
+	dry := newHarness(t, cfg, web("web-1", nil))
+	label := newHarness(t, respond.Config{}, web("web-1", map[string]string{"hemostat.mode": "suggest"}))
+	rr, dr, lr := real.responder("real"), dry.responder("dry"), label.responder("label")
+	advances := []time.Duration{0, 10 * time.Second, 25 * time.Second, 40 * time.Second, 2 * time.Minute, time.Minute, 30 * time.Minute, time.Minute, time.Minute, time.Minute, time.Minute}
+	for i, adv := range advances {
+		real.clk.Add(adv)
+		dry.clk.Add(adv)
+		label.clk.Add(adv)
+		env := request(t, "web-1", event.ActionRestart)
+		a, b, c := real.process(rr, env), dry.process(dr, env), label.process(lr, env)
+		want := a.Status
+		if want == event.StatusSuccess {
+			want = event.StatusDryRun
+		}
+		if b.Status != want || c.Status != want || a.Decision.RetryAfter != b.Decision.RetryAfter {
+			t.Errorf("request %d: real %s (%s), dry-run %s (%s), suggest %s", i+1, a.Status, a.Details, b.Status, b.Details, c.Status)
+		}
+		if !b.DryRun || !c.DryRun {
+			t.Errorf("request %d: dry_run flag not set", i+1)
+		}
+	}
+	for name, h := range map[string]*harness{"--dry-run": dry, "mode suggest": label} {
+		if w := h.rec.Writes(); len(w) != 0 {
+			t.Errorf("%s made engine writes: %+v", name, w)
+		}
+		l, err := h.st.LedgerFields(context.Background(), store.RespondKeys(host, "web-1", false))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(l) != 0 {
+			t.Errorf("%s wrote the real ledger: %v", name, l)
+		}
+	}
+	if real.rec.Count("restart") == 0 {
+		t.Errorf("the real run never restarted: the comparison proves nothing")
+	}
+}
+
+func TestAuditTrailRecordsEveryDecisionAndVerifies(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, respond.Config{}, web("web-1", nil), web("web-2", map[string]string{"hemostat.protected": "true"}))
+	r := h.responder("r1")
+	h.process(r, request(t, "web-1", event.ActionRestart))
+	h.process(r, request(t, "web-1", event.ActionRestart)) // cooldown
+	h.process(r, request(t, "web-2", event.ActionRestart)) // protected
+	h.process(r, request(t, "gone-1", event.ActionRestart))
+	h.process(r, request(t, "web-1", event.ActionNone))
+	ctx := context.Background()
+	trail := audit.NewTrail(h.st)
+	recs, err := trail.Query(ctx, audit.Filter{Target: event.Target(host, "web-1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got [][2]string
+	for _, r := range recs {
+		got = append(got, [2]string{r.Decision, r.Result})
+	}
+	want := [][2]string{{"executed", "success"}, {"denied", "denied"}, {"escalated", "escalated"}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("web-1 audit (-want +got):\n%s", diff)
+	}
+	rep, err := trail.Verify(ctx)
+	if err != nil || rep.Break != nil || rep.Entries != 5 {
+		t.Errorf("verify: %v, %+v", err, rep)
+	}
+}
