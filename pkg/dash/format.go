@@ -48,8 +48,10 @@ func human(d time.Duration) string {
 		d = -d
 	}
 	switch {
-	case d < time.Second:
+	case d < time.Millisecond:
 		return "0s"
+	case d < time.Second:
+		return fmt.Sprintf("%dms", d.Milliseconds())
 	case d < time.Minute:
 		return fmt.Sprintf("%ds", int(d.Seconds()))
 	case d < time.Hour:

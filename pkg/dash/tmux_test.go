@@ -1,0 +1,173 @@
+package dash
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hemostat/hemostat/pkg/event"
+	"github.com/hemostat/hemostat/pkg/testenv"
+)
+
+// tmuxSession drives one program in a detached tmux session on a private server socket.
+type tmuxSession struct {
+	t      *testing.T
+	socket string
+	name   string
+}
+
+func (s *tmuxSession) tmux(args ...string) (string, error) {
+	cmd := exec.Command("tmux", append([]string{"-L", s.socket, "-f", "/dev/null"}, args...)...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+func (s *tmuxSession) keys(keys ...string) {
+	s.t.Helper()
+	if out, err := s.tmux(append([]string{"send-keys", "-t", s.name}, keys...)...); err != nil {
+		s.t.Fatalf("send-keys %v: %v: %s", keys, err, out)
+	}
+}
+
+func (s *tmuxSession) text(text string) {
+	s.t.Helper()
+	if out, err := s.tmux("send-keys", "-t", s.name, "-l", text); err != nil {
+		s.t.Fatalf("send-keys -l %q: %v: %s", text, err, out)
+	}
+}
+
+func (s *tmuxSession) screen() string {
+	out, err := s.tmux("capture-pane", "-p", "-t", s.name)
+	if err != nil {
+		return ""
+	}
+	return out
+}
+
+// waitFor polls the pane until cond holds, failing with the last screen after the deadline.
+func (s *tmuxSession) waitFor(what string, cond func(screen string) bool) string {
+	s.t.Helper()
+	var scr string
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		scr = s.screen()
+		if cond(scr) {
+			return scr
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	s.t.Fatalf("waiting for %s; the screen shows:\n%s", what, scr)
+	return ""
+}
+
+func (s *tmuxSession) waitText(want ...string) string {
+	s.t.Helper()
+	return s.waitFor(fmt.Sprintf("%q", want), func(scr string) bool {
+		for _, w := range want {
+			if !strings.Contains(scr, w) {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// buildHemostat builds the hemostat binary (or uses $HEMOSTAT_BIN).
+func buildHemostat(t *testing.T) string {
+	t.Helper()
+	if bin := os.Getenv("HEMOSTAT_BIN"); bin != "" {
+		return bin
+	}
+	bin := filepath.Join(t.TempDir(), "hemostat")
+	cmd := exec.Command("go", "build", "-o", bin, "github.com/hemostat/hemostat")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// TestTmuxDash runs `hemostat dash` in a real terminal (tmux, 120x40) against real Redis seeded as the
+// agents would write it, types keys, and asserts what a person would see. scripts/tmux-dash-test.sh runs it.
+func TestTmuxDash(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: skipping the tmux run")
+	}
+	if _, err := exec.LookPath("tmux"); err != nil {
+		if testenv.InCI() {
+			t.Fatal("tmux is not installed (apt-get install tmux)")
+		}
+		t.Skip("tmux is not installed")
+	}
+	url := testenv.RequireRedis(t)
+	bin := buildHemostat(t)
+	f := newFixture(time.Now().UTC().Truncate(time.Millisecond))
+	f.seed(t, url)
+
+	s := &tmuxSession{t: t, socket: fmt.Sprintf("hemostat-dash-test-%d", os.Getpid()), name: "dash"}
+	exitFile := filepath.Join(t.TempDir(), "exit")
+	shell := fmt.Sprintf("%q dash --redis-url %q --refresh 300ms 2>%q.err; echo $? > %q", bin, url, exitFile, exitFile)
+	if out, err := s.tmux("new-session", "-d", "-s", s.name, "-x", "120", "-y", "40", "-e", "NO_COLOR=1", shell); err != nil {
+		t.Fatalf("tmux new-session: %v: %s", err, out)
+	}
+	t.Cleanup(func() { _, _ = s.tmux("kill-server") })
+
+	// Overview: the container rows, KPIs, open incidents.
+	scr := s.waitText("web-1", "worker-1", "api-1", "Open incidents (2)", "node-a/web-1/unhealthy", "agents 3/4 (no alert)")
+	if !strings.Contains(scr, "● connected") {
+		t.Errorf("the header does not say connected:\n%s", scr)
+	}
+
+	// The filter narrows the table.
+	s.text("/web")
+	s.waitFor("the filter to narrow the table to web-1", func(scr string) bool {
+		return strings.Contains(scr, "filter: web") && strings.Contains(scr, "› web-1") && !strings.Contains(scr, "api-1")
+	})
+
+	// Detail: why hemostat did or did not act.
+	s.keys("Enter")
+	s.keys("Enter")
+	s.waitText("› node-a/web-1", "Why", "cooling down", "the analyzer chose restart", "Ledger (respond)", "attempts last hour: 2")
+
+	// Back, clear the filter: every row is there again.
+	s.keys("Escape")
+	s.waitText("[Overview]", "filter: web")
+	s.keys("Escape")
+	s.waitFor("the filter to clear", func(scr string) bool {
+		return strings.Contains(scr, "api-1") && !strings.Contains(scr, "filter: web")
+	})
+
+	// Events: the backfill, then a live event as an agent publishes it.
+	s.keys("Tab")
+	s.waitText("[Events]", "remediation_complete", "container_recovered")
+	live, err := event.New("monitor", "node-a", "node-a/api-1/crashed", "", &event.ContainerUnhealthy{
+		ContainerID: "c0ffee", ContainerName: "api-1", Class: event.ClassCrashed, ExitCode: 1,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	publish(t, url, live)
+	s.waitText("node-a/api-1/crashed", `"container_id": "c0ffee"`)
+
+	// History: the audit trail with the full reason of the selected entry.
+	s.keys("Tab")
+	s.waitText("[History]", "container: any", "circuit_open", "reason: health check failing 3 times in a row")
+
+	// Quit: the program exits cleanly and gives the terminal back.
+	s.keys("q")
+	s.waitFor("the program to exit", func(string) bool {
+		_, err := os.Stat(exitFile)
+		return err == nil
+	})
+	b, _ := os.ReadFile(exitFile)
+	if code := strings.TrimSpace(string(b)); code != "0" {
+		stderr, _ := os.ReadFile(exitFile + ".err")
+		t.Errorf("hemostat dash exited with %s; stderr:\n%s", code, stderr)
+	}
+	if stderr, _ := os.ReadFile(exitFile + ".err"); len(stderr) > 0 {
+		t.Errorf("hemostat dash wrote to stderr while it owned the terminal:\n%s", stderr)
+	}
+}
