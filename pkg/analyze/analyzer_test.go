@@ -232,9 +232,9 @@ func TestOOMRepeatEscalates(t *testing.T) {
 		at     time.Duration
 		action string
 	}{
-		{0, "restart"},                 // first kill
-		{20 * time.Minute, "none"},     // again within the hour
-		{3 * time.Hour, "restart"},     // long after
+		{0, "restart"},             // first kill
+		{20 * time.Minute, "none"}, // again within the hour
+		{3 * time.Hour, "restart"}, // long after
 		{3*time.Hour + time.Minute, "none"},
 	}
 	for i, s := range steps {
