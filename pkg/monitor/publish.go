@@ -1,0 +1,232 @@
+package monitor
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/hemostat/hemostat/pkg/agent"
+	"github.com/hemostat/hemostat/pkg/event"
+	"github.com/hemostat/hemostat/pkg/store"
+)
+
+// Store is the Redis state the monitor writes; *store.Client implements it.
+type Store interface {
+	OpenIncident(ctx context.Context, in store.Incident) error
+	RealertIncident(ctx context.Context, incident, alertID string, at time.Time) error
+	CloseIncident(ctx context.Context, incident string, at time.Time, reason string) error
+	OpenIncidents(ctx context.Context, host string) ([]store.Incident, error)
+	WriteContainers(ctx context.Context, host string, summaries map[string][]byte) error
+	WriteStats(ctx context.Context, entries []store.StatsEntry, ttl time.Duration) error
+	WriteMonitorMetrics(ctx context.Context, fields map[string]string) error
+}
+
+// Publisher puts envelopes on the bus; *bus.Bus implements it.
+type Publisher interface {
+	Publish(ctx context.Context, stream string, env event.Envelope) (string, error)
+}
+
+// queue is the bounded buffer of notices waiting for Redis: when full, the oldest is dropped and counted.
+type queue struct {
+	mu      sync.Mutex
+	items   []queued
+	next    uint64
+	max     int
+	dropped int64
+	signal  chan struct{}
+}
+
+type queued struct {
+	seq uint64
+	n   Notice
+}
+
+func newQueue(max int) *queue {
+	if max <= 0 {
+		max = 1000
+	}
+	return &queue{max: max, signal: make(chan struct{}, 1)}
+}
+
+func (q *queue) push(n Notice) {
+	q.mu.Lock()
+	if len(q.items) >= q.max {
+		q.items = q.items[1:]
+		q.dropped++
+	}
+	q.next++
+	q.items = append(q.items, queued{seq: q.next, n: n})
+	q.mu.Unlock()
+	select {
+	case q.signal <- struct{}{}:
+	default:
+	}
+}
+
+func (q *queue) peek() (queued, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.items) == 0 {
+		return queued{}, false
+	}
+	return q.items[0], true
+}
+
+// done removes the item seq if it is still at the head (it may have been dropped meanwhile).
+func (q *queue) done(seq uint64) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.items) > 0 && q.items[0].seq == seq {
+		q.items = q.items[1:]
+	}
+}
+
+func (q *queue) stats() (buffered int, dropped int64) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.items), q.dropped
+}
+
+// publisher delivers notices in order: the incident hash first, then the envelope on the bus. While Redis
+// is away it retries with backoff, logging the state change once, and the queue holds what waits.
+type publisher struct {
+	st        Store
+	pub       Publisher
+	q         *queue
+	log       *slog.Logger
+	published func() // counts a delivered notice
+}
+
+func (p *publisher) run(ctx context.Context) {
+	state := agent.NewState(p.log, "redis")
+	bo := agent.Backoff{Min: 100 * time.Millisecond, Max: 5 * time.Second}
+	for {
+		it, ok := p.q.peek()
+		if !ok {
+			select {
+			case <-ctx.Done():
+				return
+			case <-p.q.signal:
+				continue
+			}
+		}
+		err := p.deliver(ctx, it.n)
+		if ctx.Err() != nil {
+			p.flush()
+			return
+		}
+		state.Set(err)
+		if err != nil {
+			if !agent.Sleep(ctx, bo.Next()) {
+				p.flush()
+				return
+			}
+			continue
+		}
+		bo.Reset()
+		p.q.done(it.seq)
+		if p.published != nil {
+			p.published()
+		}
+	}
+}
+
+// flush tries, briefly, to deliver what is left at shutdown.
+func (p *publisher) flush() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	for {
+		it, ok := p.q.peek()
+		if !ok || p.deliver(ctx, it.n) != nil {
+			return
+		}
+		p.q.done(it.seq)
+	}
+}
+
+func (p *publisher) deliver(ctx context.Context, n Notice) error {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	switch n.Kind {
+	case NoticeOpened, NoticeRealerted:
+		if n.Envelope == nil {
+			return nil
+		}
+		var err error
+		if n.Kind == NoticeOpened {
+			err = p.st.OpenIncident(ctx, store.Incident{Key: n.Incident, Class: n.Class, Host: n.Host, Container: n.Container,
+				ContainerID: n.ContainerID, Severity: n.Severity, AlertID: n.Envelope.ID, OpenedAt: n.OpenedAt, LastAlertAt: n.Time})
+		} else {
+			err = p.st.RealertIncident(ctx, n.Incident, n.Envelope.ID, n.Time)
+		}
+		if err != nil {
+			return err
+		}
+		_, err = p.pub.Publish(ctx, event.StreamHealthAlert, *n.Envelope)
+		return err
+	case NoticeCleared, NoticeClosed:
+		if err := p.st.CloseIncident(ctx, n.Incident, n.Time, n.Reason); err != nil {
+			return err
+		}
+		if n.Envelope == nil {
+			return nil
+		}
+		_, err := p.pub.Publish(ctx, event.StreamContainerRecovered, *n.Envelope)
+		return err
+	}
+	return nil
+}
+
+// snapshot is the state the views read, written after each round (latest wins).
+type snapshot struct {
+	containers map[string][]byte
+	stats      []store.StatsEntry
+	metrics    map[string]string
+}
+
+// writer writes snapshots; a snapshot that cannot be written (Redis away) is dropped for the next one.
+type writer struct {
+	st   Store
+	host string
+	ttl  time.Duration
+	in   chan snapshot
+	log  *slog.Logger
+}
+
+// post hands a snapshot to the writer, replacing one it has not taken yet.
+func (w *writer) post(s snapshot) {
+	for {
+		select {
+		case w.in <- s:
+			return
+		default:
+		}
+		select {
+		case <-w.in:
+		default:
+		}
+	}
+}
+
+func (w *writer) run(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case s := <-w.in:
+			c, cancel := context.WithTimeout(ctx, 5*time.Second)
+			err := w.st.WriteContainers(c, w.host, s.containers)
+			if err == nil {
+				err = w.st.WriteStats(c, s.stats, w.ttl)
+			}
+			if err == nil {
+				err = w.st.WriteMonitorMetrics(c, s.metrics)
+			}
+			cancel()
+			if err != nil && ctx.Err() == nil {
+				w.log.Debug("state not written", "err", err)
+			}
+		}
+	}
+}
