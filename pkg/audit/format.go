@@ -72,35 +72,39 @@ func NewTable(width int) *Table {
 		width = 120
 	}
 	width = max(width, 60)
+	timeCol := column{"TIME", 19, func(r Record) string { return r.Time.Local().Format("2006-01-02 15:04:05") }}
 	cols := []column{
-		{"TIME", 19, func(r Record) string { return r.Time.Local().Format("2006-01-02 15:04:05") }},
+		timeCol,
 		{"CONTAINER", 18, func(r Record) string { return r.Container }},
 		{"ACTION", 7, func(r Record) string { return r.Action }},
 		{"RESULT", 9, func(r Record) string { return r.Result }},
 		{"ACTOR", 14, func(r Record) string { return r.Actor }},
 		{"DURATION", 8, func(r Record) string { return fmtDuration(r.DurationMS) }},
 	}
+	switch {
+	case width >= 110:
+	case width >= 80: // drop the actor and duration, keep what says what happened
+		cols = cols[:4]
+	default: // short time and container too
+		cols = cols[:4]
+		cols[0] = column{"TIME", 14, func(r Record) string { return r.Time.Local().Format("01-02 15:04:05") }}
+		cols[1].w = 14
+	}
 	fixed := 0
 	for _, c := range cols {
 		fixed += c.w + 2
 	}
-	if width-fixed < 16 { // narrow terminal: drop the actor and duration, keep what says what happened
-		cols = cols[:4]
-		fixed = 0
-		for _, c := range cols {
-			fixed += c.w + 2
-		}
-	}
-	cols = append(cols, column{"REASON", max(width-fixed, 10), func(r Record) string {
-		s := r.Reason
-		if r.Error != "" {
-			s = r.Error + ": " + s
-		}
-		if r.RetryAfterMS > 0 {
-			s += fmt.Sprintf(" (retry in %s)", (time.Duration(r.RetryAfterMS) * time.Millisecond).Round(time.Second))
-		}
-		return s
-	}})
+	cols = append(cols, column{"REASON", width - fixed, // at least 8 at the minimum width of 60
+		func(r Record) string {
+			s := r.Reason
+			if r.Error != "" {
+				s = r.Error + ": " + s
+			}
+			if r.RetryAfterMS > 0 {
+				s += fmt.Sprintf(" (retry in %s)", (time.Duration(r.RetryAfterMS) * time.Millisecond).Round(time.Second))
+			}
+			return s
+		}})
 	return &Table{width: width, cols: cols}
 }
 

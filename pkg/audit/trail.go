@@ -5,8 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -54,7 +54,10 @@ func (t *Trail) Append(ctx context.Context, e Entry) (Record, error) {
 	e.Time = e.Time.UTC()
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for range 20 {
+	for try := range 200 {
+		if try >= 3 { // heavy contention: step aside for a moment
+			time.Sleep(time.Duration(rand.IntN(1000*min(try, 20))) * time.Microsecond)
+		}
 		if !t.know {
 			h, err := t.st.AuditReadHead(ctx)
 			if err != nil {
@@ -203,6 +206,13 @@ type Verifier struct {
 	prev Record
 }
 
+func (v *Verifier) lastSeq() int64 {
+	if v.n == 0 {
+		return 0
+	}
+	return v.prev.Seq
+}
+
 // Count is how many entries were checked.
 func (v *Verifier) Count() int64 { return v.n }
 
@@ -274,46 +284,36 @@ type VerifyReport struct {
 	Break   *Break // nil when the chain is intact
 }
 
-// Verify recomputes the whole chain, oldest first, and stops at the first break.
+// Verify recomputes the whole chain, oldest first, and stops at the first break. Entries appended while it
+// runs are checked too: the head is read again at the end and the tail followed until they agree.
 func (t *Trail) Verify(ctx context.Context) (VerifyReport, error) {
-	head, err := t.st.AuditReadHead(ctx)
-	if err != nil {
-		return VerifyReport{}, err
-	}
 	var v Verifier
 	start := "-"
-pages:
-	for {
-		recs, err := t.st.AuditRange(ctx, start, "+", 1000)
+	var head store.AuditHead
+	for round := 0; ; round++ {
+		for {
+			recs, err := t.st.AuditRange(ctx, start, "+", 1000)
+			if err != nil {
+				return VerifyReport{}, err
+			}
+			for _, r := range recs {
+				if b := v.Next(r); b != nil {
+					return VerifyReport{Entries: v.Count(), Head: head, Break: b}, nil
+				}
+				start = "(" + r.ID
+			}
+			if len(recs) < 1000 {
+				break
+			}
+		}
+		h, err := t.st.AuditReadHead(ctx)
 		if err != nil {
 			return VerifyReport{}, err
 		}
-		for _, r := range recs {
-			if head.ID != "" && streamIDAfter(r.ID, head.ID) {
-				break pages // appended after the head was read
-			}
-			if b := v.Next(r); b != nil {
-				return VerifyReport{Entries: v.Count(), Head: head, Break: b}, nil
-			}
+		head = h
+		if head.Seq <= v.lastSeq() || round >= 3 {
+			break // caught up with the head, or it keeps moving: judge against the last head read
 		}
-		if len(recs) < 1000 {
-			break
-		}
-		start = "(" + recs[len(recs)-1].ID
 	}
 	return VerifyReport{Entries: v.Count(), Head: head, Break: v.End(head)}, nil
-}
-
-// streamIDAfter reports whether stream id a sorts after b.
-func streamIDAfter(a, b string) bool {
-	am, as := splitID(a)
-	bm, bs := splitID(b)
-	return am > bm || (am == bm && as > bs)
-}
-
-func splitID(id string) (int64, int64) {
-	ms, seq, _ := strings.Cut(id, "-")
-	m, _ := strconv.ParseInt(ms, 10, 64)
-	s, _ := strconv.ParseInt(seq, 10, 64)
-	return m, s
 }

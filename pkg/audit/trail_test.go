@@ -1,0 +1,312 @@
+package audit_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/hemostat/hemostat/pkg/audit"
+	"github.com/hemostat/hemostat/pkg/event"
+	"github.com/hemostat/hemostat/pkg/store"
+	"github.com/hemostat/hemostat/pkg/testenv"
+)
+
+func setup(t *testing.T) (*audit.Trail, *store.Client, *redis.Client) {
+	t.Helper()
+	url := testenv.RequireRedis(t)
+	st, err := store.Open(store.Options{URL: url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	o, _ := redis.ParseURL(url)
+	rdb := redis.NewClient(o)
+	t.Cleanup(func() { rdb.Close() })
+	return audit.NewTrail(st), st, rdb
+}
+
+var t0 = time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
+
+func entry(i int, container, action, result string) audit.Entry {
+	return audit.Entry{Time: t0.Add(time.Duration(i) * time.Minute), Host: "node-a", Container: container, Action: action,
+		Decision: "executed", Result: result, Reason: fmt.Sprintf("reason %d", i), Actor: "rules", Confidence: 0.9, DurationMS: 12.5}
+}
+
+func fill(t *testing.T, tr *audit.Trail, n int) []audit.Record {
+	t.Helper()
+	var out []audit.Record
+	for i := range n {
+		c := []string{"web-1", "web-2", "db-1"}[i%3]
+		res := []string{"success", "denied"}[i%2]
+		r, err := tr.Append(context.Background(), entry(i, c, "restart", res))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+func TestChainLinksEveryEntry(t *testing.T) {
+	t.Parallel()
+	tr, _, _ := setup(t)
+	recs := fill(t, tr, 5)
+	for i, r := range recs {
+		if r.Seq != int64(i+1) || r.Hash != r.ComputeHash() {
+			t.Errorf("entry %d: seq %d, hash ok %v", i, r.Seq, r.Hash == r.ComputeHash())
+		}
+		if i > 0 && r.PrevHash != recs[i-1].Hash {
+			t.Errorf("entry %d does not chain to %d", i, i-1)
+		}
+	}
+	if recs[0].PrevHash != "" {
+		t.Errorf("first entry chains to %q", recs[0].PrevHash)
+	}
+}
+
+func TestConcurrentWritersKeepOneChain(t *testing.T) {
+	t.Parallel()
+	_, st, _ := setup(t)
+	var wg sync.WaitGroup
+	for w := range 4 {
+		tr := audit.NewTrail(st) // one trail per writer, as separate responders would have
+		wg.Go(func() {
+			for i := range 10 {
+				if _, err := tr.Append(context.Background(), entry(i, fmt.Sprintf("c%d", w), "restart", "success")); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	rep, err := audit.NewTrail(st).Verify(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Break != nil || rep.Entries != 40 {
+		t.Errorf("verify: %d entries, break %v", rep.Entries, rep.Break)
+	}
+}
+
+func TestVerify(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		tamper func(t *testing.T, rdb *redis.Client, recs []audit.Record)
+		want   string // kind, "" for intact
+		at     int    // index of the entry that must be named
+	}{
+		{name: "intact"},
+		{name: "edited in place of the last entry", at: 5, want: audit.BreakEdited,
+			tamper: func(t *testing.T, rdb *redis.Client, recs []audit.Record) {
+				last := recs[5]
+				e := last.Entry
+				e.Result = "success" // rewrite history, keep the old hash
+				b, _ := json.Marshal(e)
+				rdb.XDel(context.Background(), event.StreamAudit, last.StreamID)
+				ms, seq, _ := strings.Cut(last.StreamID, "-")
+				var n int
+				fmt.Sscan(seq, &n)
+				id := fmt.Sprintf("%s-%d", ms, n+1)
+				if err := rdb.XAdd(context.Background(), &redis.XAddArgs{Stream: event.StreamAudit, ID: id, Values: []any{"entry", b}}).Err(); err != nil {
+					t.Fatal(err)
+				}
+				recs[5].StreamID = id
+			}},
+		{name: "edited and rehashed", at: 2, want: audit.BreakEdited,
+			tamper: func(t *testing.T, rdb *redis.Client, recs []audit.Record) {
+				// Delete entries 2..5 and append them again with entry 2 changed and rehashed: entry 3 no longer chains.
+				for _, r := range recs[2:] {
+					rdb.XDel(context.Background(), event.StreamAudit, r.StreamID)
+				}
+				for i, r := range recs[2:] {
+					e := r.Entry
+					if i == 0 {
+						e.Result = "success"
+						e.Hash = e.ComputeHash()
+					}
+					b, _ := json.Marshal(e)
+					id, err := rdb.XAdd(context.Background(), &redis.XAddArgs{Stream: event.StreamAudit, Values: []any{"entry", b}}).Result()
+					if err != nil {
+						t.Fatal(err)
+					}
+					recs[2+i].StreamID = id
+				}
+			}},
+		{name: "deleted in the middle", at: 3, want: audit.BreakMissing,
+			tamper: func(t *testing.T, rdb *redis.Client, recs []audit.Record) {
+				rdb.XDel(context.Background(), event.StreamAudit, recs[2].StreamID)
+			}},
+		{name: "deleted at the tail", at: 5, want: audit.BreakMissing,
+			tamper: func(t *testing.T, rdb *redis.Client, recs []audit.Record) {
+				rdb.XDel(context.Background(), event.StreamAudit, recs[5].StreamID)
+			}},
+		{name: "deleted at the head", at: 1, want: audit.BreakMissing,
+			tamper: func(t *testing.T, rdb *redis.Client, recs []audit.Record) {
+				rdb.XDel(context.Background(), event.StreamAudit, recs[0].StreamID)
+			}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			tr, _, rdb := setup(t)
+			recs := fill(t, tr, 6)
+			if tt.tamper != nil {
+				tt.tamper(t, rdb, recs)
+			}
+			rep, err := audit.NewTrail(storeOf(t, rdb)).Verify(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.want == "" {
+				if rep.Break != nil || rep.Entries != 6 {
+					t.Errorf("intact trail: %d entries, break %v", rep.Entries, rep.Break)
+				}
+				return
+			}
+			if rep.Break == nil {
+				t.Fatalf("tampering not detected")
+			}
+			if rep.Break.Kind != tt.want || rep.Break.StreamID != recs[tt.at].StreamID {
+				t.Errorf("break %v; want %s at %s (seq %d)", rep.Break, tt.want, recs[tt.at].StreamID, tt.at+1)
+			}
+		})
+	}
+}
+
+func storeOf(t *testing.T, rdb *redis.Client) *store.Client {
+	o := rdb.Options()
+	st, err := store.Open(store.Options{URL: fmt.Sprintf("redis://%s/%d", o.Addr, o.DB)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+func TestQuery(t *testing.T) {
+	t.Parallel()
+	tr, _, _ := setup(t)
+	fill(t, tr, 12) // web-1 at 0,3,6,9; results alternate success/denied
+	seqs := func(recs []audit.Record) []int64 {
+		var out []int64
+		for _, r := range recs {
+			out = append(out, r.Seq)
+		}
+		return out
+	}
+	tests := []struct {
+		name string
+		f    audit.Filter
+		want []int64
+	}{
+		{"all", audit.Filter{}, []int64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}},
+		{"newest 3, oldest first", audit.Filter{Limit: 3}, []int64{10, 11, 12}},
+		{"one container through its index", audit.Filter{Target: "node-a/web-1"}, []int64{1, 4, 7, 10}},
+		{"container and result", audit.Filter{Target: "node-a/web-1", Result: "denied"}, []int64{4, 10}},
+		{"action", audit.Filter{Action: "stop"}, nil},
+		{"since", audit.Filter{Since: t0.Add(10 * time.Minute)}, []int64{11, 12}},
+		{"unknown container", audit.Filter{Target: "node-a/nope"}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			recs, err := tr.Query(context.Background(), tt.f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.want, seqs(recs)); diff != "" {
+				t.Errorf("seqs (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestFollow(t *testing.T) {
+	t.Parallel()
+	tr, _, _ := setup(t)
+	fill(t, tr, 2)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	got := make(chan audit.Record, 10)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		_ = tr.Follow(ctx, audit.Filter{Target: "node-a/db-1"}, func(r audit.Record) error { got <- r; return nil })
+	})
+	// Follow starts at the end: append until one new db-1 entry arrives.
+	deadline := time.After(5 * time.Second)
+	i := 100
+	for done := false; !done; {
+		if _, err := tr.Append(ctx, entry(i, "db-1", "restart", "success")); err != nil {
+			t.Fatal(err)
+		}
+		i++
+		select {
+		case r := <-got:
+			if r.Container != "db-1" {
+				t.Errorf("followed %s", r.Container)
+			}
+			done = true
+		case <-time.After(50 * time.Millisecond):
+		case <-deadline:
+			t.Fatal("nothing followed")
+		}
+	}
+	cancel()
+	wg.Wait()
+}
+
+func TestTableFitsTheWidth(t *testing.T) {
+	long := entry(1, "a-very-long-container-name-indeed", "restart", "denied")
+	long.Reason = strings.Repeat("the reason is long ", 20)
+	long.RetryAfterMS = 20000
+	recs := []audit.Record{{StreamID: "1-0", Entry: long}, {StreamID: "2-0", Entry: entry(2, "web-1", "restart", "success")}}
+	for _, width := range []int{60, 80, 120, 200} {
+		var b bytes.Buffer
+		if err := audit.Write(&b, audit.FormatTable, recs, width); err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Split(strings.TrimRight(b.String(), "\n"), "\n")
+		if len(lines) != 3 {
+			t.Errorf("width %d: %d lines, want header and 2 rows", width, len(lines))
+		}
+		for _, l := range lines {
+			if n := utf8.RuneCountInString(l); n > width {
+				t.Errorf("width %d: line of %d runes: %q", width, n, l)
+			}
+		}
+	}
+}
+
+func TestJSONIsStable(t *testing.T) {
+	rec := audit.Record{StreamID: "1-0", Entry: entry(1, "web-1", "restart", "success")}
+	var b bytes.Buffer
+	if err := audit.Write(&b, audit.FormatJSONL, []audit.Record{rec}, 0); err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b.Bytes(), &m); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"stream_id", "id", "time", "host", "container", "action", "decision", "result", "actor",
+		"confidence", "duration_ms", "verified", "dry_run", "prev_hash", "hash"} {
+		if _, ok := m[k]; !ok {
+			t.Errorf("jsonl entry lacks %q: %s", k, b.String())
+		}
+	}
+	b.Reset()
+	if err := audit.Write(&b, audit.FormatJSON, nil, 0); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimSpace(b.String()); got != "[]" {
+		t.Errorf("empty json = %q, want []", got)
+	}
+}
