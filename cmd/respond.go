@@ -1,11 +1,174 @@
 package cmd
 
-import "github.com/spf13/cobra"
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/hemostat/hemostat/pkg/agent"
+	"github.com/hemostat/hemostat/pkg/bus"
+	"github.com/hemostat/hemostat/pkg/event"
+	"github.com/hemostat/hemostat/pkg/respond"
+)
+
+type respondOptions struct {
+	Config  respond.Config
+	Workers int
+	Bus     bus.Options
+}
 
 func newRespondCmd(d *Deps) *cobra.Command {
-	return &cobra.Command{
+	var opts respondOptions
+	cfg := &opts.Config
+	c := &cobra.Command{
 		Use:   "respond",
-		Short: "respond agent (not implemented yet)",
-		RunE:  notImplemented("respond", "5"),
+		Short: "Remediate this host's containers behind a safety ledger, verify, and audit every decision",
+		Long: `respond consumes hemostat:remediation_needed in the consumer group respond:<host> and acts only on
+requests for its own host (--host-name); every host runs its own responder and group, so each group sees
+every request and acts on its own. For each request, in order:
+
+  1. the container must still exist (or have a compose replacement)   else skipped: gone
+  2. protected containers are never touched: label hemostat.protected=true, hemostat's own
+     (label hemostat.self=true or a name starting with "hemostat"), the --protected list   denied: protected
+  3. the action must be allowed: label hemostat.actions (default --actions); exec only runs commands
+     declared in hemostat.exec, without a shell; scale only for swarm services   denied: action_not_allowed
+  4. a request already handled is acked, nothing else
+  5. another responder holds the container's lease                    skipped: busy
+  6. more than --max-unhealthy containers unhealthy (default 50% of watched, at least 3), or
+     --max-concurrent actions running on the host                     held: blast_radius (pages once)
+  7. circuit breaker: after --max-actions-per-hour actions on one container within an hour it opens
+     (one escalation) for --breaker-cooloff, or until 'hemostat respond reset'   denied: circuit_open
+  8. backoff: --backoff doubling up to --cooldown between actions; reset after --healthy-reset healthy
+                                                                       denied: cooldown (with time left)
+  9. --dry-run or label hemostat.mode=suggest|observe: simulated against the shadow ledger, so it predicts
+     exactly what a real run would do; no engine write is made
+ 10. act, then verify: running, and healthy if it has a healthcheck, within a settle window derived from
+     the healthcheck; a failed verification counts toward the breaker.
+
+Every decision is appended to the hash-chained audit trail (hemostat audit) and published as
+remediation_complete. Without Redis nothing is done: requests stay pending until it is back.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return respondRun(cmd.Context(), d, opts)
+		},
 	}
+	f := c.Flags()
+	f.BoolVar(&cfg.DryRun, "dry-run", false, "simulate every action against the shadow ledger; never write to the engine")
+	f.StringSliceVar(&cfg.Protected, "protected", nil, "containers never touched (names, host/name, or id prefixes), comma separated")
+	f.StringSliceVar(&cfg.Actions, "actions", respond.DefaultActions, "actions allowed on containers without a hemostat.actions label")
+	f.IntVar(&cfg.MaxUnhealthy, "max-unhealthy", 0, "hold automatic actions while more containers than this are unhealthy (0: --max-unhealthy-percent of watched, at least 3)")
+	f.IntVar(&cfg.MaxUnhealthyPercent, "max-unhealthy-percent", 50, "percent of watched containers that may be unhealthy at once")
+	f.IntVar(&cfg.MaxConcurrent, "max-concurrent", 2, "actions running at once on this host")
+	f.DurationVar(&cfg.HoldPeriod, "hold-period", 10*time.Minute, "page once per blast-radius hold period")
+	f.IntVar(&cfg.MaxActionsPerHour, "max-actions-per-hour", 3, "actions on one container within an hour before the breaker opens")
+	f.DurationVar(&cfg.BreakerCooloff, "breaker-cooloff", time.Hour, "how long an open breaker stays open")
+	f.DurationVar(&cfg.BackoffBase, "backoff", 30*time.Second, "first gap between actions on one container; doubles each time")
+	f.DurationVar(&cfg.Cooldown, "cooldown", time.Hour, "cap of the gap between actions on one container")
+	f.DurationVar(&cfg.HealthyReset, "healthy-reset", 10*time.Minute, "healthy this long after an action resets the backoff")
+	f.DurationVar(&cfg.StopTimeout, "stop-timeout", 10*time.Second, "stop grace before SIGKILL, unless the hemostat.stop_timeout label says otherwise")
+	f.Uint64Var(&cfg.MaxReplicas, "max-replicas", 5, "scale never grows a swarm service beyond this many replicas")
+	f.DurationVar(&cfg.ExecTimeout, "exec-timeout", 30*time.Second, "deadline of an exec action")
+	f.DurationVar(&cfg.SettleMax, "settle-max", 3*time.Minute, "longest verification wait, whatever the healthcheck says")
+	f.DurationVar(&cfg.SettleDefault, "settle", 30*time.Second, "verification wait for containers without a healthcheck")
+	f.DurationVar(&cfg.StableFor, "stable-for", 3*time.Second, "without a healthcheck, the container must stay running this long")
+	f.DurationVar(&cfg.LeaseTTL, "lease-ttl", 15*time.Second, "lifetime of a container lease, renewed while acting")
+	f.DurationVar(&cfg.DoneTTL, "done-ttl", 24*time.Hour, "how long handled request ids are remembered")
+	f.IntVar(&opts.Workers, "workers", 4, "requests handled at once (actions on different containers run in parallel)")
+	addBusFlags(c, &opts.Bus)
+	c.AddCommand(newRespondResetCmd(d))
+	return c
+}
+
+func respondRun(ctx context.Context, d *Deps, opts respondOptions) error {
+	cfg := opts.Config
+	if cfg.MaxUnhealthyPercent <= 0 || cfg.MaxUnhealthyPercent > 100 {
+		return UsageError("--max-unhealthy-percent must be within 1..100, got %d", cfg.MaxUnhealthyPercent)
+	}
+	if cfg.MaxConcurrent <= 0 || cfg.MaxActionsPerHour <= 0 || opts.Workers <= 0 {
+		return UsageError("--max-concurrent, --max-actions-per-hour and --workers must be positive")
+	}
+	for _, a := range cfg.Actions {
+		if !isAction(a) {
+			return UsageError("--actions: unknown action %q (want %s)", a, strings.Join(event.Actions, ", "))
+		}
+	}
+	if cfg.BackoffBase <= 0 || cfg.Cooldown < cfg.BackoffBase {
+		return UsageError("--backoff must be positive and at most --cooldown")
+	}
+	cfg.Host = d.HostName()
+	st, err := d.Store(ctx)
+	if err != nil {
+		return err
+	}
+	dk, err := d.Docker(ctx)
+	if err != nil {
+		return err
+	}
+	opts.Bus.Concurrency = opts.Workers
+	b, err := d.Bus(ctx, opts.Bus)
+	if err != nil {
+		return err
+	}
+	r := respond.New(cfg, dk, st, b, respond.Options{Instance: d.Instance(), Logger: d.Logger})
+	mode := "auto"
+	if cfg.DryRun {
+		mode = "dry-run"
+	}
+	d.Logger.Info("responder ready", "host", cfg.Host, "group", respond.Group(cfg.Host), "mode", mode,
+		"max_concurrent", cfg.MaxConcurrent, "max_actions_per_hour", cfg.MaxActionsPerHour)
+	return agent.Run(ctx, agent.Options{Kind: "respond", Instance: d.Instance(), Version: Build().Version,
+		Fields: map[string]string{"host": cfg.Host, "mode": mode}, Logger: d.Logger},
+		st, func(ctx context.Context) error { return r.Run(ctx, b) })
+}
+
+func isAction(a string) bool {
+	for _, x := range event.Actions {
+		if a == x {
+			return true
+		}
+	}
+	return false
+}
+
+func newRespondResetCmd(d *Deps) *cobra.Command {
+	return &cobra.Command{
+		Use:   "reset <container>",
+		Short: "Close a container's circuit breaker and clear its backoff (audited as you)",
+		Long: `reset closes the circuit breaker of a container and clears its backoff, in both the real and the
+shadow ledger, and records the reset in the audit trail with the actor human:<$USER>. The container is
+a name on this host (--host-name) or host/name.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return respondResetRun(cmd.Context(), d, args[0])
+		},
+	}
+}
+
+func respondResetRun(ctx context.Context, d *Deps, target string) error {
+	host, name := d.HostName(), target
+	if h, n, ok := strings.Cut(target, "/"); ok {
+		host, name = h, n
+	}
+	if name == "" || host == "" {
+		return UsageError("reset: want a container name or host/name, got %q", target)
+	}
+	st, err := d.Store(ctx)
+	if err != nil {
+		return err
+	}
+	user := os.Getenv("USER")
+	if user == "" {
+		user = "unknown"
+	}
+	r := respond.New(respond.Config{Host: host}, nil, st, nil, respond.Options{Instance: d.Instance(), Logger: d.Logger})
+	rec, err := r.Reset(ctx, name, "human:"+user)
+	if err != nil {
+		return auditStoreErr(err)
+	}
+	fmt.Fprintf(d.Out, "breaker closed and backoff cleared for %s (audit entry %s)\n", event.Target(host, name), rec.StreamID)
+	return nil
 }
