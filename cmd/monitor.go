@@ -1,11 +1,170 @@
 package cmd
 
-import "github.com/spf13/cobra"
+import (
+	"context"
+	"path"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/hemostat/hemostat/pkg/agent"
+	"github.com/hemostat/hemostat/pkg/bus"
+	"github.com/hemostat/hemostat/pkg/cgroup"
+	"github.com/hemostat/hemostat/pkg/docker"
+	"github.com/hemostat/hemostat/pkg/monitor"
+)
+
+type monitorOptions struct {
+	Interval          time.Duration
+	ReconcileInterval time.Duration
+	Workers           int
+	Sampler           string
+	Watch             string
+	Include           []string
+	Exclude           []string
+	CPUThreshold      float64
+	MemoryThreshold   float64
+	Consecutive       int
+	LeakHorizon       time.Duration
+	LeakMinSamples    int
+	Hysteresis        time.Duration
+	RealertInterval   time.Duration
+	KillWindow        time.Duration
+	CatchUp           time.Duration
+	Buffer            int
+	Output            string
+	Bus               bus.Options
+}
 
 func newMonitorCmd(d *Deps) *cobra.Command {
-	return &cobra.Command{
+	var opts monitorOptions
+	c := &cobra.Command{
 		Use:   "monitor",
-		Short: "monitor agent (not implemented yet)",
-		RunE:  notImplemented("monitor", "3"),
+		Short: "Watch this host's containers and publish health alerts",
+		Long: `monitor watches the Docker engine's containers and publishes one health_alert per incident on
+hemostat:health_alert, and one container_recovered when it clears.
+
+Failures carried by events (crashed, oom_killed, crash_loop, unhealthy) are reported as soon as Docker
+reports them; resource classes (cpu_saturated, memory_pressure, memory_leak) come from samples taken every
+--interval by a pool of --workers. A docker stop or kill by a user is no crash. Containers labelled
+hemostat.enable=false, hemostat.self=true, or named by an --exclude glob are not watched; with
+--watch labeled only those labelled hemostat.enable=true or autoheal=true are. The labels
+hemostat.cpu_threshold and hemostat.memory_threshold (percent) override the thresholds per container.
+
+stdout gets one line per incident opened, re-alerted, cleared or closed (-o jsonl for JSON lines);
+logs go to stderr. While Docker is away the monitor retries; while Redis is away it keeps watching and
+buffers up to --buffer notices, publishing them when Redis is back.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return monitorRun(cmd.Context(), d, opts)
+		},
+	}
+	f := c.Flags()
+	f.DurationVar(&opts.Interval, "interval", 10*time.Second, "sampling period")
+	f.DurationVar(&opts.ReconcileInterval, "reconcile-interval", 15*time.Second, "period of the full list that catches missed events")
+	f.IntVar(&opts.Workers, "workers", 8, "containers sampled at once")
+	f.StringVar(&opts.Sampler, "sampler", monitor.SamplerAuto, "sampler: auto (cgroup files when readable, else the stats API), cgroup or api")
+	f.StringVar(&opts.Watch, "watch", monitor.WatchAll, "which containers: all, or labeled (hemostat.enable=true or autoheal=true)")
+	f.StringSliceVar(&opts.Include, "include", nil, "watch only containers whose name matches one of these globs")
+	f.StringSliceVar(&opts.Exclude, "exclude", []string{"hemostat*"}, "never watch containers whose name matches one of these globs")
+	f.Float64Var(&opts.CPUThreshold, "cpu-threshold", 85, "cpu_saturated above this percent of the CPU limit (host cores without one)")
+	f.Float64Var(&opts.MemoryThreshold, "memory-threshold", 80, "memory_pressure above this percent of the memory limit")
+	f.IntVar(&opts.Consecutive, "consecutive", 3, "samples over a threshold before an incident opens")
+	f.DurationVar(&opts.LeakHorizon, "leak-horizon", 30*time.Minute, "memory_leak when steady growth reaches the limit within this")
+	f.IntVar(&opts.LeakMinSamples, "leak-min-samples", 10, "fewest samples before judging a memory trend")
+	f.DurationVar(&opts.Hysteresis, "recovery-hysteresis", 30*time.Second, "how long a condition must stay clear before container_recovered")
+	f.DurationVar(&opts.RealertInterval, "realert-interval", 30*time.Minute, "alert again for an incident still open after this")
+	f.DurationVar(&opts.KillWindow, "kill-window", 60*time.Second, "a container dying this soon after a docker stop or kill did not crash")
+	f.DurationVar(&opts.CatchUp, "catch-up", time.Hour, "at start and reconcile, report exits at most this old")
+	f.IntVar(&opts.Buffer, "buffer", 1000, "notices kept while Redis is away (the oldest are dropped)")
+	f.StringVarP(&opts.Output, "output", "o", monitor.FormatText, "stdout format: text or jsonl")
+	addBusFlags(c, &opts.Bus)
+	return c
+}
+
+func (o monitorOptions) validate() error {
+	switch {
+	case o.Watch != monitor.WatchAll && o.Watch != monitor.WatchLabeled:
+		return UsageError("--watch %q: want all or labeled", o.Watch)
+	case o.Output != monitor.FormatText && o.Output != monitor.FormatJSONL:
+		return UsageError("--output %q: want text or jsonl", o.Output)
+	case o.Sampler != monitor.SamplerAuto && o.Sampler != monitor.SamplerCgroup && o.Sampler != monitor.SamplerAPI:
+		return UsageError("--sampler %q: want auto, cgroup or api", o.Sampler)
+	case o.Interval <= 0 || o.ReconcileInterval <= 0:
+		return UsageError("--interval and --reconcile-interval must be positive")
+	case o.Workers <= 0 || o.Buffer <= 0 || o.Consecutive <= 0:
+		return UsageError("--workers, --buffer and --consecutive must be positive")
+	case o.CPUThreshold <= 0 || o.CPUThreshold > 100 || o.MemoryThreshold <= 0 || o.MemoryThreshold > 100:
+		return UsageError("--cpu-threshold and --memory-threshold are percentages in (0, 100]")
+	}
+	for _, g := range append(append([]string(nil), o.Include...), o.Exclude...) {
+		if _, err := pathMatch(g); err != nil {
+			return UsageError("glob %q: %v", g, err)
+		}
+	}
+	return nil
+}
+
+// connectDocker waits for the engine, retrying with backoff and logging once per state change.
+func connectDocker(ctx context.Context, d *Deps) (*docker.Client, error) {
+	state := agent.NewState(d.Logger, "docker")
+	bo := agent.Backoff{Min: 500 * time.Millisecond, Max: 10 * time.Second}
+	for {
+		c, err := d.Docker(ctx)
+		state.Set(err)
+		if err == nil {
+			return c, nil
+		}
+		if !agent.Sleep(ctx, bo.Next()) {
+			return nil, ctx.Err()
+		}
 	}
 }
+
+// newMonitor builds a monitor over this process's Docker and Redis clients; hemostat run uses it too.
+func newMonitor(ctx context.Context, d *Deps, opts monitorOptions) (*monitor.Monitor, error) {
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	st, err := d.Store(ctx)
+	if err != nil {
+		return nil, err
+	}
+	b, err := d.Bus(ctx, opts.Bus)
+	if err != nil {
+		return nil, err
+	}
+	dc, err := connectDocker(ctx, d)
+	if err != nil {
+		return nil, err
+	}
+	sampler, name, err := monitor.NewSampler(opts.Sampler, dc, cgroup.NewReader(cgroup.Options{}))
+	if err != nil {
+		return nil, UsageError("%v", err)
+	}
+	d.Logger.Info("sampler selected", "sampler", name, "requested", opts.Sampler, "docker_api", dc.APIVersion)
+	return monitor.New(monitor.Options{
+		Host: d.HostName(), Interval: opts.Interval, ReconcileInterval: opts.ReconcileInterval, Workers: opts.Workers,
+		Watch:        monitor.WatchRules{Mode: opts.Watch, Include: opts.Include, Exclude: opts.Exclude},
+		CPUThreshold: opts.CPUThreshold, MemoryThreshold: opts.MemoryThreshold, Consecutive: opts.Consecutive,
+		LeakHorizon: opts.LeakHorizon, LeakMinSamples: opts.LeakMinSamples, Hysteresis: opts.Hysteresis,
+		RealertInterval: opts.RealertInterval, KillWindow: opts.KillWindow, CatchUp: opts.CatchUp, Buffer: opts.Buffer,
+		SamplerName: name, Output: d.Out, Format: opts.Output, Logger: d.Logger.With("agent", "monitor"),
+	}, dc, sampler, st, b), nil
+}
+
+func monitorRun(ctx context.Context, d *Deps, opts monitorOptions) error {
+	m, err := newMonitor(ctx, d, opts)
+	if err != nil {
+		return err
+	}
+	st, err := d.Store(ctx)
+	if err != nil {
+		return err
+	}
+	return agent.Run(ctx, agent.Options{Kind: "monitor", Instance: d.Instance(), Version: Build().Version,
+		Fields: map[string]string{"host": d.HostName()}, Logger: d.Logger}, st, m.Run)
+}
+
+// pathMatch checks a glob's syntax.
+func pathMatch(glob string) (bool, error) { return path.Match(glob, "") }

@@ -104,6 +104,7 @@ type Counters struct {
 	Events       atomic.Int64 // container events handled
 	Duplicates   atomic.Int64 // replayed events skipped
 	Reconnects   atomic.Int64 // event stream reconnections
+	Reconciles   atomic.Int64 // full lists reconciled
 	Rounds       atomic.Int64 // sampling rounds completed
 	RoundsSkip   atomic.Int64 // rounds skipped because the previous one was still running
 	SampleErrors atomic.Int64
@@ -336,26 +337,30 @@ func (m *Monitor) Run(ctx context.Context) error {
 	}
 
 	for {
-		now := time.Now()
+		var now time.Time
 		select {
 		case <-ctx.Done():
 			cancel()
 			wg.Wait()
 			return nil
 		case e := <-evCh:
+			now = time.Now()
 			m.Counters.Events.Add(1)
 			handle(eng.onEvent(e, now))
 			dirty = true
 		case <-connCh:
 			requestList()
 		case r := <-listRes:
+			now = time.Now()
 			if r.err != nil {
 				log.Debug("list failed", "err", r.err)
 				break
 			}
 			handle(eng.onList(r.list, r.at, now))
+			m.Counters.Reconciles.Add(1)
 			dirty = true
 		case r := <-inspRes:
+			now = time.Now()
 			switch {
 			case r.err == nil:
 				handle(eng.onDetails(r.d, r.job.seq, r.job.catchUp, now))
@@ -365,6 +370,7 @@ func (m *Monitor) Run(ctx context.Context) error {
 				log.Debug("inspect failed", "id", r.job.id, "err", r.err)
 			}
 		case r := <-roundRes:
+			now = time.Now()
 			roundBusy = false
 			lastRound = r.took
 			m.Counters.Rounds.Add(1)
@@ -389,6 +395,7 @@ func (m *Monitor) Run(ctx context.Context) error {
 		case <-recT.C:
 			requestList()
 		case <-tickT.C:
+			now = time.Now()
 			handle(eng.onTick(now))
 			if dirty {
 				post(nil)

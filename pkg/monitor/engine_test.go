@@ -1,0 +1,333 @@
+package monitor
+
+import (
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/hemostat/hemostat/pkg/container"
+	"github.com/hemostat/hemostat/pkg/docker"
+	"github.com/hemostat/hemostat/pkg/event"
+	"github.com/hemostat/hemostat/pkg/store"
+)
+
+func testConfig() engineConfig {
+	return Options{Host: "h", Hysteresis: 30 * time.Second, RealertInterval: 30 * time.Minute}.withDefaults().engineConfig()
+}
+
+func (o Options) withDefaults() Options { o.defaults(); return o }
+
+// kinds summarises notices as "kind class" strings.
+func kinds(ns []Notice) []string {
+	var out []string
+	for _, n := range ns {
+		out = append(out, n.Kind+" "+n.Class)
+	}
+	return out
+}
+
+func ev(id, action string, at time.Time, attrs ...string) docker.Event {
+	e := docker.Event{ID: id, Name: "web", Image: "img", Action: action, Time: at, TimeNano: at.UnixNano(), ExitCode: -1,
+		Attributes: map[string]string{"name": "web", "image": "img"}}
+	for i := 0; i+1 < len(attrs); i += 2 {
+		e.Attributes[attrs[i]] = attrs[i+1]
+	}
+	if v, ok := e.Attributes["exitCode"]; ok {
+		switch v {
+		case "0":
+			e.ExitCode = 0
+		case "1":
+			e.ExitCode = 1
+		case "3":
+			e.ExitCode = 3
+		case "137":
+			e.ExitCode = 137
+		case "143":
+			e.ExitCode = 143
+		}
+	}
+	if h, ok := e.Attributes["health"]; ok {
+		e.Action = "health_status: " + h
+		e.Health = h
+		delete(e.Attributes, "health")
+	}
+	return e
+}
+
+// run feeds steps to a fresh engine and collects "kind class" of every notice.
+type step struct {
+	e   docker.Event
+	d   *docker.Details
+	tic time.Time
+}
+
+func runSteps(g *engine, steps []step) []string {
+	var got []string
+	for _, s := range steps {
+		switch {
+		case s.d != nil:
+			got = append(got, kinds(g.onDetails(*s.d, g.byID[s.d.ID].seqOr(0), false, s.d.StartedAt))...)
+		case !s.tic.IsZero():
+			got = append(got, kinds(g.onTick(s.tic))...)
+		default:
+			got = append(got, kinds(g.onEvent(s.e, s.e.Time))...)
+		}
+	}
+	return got
+}
+
+func (en *entry) seqOr(d int) int {
+	if en == nil {
+		return d
+	}
+	return en.seq
+}
+
+func TestEngineEvents(t *testing.T) {
+	at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
+	start := func(s float64) step { return step{e: ev("c1", "start", at(s))} }
+	die := func(s float64, code string) step { return step{e: ev("c1", "die", at(s), "exitCode", code)} }
+	tick := func(s float64) step { return step{tic: at(s)} }
+	for _, tc := range []struct {
+		name  string
+		steps []step
+		want  []string
+	}{
+		{"crash opens once", []step{start(0), die(1, "3"), tick(2), tick(60)}, []string{"opened crashed"}},
+		{"clean exit opens nothing", []step{start(0), die(1, "0"), tick(2)}, nil},
+		{"docker stop opens nothing", []step{start(0), {e: ev("c1", "kill", at(1), "signal", "15")}, die(1.2, "143"),
+			{e: ev("c1", "stop", at(1.3))}, tick(2)}, nil},
+		{"docker kill opens nothing", []step{start(0), {e: ev("c1", "kill", at(1), "signal", "9")}, die(1.1, "137"), tick(2)}, nil},
+		{"oom opens oom_killed, not crashed", []step{start(0), {e: ev("c1", "oom", at(1))}, die(1.04, "137"), tick(2)},
+			[]string{"opened oom_killed"}},
+		{"crash then loop escalates", []step{start(0), die(1, "1"), start(1.1), die(2, "1"), start(2.2), die(3, "1")},
+			[]string{"opened crashed", "opened crash_loop", "closed crashed"}},
+		{"restart always loop on exit 0", []step{start(0), die(1, "0"), start(1.1), die(2, "0"), start(2.2), die(3, "0")},
+			[]string{"opened crash_loop"}},
+		{"no crashed while looping", []step{start(0), die(1, "0"), start(1.1), die(2, "0"), start(2.2), die(3, "0"), start(3.3), die(4, "1")},
+			[]string{"opened crash_loop"}},
+		{"unhealthy opens", []step{start(0), {e: ev("c1", "", at(5), "health", "unhealthy")}}, []string{"opened unhealthy"}},
+		{"crash recovers after a restart and the hysteresis", []step{start(0), die(1, "3"), start(10), tick(30), tick(40.5)},
+			[]string{"opened crashed", "cleared crashed"}},
+		{"unhealthy recovers when healthy long enough", []step{start(0), {e: ev("c1", "", at(5), "health", "unhealthy")},
+			{e: ev("c1", "", at(10), "health", "healthy")}, tick(20), {e: ev("c1", "", at(25), "health", "unhealthy")},
+			{e: ev("c1", "", at(30), "health", "healthy")}, tick(59), tick(61)},
+			[]string{"opened unhealthy", "cleared unhealthy"}},
+		{"realert after the interval", []step{start(0), die(1, "3"), tick(60), tick(1801), tick(1900)},
+			[]string{"opened crashed", "realerted crashed"}},
+		{"destroy closes", []step{start(0), die(1, "3"), {e: ev("c1", "destroy", at(2))}}, []string{"opened crashed", "closed crashed"}},
+		{"stopped unhealthy container closes", []step{start(0), {e: ev("c1", "", at(5), "health", "unhealthy")},
+			{e: ev("c1", "kill", at(6), "signal", "15")}, die(6.1, "143"), tick(7)},
+			[]string{"opened unhealthy", "closed unhealthy"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := newEngine(testConfig())
+			g.cfg.Watch = WatchRules{Mode: WatchAll}
+			if diff := cmp.Diff(tc.want, runSteps(g, tc.steps)); diff != "" {
+				t.Errorf("notices (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestEngineStartPeriod(t *testing.T) {
+	g := newEngine(testConfig())
+	g.onEvent(ev("c1", "start", t0), t0)
+	d := docker.Details{ID: "c1", Name: "web", Image: "img", State: "running", StartedAt: t0, Pid: 42,
+		Healthcheck: &docker.Healthcheck{StartPeriod: 10 * time.Second}}
+	g.onDetails(d, g.byID["c1"].seq, false, t0)
+	if got := kinds(g.onEvent(ev("c1", "", t0.Add(5*time.Second), "health", "unhealthy"), t0.Add(5*time.Second))); got != nil {
+		t.Errorf("in start period: got %v, want nothing", got)
+	}
+	if got := kinds(g.onEvent(ev("c1", "", t0.Add(11*time.Second), "health", "unhealthy"), t0.Add(11*time.Second))); !cmp.Equal(got, []string{"opened unhealthy"}) {
+		t.Errorf("after start period: got %v", got)
+	}
+}
+
+func TestEngineAlertFields(t *testing.T) {
+	g := newEngine(testConfig())
+	g.onEvent(ev("c1", "start", t0), t0)
+	g.onDetails(docker.Details{ID: "c1", Name: "web", Image: "img:1", State: "running", StartedAt: t0, RestartCount: 2,
+		Labels: map[string]string{"hemostat.mode": "observe"}}, g.byID["c1"].seq, false, t0)
+	dieAt := t0.Add(time.Second)
+	ns := g.onEvent(ev("c1", "die", dieAt, "exitCode", "3"), dieAt.Add(2*time.Millisecond))
+	if len(ns) != 1 || ns[0].Envelope == nil {
+		t.Fatalf("notices: %+v", ns)
+	}
+	env := ns[0].Envelope
+	if env.Incident != "h/web/crashed" || env.Agent != "monitor" || env.Host != "h" || env.EventType != event.TypeContainerUnhealthy {
+		t.Errorf("envelope: %+v", env)
+	}
+	p, err := event.DecodeData[event.ContainerUnhealthy](*env)
+	if err != nil {
+		t.Fatalf("decode: %v", err)
+	}
+	want := event.ContainerUnhealthy{ContainerID: "c1", ContainerName: "web", Image: "img:1", Status: "exited",
+		Class: "crashed", Severity: "critical", ExitCode: 3, RestartCount: 2, EventTime: dieAt,
+		Anomalies: []event.Anomaly{{Type: "exit_code", Severity: "critical", Actual: 3}},
+		Labels:    map[string]string{"hemostat.mode": "observe"},
+	}
+	if diff := cmp.Diff(want, *p); diff != "" {
+		t.Errorf("payload (-want +got):\n%s", diff)
+	}
+}
+
+func sample(at time.Time, cpuNS uint64, mem, limit uint64) container.Sample {
+	s := container.Sample{Time: at, Source: "api", CPUTotalNS: cpuNS}
+	s.Metrics.MemoryUsage, s.Metrics.MemoryLimit = mem, limit
+	s.Metrics.MemoryPercent = 100 * float64(mem) / float64(limit)
+	return s
+}
+
+func TestEngineResourceClasses(t *testing.T) {
+	const mib = 1 << 20
+	setup := func(labels map[string]string, nano int64) *engine {
+		g := newEngine(testConfig())
+		g.onEvent(ev("c1", "start", t0), t0)
+		g.onDetails(docker.Details{ID: "c1", Name: "web", State: "running", StartedAt: t0, NanoCPUs: nano, Labels: labels},
+			g.byID["c1"].seq, false, t0)
+		return g
+	}
+	feed := func(g *engine, n int, cpuPerSec float64, mem func(i int) uint64) []string {
+		var got []string
+		for i := range n {
+			at := t0.Add(time.Duration(i) * 10 * time.Second)
+			got = append(got, kinds(g.onSample("c1", sample(at, uint64(cpuPerSec*1e9*10*float64(i)), mem(i), 512*mib), at))...)
+			got = append(got, kinds(g.onTick(at))...)
+		}
+		return got
+	}
+	flat := func(int) uint64 { return 100 * mib }
+	t.Run("cpu over the limit for k samples", func(t *testing.T) {
+		g := setup(nil, 5e8) // 0.45 of 0.5 cores: 90 %
+		if diff := cmp.Diff([]string{"opened cpu_saturated"}, feed(g, 6, 0.45, flat)); diff != "" {
+			t.Errorf("(-want +got):\n%s", diff)
+		}
+	})
+	t.Run("cpu below default threshold", func(t *testing.T) {
+		g := setup(nil, 5e8) // 80 %
+		if got := feed(g, 6, 0.40, flat); got != nil {
+			t.Errorf("got %v", got)
+		}
+	})
+	t.Run("cpu label threshold", func(t *testing.T) {
+		g := setup(map[string]string{"hemostat.cpu_threshold": "50"}, 5e8)
+		if diff := cmp.Diff([]string{"opened cpu_saturated"}, feed(g, 6, 0.40, flat)); diff != "" {
+			t.Errorf("(-want +got):\n%s", diff)
+		}
+	})
+	t.Run("memory pressure", func(t *testing.T) {
+		g := setup(nil, 0)
+		if diff := cmp.Diff([]string{"opened memory_pressure"}, feed(g, 5, 0, func(int) uint64 { return 450 * mib })); diff != "" {
+			t.Errorf("(-want +got):\n%s", diff)
+		}
+	})
+	t.Run("memory label threshold", func(t *testing.T) {
+		g := setup(map[string]string{"hemostat.memory_threshold": "95"}, 0)
+		if got := feed(g, 5, 0, func(int) uint64 { return 450 * mib }); got != nil {
+			t.Errorf("got %v", got)
+		}
+	})
+	t.Run("memory leak", func(t *testing.T) {
+		g := setup(nil, 0)
+		got := feed(g, 12, 0, func(i int) uint64 { return uint64(100+5*i) * mib })
+		if diff := cmp.Diff([]string{"opened memory_leak"}, got); diff != "" {
+			t.Errorf("(-want +got):\n%s", diff)
+		}
+	})
+	t.Run("cpu recovers after the hysteresis", func(t *testing.T) {
+		g := setup(nil, 5e8)
+		var got []string
+		cpu := uint64(0)
+		for i := range 12 {
+			at := t0.Add(time.Duration(i) * 10 * time.Second)
+			rate := 0.45
+			if i >= 5 {
+				rate = 0.1
+			}
+			cpu += uint64(rate * 10e9)
+			got = append(got, kinds(g.onSample("c1", sample(at, cpu, 100*mib, 512*mib), at))...)
+			got = append(got, kinds(g.onTick(at))...)
+		}
+		if diff := cmp.Diff([]string{"opened cpu_saturated", "cleared cpu_saturated"}, got); diff != "" {
+			t.Errorf("(-want +got):\n%s", diff)
+		}
+	})
+}
+
+func TestEngineOptOut(t *testing.T) {
+	g := newEngine(testConfig())
+	e := ev("c1", "start", t0, "hemostat.enable", "false")
+	g.onEvent(e, t0)
+	if got := kinds(g.onEvent(ev("c1", "die", t0.Add(time.Second), "exitCode", "3", "hemostat.enable", "false"), t0)); got != nil {
+		t.Errorf("opted out container alerted: %v", got)
+	}
+	if s := g.summaries(t0)["h/web"]; s.Watched || s.State != "exited" {
+		t.Errorf("opted out container not visible in the table: %+v", s)
+	}
+}
+
+func TestEngineReconcile(t *testing.T) {
+	g := newEngine(testConfig())
+	g.load([]store.Incident{{Key: "h/old/crashed", Class: "crashed", Host: "h", Container: "old", OpenedAt: t0, LastAlertAt: t0}})
+	now := t0.Add(time.Minute)
+	list := []docker.Container{
+		{ID: "c1", Name: "web", State: "exited"},
+		{ID: "c2", Name: "db", State: "running", Health: "unhealthy"},
+		{ID: "c3", Name: "stopped", State: "exited"},
+		{ID: "c4", Name: "paused", State: "paused"},
+	}
+	got := kinds(g.onList(list, now, now))
+	got = append(got, kinds(g.onTick(now))...)
+	if diff := cmp.Diff([]string{"closed crashed"}, got); diff != "" {
+		t.Errorf("list (-want +got):\n%s", diff)
+	}
+	insp := g.takeInspects()
+	if diff := cmp.Diff(map[string]bool{"c1": true, "c2": true, "c3": true, "c4": true}, insp); diff != "" {
+		t.Errorf("inspects (-want +got):\n%s", diff)
+	}
+	details := []docker.Details{
+		{ID: "c1", Name: "web", State: "exited", ExitCode: 3, FinishedAt: now.Add(-10 * time.Second)},
+		{ID: "c2", Name: "db", State: "running", Health: "unhealthy", StartedAt: t0},
+		{ID: "c3", Name: "stopped", State: "exited", ExitCode: 143, FinishedAt: now.Add(-10 * time.Second)},
+		{ID: "c4", Name: "paused", State: "paused"},
+	}
+	got = nil
+	for _, d := range details {
+		got = append(got, kinds(g.onDetails(d, g.byID[d.ID].seq, true, now))...)
+	}
+	if diff := cmp.Diff([]string{"opened crashed", "opened unhealthy"}, got); diff != "" {
+		t.Errorf("catch-up (-want +got):\n%s", diff)
+	}
+	// The same state seen again by the next reconcile opens nothing more.
+	g.onList(list, now, now)
+	got = nil
+	for id, catchUp := range g.takeInspects() {
+		for _, d := range details {
+			if d.ID == id {
+				got = append(got, kinds(g.onDetails(d, g.byID[id].seq, catchUp, now))...)
+			}
+		}
+	}
+	if got != nil {
+		t.Errorf("second reconcile: got %v", got)
+	}
+	sums := g.summaries(now)
+	if s := sums["h/paused"]; s.State != "paused" {
+		t.Errorf("paused container: %+v", s)
+	}
+}
+
+func TestEngineResumedIncidentDoesNotRealert(t *testing.T) {
+	g := newEngine(testConfig())
+	g.load([]store.Incident{{Key: "h/web/crashed", Class: "crashed", Host: "h", Container: "web", OpenedAt: t0, LastAlertAt: t0}})
+	now := t0.Add(time.Minute)
+	g.onList([]docker.Container{{ID: "c1", Name: "web", State: "exited"}}, now, now)
+	g.takeInspects()
+	got := kinds(g.onDetails(docker.Details{ID: "c1", Name: "web", State: "exited", ExitCode: 3, FinishedAt: t0}, 0, true, now))
+	got = append(got, kinds(g.onTick(now))...)
+	if got != nil {
+		t.Errorf("resumed incident alerted again: %v", got)
+	}
+}
