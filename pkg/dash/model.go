@@ -407,6 +407,9 @@ func (m *Model) move(d int) {
 	m.cursor[m.view] = c
 }
 
+// bodyHeight is the number of lines between the header (two lines) and the footer (one).
+func (m Model) bodyHeight() int { return max(m.height-3, 1) }
+
 func (m Model) pageSize() int { return max(1, m.height/2) }
 
 func (m Model) rowCount() int {
@@ -417,8 +420,8 @@ func (m Model) rowCount() int {
 		return len(m.eventRows())
 	case viewHistory:
 		return len(m.historyRows())
-	case viewDetail:
-		return len(m.detailLines(m.width)) // scroll offset
+	case viewDetail: // the cursor is the scroll offset: stop when the last line is on screen
+		return max(len(m.detailLines(m.width))-m.bodyHeight()+1, 1)
 	}
 	return 0
 }

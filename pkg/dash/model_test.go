@@ -309,3 +309,22 @@ func TestDecodeTolerance(t *testing.T) {
 		t.Errorf("malformed event: %+v", ev)
 	}
 }
+
+func TestDetailScroll(t *testing.T) {
+	m := keys(populated(newTestModel(80, 24)), "/", "web-1", "enter", "enter")
+	top := strippedRender(m)
+	m = keys(m, "G")
+	bottom := strippedRender(m)
+	if !strings.Contains(bottom, "Last decisions") || strings.Contains(bottom, "Why") {
+		t.Errorf("G does not scroll to the end:\n%s", bottom)
+	}
+	// One k from the end moves the view up by one line, not back through positions past the end.
+	m = keys(m, "k")
+	if got := strippedRender(m); got == bottom || got == top {
+		t.Errorf("k after G did not scroll up one line:\n%s", got)
+	}
+	m = keys(m, "g")
+	if got := strippedRender(m); got != top {
+		t.Errorf("g does not return to the top:\n%s", got)
+	}
+}

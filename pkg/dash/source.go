@@ -183,7 +183,23 @@ func (s *RedisSource) Follow(ctx context.Context, out chan<- EventBatch) error {
 			return false
 		}
 	}
-	bo := agent.Backoff{Min: 250 * time.Millisecond, Max: 5 * time.Second}
+	// A client of its own for the blocking XREAD, closed as soon as ctx is done so that quitting does not
+	// wait for the block to time out.
+	fc := s.c.DashFollower()
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { // exits when ctx is done or Follow returns
+		defer wg.Done()
+		select {
+		case <-ctx.Done():
+		case <-stop:
+		}
+		fc.Close()
+	}()
+	defer func() { close(stop); wg.Wait() }()
+
+	bo := agent.Backoff{Min: 250 * time.Millisecond, Max: 2 * time.Second}
 	var last map[string]string
 	for ctx.Err() == nil {
 		if last == nil {
@@ -200,7 +216,7 @@ func (s *RedisSource) Follow(ctx context.Context, out chan<- EventBatch) error {
 				return nil
 			}
 		}
-		entries, err := s.c.DashFollow(ctx, last, event.Field, s.block)
+		entries, err := fc.DashFollow(ctx, last, event.Field, s.block)
 		if err != nil {
 			if ctx.Err() != nil || !send(EventBatch{Err: err}) || !agent.Sleep(ctx, bo.Next()) {
 				return nil

@@ -279,3 +279,29 @@ func TestNewer(t *testing.T) {
 		})
 	}
 }
+
+// TestRedisSourceFollowStopsPromptly: cancelling stops a follow blocked in XREAD at once, not when the
+// block times out.
+func TestRedisSourceFollowStopsPromptly(t *testing.T) {
+	url := testenv.RequireRedis(t)
+	src := openSource(t, url)
+	src.block = time.Minute
+	ctx, cancel := context.WithCancel(context.Background())
+	var b batches
+	wait := b.run(ctx, src)
+	if !eventually(t, 5*time.Second, func() bool {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return len(b.all) > 0
+	}) {
+		t.Fatal("no backfill batch")
+	}
+	cancel()
+	stopped := make(chan struct{})
+	go func() { wait(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(2 * time.Second):
+		t.Fatal("Follow still blocked 2s after cancel")
+	}
+}

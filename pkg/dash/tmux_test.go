@@ -157,11 +157,13 @@ func TestTmuxDash(t *testing.T) {
 	s.waitText("[History]", "container: any", "circuit_open", "reason: health check failing 3 times in a row")
 
 	// Quit: the program exits cleanly and gives the terminal back.
+	quitAt := time.Now()
 	s.keys("q")
 	s.waitFor("the program to exit", func(string) bool {
 		_, err := os.Stat(exitFile)
 		return err == nil
 	})
+	t.Logf("exited %s after q", time.Since(quitAt).Round(time.Millisecond))
 	b, _ := os.ReadFile(exitFile)
 	if code := strings.TrimSpace(string(b)); code != "0" {
 		stderr, _ := os.ReadFile(exitFile + ".err")

@@ -210,6 +210,15 @@ func (c *Client) DashFollow(ctx context.Context, after map[string]string, field 
 	return out, nil
 }
 
+// DashFollower returns a new client to the same server for one long blocking reader (DashFollow). Closing
+// it interrupts a blocking read at once, which cancelling the read's context does not; the caller closes it.
+func (c *Client) DashFollower() *Client {
+	o := *c.rdb.Options()
+	o.PoolSize = 1
+	o.MinIdleConns = 0
+	return &Client{rdb: redis.NewClient(&o), addr: c.addr}
+}
+
 // DashEventList returns the newest n items of a capped event list (hemostat:events:all or one type's),
 // newest first.
 func (c *Client) DashEventList(ctx context.Context, key string, n int64) ([]string, error) {
