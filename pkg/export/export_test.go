@@ -39,14 +39,14 @@ func eventually(t *testing.T, timeout time.Duration, cond func() bool) {
 }
 
 type env struct {
-	t   *testing.T
+	t   testing.TB
 	st  *store.Client
 	bus *bus.Bus
 	exp *export.Exporter
 	url string
 }
 
-func open(t *testing.T) *env {
+func open(t testing.TB) *env {
 	t.Helper()
 	url := testenv.RequireRedis(t)
 	st, err := store.Open(store.Options{URL: url})
@@ -101,7 +101,7 @@ func (e *env) hset(key string, kv ...any) {
 	}
 }
 
-func mustJSON(t *testing.T, v any) string {
+func mustJSON(t testing.TB, v any) string {
 	t.Helper()
 	b, err := json.Marshal(v)
 	if err != nil {
