@@ -1,0 +1,76 @@
+package respond_test
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hemostat/hemostat/pkg/bus"
+	"github.com/hemostat/hemostat/pkg/event"
+	"github.com/hemostat/hemostat/pkg/respond"
+	"github.com/hemostat/hemostat/pkg/respond/respondtest"
+	"github.com/hemostat/hemostat/pkg/store"
+	"github.com/hemostat/hemostat/pkg/testenv"
+)
+
+// BenchmarkRequestToRestart measures the rules path from a remediation_needed entry published on the bus
+// to the restart call reaching the engine (a recording runtime stamps the call, so Docker's own restart
+// time is excluded): consume, inspect, ledger snapshot, host slot, ledger commit. It reports p50 and p99.
+//
+//	HEMOSTAT_TEST_REDIS_URL=redis://127.0.0.1:6390 go test -run '^$' -bench RequestToRestart -benchtime 2000x ./pkg/respond/
+func BenchmarkRequestToRestart(b *testing.B) {
+	st := openStore(b, testenv.RequireRedis(b))
+	bs := bus.New(st, bus.Options{Block: 100 * time.Millisecond})
+	fake := respondtest.NewFake(web("web-1", nil))
+	calls := make(chan time.Time, 1)
+	rec := &respondtest.Recorder{Inner: fake, OnWrite: func(c respondtest.Call) {
+		if c.Op == "restart" {
+			calls <- c.At
+		}
+	}}
+	cfg := fastConfig(respond.Config{BackoffBase: time.Nanosecond, Cooldown: time.Nanosecond,
+		BreakerWindow: time.Millisecond, MaxActionsPerHour: 1 << 30, StableFor: time.Nanosecond})
+	r := respond.New(cfg, rec, st, bs, respond.Options{Instance: "bench"})
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = r.Run(ctx, bs) }) // exits when ctx is cancelled
+	defer func() { cancel(); wg.Wait() }()
+
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		env := request(b, "web-1", event.ActionRestart)
+		sent := time.Now()
+		if _, err := bs.Publish(ctx, event.StreamRemediationNeeded, env); err != nil {
+			b.Fatal(err)
+		}
+		select {
+		case at := <-calls:
+			lat = append(lat, at.Sub(sent))
+		case <-time.After(10 * time.Second):
+			b.Fatalf("request %d: no restart", i)
+		}
+		// Wait until the request is fully handled, so the next one is not held by this one's lease.
+		deadline := time.Now().Add(10 * time.Second)
+		for r.Stats().Handled.Load()+r.Stats().Duplicate.Load() < int64(i+1) || r.Stats().Acted.Load() < int64(i+1) || !doneMarked(ctx, st, env.ID) {
+			if time.Now().After(deadline) {
+				b.Fatalf("request %d not finished", i)
+			}
+			time.Sleep(50 * time.Microsecond)
+		}
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	pct := func(p float64) float64 {
+		return float64(lat[min(len(lat)-1, int(p*float64(len(lat))))].Microseconds()) / 1000
+	}
+	b.ReportMetric(pct(0.50), "p50-ms")
+	b.ReportMetric(pct(0.99), "p99-ms")
+}
+
+func doneMarked(ctx context.Context, st *store.Client, id string) bool {
+	s, err := st.LedgerRead(ctx, store.RespondKeys(host, "web-1", false), host, id, time.Now())
+	return err == nil && s.Done
+}
