@@ -65,6 +65,7 @@ type harness struct {
 	recv  *alerttest.Receiver
 	logs  *syncBuffer
 	red   *alert.Redactor
+	stop  func() // stops the agent and waits for it
 }
 
 type setup struct {
@@ -118,12 +119,16 @@ func (h *harness) start(s setup) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx, h.bus) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
+	var once sync.Once
+	h.stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		})
+	}
+	t.Cleanup(h.stop)
 }
 
 // publish puts one event on its stream and waits until the agent has stored it (handled it).
@@ -426,5 +431,21 @@ func TestEventsStoredForViews(t *testing.T) {
 	}
 	if n := h.st.Redis().LLen(ctx, event.KeyEventsAll).Val(); n != 2 {
 		t.Errorf("events:all has %d entries, want 2", n)
+	}
+}
+
+func TestStopCutsRetryWaitsAndRecordsTheFailure(t *testing.T) {
+	h := newHarness(t)
+	h.start(setup{sinks: []string{"slack"}, delivery: alert.DeliveryOptions{MinBackoff: 20 * time.Second, MaxBackoff: time.Minute}})
+	h.slack.FailAlways(&alerttest.Reply{Status: 500})
+	h.publish("node-a", "node-a/web-1/crashed", success("web-1", "crashed"))
+	eventually(t, 5*time.Second, func() bool { return h.counters()["retried:slack"] == "1" })
+	start := time.Now()
+	h.stop()
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("stop took %s while a retry waited 20s", d)
+	}
+	if got := h.counters()["failed:slack"]; got != "1" {
+		t.Errorf("failed:slack = %q, want 1", got)
 	}
 }

@@ -3,6 +3,7 @@ package alert
 import (
 	"context"
 	"errors"
+	"fmt"
 	"hash/fnv"
 	"log/slog"
 	"sync"
@@ -68,9 +69,10 @@ type dispatcher struct {
 	st     Store
 	report func(sink string, n Notification, err error)
 
-	mu     sync.RWMutex
-	closed bool
-	wg     sync.WaitGroup
+	mu       sync.RWMutex
+	closed   bool
+	stopping chan struct{} // closed at stop: retries stop waiting, queued notifications get one try
+	wg       sync.WaitGroup
 }
 
 type sinkQueues struct {
@@ -81,7 +83,7 @@ type sinkQueues struct {
 func newDispatcher(o DeliveryOptions, sinks []Sink, st Store, red *Redactor, log *slog.Logger,
 	report func(string, Notification, error)) *dispatcher {
 	o.defaults()
-	d := &dispatcher{o: o, log: log, red: red, st: st, report: report}
+	d := &dispatcher{o: o, log: log, red: red, st: st, report: report, stopping: make(chan struct{})}
 	for _, s := range sinks {
 		sq := &sinkQueues{Sink: s, queues: make([]chan Notification, o.Workers)}
 		for i := range sq.queues {
@@ -114,6 +116,7 @@ func (d *dispatcher) stop(cancel context.CancelFunc) {
 	d.mu.Lock()
 	if !d.closed {
 		d.closed = true
+		close(d.stopping)
 		for _, s := range d.sinks {
 			for _, q := range s.queues {
 				close(q)
@@ -170,7 +173,7 @@ func (d *dispatcher) deliver(ctx context.Context, s Sink, n Notification) {
 			return
 		}
 		err = d.red.Error(err)
-		if !retry || attempt >= d.o.MaxAttempts {
+		if !retry || attempt >= d.o.MaxAttempts || d.isStopping() {
 			d.fail(ctx, s.Name, n, attempt, err)
 			return
 		}
@@ -181,8 +184,8 @@ func (d *dispatcher) deliver(ctx context.Context, s Sink, n Notification) {
 		d.count(ctx, "retried:"+s.Name)
 		d.log.Warn("notification failed; retrying", "sink", s.Name, "incident", n.Incident, "state", string(n.State),
 			"attempt", attempt, "wait", wait, "err", err)
-		if !agent.Sleep(ctx, wait) {
-			d.fail(ctx, s.Name, n, attempt, errors.New("alert agent stopped during retry: "+err.Error()))
+		if !d.sleep(ctx, wait) {
+			d.fail(ctx, s.Name, n, attempt, fmt.Errorf("alert agent stopped during retry: %w", err))
 			return
 		}
 	}
@@ -209,6 +212,28 @@ func (d *dispatcher) fail(ctx context.Context, sink string, n Notification, atte
 	if d.report != nil {
 		d.report(sink, n, err)
 	}
+}
+
+func (d *dispatcher) isStopping() bool {
+	select {
+	case <-d.stopping:
+		return true
+	default:
+		return false
+	}
+}
+
+// sleep waits for the retry delay; it reports false when the agent stops meanwhile.
+func (d *dispatcher) sleep(ctx context.Context, wait time.Duration) bool {
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+	case <-d.stopping:
+	}
+	return false
 }
 
 func (d *dispatcher) count(ctx context.Context, field string) {
