@@ -174,20 +174,26 @@ func (a *Analyzer) Handle(ctx context.Context, m bus.Message) error {
 	if ref.incident == "" {
 		ref.incident = event.IncidentKey(env.Host, al.ContainerName, al.Class)
 	}
-	var oom *store.OOMKill
-	if al.Class == event.ClassOOMKilled {
-		oom = &store.OOMKill{Host: env.Host, Name: al.ContainerName, AlertID: env.ID, At: detectedAt(env, al), Window: a.o.OOMWindow}
-	}
-	st, err := a.st.BeginAnalysis(ctx, ref.incident, oom)
-	if err != nil {
-		return err // Redis trouble: the bus retries
+	// What Redis knows is read only when it can matter: a redelivery may already be answered, an OOM
+	// kill needs the container's recent kills, the LLM needs its cache. A first delivery of any other
+	// alert is decided and answered in one round trip.
+	var st store.AnalysisState
+	if m.Deliveries != 1 || al.Class == event.ClassOOMKilled || a.o.LLM != nil {
+		var oom *store.OOMKill
+		if al.Class == event.ClassOOMKilled {
+			oom = &store.OOMKill{Host: env.Host, Name: al.ContainerName, AlertID: env.ID, At: detectedAt(env, al), Window: a.o.OOMWindow}
+		}
+		st, err = a.st.BeginAnalysis(ctx, ref.incident, oom)
+		if err != nil {
+			return err // Redis trouble: the bus retries
+		}
+		if st.Incident[fieldDecisionAlert] == env.ID {
+			a.stats.Duplicates.Add(1)
+			a.log.Debug("alert already answered", "incident", ref.incident, "event_id", env.ID)
+			return nil
+		}
 	}
 	ref.fields = st.Incident
-	if st.Incident[fieldDecisionAlert] == env.ID {
-		a.stats.Duplicates.Add(1)
-		a.log.Debug("alert already answered", "incident", ref.incident, "event_id", env.ID)
-		return nil
-	}
 	d := Decide(al, Facts{OOMRepeats: st.OOMRepeats, OOMWindow: a.o.OOMWindow, MinConfidence: a.o.MinConfidence})
 	d = a.consult(ctx, ref, d)
 	dur := time.Since(start)
@@ -196,11 +202,9 @@ func (a *Analyzer) Handle(ctx context.Context, m bus.Message) error {
 	if err != nil {
 		return err
 	}
-	if _, err := a.b.Publish(ctx, stream, out); err != nil {
-		return err
-	}
-	if err := a.st.RecordAnalysis(ctx, ref.incident, decisionFields(d, env.ID, out.ID)); err != nil {
-		// The answer is out; a redelivery publishes it again under the same id, which consumers dedupe.
+	// The answer and its record travel in one pipeline. If only part lands, the redelivery publishes
+	// the answer again under the same id, which consumers dedupe.
+	if err := a.b.PublishWith(ctx, stream, out, store.RecordAnalysisOp(ref.incident, decisionFields(d, env.ID, out.ID))); err != nil {
 		return err
 	}
 	a.count(d)

@@ -186,8 +186,10 @@ func TestRedeliveryIsIdempotent(t *testing.T) {
 	defer a.Close()
 	in := alertEnvelope(t, "node-a", alertOf("unhealthy"))
 	ctx := context.Background()
-	for range 3 {
-		if err := a.Handle(ctx, message(in)); err != nil {
+	for n := range 3 {
+		m := message(in)
+		m.Deliveries = int64(n + 1) // the bus counts deliveries; only the first may skip the check
+		if err := a.Handle(ctx, m); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -243,7 +245,9 @@ func TestOOMRepeatEscalates(t *testing.T) {
 			t.Fatal(err)
 		}
 		// A redelivery gives the same answer and publishes nothing new.
-		if err := a.Handle(context.Background(), message(in)); err != nil {
+		re := message(in)
+		re.Deliveries = 2
+		if err := a.Handle(context.Background(), re); err != nil {
 			t.Fatal(err)
 		}
 		outs := outputs(t, e, event.StreamRemediationNeeded)

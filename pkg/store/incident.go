@@ -89,15 +89,28 @@ func (c *Client) RecordAnalysis(ctx context.Context, incident string, fields map
 	if len(fields) == 0 {
 		return nil
 	}
+	if err := analysisRecordScript.Run(ctx, c.rdb, []string{event.IncidentHashKey(incident)}, recordArgs(fields)...).Err(); err != nil && !errors.Is(err, redis.Nil) {
+		return fmt.Errorf("record analysis of %s: %w", incident, err)
+	}
+	return nil
+}
+
+// RecordAnalysisOp returns RecordAnalysis as commands for a pipeline (bus.PublishWith), so a decision
+// is recorded in the round trip that publishes it. The script is sent whole: a pipeline cannot fall
+// back from EVALSHA.
+func RecordAnalysisOp(incident string, fields map[string]string) func(context.Context, redis.Pipeliner) {
+	return func(ctx context.Context, p redis.Pipeliner) {
+		analysisRecordScript.Eval(ctx, p, []string{event.IncidentHashKey(incident)}, recordArgs(fields)...)
+	}
+}
+
+func recordArgs(fields map[string]string) []any {
 	args := make([]any, 0, 1+2*len(fields))
 	args = append(args, AnalysisTTL.Milliseconds())
 	for k, v := range fields {
 		args = append(args, k, v)
 	}
-	if err := analysisRecordScript.Run(ctx, c.rdb, []string{event.IncidentHashKey(incident)}, args...).Err(); err != nil && !errors.Is(err, redis.Nil) {
-		return fmt.Errorf("record analysis of %s: %w", incident, err)
-	}
-	return nil
+	return args
 }
 
 // analysisClaimScript takes the right to call the LLM for an incident once: it fails when a call finished for

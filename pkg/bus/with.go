@@ -1,0 +1,34 @@
+package bus
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/hemostat/hemostat/pkg/event"
+)
+
+// SideWrite queues more commands into the pipeline that publishes an envelope; pkg/store builds them.
+type SideWrite func(ctx context.Context, p redis.Pipeliner)
+
+// PublishWith publishes the envelope like Publish and sends the side writes in the same round trip
+// (one pipeline, not a transaction: the keys may live on different Cluster slots). An agent's answer and
+// its own record of it travel together; a failure of either is returned.
+func (b *Bus) PublishWith(ctx context.Context, stream string, env event.Envelope, side ...SideWrite) error {
+	raw, err := env.Marshal()
+	if err != nil {
+		return fmt.Errorf("publish %s: %w", stream, err)
+	}
+	pipe := b.rdb.Pipeline()
+	pipe.XAdd(ctx, &redis.XAddArgs{Stream: stream, MaxLen: b.o.MaxLen, Approx: true, Values: []any{event.Field, raw}})
+	pipe.Publish(ctx, stream, raw)
+	for _, s := range side {
+		s(ctx, pipe)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("publish %s: %w", stream, err)
+	}
+	b.stats.Published.Add(1)
+	return nil
+}
