@@ -123,7 +123,8 @@ func (e *env) script() int {
 	e.hset(event.StatsKey("node-a", "web-1"), "sample", mustJSON(t, container.Sample{Time: t0, Source: "cgroup", Metrics: event.Metrics{
 		CPUPercent: 42.5, MemoryPercent: 25, MemoryUsage: 128 << 20, MemoryLimit: 512 << 20, NetworkRxBytes: 1000, NetworkTxBytes: 2000,
 		BlkioReadBytes: 4096, BlkioWriteBytes: 8192, PIDs: 7}}))
-	e.hset(store.KeyMonitorMetrics, "round_seconds", "0.012", "rounds_total", "42")
+	e.hset(store.KeyMonitorMetrics, "round_seconds", "0.012", "rounds_total", "42", "rounds_skipped_total", "1",
+		"sample_errors_total", "2", "events_total", "300", "alerts_dropped_total", "0", "alerts_buffered", "0", "sampler", "cgroup")
 	e.hset(store.KeyNotifyMetrics, "sent:slack", "5", "failed:webhook", "1", "retried:slack", "2", "deduplicated:remediated", "4",
 		"suppressed:cooldown", "1")
 	e.st.Redis().ZAdd(ctx, store.KeyIncidentsOpen, redisZ(1, "node-a/web-2/oom_killed"))
@@ -168,6 +169,8 @@ var goldenNames = []string{
 	"hemostat_bus_dead_letter_entries", "hemostat_alert_notifications_sent_total", "hemostat_alert_notifications_failed_total",
 	"hemostat_alert_notification_retries_total", "hemostat_alert_notifications_deduplicated_total",
 	"hemostat_alert_notifications_suppressed_total", "hemostat_monitor_round_duration_seconds", "hemostat_monitor_rounds_total",
+	"hemostat_monitor_rounds_skipped_total", "hemostat_monitor_sample_errors_total", "hemostat_monitor_docker_events_total",
+	"hemostat_monitor_alerts_dropped_total", "hemostat_monitor_alerts_buffered",
 	"hemostat_monitor_alerts_total", "hemostat_monitor_recoveries_total", "hemostat_analyze_analyses_total",
 	"hemostat_analyze_duration_seconds", "hemostat_analyze_confidence_ratio", "hemostat_respond_remediations_total",
 	"hemostat_respond_remediation_duration_seconds", "hemostat_incident_time_to_detect_seconds",

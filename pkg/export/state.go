@@ -46,6 +46,14 @@ type stateCollector struct {
 	notifySent, notifyFailed, notifyRetried, notifyDedup      *prometheus.Desc
 	notifySuppressed                                          *prometheus.Desc
 	roundSeconds, rounds                                      *prometheus.Desc
+	monitorFields                                             []monitorField
+}
+
+// monitorField maps a field of hemostat:metrics:monitor to a metric.
+type monitorField struct {
+	field string
+	desc  *prometheus.Desc
+	typ   prometheus.ValueType
 }
 
 func newStateCollector(base context.Context, src StateReader, timeout time.Duration, log *slog.Logger) *stateCollector {
@@ -86,14 +94,27 @@ func newStateCollector(base context.Context, src StateReader, timeout time.Durat
 			"Outcomes counted but never sent (cooldown denials, skips), by reason.", "reason"),
 		roundSeconds: desc("hemostat_monitor_round_duration_seconds", "Duration of the monitor's latest sampling round."),
 		rounds:       desc("hemostat_monitor_rounds_total", "Sampling rounds the monitor completed."),
+		monitorFields: []monitorField{
+			{"rounds_skipped_total", desc("hemostat_monitor_rounds_skipped_total",
+				"Sampling rounds skipped because the previous one was still running."), prometheus.CounterValue},
+			{"sample_errors_total", desc("hemostat_monitor_sample_errors_total", "Container samples that failed."), prometheus.CounterValue},
+			{"events_total", desc("hemostat_monitor_docker_events_total", "Docker engine events the monitor received."), prometheus.CounterValue},
+			{"alerts_dropped_total", desc("hemostat_monitor_alerts_dropped_total",
+				"Health alerts the monitor could not buffer while Redis was away."), prometheus.CounterValue},
+			{"alerts_buffered", desc("hemostat_monitor_alerts_buffered", "Health alerts waiting in the monitor's buffer for Redis."), prometheus.GaugeValue},
+		},
 	}
 }
 
 func (c *stateCollector) descs() []*prometheus.Desc {
-	return []*prometheus.Desc{c.redisUp, c.stateErrors, c.info, c.running, c.restarts, c.cpu, c.memWS, c.memLimit, c.memRatio,
+	out := []*prometheus.Desc{c.redisUp, c.stateErrors, c.info, c.running, c.restarts, c.cpu, c.memWS, c.memLimit, c.memRatio,
 		c.rx, c.tx, c.rd, c.wr, c.pids, c.age, c.openIncidents, c.agentUp, c.agentHeartbeat, c.agentInfo, c.streamEntries,
 		c.pending, c.lag, c.deadLetters, c.notifySent, c.notifyFailed, c.notifyRetried, c.notifyDedup, c.notifySuppressed,
 		c.roundSeconds, c.rounds}
+	for _, f := range c.monitorFields {
+		out = append(out, f.desc)
+	}
+	return out
 }
 
 // Describe implements prometheus.Collector.
@@ -172,6 +193,11 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if v, err := strconv.ParseFloat(s.Monitor["rounds_total"], 64); err == nil {
 		counter(c.rounds, v)
+	}
+	for _, f := range c.monitorFields {
+		if v, err := strconv.ParseFloat(s.Monitor[f.field], 64); err == nil {
+			ch <- prometheus.MustNewConstMetric(f.desc, f.typ, v)
+		}
 	}
 }
 
