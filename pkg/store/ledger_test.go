@@ -1,0 +1,220 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/google/go-cmp/cmp"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/hemostat/hemostat/pkg/event"
+	"github.com/hemostat/hemostat/pkg/store"
+	"github.com/hemostat/hemostat/pkg/testenv"
+)
+
+// ledgerBackends runs a test against the real redis-server and against miniredis (the embedded store of
+// `hemostat run`): the Lua scripts must behave the same on both.
+func ledgerBackends(t *testing.T, fn func(t *testing.T, st *store.Client, rdb *redis.Client)) {
+	for _, name := range []string{"redis", "miniredis"} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			var url string
+			if name == "redis" {
+				url = testenv.RequireRedis(t)
+			} else {
+				url = "redis://" + miniredis.RunT(t).Addr() + "/0"
+			}
+			st, err := store.Open(store.Options{URL: url})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { st.Close() })
+			o, _ := redis.ParseURL(url)
+			rdb := redis.NewClient(o)
+			t.Cleanup(func() { rdb.Close() })
+			fn(t, st, rdb)
+		})
+	}
+}
+
+func TestLedgerApplyIsACompareAndSet(t *testing.T) {
+	t.Parallel()
+	ledgerBackends(t, func(t *testing.T, st *store.Client, rdb *redis.Client) {
+		ctx := context.Background()
+		k := store.RespondKeys("node-a", "web-1", false)
+		rev, err := st.LedgerApply(ctx, k, store.LedgerCommit{Rev: "", Set: map[string]string{"breaker": "closed", "x": "1"}})
+		if err != nil || rev != "1" {
+			t.Fatalf("first commit: %q %v", rev, err)
+		}
+		if _, err := st.LedgerApply(ctx, k, store.LedgerCommit{Rev: "", Set: map[string]string{"breaker": "open"}}); !errors.Is(err, store.ErrLedgerConflict) {
+			t.Errorf("stale commit: %v, want ErrLedgerConflict", err)
+		}
+		if rev, err := st.LedgerApply(ctx, k, store.LedgerCommit{Rev: "1", Set: map[string]string{"backoff_step": "2"}, Del: []string{"x"}}); err != nil || rev != "2" {
+			t.Errorf("fresh commit: %q %v", rev, err)
+		}
+		if rev, err := st.LedgerApply(ctx, k, store.LedgerCommit{Rev: "0", Force: true, Set: map[string]string{"last_result": "success"}}); err != nil || rev != "3" {
+			t.Errorf("forced commit: %q %v", rev, err)
+		}
+		got, err := st.LedgerFields(ctx, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := map[string]string{"rev": "3", "breaker": "closed", "backoff_step": "2", "last_result": "success"}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("ledger (-want +got):\n%s", diff)
+		}
+	})
+}
+
+func TestLedgerLease(t *testing.T) {
+	t.Parallel()
+	ledgerBackends(t, func(t *testing.T, st *store.Client, rdb *redis.Client) {
+		ctx := context.Background()
+		k := store.RespondKeys("node-a", "web-1", false)
+		take := func(rev, token string) error {
+			_, err := st.LedgerApply(ctx, k, store.LedgerCommit{Rev: rev, Lease: store.LeaseTake, Token: token,
+				LeaseTTL: time.Minute, Set: map[string]string{"inflight_event": token}})
+			return err
+		}
+		if err := take("", "a"); err != nil {
+			t.Fatal(err)
+		}
+		if err := take("1", "b"); !errors.Is(err, store.ErrLeaseHeld) {
+			t.Errorf("second take: %v, want ErrLeaseHeld", err)
+		}
+		if f, _ := st.LedgerFields(ctx, k); f["inflight_event"] != "a" || f["rev"] != "1" {
+			t.Errorf("a failed take wrote the ledger: %v", f)
+		}
+		if ttl := rdb.PTTL(ctx, k.Lease).Val(); ttl <= 0 || ttl > time.Minute {
+			t.Errorf("lease ttl = %s", ttl)
+		}
+		// Only the holder releases it.
+		st.LedgerApply(ctx, k, store.LedgerCommit{Force: true, Lease: store.LeaseRelease, Token: "b"})
+		if v := rdb.Get(ctx, k.Lease).Val(); v != "a" {
+			t.Errorf("lease after a stranger's release = %q, want a", v)
+		}
+		if ok, err := st.LedgerRenew(ctx, k, "a", 2*time.Minute, time.Now()); !ok || err != nil {
+			t.Errorf("renew by the holder: %v %v", ok, err)
+		}
+		if ok, _ := st.LedgerRenew(ctx, k, "b", time.Minute, time.Now()); ok {
+			t.Errorf("a stranger renewed the lease")
+		}
+		st.LedgerApply(ctx, k, store.LedgerCommit{Force: true, Lease: store.LeaseRelease, Token: "a"})
+		if n := rdb.Exists(ctx, k.Lease).Val(); n != 0 {
+			t.Errorf("lease survived its holder's release")
+		}
+	})
+}
+
+func TestLedgerHostSlots(t *testing.T) {
+	t.Parallel()
+	ledgerBackends(t, func(t *testing.T, st *store.Client, rdb *redis.Client) {
+		ctx := context.Background()
+		k := store.RespondKeys("node-a", "web-1", false)
+		now := time.Now()
+		acquire := func(token string, at time.Time) bool {
+			ok, err := st.LedgerAcquireSlot(ctx, k, token, 2, time.Minute, at)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return ok
+		}
+		got := []bool{acquire("a", now), acquire("b", now), acquire("c", now), acquire("a", now)}
+		if diff := cmp.Diff([]bool{true, true, false, true}, got); diff != "" {
+			t.Errorf("acquire a, b, c, a again (-want +got):\n%s", diff)
+		}
+		if err := st.LedgerReleaseSlot(ctx, k, "a"); err != nil {
+			t.Fatal(err)
+		}
+		if !acquire("c", now) {
+			t.Errorf("a released slot was not given to c")
+		}
+		if !acquire("d", now.Add(2*time.Minute)) {
+			t.Errorf("expired slots were not reclaimed")
+		}
+		snap, err := st.LedgerRead(ctx, k, "node-a", "e1", now.Add(2*time.Minute))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if snap.Active != 1 {
+			t.Errorf("active = %d, want 1", snap.Active)
+		}
+	})
+}
+
+func TestLedgerReadDoneAndLoad(t *testing.T) {
+	t.Parallel()
+	ledgerBackends(t, func(t *testing.T, st *store.Client, rdb *redis.Client) {
+		ctx := context.Background()
+		k := store.RespondKeys("node-a", "web-1", true)
+		rdb.HSet(ctx, event.KeyContainers,
+			"node-a/web-1", `{"name":"web-1","watched":true}`,
+			"node-a/web-2", `{"name":"web-2","watched":true}`,
+			"node-a/off", `{"name":"off","watched":false}`,
+			"node-b/web-1", `{"name":"web-1","watched":true}`)
+		for _, m := range []string{"node-a/web-1/crashed", "node-a/web-1/oom_killed", "hemostat:incident:node-a/web-2/unhealthy", "node-b/web-1/crashed"} {
+			rdb.ZAdd(ctx, "hemostat:incidents:open", redis.Z{Score: 1, Member: m})
+		}
+		read := func() store.LedgerSnapshot {
+			s, err := st.LedgerRead(ctx, k, "node-a", "e1", time.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s
+		}
+		s := read()
+		if s.Unhealthy != 2 || s.Watched != 2 || s.Done || s.Reporting {
+			t.Errorf("snapshot = %+v, want 2 unhealthy of 2 watched, not done", s)
+		}
+		if ok, _ := st.LedgerClaimReport(ctx, "e1", "tok", time.Minute); !ok {
+			t.Fatal("first claim refused")
+		}
+		if ok, _ := st.LedgerClaimReport(ctx, "e1", "tok2", time.Minute); ok {
+			t.Error("second claim granted")
+		}
+		if s := read(); !s.Reporting || s.Done {
+			t.Errorf("while reporting: %+v", s)
+		}
+		if err := st.LedgerMarkDone(ctx, "e1", time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		if s := read(); !s.Done || s.Reporting {
+			t.Errorf("after done: %+v", s)
+		}
+		if ttl := rdb.TTL(ctx, event.DoneKey("e1")).Val(); ttl <= 0 {
+			t.Errorf("done key without a TTL")
+		}
+	})
+}
+
+func TestAuditAppendChainsOrConflicts(t *testing.T) {
+	t.Parallel()
+	ledgerBackends(t, func(t *testing.T, st *store.Client, rdb *redis.Client) {
+		ctx := context.Background()
+		id, head, err := st.AuditAppend(ctx, "node-a/web-1", store.AuditHead{}, 1, []byte(`{"seq":1}`), "h1")
+		if err != nil || head.Hash != "h1" || head.Seq != 1 {
+			t.Fatalf("first append: %q %+v %v", id, head, err)
+		}
+		_, cur, err := st.AuditAppend(ctx, "node-a/web-1", store.AuditHead{}, 1, []byte(`{"seq":1}`), "hx")
+		if !errors.Is(err, store.ErrAuditConflict) || cur.Hash != "h1" || cur.Seq != 1 {
+			t.Errorf("stale append: %+v %v, want the current head and ErrAuditConflict", cur, err)
+		}
+		if _, _, err := st.AuditAppend(ctx, "node-a/web-2", cur, 2, []byte(`{"seq":2}`), "h2"); err != nil {
+			t.Fatal(err)
+		}
+		h, err := st.AuditReadHead(ctx)
+		if err != nil || h.Hash != "h2" || h.Seq != 2 {
+			t.Errorf("head = %+v %v", h, err)
+		}
+		recs, err := st.AuditIndexRevRange(ctx, "node-a/web-1", "+", "-", 10)
+		if err != nil || len(recs) != 1 || recs[0].ID != id {
+			t.Errorf("index of web-1 = %+v %v, want just %s", recs, err, id)
+		}
+		if n := rdb.XLen(ctx, event.StreamAudit).Val(); n != 2 {
+			t.Errorf("trail length = %d, want 2", n)
+		}
+	})
+}
