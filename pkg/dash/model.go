@@ -92,6 +92,9 @@ type Model struct {
 	sortDesc  bool
 	detail    string // host/name shown in the detail view
 
+	detailAudit []audit.Entry // the detail container's newest decisions, read through its index
+	detailFor   string        // the container detailAudit belongs to
+
 	evs     []Event // newest first
 	counts  map[string]int
 	pending []Event // arrived while paused, oldest first
@@ -126,6 +129,15 @@ type snapshotMsg struct {
 
 type tickMsg struct{}
 
+type detailAuditMsg struct {
+	target  string
+	entries []audit.Entry
+	err     error
+}
+
+// detailDecisions is how many of a container's decisions the detail view shows.
+const detailDecisions = 10
+
 type eventsMsg struct {
 	batch EventBatch
 	ok    bool // false when the channel closed
@@ -144,6 +156,23 @@ func (m Model) load() tea.Cmd {
 		defer cancel()
 		s, err := src.Snapshot(c)
 		return snapshotMsg{snap: s, err: err}
+	}
+}
+
+// loadDetail reads the detail container's decisions through its audit index, so they show even when they
+// are older than the trail the snapshot keeps.
+func (m Model) loadDetail() tea.Cmd {
+	if m.view != viewDetail || m.detail == "" {
+		return nil
+	}
+	ctx, src, target := m.ctx, m.src, m.detail
+	host, name, _ := strings.Cut(target, "/")
+	timeout := max(m.o.Refresh*2, 3*time.Second)
+	return func() tea.Msg {
+		c, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		es, err := src.ContainerAudit(c, host, name, detailDecisions)
+		return detailAuditMsg{target: target, entries: es, err: err}
 	}
 }
 
@@ -189,6 +218,11 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		m.snap, m.have = msg.snap, true
 		m.lastOK = m.o.Now()
 		m.clampCursors()
+		return m, m.loadDetail()
+	case detailAuditMsg:
+		if msg.err == nil {
+			m.detailAudit, m.detailFor = msg.entries, msg.target
+		}
 		return m, nil
 	case eventsMsg:
 		if !msg.ok {
@@ -317,7 +351,7 @@ func (m Model) key(msg tea.KeyPressMsg) (tea.Model, tea.Cmd) {
 			m.filtering = true
 		}
 	case "enter":
-		m.enter()
+		return m.open()
 	case "esc":
 		switch {
 		case m.view == viewDetail:
@@ -397,6 +431,12 @@ func (m *Model) enter() {
 	}
 	m.back, m.view, m.detail = m.view, viewDetail, target
 	m.cursor[viewDetail] = 0
+}
+
+// open moves to the detail view of the selected row and reads its decisions.
+func (m Model) open() (Model, tea.Cmd) {
+	m.enter()
+	return m, m.loadDetail()
 }
 
 func (m *Model) move(d int) {

@@ -328,3 +328,34 @@ func TestDetailScroll(t *testing.T) {
 		t.Errorf("g does not return to the top:\n%s", got)
 	}
 }
+
+// TestDetailReadsTheIndex: the detail view shows the decisions its index read returns, also those older
+// than the trail the snapshot keeps.
+func TestDetailReadsTheIndex(t *testing.T) {
+	f := newFixture(t0)
+	snap := f.snapshot()
+	src := &fakeSource{snap: snap}
+	m := New(context.Background(), src, nil, testOptions())
+	m = send(m, tea.WindowSizeMsg{Width: 120, Height: 60}, snapshotMsg{snap: snap})
+	// The snapshot's trail lost web-1's entries (it keeps only the newest); the index still has them.
+	trimmed := snap
+	trimmed.Audit = nil
+	m = send(m, snapshotMsg{snap: trimmed})
+	m = keys(m, "/", "web-1", "enter")
+	nm, cmd := m.Update(press("enter")[0])
+	m = nm.(Model)
+	if m.view != viewDetail {
+		t.Fatal("enter did not open the detail")
+	}
+	if strings.Contains(strippedRender(m), "11-28 11:40:00  restart executed → success") {
+		t.Fatal("decisions shown before the index read")
+	}
+	for _, msg := range runBatch(cmd) {
+		m = send(m, msg)
+	}
+	for _, want := range []string{"11-28 11:40:00  restart executed → success", "11-28 11:55:00  restart executed → success"} {
+		if !strings.Contains(strippedRender(m), want) {
+			t.Errorf("decision %q from the index is missing:\n%s", want, strippedRender(m))
+		}
+	}
+}

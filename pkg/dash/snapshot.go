@@ -22,6 +22,8 @@ import (
 type Source interface {
 	// Snapshot reads the current state.
 	Snapshot(ctx context.Context) (Snapshot, error)
+	// ContainerAudit reads the newest n audit entries of one container, newest first.
+	ContainerAudit(ctx context.Context, host, name string, n int) ([]audit.Entry, error)
 	// Follow sends recent events and then live ones to out until ctx is done, reporting connection trouble
 	// as batches with Err set and retrying. It returns when ctx is done.
 	Follow(ctx context.Context, out chan<- EventBatch) error

@@ -67,6 +67,26 @@ func (s *RedisSource) Snapshot(ctx context.Context) (Snapshot, error) {
 	return snap, nil
 }
 
+// ContainerAudit implements Source through the container's audit index.
+func (s *RedisSource) ContainerAudit(ctx context.Context, host, name string, n int) ([]audit.Entry, error) {
+	raw, err := s.c.DashAuditOf(ctx, event.Target(host, name), int64(n))
+	if err != nil {
+		return nil, err
+	}
+	out := make([]audit.Entry, 0, len(raw))
+	for _, r := range raw {
+		var e audit.Entry
+		if err := json.Unmarshal([]byte(r.Value), &e); err != nil {
+			continue // reported by Snapshot's read of the trail
+		}
+		if e.Time.IsZero() {
+			e.Time = r.Time()
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
 // newer reports whether stream id a sorts after b.
 func newer(a, b string) bool {
 	ams, aseq := splitID(a)

@@ -305,3 +305,68 @@ func TestRedisSourceFollowStopsPromptly(t *testing.T) {
 		t.Fatal("Follow still blocked 2s after cancel")
 	}
 }
+
+// TestRedisSourceEmbedded runs the source against the embedded Redis-protocol store of `hemostat run`
+// (miniredis), which the dashboard must read unchanged.
+func TestRedisSourceEmbedded(t *testing.T) {
+	emb, err := store.StartEmbedded(store.EmbeddedOptions{Addr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { emb.Close() })
+	url := emb.URL()
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	f := newFixture(now)
+	f.seed(t, url)
+	src := openSource(t, url)
+	got, err := src.Snapshot(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := cmp.Options{cmpopts.IgnoreFields(Snapshot{}, "Time"), cmpopts.EquateEmpty()}
+	if diff := cmp.Diff(f.snapshot(), got, opts); diff != "" {
+		t.Errorf("snapshot (-want +got):\n%s", diff)
+	}
+	// Incremental reads use exclusive ranges.
+	rdb := rawClient(t, url)
+	rdb.XAdd(context.Background(), &redis.XAddArgs{Stream: event.StreamAudit, Values: []any{"entry", mustJSON(audit.Entry{ID: "new", Time: now})}})
+	if got, err = src.Snapshot(context.Background()); err != nil || len(got.Audit) != len(f.audit)+1 {
+		t.Errorf("incremental: %d entries, %v; want %d", len(got.Audit), err, len(f.audit)+1)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var b batches
+	wait := b.run(ctx, src)
+	defer func() { cancel(); wait() }()
+	if !eventually(t, 5*time.Second, func() bool { return len(b.events()) == len(f.events) }) {
+		t.Fatalf("backfill: got %v", types(b.events()))
+	}
+	live, _ := event.New("monitor", "node-a", "node-a/api-1/crashed", "", &event.ContainerUnhealthy{ContainerID: "x", ContainerName: "api-1", Class: "crashed"})
+	publish(t, url, live)
+	if !eventually(t, 5*time.Second, func() bool { return len(b.events()) == len(f.events)+1 }) {
+		t.Fatalf("live: got %v", types(b.events()))
+	}
+}
+
+func TestRedisSourceContainerAudit(t *testing.T) {
+	url := testenv.RequireRedis(t)
+	f := newFixture(time.Now().UTC().Truncate(time.Millisecond))
+	f.seed(t, url)
+	src := openSource(t, url)
+	got, err := src.ContainerAudit(context.Background(), "node-a", "worker-1", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []audit.Entry
+	for i := len(f.audit) - 1; i >= 0; i-- {
+		if f.audit[i].Container == "worker-1" {
+			want = append(want, f.audit[i])
+		}
+	}
+	if len(want) != 3 {
+		t.Fatalf("fixture: %d worker-1 entries, want 3", len(want))
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("worker-1 decisions, newest first (-want +got):\n%s", diff)
+	}
+}

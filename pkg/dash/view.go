@@ -767,14 +767,8 @@ func (m Model) detailLines(w int) []string {
 
 	out = append(out, "", st.bold.Render("Last decisions"))
 	n := 0
-	for _, e := range m.snap.Audit {
-		if e.Host != c.Host || e.Container != c.Name {
-			continue
-		}
+	for _, e := range m.decisionsOf(c) {
 		n++
-		if n > 10 {
-			break
-		}
 		line := fmt.Sprintf("  %s  %s %s → %s", stamp(e.Time, m.o.Location), e.Action, e.Decision, st.state(e.Result))
 		if e.Reason != "" {
 			line += ": " + e.Reason
@@ -792,6 +786,24 @@ func startedAgo(now, t time.Time) string {
 		return "started -"
 	}
 	return "started " + ago(now, t) + " ago"
+}
+
+// decisionsOf returns the container's newest decisions: read through its audit index when that read is
+// done, else found in the trail the snapshot holds.
+func (m Model) decisionsOf(c Container) []audit.Entry {
+	if m.detailFor == c.Target() {
+		return m.detailAudit
+	}
+	var out []audit.Entry
+	for _, e := range m.snap.Audit {
+		if e.Host == c.Host && e.Container == c.Name {
+			out = append(out, e)
+			if len(out) == detailDecisions {
+				break
+			}
+		}
+	}
+	return out
 }
 
 func (m Model) incidentsOf(c Container) []Incident {

@@ -16,6 +16,7 @@ import (
 	"github.com/charmbracelet/x/ansi"
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/hemostat/hemostat/pkg/audit"
 	"github.com/hemostat/hemostat/pkg/container"
 )
 
@@ -39,6 +40,22 @@ func (f *fakeSource) Snapshot(context.Context) (Snapshot, error) {
 	defer f.mu.Unlock()
 	f.reads++
 	return f.snap, f.err
+}
+
+// ContainerAudit filters the snapshot's trail, as the Redis source's index read returns it.
+func (f *fakeSource) ContainerAudit(_ context.Context, host, name string, n int) ([]audit.Entry, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil {
+		return nil, f.err
+	}
+	var out []audit.Entry
+	for _, e := range f.snap.Audit {
+		if e.Host == host && e.Container == name && len(out) < n {
+			out = append(out, e)
+		}
+	}
+	return out, nil
 }
 
 func (f *fakeSource) set(s Snapshot, err error) {

@@ -219,6 +219,46 @@ func (c *Client) DashFollower() *Client {
 	return &Client{rdb: redis.NewClient(&o), addr: c.addr}
 }
 
+// DashAuditOf returns up to n of the newest audit entries of one container ("host/name"), newest first,
+// through its index hemostat:audit:idx:{host/name} (a stream of audit ids in field "id", or a sorted set of
+// them), so one container's decisions are found without scanning the trail. Two round trips.
+func (c *Client) DashAuditOf(ctx context.Context, target string, n int64) ([]DashEntry, error) {
+	idx := AuditIndexKey(target)
+	var ids []string
+	msgs, err := c.rdb.XRevRangeN(ctx, idx, "+", "-", n).Result()
+	switch {
+	case err != nil && strings.HasPrefix(err.Error(), "WRONGTYPE"):
+		ids, err = c.rdb.ZRevRange(ctx, idx, 0, n-1).Result()
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", idx, err)
+		}
+	case err != nil:
+		return nil, fmt.Errorf("read %s: %w", idx, err)
+	default:
+		for _, m := range msgs {
+			if id, ok := m.Values["id"].(string); ok {
+				ids = append(ids, id)
+			}
+		}
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	pipe := c.rdb.Pipeline()
+	cmds := make([]*redis.XMessageSliceCmd, len(ids))
+	for i, id := range ids {
+		cmds[i] = pipe.XRangeN(ctx, event.StreamAudit, id, id, 1)
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("read %s: %w", event.StreamAudit, err)
+	}
+	out := make([]DashEntry, 0, len(ids))
+	for _, cmd := range cmds {
+		out = append(out, dashEntries(event.StreamAudit, "entry", cmd.Val())...) // trimmed ids read nothing
+	}
+	return out, nil
+}
+
 // DashEventList returns the newest n items of a capped event list (hemostat:events:all or one type's),
 // newest first.
 func (c *Client) DashEventList(ctx context.Context, key string, n int64) ([]string, error) {

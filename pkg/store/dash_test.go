@@ -179,3 +179,45 @@ func TestDashUnavailable(t *testing.T) {
 		t.Errorf("DashState without a server: got %v, want an unavailable error", err)
 	}
 }
+
+func TestDashAuditOf(t *testing.T) {
+	c, rdb := dashClients(t)
+	ctx := context.Background()
+	var ids []string
+	for _, v := range []string{"a1", "b1", "a2", "a3"} {
+		id := rdb.XAdd(ctx, &redis.XAddArgs{Stream: event.StreamAudit, Values: []any{"entry", v}}).Val()
+		ids = append(ids, id)
+		target := "h/" + v[:1]
+		rdb.XAdd(ctx, &redis.XAddArgs{Stream: store.AuditIndexKey(target), Values: []any{"id", id}})
+	}
+	// An index pointing at a trimmed entry, and an index kept as a sorted set.
+	rdb.XAdd(ctx, &redis.XAddArgs{Stream: store.AuditIndexKey("h/b"), Values: []any{"id", "1-0"}})
+	rdb.ZAdd(ctx, store.AuditIndexKey("h/z"), redis.Z{Score: 1, Member: ids[0]}, redis.Z{Score: 2, Member: ids[1]})
+
+	tests := []struct {
+		target string
+		n      int64
+		want   []string
+	}{
+		{"h/a", 10, []string{"a3", "a2", "a1"}},
+		{"h/a", 2, []string{"a3", "a2"}},
+		{"h/b", 10, []string{"b1"}},
+		{"h/z", 10, []string{"b1", "a1"}},
+		{"h/none", 10, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.target, func(t *testing.T) {
+			es, err := c.DashAuditOf(ctx, tt.target, tt.n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, e := range es {
+				got = append(got, e.Value)
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+}
