@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -70,21 +71,36 @@ Webhook URLs and tokens never appear in logs; secrets can be read from files (HE
 	return c
 }
 
-// alertSinks validates the options and builds the sinks and the redactor of their secrets.
-func alertSinks(d *Deps, opts alertOptions, threads alertslack.ThreadStore) ([]alert.Sink, *alert.Redactor, error) {
+// alertValidate checks the options before anything connects; it returns the time zone of messages.
+func alertValidate(opts alertOptions) (*time.Location, error) {
 	if opts.SlackToken != "" && opts.SlackChannel == "" {
-		return nil, nil, UsageError("--slack-token needs --slack-channel")
+		return nil, UsageError("--slack-token needs --slack-channel")
 	}
 	if opts.WebhookSecret != "" && opts.WebhookURL == "" {
-		return nil, nil, UsageError("--webhook-secret needs --webhook-url")
+		return nil, UsageError("--webhook-secret needs --webhook-url")
 	}
 	if opts.Renotify <= 0 {
-		return nil, nil, UsageError("--renotify must be positive, got %s", opts.Renotify)
+		return nil, UsageError("--renotify must be positive, got %s", opts.Renotify)
+	}
+	for name, raw := range map[string]string{"--slack-webhook-url": opts.SlackWebhookURL, "--webhook-url": opts.WebhookURL,
+		"--slack-api-url": opts.SlackAPIURL} {
+		if raw == "" {
+			continue
+		}
+		// The value is a secret: say what is wrong, never what it is.
+		if u, err := url.Parse(raw); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, UsageError("%s: want an http(s) URL", name)
+		}
 	}
 	loc, err := time.LoadLocation(opts.Timezone)
 	if err != nil {
-		return nil, nil, UsageError("--timezone %q: not a known time zone", opts.Timezone)
+		return nil, UsageError("--timezone %q: not a known time zone", opts.Timezone)
 	}
+	return loc, nil
+}
+
+// alertSinks builds the sinks and the redactor of their secrets.
+func alertSinks(d *Deps, opts alertOptions, loc *time.Location, threads alertslack.ThreadStore) ([]alert.Sink, *alert.Redactor) {
 	red := alert.NewRedactor(opts.SlackWebhookURL, opts.SlackToken, opts.WebhookURL, opts.WebhookSecret)
 	client := &http.Client{Timeout: 10 * time.Second}
 	var sinks []alert.Sink
@@ -104,18 +120,19 @@ func alertSinks(d *Deps, opts alertOptions, threads alertslack.ThreadStore) ([]a
 		sinks = append(sinks, alert.Sink{Name: "webhook", Notifier: alert.NewWebhook(alert.WebhookOptions{
 			URL: opts.WebhookURL, Secret: opts.WebhookSecret, Client: client, UserAgent: "hemostat/" + Build().Version})})
 	}
-	return sinks, red, nil
+	return sinks, red
 }
 
 func alertRun(ctx context.Context, d *Deps, opts alertOptions) error {
+	loc, err := alertValidate(opts)
+	if err != nil {
+		return err
+	}
 	st, err := d.Store(ctx)
 	if err != nil {
 		return err
 	}
-	sinks, red, err := alertSinks(d, opts, st)
-	if err != nil {
-		return err
-	}
+	sinks, red := alertSinks(d, opts, loc, st)
 	// Every logger of this agent, the bus's included, passes through the redactor.
 	log := slog.New(red.Handler(d.Logger.Handler()))
 	opts.Bus.Logger = log
