@@ -131,7 +131,7 @@ func TestVerify(t *testing.T) {
 				for i, r := range recs[2:] {
 					e := r.Entry
 					if i == 0 {
-						e.Result = "success"
+						e.Result = "failed"
 						e.Hash = e.ComputeHash()
 					}
 					b, _ := json.Marshal(e)

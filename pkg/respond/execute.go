@@ -126,7 +126,11 @@ func (r *Responder) act(ctx context.Context, req Request, tgt Target, keys store
 	default:
 		return Result{Status: event.StatusFailed, Details: "failed: unknown action", Error: "unknown action " + req.Action}
 	}
-	return r.verify(ctx, req.Action, tgt, tgt.State.StartedAt)
+	var prev time.Time
+	if req.Action == event.ActionRestart {
+		prev = tgt.State.StartedAt // a restart must produce a new start; a start of a running container need not
+	}
+	return r.verify(ctx, req.Action, tgt, prev)
 }
 
 // verify waits, within the settle window, for the state the action should have produced: stopped after

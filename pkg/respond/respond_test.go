@@ -591,3 +591,43 @@ func TestAuditTrailRecordsEveryDecisionAndVerifies(t *testing.T) {
 		t.Errorf("verify: %v, %+v", err, rep)
 	}
 }
+
+func TestRunConsumesItsHostsRequestsAndAcksOthers(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, respond.Config{}, web("web-1", nil))
+	b := bus.New(h.st, bus.Options{Block: 50 * time.Millisecond})
+	r := h.responder("r1")
+	ocfg := h.cfg
+	ocfg.Host = "node-b"
+	other := respond.New(ocfg, h.rec, h.st, b, respond.Options{Instance: "b1"})
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = r.Run(ctx, b) })     // exits when ctx is cancelled
+	wg.Go(func() { _ = other.Run(ctx, b) }) // node-b's responder, its own group
+	defer func() { cancel(); wg.Wait() }()
+	mine := request(t, "web-1", event.ActionRestart)
+	theirs := request(t, "web-1", event.ActionRestart)
+	theirs.Host = "node-b"
+	for _, env := range []event.Envelope{mine, theirs} {
+		if _, err := b.Publish(ctx, event.StreamRemediationNeeded, env); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, 5*time.Second, func() bool { return len(h.completes()) >= 1 && r.Stats().Ignored.Load() == 1 })
+	eventually(t, 5*time.Second, func() bool {
+		pa, _ := b.Pending(ctx, event.StreamRemediationNeeded, respond.Group(host))
+		pb, _ := b.Pending(ctx, event.StreamRemediationNeeded, respond.Group("node-b"))
+		return pa == 0 && pb == 0
+	})
+	// Both responders share one fake engine here, so node-b finds "web-1" too and acts on its own request.
+	cs := h.completes()
+	if len(cs) != 2 {
+		t.Fatalf("completes = %d, want one per host", len(cs))
+	}
+	if got := other.Stats().Ignored.Load(); got != 1 {
+		t.Errorf("node-b ignored %d requests, want 1 (node-a's)", got)
+	}
+	if got := h.rec.Count("restart"); got != 2 {
+		t.Errorf("restarts = %d, want one per host's own request", got)
+	}
+}
