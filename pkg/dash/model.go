@@ -215,8 +215,10 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 			return m, nil
 		}
 		m.err = nil
+		selC, selH := m.selected()
 		m.snap, m.have = msg.snap, true
 		m.lastOK = m.o.Now()
+		m.reselect(selC, selH)
 		m.clampCursors()
 		return m, m.loadDetail()
 	case detailAuditMsg:
@@ -234,6 +236,37 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		return m.key(msg)
 	}
 	return m, nil
+}
+
+// selected returns the selected container and history entry, to keep them selected across a refresh.
+func (m Model) selected() (container, entry string) {
+	if rows := m.overviewRows(); len(rows) > 0 {
+		container = rows[min(m.cursor[viewOverview], len(rows)-1)].Target()
+	}
+	if rows := m.historyRows(); len(rows) > 0 {
+		e := rows[min(m.cursor[viewHistory], len(rows)-1)]
+		entry = e.ID + "@" + e.Time.String()
+	}
+	return container, entry
+}
+
+func (m *Model) reselect(container, entry string) {
+	if container != "" {
+		for i, c := range m.overviewRows() {
+			if c.Target() == container {
+				m.cursor[viewOverview] = i
+				break
+			}
+		}
+	}
+	if entry != "" && m.cursor[viewHistory] > 0 {
+		for i, e := range m.historyRows() {
+			if e.ID+"@"+e.Time.String() == entry {
+				m.cursor[viewHistory] = i
+				break
+			}
+		}
+	}
 }
 
 func (m *Model) applyBatch(b EventBatch) {

@@ -359,3 +359,37 @@ func TestDetailReadsTheIndex(t *testing.T) {
 		}
 	}
 }
+
+func TestSelectionSurvivesRefresh(t *testing.T) {
+	f := newFixture(t0)
+	m := keys(populated(newTestModel(120, 40)), "j", "j") // db-1
+	snap := f.snapshot()
+	extra := snap.Containers[0]
+	extra.Name, extra.Host = "aaa-new", "node-a"
+	snap.Containers = append([]Container{extra}, snap.Containers...)
+	m = send(m, snapshotMsg{snap: snap})
+	rows := m.overviewRows()
+	if got := rows[m.cursor[viewOverview]].Name; got != "db-1" {
+		t.Errorf("after a container appeared above it, the selection is %s, want db-1", got)
+	}
+	// The selected container went away: the cursor stays in range.
+	snap.Containers = snap.Containers[:2]
+	m = send(m, snapshotMsg{snap: snap})
+	if c := m.cursor[viewOverview]; c != 1 {
+		t.Errorf("cursor %d after rows went away, want 1 (the last row)", c)
+	}
+}
+
+func TestExplainActionDidNotHold(t *testing.T) {
+	c := Container{Ledger: &Ledger{LastResult: "success", LastDecision: "executed", LastAction: "restart", LastActionAt: t0.Add(-time.Minute), Breaker: "closed"}}
+	c.Name, c.State, c.Watched = "x", "exited", true
+	in := []Incident{{Class: "crashed", OpenedAt: t0.Add(-2 * time.Minute), Action: "restart", Method: "rules"}}
+	got := strings.Join(explain(c, in, t0), "\n")
+	if !strings.Contains(got, "the last action did not hold: the container is exited again") {
+		t.Errorf("explain:\n%s", got)
+	}
+	c.State = "running"
+	if got := strings.Join(explain(c, in, t0), "\n"); strings.Contains(got, "did not hold") {
+		t.Errorf("running again, yet:\n%s", got)
+	}
+}

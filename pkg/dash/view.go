@@ -928,6 +928,13 @@ func explain(c Container, incs []Incident, now time.Time) []string {
 			out = append(out, fmt.Sprintf("incident %s: the analyzer chose %s (%s, confidence %.2f): %s", in.Class, in.Action, orDash(in.Method), in.Confidence, orDash(in.Reason)))
 		}
 	}
+	for _, in := range incs {
+		if l := c.Ledger; l != nil && l.LastResult == "success" && l.LastActionAt.After(in.OpenedAt) &&
+			c.State != "" && c.State != "running" {
+			out = append(out, fmt.Sprintf("the last action did not hold: the container is %s again. Alerts are edge-triggered, so hemostat acts again when the monitor re-alerts (escalation, e.g. to crash_loop, or its re-alert interval).", c.State))
+			break
+		}
+	}
 	if l := c.Ledger; l != nil && l.LastDecision != "" {
 		s := fmt.Sprintf("last decision %s ago: %s %s → %s", ago(now, l.LastActionAt), orDash(l.LastAction), l.LastDecision, orDash(l.LastResult))
 		if l.LastReason != "" {
