@@ -1,0 +1,104 @@
+package cmd_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/hemostat/hemostat/cmd"
+	"github.com/hemostat/hemostat/pkg/event"
+	"github.com/hemostat/hemostat/pkg/testenv"
+)
+
+func auditRunCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	d := cmd.NewDeps(strings.NewReader(""), &out, &errb)
+	code = cmd.Run(context.Background(), d, args)
+	return code, out.String(), errb.String()
+}
+
+func TestAuditAndResetCommands(t *testing.T) {
+	t.Setenv("USER", "alice")
+	url := testenv.RequireRedis(t)
+	g := []string{"--redis-url", url, "--host-name", "node-a"}
+	with := func(args ...string) []string { return append(append([]string{}, args...), g...) }
+
+	code, out, _ := auditRunCLI(t, with("audit", "-o", "json")...)
+	if code != cmd.ExitOK || strings.TrimSpace(out) != "[]" {
+		t.Errorf("empty trail: code %d, out %q", code, out)
+	}
+	if code, _, errs := auditRunCLI(t, with("audit", "verify")...); code != cmd.ExitOK {
+		t.Errorf("verify of an empty trail: code %d (%s)", code, errs)
+	}
+	for _, name := range []string{"web-1", "web-2", "web-1"} {
+		if code, out, errs := auditRunCLI(t, with("respond", "reset", name)...); code != cmd.ExitOK || !strings.Contains(out, "node-a/"+name) {
+			t.Fatalf("reset %s: code %d out %q err %q", name, code, out, errs)
+		}
+	}
+	code, out, _ = auditRunCLI(t, with("audit", "web-1", "-o", "json")...)
+	var recs []map[string]any
+	if err := json.Unmarshal([]byte(out), &recs); err != nil || code != cmd.ExitOK {
+		t.Fatalf("audit web-1 -o json: code %d, %v: %s", code, err, out)
+	}
+	if len(recs) != 2 || recs[0]["actor"] != "human:alice" || recs[0]["container"] != "web-1" || recs[0]["action"] != "reset" {
+		t.Errorf("audit web-1 = %v", recs)
+	}
+	code, out, _ = auditRunCLI(t, with("audit", "--limit", "1", "-o", "jsonl")...)
+	if code != cmd.ExitOK || strings.Count(out, "\n") != 1 || !strings.Contains(out, `"seq":3`) {
+		t.Errorf("audit --limit 1 -o jsonl: code %d out %q", code, out)
+	}
+	if code, out, _ := auditRunCLI(t, with("audit")...); code != cmd.ExitOK || !strings.Contains(out, "CONTAINER") || strings.Count(out, "\n") != 4 {
+		t.Errorf("audit table: code %d out %q", code, out)
+	}
+	if code, out, _ := auditRunCLI(t, with("audit", "verify")...); code != cmd.ExitOK || !strings.Contains(out, "intact: 3 entries") {
+		t.Errorf("verify: code %d out %q", code, out)
+	}
+
+	// Delete the middle entry: verify exits 4 and names where the chain breaks.
+	o, _ := redis.ParseURL(url)
+	rdb := redis.NewClient(o)
+	defer rdb.Close()
+	msgs := rdb.XRange(context.Background(), event.StreamAudit, "-", "+").Val()
+	rdb.XDel(context.Background(), event.StreamAudit, msgs[1].ID)
+	code, _, errs := auditRunCLI(t, with("audit", "verify")...)
+	if code != cmd.ExitIntegrity || !strings.Contains(errs, msgs[2].ID) || !strings.Contains(errs, "seq 2") {
+		t.Errorf("verify after a deletion: code %d, stderr %q (want %s named)", code, errs, msgs[2].ID)
+	}
+	code, out, _ = auditRunCLI(t, with("audit", "verify", "-o", "json")...)
+	if code != cmd.ExitIntegrity || !strings.Contains(out, `"ok": false`) || !strings.Contains(out, msgs[2].ID) {
+		t.Errorf("verify -o json after a deletion: code %d out %q", code, out)
+	}
+}
+
+func TestAuditExitCodes(t *testing.T) {
+	url := testenv.RequireRedis(t)
+	tests := []struct {
+		name string
+		args []string
+		want int
+	}{
+		{"bad format", []string{"audit", "-o", "yaml", "--redis-url", url}, cmd.ExitUsage},
+		{"bad since", []string{"audit", "--since", "yesterday-ish", "--redis-url", url}, cmd.ExitUsage},
+		{"bad result", []string{"audit", "--result", "great", "--redis-url", url}, cmd.ExitUsage},
+		{"follow needs a stream format", []string{"audit", "--follow", "-o", "json", "--redis-url", url}, cmd.ExitUsage},
+		{"two containers", []string{"audit", "a", "b", "--redis-url", url}, cmd.ExitUsage},
+		{"since a duration", []string{"audit", "--since", "7d", "--redis-url", url}, cmd.ExitOK},
+		{"redis unreachable", []string{"audit", "--redis-url", "redis://127.0.0.1:1/0"}, cmd.ExitUnavailable},
+		{"verify with redis unreachable", []string{"audit", "verify", "--redis-url", "redis://127.0.0.1:1/0"}, cmd.ExitUnavailable},
+		{"reset needs a container", []string{"respond", "reset", "--redis-url", url}, cmd.ExitUsage},
+		{"respond with a bad percent", []string{"respond", "--max-unhealthy-percent", "0", "--redis-url", url}, cmd.ExitUsage},
+		{"respond with an unknown action", []string{"respond", "--actions", "restart,reboot", "--redis-url", url}, cmd.ExitUsage},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if code, _, errs := auditRunCLI(t, tt.args...); code != tt.want {
+				t.Errorf("%v: exit %d, want %d (%s)", tt.args, code, tt.want, errs)
+			}
+		})
+	}
+}
