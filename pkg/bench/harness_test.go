@@ -1,0 +1,324 @@
+package bench_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hemostat/hemostat/pkg/bench"
+	"github.com/hemostat/hemostat/pkg/cgroup"
+	"github.com/hemostat/hemostat/pkg/docker"
+	"github.com/hemostat/hemostat/pkg/monitor"
+	"github.com/hemostat/hemostat/pkg/testenv"
+)
+
+// config is the harness's settings, read from HEMOSTAT_BENCH_* variables (scripts/bench documents them).
+type config struct {
+	run           string        // HEMOSTAT_BENCH_RUN: label value of this run's containers
+	max           int           // HEMOSTAT_BENCH_MAX: largest fleet [100]
+	apiRounds     int           // HEMOSTAT_BENCH_API_ROUNDS: rounds of the API sampler per fleet size [5]
+	cgroupRounds  int           // HEMOSTAT_BENCH_CGROUP_ROUNDS: rounds of the cgroup sampler [100]
+	workers       int           // HEMOSTAT_BENCH_WORKERS: sampler workers, the monitor's default [8]
+	baselineFull  int           // HEMOSTAT_BENCH_BASELINE_FULL: largest fleet the baseline polls whole [50]
+	baselineProbe int           // HEMOSTAT_BENCH_BASELINE_SAMPLE: containers polled above it, extrapolated [10]
+	idle          time.Duration // HEMOSTAT_BENCH_IDLE: window that measures the daemon's idle CPU [5s]
+	soak          time.Duration // HEMOSTAT_BENCH_SOAK: how long hemostat run watches before its RSS is read [10m]
+	out           string        // HEMOSTAT_BENCH_OUT: file the report is written to [a temp file]
+}
+
+func loadConfig(t *testing.T) config {
+	c := config{
+		run:           os.Getenv("HEMOSTAT_BENCH_RUN"),
+		max:           envInt(t, "HEMOSTAT_BENCH_MAX", 100),
+		apiRounds:     envInt(t, "HEMOSTAT_BENCH_API_ROUNDS", 5),
+		cgroupRounds:  envInt(t, "HEMOSTAT_BENCH_CGROUP_ROUNDS", 100),
+		workers:       envInt(t, "HEMOSTAT_BENCH_WORKERS", 8),
+		baselineFull:  envInt(t, "HEMOSTAT_BENCH_BASELINE_FULL", 50),
+		baselineProbe: envInt(t, "HEMOSTAT_BENCH_BASELINE_SAMPLE", 10),
+		idle:          envDuration(t, "HEMOSTAT_BENCH_IDLE", 5*time.Second),
+		soak:          envDuration(t, "HEMOSTAT_BENCH_SOAK", 10*time.Minute),
+		out:           os.Getenv("HEMOSTAT_BENCH_OUT"),
+	}
+	if c.run == "" {
+		c.run = strconv.FormatInt(time.Now().Unix()%1e6, 10)
+	}
+	if c.out == "" {
+		c.out = filepath.Join(os.TempDir(), "hemostat-bench-"+c.run+".md")
+	}
+	return c
+}
+
+// fleetSizes are the fleet sizes measured: 10, 50, 100 and 200 up to max (max itself when it is below 10).
+func fleetSizes(max int) []int {
+	var out []int
+	for _, n := range []int{10, 50, 100, 200} {
+		if n <= max {
+			out = append(out, n)
+		}
+	}
+	if len(out) == 0 {
+		out = []int{max}
+	}
+	return out
+}
+
+// TestHarness is the benchmark harness of issue 9 (scripts/bench runs it): it measures the seed's
+// sampling approach, hemostat's API sampler and its cgroup sampler side by side at growing fleets of idle
+// test containers, then the detection and response chain, and prints one markdown report. It runs only
+// with HEMOSTAT_BENCH=1: it takes minutes and starts up to HEMOSTAT_BENCH_MAX containers.
+func TestHarness(t *testing.T) {
+	if os.Getenv("HEMOSTAT_BENCH") != "1" {
+		t.Skip("benchmark harness: run scripts/bench (or set HEMOSTAT_BENCH=1)")
+	}
+	cfg := loadConfig(t)
+	dc := testenv.RequireDocker(t)
+	began := time.Now()
+	m := bench.ReadMachine("/proc")
+	reader := cgroup.NewReader(cgroup.Options{})
+	rep := bench.Report{Title: "hemostat benchmark harness: the seed's approach beside hemostat, one run"}
+	rep.Machine = []string{
+		fmt.Sprintf("CPU: %s × %d (GOMAXPROCS %d)", m.CPUModel, m.CPUs, runtime.GOMAXPROCS(0)),
+		"kernel: " + m.Kernel,
+		fmt.Sprintf("Docker Engine %s (API %s), cgroup v%d", dc.ServerVersion, dc.APIVersion, reader.Version()),
+		"Go: " + runtime.Version(),
+		"date: " + began.UTC().Format(time.RFC3339),
+		"load average at start (1/5/15 min): " + m.Load,
+	}
+
+	ctx := t.Context()
+	rep.Sections = append(rep.Sections, samplingSection(ctx, t, cfg, dc, reader))
+	rep.Sections = append(rep.Sections, chainSections(ctx, t, cfg, dc)...)
+
+	rep.Machine = append(rep.Machine,
+		"load average at end (1/5/15 min): "+bench.LoadAverage("/proc"),
+		"harness run time: "+bench.FormatDuration(time.Since(began).Round(time.Second)))
+	md := rep.Markdown()
+	fmt.Print("\n" + md)
+	if err := os.WriteFile(cfg.out, []byte(md), 0o644); err != nil {
+		t.Errorf("write report: %v", err)
+	} else {
+		t.Logf("report written to %s", cfg.out)
+	}
+}
+
+// measurement is one sampler's rounds at one fleet size.
+type measurement struct {
+	rounds       []time.Duration
+	self, daemon time.Duration // CPU over all rounds: this process, the daemon's processes
+	elapsed      time.Duration // wall time of all rounds
+	idle         time.Duration // the daemon's idle CPU per second, measured before
+	errors       int
+	scale        float64 // the baseline's extrapolation factor, 1 when measured whole
+}
+
+func (ms measurement) p(q float64) time.Duration {
+	return time.Duration(float64(bench.Percentile(ms.rounds, q)) * ms.scale)
+}
+
+// daemonNet is the daemon's CPU over the rounds less its idle rate over the same time: what the calls
+// cost it, give or take the noise of a shared machine.
+func (ms measurement) daemonNet() time.Duration {
+	return ms.daemon - time.Duration(float64(ms.idle)*ms.elapsed.Seconds())
+}
+
+// formatDaemon renders CPU over the rounds per round; 0 is shown as under one clock tick per round.
+func (ms measurement) formatDaemon(d time.Duration) string {
+	if d <= 0 {
+		return "< " + bench.FormatDuration(ms.perRound(bench.ClockTick))
+	}
+	return bench.FormatDuration(ms.perRound(d))
+}
+
+func (ms measurement) perRound(d time.Duration) time.Duration {
+	if len(ms.rounds) == 0 {
+		return 0
+	}
+	return time.Duration(float64(d) / float64(len(ms.rounds)) * ms.scale)
+}
+
+// measure runs round n times and accounts the CPU of this process and of the daemon over all of them.
+func measure(t *testing.T, n int, round func() (errs int)) measurement {
+	t.Helper()
+	ms := measurement{scale: 1}
+	self0, err := bench.SelfCPU()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d0, err := bench.DaemonCPU("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range n {
+		start := time.Now()
+		ms.errors += round()
+		ms.rounds = append(ms.rounds, time.Since(start))
+	}
+	self1, _ := bench.SelfCPU()
+	d1, err := bench.DaemonCPU("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms.self, ms.daemon = self1-self0, d1.Since(d0)
+	for _, r := range ms.rounds {
+		ms.elapsed += r
+	}
+	return ms
+}
+
+// idleDaemonCPU is the daemon's CPU per second while nobody asks it anything (its own housekeeping and
+// whatever else runs on the machine), to judge the daemon column against.
+func idleDaemonCPU(t *testing.T, window time.Duration) time.Duration {
+	t.Helper()
+	d0, err := bench.DaemonCPU("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	select {
+	case <-time.After(window):
+	case <-t.Context().Done():
+	}
+	d1, _ := bench.DaemonCPU("/proc")
+	return time.Duration(float64(d1.Since(d0)) / time.Since(start).Seconds())
+}
+
+// samplingSection measures the three samplers at each fleet size.
+func samplingSection(ctx context.Context, t *testing.T, cfg config, dc *docker.Client, reader *cgroup.Reader) bench.Section {
+	sec := bench.Section{Title: "1. Sampling N idle containers: one round"}
+	tab := &bench.Table{Header: []string{"N", "sampler", "rounds", "round p50", "round p95",
+		"hemostat CPU/round", "daemon CPU/round", "daemon net of idle", "round vs baseline", "daemon net vs baseline"}}
+	sec.Table = tab
+	seed, err := newSeedClient(dc.Host(), dc.APIVersion)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cgroupOK := reader.Available()
+	fl := newFleet(t, dc, cfg.run)
+	api := monitor.APISampler{Client: dc}
+	cg := monitor.CgroupSampler{Reader: reader}
+	var idleNotes, callNotes []string
+	for _, n := range fleetSizes(cfg.max) {
+		startAt := time.Now()
+		if err := fl.grow(ctx, n); err != nil {
+			t.Fatalf("start %d containers: %v", n, err)
+		}
+		t.Logf("N=%d: %d containers running (grown in %v)", n, n, time.Since(startAt).Round(time.Millisecond))
+		refs := fl.running(n)
+		idle := idleDaemonCPU(t, cfg.idle)
+		idleNotes = append(idleNotes, fmt.Sprintf("N=%d: %s/s", n, bench.FormatDuration(idle)))
+
+		// (a) the seed: sequential stream=false stats and two inspects per container, one round.
+		probe := refs
+		scale := 1.0
+		if n > cfg.baselineFull {
+			probe = refs[:min(cfg.baselineProbe, n)]
+			scale = float64(n) / float64(len(probe))
+		}
+		var calls []time.Duration
+		base := measure(t, 1, func() int {
+			errs := 0
+			for _, r := range probe {
+				start := time.Now()
+				if err := seed.poll(ctx, r.ID); err != nil {
+					t.Logf("baseline %s: %v", r.Name, err)
+					errs++
+				}
+				calls = append(calls, time.Since(start))
+			}
+			return errs
+		})
+		base.scale, base.idle = scale, idle
+		callNotes = append(callNotes, fmt.Sprintf("N=%d: p50 %s, p95 %s over %d containers", n,
+			bench.FormatDuration(bench.Percentile(calls, 50)), bench.FormatDuration(bench.Percentile(calls, 95)), len(calls)))
+		label := "seed: sequential stats(stream=false) + 2 inspects"
+		if scale != 1 {
+			label += fmt.Sprintf(" (extrapolated from %d)", len(probe))
+		}
+		tab.Rows = append(tab.Rows, row(n, label, base, base, true))
+		t.Logf("N=%d baseline: %v per round", n, base.p(50))
+
+		// (b) hemostat's API sampler: concurrent one-shot stats, bounded worker pool.
+		apiM := measure(t, cfg.apiRounds, func() int {
+			return countErrors(t, "api", monitor.SampleRound(ctx, api, refs, cfg.workers, 10*time.Second))
+		})
+		apiM.idle = idle
+		tab.Rows = append(tab.Rows, row(n, fmt.Sprintf("hemostat api: one-shot stats, %d workers", cfg.workers), apiM, base, false))
+		t.Logf("N=%d api: p50 %v", n, apiM.p(50))
+		// The same with one worker per container: what the API can do at best, at what cost to the daemon.
+		if n > cfg.workers {
+			wide := measure(t, cfg.apiRounds, func() int {
+				return countErrors(t, "api", monitor.SampleRound(ctx, api, refs, n, 10*time.Second))
+			})
+			wide.idle = idle
+			tab.Rows = append(tab.Rows, row(n, fmt.Sprintf("hemostat api: one-shot stats, %d workers", n), wide, base, false))
+			t.Logf("N=%d api with %d workers: p50 %v", n, n, wide.p(50))
+		}
+
+		// (c) hemostat's cgroup sampler, pids cached from inspect; one warm-up round resolves the paths.
+		if cgroupOK != nil {
+			tab.Rows = append(tab.Rows, []string{strconv.Itoa(n), "hemostat cgroup: unavailable: " + cgroupOK.Error()})
+			continue
+		}
+		warm := time.Now()
+		countErrors(t, "cgroup warm-up", monitor.SampleRound(ctx, cg, refs, cfg.workers, 10*time.Second))
+		cold := time.Since(warm)
+		cgM := measure(t, cfg.cgroupRounds, func() int {
+			return countErrors(t, "cgroup", monitor.SampleRound(ctx, cg, refs, cfg.workers, 10*time.Second))
+		})
+		cgM.idle = idle
+		tab.Rows = append(tab.Rows, row(n, fmt.Sprintf("hemostat cgroup: file reads, %d workers", cfg.workers), cgM, base, false))
+		t.Logf("N=%d cgroup: p50 %v (first round, resolving paths: %v)", n, cgM.p(50), cold)
+		sec.Notes = append(sec.Notes, fmt.Sprintf("cgroup sampler's first round at N=%d (resolves and caches every cgroup path): %s",
+			n, bench.FormatDuration(cold)))
+	}
+	sec.Notes = append([]string{
+		"Round: every running container sampled once. The seed polled sequentially; hemostat samples with a bounded worker pool " +
+			"(the monitor's default workers) and, for the cgroup sampler, keeps each container's pid from its event-maintained table.",
+		"hemostat CPU/round: this process's user+system CPU (getrusage) over the rounds, divided by the rounds; for the seed's row it is " +
+			"the harness doing the seed's calls (Go, not Python: the seed's own interpreter cost more).",
+		"daemon CPU/round: utime+stime growth of dockerd, containerd and every containerd-shim (/proc/<pid>/stat, 10 ms ticks), " +
+			"over the rounds, divided by the rounds. It includes the daemon's idle housekeeping and anything else on this shared machine; " +
+			"its idle rate, measured just before each fleet size: " + strings.Join(idleNotes, ", ") + ". " +
+			"daemon net of idle subtracts that rate over the rounds' wall time; \"< x\" means under one clock tick over all rounds.",
+		"seed per-container time (stats stream=false + 2 inspects): " + strings.Join(callNotes, "; ") + ".",
+		fmt.Sprintf("Extrapolated rows: above N=%d the seed's round is measured on %d containers and scaled linearly by N/%d "+
+			"(its calls are sequential, so its round time is linear in N).", cfg.baselineFull, cfg.baselineProbe, cfg.baselineProbe),
+		"vs baseline: how many times less than the seed's row at the same N (round time p50; daemon CPU per round net of idle).",
+	}, sec.Notes...)
+	return sec
+}
+
+// row is one table row; base is the seed's measurement at the same fleet size.
+func row(n int, label string, ms, base measurement, isBase bool) []string {
+	r := []string{strconv.Itoa(n), label, strconv.Itoa(len(ms.rounds)), bench.FormatDuration(ms.p(50)),
+		bench.FormatDuration(ms.p(95)), bench.FormatDuration(ms.perRound(ms.self)), ms.formatDaemon(ms.daemon),
+		ms.formatDaemon(ms.daemonNet())}
+	if ms.errors > 0 {
+		r[1] += fmt.Sprintf(" (%d errors)", ms.errors)
+	}
+	if isBase {
+		return append(r, "1", "1")
+	}
+	return append(r, bench.FormatRatio(float64(base.p(50)), float64(ms.p(50))),
+		bench.FormatRatio(float64(base.perRound(base.daemonNet())), float64(ms.perRound(ms.daemonNet()))))
+}
+
+// countErrors logs the first failed sample of a round and returns how many failed.
+func countErrors(t *testing.T, what string, res []monitor.SampleResult) int {
+	n := 0
+	for _, r := range res {
+		if r.Err != nil {
+			if n == 0 {
+				t.Logf("%s sample %s: %v", what, r.Ref.Name, r.Err)
+			}
+			n++
+		}
+	}
+	return n
+}
