@@ -6,6 +6,7 @@ import (
 	"time"
 
 	tea "charm.land/bubbletea/v2"
+	"github.com/charmbracelet/x/term"
 	"github.com/spf13/cobra"
 
 	"github.com/hemostat/hemostat/pkg/dash"
@@ -48,6 +49,9 @@ Keys: tab/shift-tab views, arrows or j/k move, / filter, enter detail, esc back,
 func dashRun(ctx context.Context, d *Deps, opts dashOptions) error {
 	if opts.Refresh < 100*time.Millisecond {
 		return UsageError("--refresh %s: want at least 100ms", opts.Refresh)
+	}
+	if f, ok := d.Out.(*os.File); !ok || !term.IsTerminal(f.Fd()) {
+		return UsageError("dash draws on a terminal and stdout is not one (for scripts: hemostat audit -o json)")
 	}
 	// Not d.Store: the dashboard starts without Redis, says so on screen and keeps retrying.
 	c, err := store.Open(store.Options{URL: d.Global.RedisURL, Password: d.Global.RedisPassword, PoolSize: 4})
