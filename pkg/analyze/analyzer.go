@@ -138,8 +138,17 @@ func (a *Analyzer) Stats() *Stats { return &a.stats }
 func (a *Analyzer) Run(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, a.stop)
 	defer stop()
+	method := MethodRules
+	if a.o.LLM != nil {
+		method = a.o.LLM.Method()
+	}
+	a.log.Info("analyzing health alerts", "group", GroupName, "consumer", a.o.Consumer, "llm", method, "llm_mode", a.o.LLMMode)
 	err := a.b.Consume(ctx, bus.Group{Name: GroupName, Consumer: a.o.Consumer, Streams: []string{event.StreamHealthAlert}}, a.Handle)
 	a.Close()
+	s := &a.stats
+	a.log.Info("analyzer stopped", "alerts", s.Alerts.Load(), "remediations", s.Remediations.Load(),
+		"escalations", s.Escalations.Load(), "false_alarms", s.FalseAlarms.Load(), "duplicates", s.Duplicates.Load(),
+		"ignored", s.Ignored.Load(), "llm_calls", s.LLMCalls.Load(), "llm_errors", s.LLMErrors.Load(), "llm_skipped", s.LLMSkipped.Load())
 	return err
 }
 
