@@ -20,8 +20,14 @@
 // publishes that outcome. Requests already finished (last_event) but not yet acked are republished from
 // the ledger. Handled requests are remembered in hemostat:done:<id> for DoneTTL.
 //
+// Reporting. Every outcome is appended to the audit trail and published once: the responder first claims
+// the request's done key (SET NX with a short TTL), publishes, then sets the done key for DoneTTL, so two
+// responders never both report a request and a responder that dies mid-report lets the next delivery
+// report it. A blast-radius hold pages once per host and hold period: the first hold is published, later
+// ones within the period are audited only.
+//
 // Redis unreachable: no engine write happens (every action needs the ledger commit first) and the request
-// is left pending (bus.ErrSkipAck) to be retried.
+// is left pending (bus.ErrSkipAck) to be retried; so is a request met while the engine is unreachable.
 package respond
 
 import (
@@ -156,8 +162,8 @@ func (r *Responder) Process(ctx context.Context, env event.Envelope) (Outcome, e
 	}
 	out, err := r.process(ctx, req, start)
 	if err != nil {
-		if store.IsUnavailable(err) {
-			r.stats.Deferred.Add(1)
+		if store.IsUnavailable(err) || errors.Is(err, docker.ErrUnavailable) {
+			r.stats.Deferred.Add(1) // nothing was done; wait for the dependency
 			return out, fmt.Errorf("%v: %w", err, bus.ErrSkipAck)
 		}
 		if errors.Is(err, bus.ErrSkipAck) {

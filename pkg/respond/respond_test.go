@@ -631,3 +631,31 @@ func TestRunConsumesItsHostsRequestsAndAcksOthers(t *testing.T) {
 		t.Errorf("restarts = %d, want one per host's own request", got)
 	}
 }
+
+func TestComposeReplacementIsFollowedAndStrangersAreNot(t *testing.T) {
+	t.Parallel()
+	compose := map[string]string{"com.docker.compose.project": "shop", "com.docker.compose.service": "web"}
+	tests := []struct {
+		name   string
+		now    docker.TargetState
+		status string
+	}{
+		{"recreated by compose under a new id", docker.TargetState{ID: "new0000000000000000000000000000000000000000000000000000000000000", Name: "shop-web-1", Labels: compose}, event.StatusSuccess},
+		{"another container took the name", docker.TargetState{ID: "new0000000000000000000000000000000000000000000000000000000000000", Name: "shop-web-1"}, event.StatusSkipped},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t, respond.Config{}, tt.now)
+			o := h.process(h.responder("r1"), request(t, "shop-web-1", event.ActionRestart, func(p *event.RemediationNeeded) {
+				p.ContainerID = "old0000000000000000000000000000000000000000000000000000000000000"
+			}))
+			if o.Status != tt.status {
+				t.Errorf("status %s (%s), want %s", o.Status, o.Details, tt.status)
+			}
+			if tt.status == event.StatusSkipped && len(h.rec.Writes()) != 0 {
+				t.Errorf("a stranger was touched")
+			}
+		})
+	}
+}

@@ -166,6 +166,12 @@ func (f *Fake) Add(c docker.TargetState) {
 	if c.HealthConfig != nil && c.Health == "" {
 		c.Health = "healthy"
 	}
+	if c.ComposeProject == "" { // as the real engine client derives them
+		c.ComposeProject, c.ComposeService = c.Labels["com.docker.compose.project"], c.Labels["com.docker.compose.service"]
+	}
+	if c.SwarmService == "" {
+		c.SwarmService = c.Labels["com.docker.swarm.service.name"]
+	}
 	f.containers[c.ID] = &c
 }
 
