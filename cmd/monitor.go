@@ -18,6 +18,7 @@ type monitorOptions struct {
 	Interval          time.Duration
 	ReconcileInterval time.Duration
 	Workers           int
+	APIWorkers        int
 	Sampler           string
 	Watch             string
 	Include           []string
@@ -63,6 +64,7 @@ buffers up to --buffer notices, publishing them when Redis is back.`,
 	f.DurationVar(&opts.Interval, "interval", 10*time.Second, "sampling period")
 	f.DurationVar(&opts.ReconcileInterval, "reconcile-interval", 15*time.Second, "period of the full list that catches missed events")
 	f.IntVar(&opts.Workers, "workers", 8, "containers sampled at once")
+	f.IntVar(&opts.APIWorkers, "api-workers", 64, "stats API calls at once with the api sampler (each mostly waits for the daemon)")
 	f.StringVar(&opts.Sampler, "sampler", monitor.SamplerAuto, "sampler: auto (cgroup files when readable, else the stats API), cgroup or api")
 	f.StringVar(&opts.Watch, "watch", monitor.WatchAll, "which containers: all, or labeled (hemostat.enable=true or autoheal=true)")
 	f.StringSliceVar(&opts.Include, "include", nil, "watch only containers whose name matches one of these globs")
@@ -92,8 +94,8 @@ func (o monitorOptions) validate() error {
 		return UsageError("--sampler %q: want auto, cgroup or api", o.Sampler)
 	case o.Interval <= 0 || o.ReconcileInterval <= 0:
 		return UsageError("--interval and --reconcile-interval must be positive")
-	case o.Workers <= 0 || o.Buffer <= 0 || o.Consecutive <= 0:
-		return UsageError("--workers, --buffer and --consecutive must be positive")
+	case o.Workers <= 0 || o.APIWorkers <= 0 || o.Buffer <= 0 || o.Consecutive <= 0:
+		return UsageError("--workers, --api-workers, --buffer and --consecutive must be positive")
 	case o.CPUThreshold <= 0 || o.CPUThreshold > 100 || o.MemoryThreshold <= 0 || o.MemoryThreshold > 100:
 		return UsageError("--cpu-threshold and --memory-threshold are percentages in (0, 100]")
 	}
@@ -145,6 +147,7 @@ func newMonitor(ctx context.Context, d *Deps, opts monitorOptions) (*monitor.Mon
 	d.Logger.Info("sampler selected", "sampler", name, "requested", opts.Sampler, "docker_api", dc.APIVersion)
 	return monitor.New(monitor.Options{
 		Host: d.HostName(), Interval: opts.Interval, ReconcileInterval: opts.ReconcileInterval, Workers: opts.Workers,
+		APIWorkers:   opts.APIWorkers,
 		Watch:        monitor.WatchRules{Mode: opts.Watch, Include: opts.Include, Exclude: opts.Exclude},
 		CPUThreshold: opts.CPUThreshold, MemoryThreshold: opts.MemoryThreshold, Consecutive: opts.Consecutive,
 		LeakHorizon: opts.LeakHorizon, LeakMinSamples: opts.LeakMinSamples, Hysteresis: opts.Hysteresis,

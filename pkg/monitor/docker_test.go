@@ -3,11 +3,13 @@ package monitor_test
 import (
 	"context"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/hemostat/hemostat/pkg/cgroup"
 	"github.com/hemostat/hemostat/pkg/docker"
 	"github.com/hemostat/hemostat/pkg/event"
 	"github.com/hemostat/hemostat/pkg/monitor"
@@ -140,7 +142,9 @@ func TestCPUSaturatedWithLabelThreshold(t *testing.T) {
 
 func TestMemoryPressureWithLabelThreshold(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, "mon-mem", "", fastOptions())
+	o := fastOptions()
+	o.SamplerName = monitor.SamplerAuto // cgroup reads where readable
+	h := newHarness(t, "mon-mem", "", o)
 	_, name := h.run(docker.CreateOptions{MemoryBytes: 64 << 20, Cmd: []string{"-hold-mb", "40"},
 		Labels: map[string]string{"hemostat.memory_threshold": "50"}})
 	got := h.waitAlerts(event.ClassMemoryPressure, 1, 30*time.Second)
@@ -151,11 +155,20 @@ func TestMemoryPressureWithLabelThreshold(t *testing.T) {
 	if p := got[0].p; p.Metrics.MemoryLimit != 64<<20 || p.Metrics.MemoryPercent <= 50 || p.Severity != event.SeverityWarning {
 		t.Errorf("payload: %+v", p)
 	}
+	if raw := h.st.Redis().HGet(context.Background(), event.StatsKey(testHost, name), "sample").Val(); !strings.Contains(raw, `"source":"cgroup"`) &&
+		cgroup.NewReader(cgroup.Options{}).Available() == nil {
+		t.Errorf("auto sampler did not read cgroup files: %s", raw)
+	}
 }
 
 func TestMemoryLeakPredictsTheLimit(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, "mon-leak", "", fastOptions())
+	o := fastOptions()
+	o.SamplerName = monitor.SamplerCgroup
+	if cgroup.NewReader(cgroup.Options{}).Available() != nil {
+		o.SamplerName = monitor.SamplerAPI
+	}
+	h := newHarness(t, "mon-leak", "", o)
 	_, name := h.run(docker.CreateOptions{MemoryBytes: 256 << 20, Cmd: []string{"-leak-mb-per-s", "4", "-leak-max-mb", "150"}})
 	got := h.waitAlerts(event.ClassMemoryLeak, 1, 30*time.Second)
 	if diff := cmp.Diff([]string{name + "/memory_leak"}, h.classes()); diff != "" {

@@ -96,7 +96,15 @@ func (h *harness) start() {
 	h.t.Helper()
 	o := h.o
 	o.Output = h.out
-	h.m = monitor.New(o, h.dc, monitor.APISampler{Client: h.dc}, h.st, h.bus)
+	var sampler monitor.Sampler = monitor.APISampler{Client: h.dc}
+	if o.SamplerName != "" && o.SamplerName != monitor.SamplerAPI {
+		s, name, err := monitor.NewSampler(o.SamplerName, h.dc, nil)
+		if err != nil {
+			h.t.Fatalf("sampler: %v", err)
+		}
+		sampler, o.SamplerName = s, name
+	}
+	h.m = monitor.New(o, h.dc, sampler, h.st, h.bus)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	m := h.m

@@ -29,21 +29,25 @@ type Options struct {
 	Interval          time.Duration // sampling period [10s]
 	ReconcileInterval time.Duration // full list period [15s]
 	Workers           int           // concurrent samples [8]
-	Watch             WatchRules
-	CPUThreshold      float64       // percent of the CPU limit [85]
-	MemoryThreshold   float64       // percent of the memory limit [80]
-	Consecutive       int           // samples over a threshold before an incident [3]
-	LeakHorizon       time.Duration // memory_leak when the limit is predicted within this [30m]
-	LeakMinSamples    int           // fewest working-set samples for the trend [10]
-	Hysteresis        time.Duration // a condition must stay clear this long before recovery [30s]
-	RealertInterval   time.Duration // an open incident alerts again after this [30m]
-	KillWindow        time.Duration // a die this soon after a stop or kill is deliberate [60s]
-	CatchUp           time.Duration // a reconcile reports exits at most this old [1h]
-	Buffer            int           // notices kept while Redis is away [1000]
-	SamplerName       string        // recorded in the metrics hash
-	Output            io.Writer     // one line per incident state change; nil for none
-	Format            string        // text or jsonl [text]
-	Logger            *slog.Logger
+	// APIWorkers is the concurrency when sampling through the stats API [64]: such a call mostly waits
+	// for the daemon's one-second collector tick (engines before 24.0.7), so a round takes about
+	// ceil(N / APIWorkers) seconds.
+	APIWorkers      int
+	Watch           WatchRules
+	CPUThreshold    float64       // percent of the CPU limit [85]
+	MemoryThreshold float64       // percent of the memory limit [80]
+	Consecutive     int           // samples over a threshold before an incident [3]
+	LeakHorizon     time.Duration // memory_leak when the limit is predicted within this [30m]
+	LeakMinSamples  int           // fewest working-set samples for the trend [10]
+	Hysteresis      time.Duration // a condition must stay clear this long before recovery [30s]
+	RealertInterval time.Duration // an open incident alerts again after this [30m]
+	KillWindow      time.Duration // a die this soon after a stop or kill is deliberate [60s]
+	CatchUp         time.Duration // a reconcile reports exits at most this old [1h]
+	Buffer          int           // notices kept while Redis is away [1000]
+	SamplerName     string        // recorded in the metrics hash
+	Output          io.Writer     // one line per incident state change; nil for none
+	Format          string        // text or jsonl [text]
+	Logger          *slog.Logger
 }
 
 func (o *Options) defaults() {
@@ -61,6 +65,9 @@ func (o *Options) defaults() {
 	def(&o.CatchUp, time.Hour)
 	if o.Workers <= 0 {
 		o.Workers = 8
+	}
+	if o.APIWorkers <= 0 {
+		o.APIWorkers = 64
 	}
 	if o.CPUThreshold <= 0 {
 		o.CPUThreshold = 85
@@ -236,13 +243,17 @@ func (m *Monitor) Run(ctx context.Context) error {
 	})
 	goFn(func() { // sampler: one round at a time; exits at ctx done
 		timeout := max(o.Interval, 5*time.Second)
+		workers := o.Workers
+		if _, api := m.sampler.(APISampler); api {
+			workers = max(o.Workers, o.APIWorkers)
+		}
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case refs := <-roundReq:
 				start := time.Now()
-				res := SampleRound(ctx, m.sampler, refs, o.Workers, timeout)
+				res := SampleRound(ctx, m.sampler, refs, workers, timeout)
 				select {
 				case roundRes <- roundResult{results: res, took: time.Since(start)}:
 				case <-ctx.Done():
