@@ -469,6 +469,7 @@ func Plan(now time.Time, cfg Config, req Request, t Target, l Ledger, d Decision
 	if t.State.ID != "" {
 		set[fContainerID] = t.State.ID
 	}
+	set[fBreaker] = l.Breaker // written every time, so the hash always says closed or open
 	if l.Breaker == "" {
 		set[fBreaker] = BreakerClosed
 	}
