@@ -102,6 +102,7 @@ type Model struct {
 	live    bool
 
 	histResult, histSince int
+	jsonOff               int // scroll offset of the selected event's JSON
 }
 
 // New returns a model reading snap shots from src and live events from events (nil: no live events).
@@ -417,6 +418,15 @@ func (m Model) key(msg tea.KeyPressMsg) (tea.Model, tea.Cmd) {
 		if m.view == viewOverview {
 			m.sortDesc = !m.sortDesc
 		}
+	case "J":
+		if rows := m.eventRows(); m.view == viewEvents && len(rows) > 0 {
+			sel := rows[min(m.cursor[viewEvents], len(rows)-1)]
+			m.jsonOff = min(m.jsonOff+1, strings.Count(sel.Raw, ",")+2) // at most one line per JSON value
+		}
+	case "K":
+		if m.view == viewEvents {
+			m.jsonOff = max(m.jsonOff-1, 0)
+		}
 	case "f":
 		if m.view == viewHistory {
 			m.histResult = (m.histResult + 1) % len(resultChoices)
@@ -473,6 +483,9 @@ func (m Model) open() (Model, tea.Cmd) {
 }
 
 func (m *Model) move(d int) {
+	if m.view == viewEvents && d != 0 {
+		m.jsonOff = 0
+	}
 	n := m.rowCount()
 	c := m.cursor[m.view] + d
 	c = min(c, n-1)

@@ -167,6 +167,7 @@ func (m Model) helpLines(w int) []string {
 		{"esc", "back from detail; clear the filter"},
 		{"/", "filter the list (history: by container); enter keeps, esc clears"},
 		{"s / S", "overview: next sort column / reverse order"},
+		{"J / K", "events: scroll the raw JSON of the selected event"},
 		{"f / t", "history: cycle result filter / time range"},
 		{"p", "pause refreshing (live events are kept and shown on resume)"},
 		{"r", "refresh now"},
@@ -539,10 +540,17 @@ func (m Model) eventLines(w, h int) []string {
 	}
 	sel := rows[min(cur, len(rows)-1)]
 	out = append(out, st.bold.Render(clip(fmt.Sprintf("── %s %s (%s) ", sel.Type, sel.ID, sel.Stream)+strings.Repeat("─", w), w)))
+	var js []string
 	for _, l := range prettyJSON(sel.Raw) {
-		out = append(out, wrapIndent(l, w)...)
+		js = append(js, wrapIndent(l, w)...)
 	}
-	return out
+	room := h - len(out)
+	off := min(m.jsonOff, max(len(js)-room+1, 0))
+	js = js[off:]
+	if len(js) > room && room > 0 {
+		js = append(js[:room-1], m.st.dim.Render(fmt.Sprintf("… %d more lines (J/K scroll)", len(js)-room+1)))
+	}
+	return append(out, js...)
 }
 
 func colNames(cols []column) []string {

@@ -185,6 +185,7 @@ func TestGolden(t *testing.T) {
 		{"overview", nil},
 		{"events", []string{"tab"}},
 		{"events_selected", []string{"tab", "j", "j"}},
+		{"events_scrolled", []string{"tab", "J", "J", "J", "K"}},
 		{"history", []string{"tab", "tab"}},
 		{"history_filtered", []string{"3", "/", "worker", "enter", "f", "f"}},
 		{"detail", []string{"/", "web-1", "enter", "enter"}},
