@@ -214,6 +214,7 @@ func TestRepeatIsCountedRecoveryIsSent(t *testing.T) {
 	if diff := cmp.Diff(want, h.slackTitles()); diff != "" {
 		t.Errorf("messages (-want +got):\n%s", diff)
 	}
+	eventually(t, 5*time.Second, func() bool { return h.counters()["sent:slack"] == "3" }) // counted after delivery
 	c := h.counters()
 	if got, want := c["deduplicated:remediated"], "2"; got != want {
 		t.Errorf("deduplicated:remediated = %q, want %q (all: %v)", got, want, c)
@@ -240,7 +241,7 @@ func TestRetriesHonourRetryAfterAndServerErrors(t *testing.T) {
 	h.start(setup{sinks: []string{"slack"}})
 	h.slack.Fail(alerttest.Reply{Status: 429, RetryAfter: "1"}, alerttest.Reply{Status: 500})
 	h.publish("node-a", "node-a/web-1/crashed", success("web-1", "crashed"))
-	eventually(t, 10*time.Second, func() bool { return len(h.slack.Messages()) == 1 })
+	eventually(t, 10*time.Second, func() bool { return h.counters()["sent:slack"] == "1" }) // counted after delivery
 	at := h.slack.Attempts()
 	if len(at) != 3 {
 		t.Fatalf("attempts = %d, want 3 (429, 500, ok)", len(at))

@@ -199,7 +199,6 @@ func (d *dispatcher) fail(ctx context.Context, sink string, n Notification, atte
 		"attempts", attempts, "err", err)
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
-	d.count(rctx, "failed:"+sink)
 	if e := d.st.NotifyRecordFailure(rctx, store.NotifyFailure{Time: time.Now().UTC(), Sink: sink, Incident: n.Incident,
 		State: string(n.State), EventID: n.EventID, Attempts: attempts, Error: err.Error()}); e != nil {
 		d.log.Warn("record failed notification", "err", e)
@@ -209,6 +208,7 @@ func (d *dispatcher) fail(ctx context.Context, sink string, n Notification, atte
 			d.log.Warn("release notification claim", "err", e)
 		}
 	}
+	d.count(rctx, "failed:"+sink) // last: once counted, the failure is recorded and the claim released
 	if d.report != nil {
 		d.report(sink, n, err)
 	}
