@@ -193,10 +193,12 @@ type RetryAfterError struct {
 	Err   error
 }
 
+// Error implements error.
 func (e *RetryAfterError) Error() string {
 	return fmt.Sprintf("rate limited, retry after %s: %v", e.After, e.Err)
 }
 
+// Unwrap returns the rate-limit answer's own error.
 func (e *RetryAfterError) Unwrap() error { return e.Err }
 
 // RetryAfter returns the wait a rate-limited error asks for, and whether it asks.
