@@ -83,3 +83,44 @@ func BenchmarkAnalyzeRules(b *testing.B) {
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
 }
+
+// BenchmarkBusCeiling is the reference for BenchmarkAnalyzeRules on the same machine and Redis: the same
+// alerts through the same bus settings, with a handler that makes one Redis round trip and decides
+// nothing. The gap between the two is the analyzer's own cost.
+//
+//	go test -run XXX -bench 'AnalyzeRules|BusCeiling' -benchtime 50000x ./pkg/analyze/
+func BenchmarkBusCeiling(b *testing.B) {
+	e := newEnv(b)
+	bb := bus.New(e.st, bus.Options{Batch: 500, Concurrency: 16, Block: 20 * time.Millisecond, MaxLen: 10_000_000})
+	ctx := context.Background()
+	envs := make([]event.Envelope, b.N)
+	for i := range envs {
+		envs[i] = alertEnvelope(b, "node-a", alertOf(event.Classes[i%len(event.Classes)]))
+	}
+	for chunk := range slices.Chunk(envs, 5000) {
+		if err := bb.PublishBatch(ctx, event.StreamHealthAlert, chunk); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var handled sync.WaitGroup
+	handled.Add(b.N)
+	h := func(ctx context.Context, m bus.Message) error {
+		defer handled.Done()
+		return e.rdb.HSet(ctx, event.IncidentHashKey(m.Envelope.Incident), "seen", m.Envelope.ID).Err()
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	b.ResetTimer()
+	start := time.Now()
+	go func() {
+		done <- bb.Consume(cctx, bus.Group{Name: GroupName, Consumer: "bench", Streams: []string{event.StreamHealthAlert}}, h)
+	}()
+	handled.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	cancel()
+	if err := <-done; err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "alerts/s")
+}
