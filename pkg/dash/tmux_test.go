@@ -90,8 +90,8 @@ func buildHemostat(t *testing.T) string {
 	return bin
 }
 
-// TestTmuxDash runs `hemostat dash` in a real terminal (tmux, 120x40) against real Redis seeded as the
-// agents would write it, types keys, and asserts what a person would see. scripts/tmux-dash-test.sh runs it.
+// TestTmuxDash runs `hemostat dash` in a real terminal (tmux) against real Redis seeded as the agents would
+// write it, types keys, and asserts what a person would see. scripts/tmux-dash-test.sh runs it.
 func TestTmuxDash(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: skipping the tmux run")
@@ -102,8 +102,14 @@ func TestTmuxDash(t *testing.T) {
 		}
 		t.Skip("tmux is not installed")
 	}
-	url := testenv.RequireRedis(t)
 	bin := buildHemostat(t)
+	t.Run("session", func(t *testing.T) { tmuxSessionTest(t, bin) })
+	t.Run("colour", func(t *testing.T) { tmuxColourTest(t, bin) })
+}
+
+// tmuxSessionTest walks through every view at 120x40 with NO_COLOR set.
+func tmuxSessionTest(t *testing.T, bin string) {
+	url := testenv.RequireRedis(t)
 	f := newFixture(time.Now().UTC().Truncate(time.Millisecond))
 	f.seed(t, url)
 
@@ -119,6 +125,20 @@ func TestTmuxDash(t *testing.T) {
 	scr := s.waitText("web-1", "worker-1", "api-1", "Open incidents (2)", "node-a/web-1/unhealthy", "agents 3/4 (no alert)")
 	if !strings.Contains(scr, "● connected") {
 		t.Errorf("the header does not say connected:\n%s", scr)
+	}
+	// NO_COLOR: attributes (bold, reverse) but no colour reach the terminal.
+	styled, err := s.tmux("capture-pane", "-p", "-e", "-t", s.name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sgr := range []string{"[31m", "[32m", "[33m", "[36m", "38;", "48;", "[91m"} {
+		if strings.Contains(styled, sgr) {
+			t.Errorf("NO_COLOR is set, yet the screen has the colour sequence %q:\n%q", sgr, styled)
+			break
+		}
+	}
+	if !strings.Contains(styled, "\x1b[") {
+		t.Errorf("no attributes at all: is capture-pane -e working?\n%q", styled)
 	}
 
 	// The filter narrows the table.
@@ -160,8 +180,8 @@ func TestTmuxDash(t *testing.T) {
 	quitAt := time.Now()
 	s.keys("q")
 	s.waitFor("the program to exit", func(string) bool {
-		_, err := os.Stat(exitFile)
-		return err == nil
+		b, err := os.ReadFile(exitFile)
+		return err == nil && strings.HasSuffix(string(b), "\n")
 	})
 	t.Logf("exited %s after q", time.Since(quitAt).Round(time.Millisecond))
 	b, _ := os.ReadFile(exitFile)
@@ -172,4 +192,25 @@ func TestTmuxDash(t *testing.T) {
 	if stderr, _ := os.ReadFile(exitFile + ".err"); len(stderr) > 0 {
 		t.Errorf("hemostat dash wrote to stderr while it owned the terminal:\n%s", stderr)
 	}
+}
+
+// tmuxColourTest: without NO_COLOR the same screen has colour, so the NO_COLOR check above can fail.
+func tmuxColourTest(t *testing.T, bin string) {
+	url := testenv.RequireRedis(t)
+	newFixture(time.Now().UTC().Truncate(time.Millisecond)).seed(t, url)
+	s := &tmuxSession{t: t, socket: fmt.Sprintf("hemostat-dash-colour-%d", os.Getpid()), name: "dash"}
+	shell := fmt.Sprintf("%q dash --redis-url %q", bin, url)
+	if out, err := s.tmux("new-session", "-d", "-s", s.name, "-x", "100", "-y", "30", "-e", "NO_COLOR=", "-e", "TERM=xterm-256color", shell); err != nil {
+		t.Fatalf("tmux new-session: %v: %s", err, out)
+	}
+	t.Cleanup(func() { _, _ = s.tmux("kill-server") })
+	s.waitText("web-1", "Open incidents (2)")
+	styled, err := s.tmux("capture-pane", "-p", "-e", "-t", s.name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(styled, "38;") && !strings.Contains(styled, "[31m") && !strings.Contains(styled, "[32m") {
+		t.Errorf("no colour without NO_COLOR:\n%q", styled)
+	}
+	s.keys("q")
 }
