@@ -105,6 +105,42 @@ func TestTmuxDash(t *testing.T) {
 	bin := buildHemostat(t)
 	t.Run("session", func(t *testing.T) { tmuxSessionTest(t, bin) })
 	t.Run("colour", func(t *testing.T) { tmuxColourTest(t, bin) })
+	t.Run("outage", func(t *testing.T) { tmuxOutageTest(t, bin) })
+}
+
+// tmuxOutageTest starts the dashboard while Redis is down, then brings Redis up, down and up again: the
+// screen says what is happening and the program never exits on its own.
+func tmuxOutageTest(t *testing.T, bin string) {
+	srv := testenv.StartRedis(t)
+	newFixture(time.Now().UTC().Truncate(time.Millisecond)).seed(t, srv.URL())
+	srv.Stop()
+	s := &tmuxSession{t: t, socket: fmt.Sprintf("hemostat-dash-outage-%d", os.Getpid()), name: "dash"}
+	exitFile := filepath.Join(t.TempDir(), "exit")
+	shell := fmt.Sprintf("%q dash --redis-url %q --refresh 200ms 2>%q.err; echo $? > %q", bin, srv.URL(), exitFile, exitFile)
+	if out, err := s.tmux("new-session", "-d", "-s", s.name, "-x", "80", "-y", "24", shell); err != nil {
+		t.Fatalf("tmux new-session: %v: %s", err, out)
+	}
+	t.Cleanup(func() { _, _ = s.tmux("kill-server") })
+
+	s.waitText("Redis is unreachable at 127.0.0.1:", "Retrying every 200ms")
+	srv.Start()
+	s.waitText("● connected", "web-1", "Open incidents (2)")
+	srv.Stop()
+	s.waitText("✗ unreachable", "data from", "web-1") // the last data stays on screen
+	srv.Start()
+	s.waitText("● connected", "web-1")
+	s.keys("q")
+	s.waitFor("the program to exit", func(string) bool {
+		b, err := os.ReadFile(exitFile)
+		return err == nil && strings.HasSuffix(string(b), "\n")
+	})
+	if b, _ := os.ReadFile(exitFile); strings.TrimSpace(string(b)) != "0" {
+		stderr, _ := os.ReadFile(exitFile + ".err")
+		t.Errorf("exit code %q; stderr:\n%s", strings.TrimSpace(string(b)), stderr)
+	}
+	if stderr, _ := os.ReadFile(exitFile + ".err"); len(stderr) > 0 {
+		t.Errorf("stderr while it owned the terminal (the driver's logs must not reach it):\n%s", stderr)
+	}
 }
 
 // tmuxSessionTest walks through every view at 120x40 with NO_COLOR set.
