@@ -444,6 +444,9 @@ func (a *Analyzer) gather(ctx context.Context, ref alertRef) Case {
 	if err != nil {
 		a.log.Debug("state for llm context failed", "incident", ref.incident, "err", err)
 	}
+	if json.Valid(cs.Sample) {
+		c.Latest = cs.Sample
+	}
 	c.Samples = samplesFrom(cs.History)
 	c.History = history(ref.fields, cs.Ledger)
 	return c

@@ -349,6 +349,9 @@ func TestDecideModeWithLLM(t *testing.T) {
 					t.Fatal(err)
 				}
 				a := New(Options{LLM: p, LLMMode: ModeDecide, LLMTimeout: 300 * time.Millisecond, Inspector: inspector()}, e.st, e.b)
+				// What the monitor keeps about the container reaches the model too.
+				e.rdb.HSet(context.Background(), event.StatsKey("node-a", "web-1"), "sample", `{"source":"cgroup","metrics":{"cpu_percent":97.5}}`,
+					"history", `{"cpu":[91,95,97.5],"memory":[40,41,41]}`)
 				defer a.Close()
 				in := alertEnvelope(t, "node-a", alertOf("cpu_saturated", anomaly("cpu", 85, 97)))
 				start := time.Now()
@@ -384,15 +387,16 @@ func TestDecideModeWithLLM(t *testing.T) {
 				if srv.Calls() != 1 {
 					t.Fatalf("server got %d calls, want 1", srv.Calls())
 				}
-				// JSON escapes <, > and & as \u003c...; read the text as the model does.
-				body := strings.NewReplacer(`\u003c`, "<", `\u003e`, ">", `\u0026`, "&").Replace(string(srv.Requests()[0].Body))
+				req := srv.Requests()[0]
+				body := promptText(t, wire, req.JSON())
 				for _, secret := range []string{envSecret, logSecret, pgSecret, "sk-test-key-123"} {
-					if strings.Contains(body, secret) {
+					if strings.Contains(body, secret) || strings.Contains(string(req.Body), secret) {
 						t.Errorf("request body contains secret %q", secret)
 					}
 				}
-				for _, want := range []string{"test-model", "untrusted input", "<untrusted_logs>", "regex timeout in /search",
-					"[REDACTED]", "report_diagnosis", "is_false_alarm", "unless-stopped", "</untrusted-logs-text>"} {
+				for _, want := range []string{"untrusted input", "<untrusted_logs>", "regex timeout in /search",
+					"[REDACTED]", "report_diagnosis", "is_false_alarm", "unless-stopped", "</untrusted-logs-text>",
+					`"cpu_percent": 97.5`, `"cpu_percent": 95`} {
 					if !strings.Contains(body, want) {
 						t.Errorf("request body lacks %q", want)
 					}
@@ -400,6 +404,37 @@ func TestDecideModeWithLLM(t *testing.T) {
 			})
 		}
 	}
+}
+
+// promptText returns the model, system prompt, user message and schema of a request as the model reads them.
+func promptText(t *testing.T, wire string, body map[string]any) string {
+	t.Helper()
+	var parts []string
+	parts = append(parts, fmt.Sprint(body["model"]))
+	msgs, _ := body["messages"].([]any)
+	switch wire {
+	case llmtest.Anthropic:
+		for _, s := range body["system"].([]any) {
+			parts = append(parts, s.(map[string]any)["text"].(string))
+		}
+		for _, m := range msgs {
+			for _, c := range m.(map[string]any)["content"].([]any) {
+				parts = append(parts, c.(map[string]any)["text"].(string))
+			}
+		}
+		tool, _ := json.Marshal(body["tools"])
+		parts = append(parts, string(tool))
+	default:
+		for _, m := range msgs {
+			parts = append(parts, m.(map[string]any)["content"].(string))
+		}
+		rf, _ := json.Marshal(body["response_format"])
+		parts = append(parts, string(rf))
+	}
+	if body["model"] != "test-model" {
+		t.Errorf("model = %v, want test-model", body["model"])
+	}
+	return strings.Join(parts, "\n")
 }
 
 func TestDecideModeNeverHoldsUpACrash(t *testing.T) {

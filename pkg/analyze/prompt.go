@@ -55,10 +55,11 @@ type Case struct {
 	Incident string                    `json:"incident"`
 	Alert    *event.ContainerUnhealthy `json:"alert"`
 	Inspect  *InspectSummary           `json:"inspect,omitempty"`
-	Samples  []Sample                  `json:"samples,omitempty"`
-	Logs     []string                  `json:"logs,omitempty"`    // redacted before they get here
-	History  map[string]string         `json:"history,omitempty"` // incident and ledger state
-	Rules    Decision                  `json:"rules"`             // what the rules decided
+	Latest   json.RawMessage           `json:"latest_sample,omitempty"` // the monitor's last container.Sample
+	Samples  []Sample                  `json:"samples,omitempty"`       // recent CPU and memory, oldest first
+	Logs     []string                  `json:"logs,omitempty"`          // redacted before they get here
+	History  map[string]string         `json:"history,omitempty"`       // incident and ledger state
+	Rules    Decision                  `json:"rules"`                   // what the rules decided
 }
 
 const systemPrompt = `You are the diagnosis engine of hemostat, which heals failing Docker containers.
