@@ -36,6 +36,7 @@ type VerdictError struct {
 	Reason string
 }
 
+// Error implements error.
 func (e *VerdictError) Error() string {
 	if e.Field == "" {
 		return "invalid verdict: " + e.Reason

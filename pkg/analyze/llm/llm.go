@@ -62,6 +62,7 @@ type StatusError struct {
 	Message  string
 }
 
+// Error implements error.
 func (e *StatusError) Error() string {
 	if e.Message == "" {
 		return fmt.Sprintf("%s: http %d %s", e.Provider, e.Code, http.StatusText(e.Code))
