@@ -94,14 +94,18 @@ func NewTable(width int) *Table {
 	for _, c := range cols {
 		fixed += c.w + 2
 	}
-	cols = append(cols, column{"REASON", width - fixed, // at least 8 at the minimum width of 60
+	// What hemostat did or why it did not (the details), then why it was asked (the reason).
+	cols = append(cols, column{"DETAILS", width - fixed, // at least 8 at the minimum width of 60
 		func(r Record) string {
-			s := r.Reason
-			if r.Error != "" {
-				s = r.Error + ": " + s
+			s := r.Details
+			if s == "" && r.Error != "" {
+				s = r.Error
 			}
-			if r.RetryAfterMS > 0 {
-				s += fmt.Sprintf(" (retry in %s)", (time.Duration(r.RetryAfterMS) * time.Millisecond).Round(time.Second))
+			if r.Reason != "" {
+				if s != "" {
+					s += " · "
+				}
+				s += "asked: " + r.Reason
 			}
 			return s
 		}})
