@@ -187,7 +187,7 @@ func (r *Responder) process(ctx context.Context, req Request, start time.Time) (
 	committed := false
 	for try := 0; try < 10 && !committed; try++ {
 		now := r.now()
-		raw, err := r.st.LedgerRead(ctx, keys, r.cfg.Host, req.EventID, now)
+		raw, err := r.st.LedgerRead(ctx, keys, r.cfg.Host, req.EventID, time.Now()) // running actions expire on the wall clock, like leases
 		if err != nil {
 			return out, err
 		}
@@ -214,7 +214,7 @@ func (r *Responder) process(ctx context.Context, req Request, start time.Time) (
 		cm := store.LedgerCommit{Rev: snap.Ledger.Rev, Set: set, Del: del}
 		slot := false
 		if d.Step == StepExecute {
-			ok, err := r.st.LedgerAcquireSlot(ctx, keys, token, r.cfg.MaxConcurrent, r.cfg.LeaseTTL, now)
+			ok, err := r.st.LedgerAcquireSlot(ctx, keys, token, r.cfg.MaxConcurrent, r.cfg.LeaseTTL, time.Now())
 			if err != nil {
 				return out, err
 			}
