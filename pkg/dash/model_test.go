@@ -308,6 +308,10 @@ func TestDecodeTolerance(t *testing.T) {
 	if ev := decodeEvent(store.DashEntry{Stream: "s", ID: "1-0", Value: "{bad"}); ev.Type != "malformed" || ev.Raw != "{bad" {
 		t.Errorf("malformed event: %+v", ev)
 	}
+	dl := decodeEvent(store.DashEntry{Stream: event.StreamDeadLetter, ID: "1-0", Value: "{bad", Extra: map[string]string{"reason": "malformed"}})
+	if dl.Type != TypeDeadLetter || dl.Raw != `{"event":"{bad","reason":"malformed"}` {
+		t.Errorf("malformed dead letter: %+v", dl)
+	}
 }
 
 func TestDetailScroll(t *testing.T) {

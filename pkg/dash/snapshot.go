@@ -1,6 +1,12 @@
 // Package dash owns `hemostat dash`: a Bubble Tea terminal dashboard over what the other agents write to
 // Redis (containers, samples, incidents, ledgers, the audit trail, heartbeats and the event streams). The
 // model reads through a Source, so views are tested against a fake and the Redis source separately.
+//
+// Reads: every --refresh, one snapshot in three round trips whatever the number of containers (pipelined
+// hashes), plus only the audit entries and false alarms appended since the last refresh. Live events are
+// followed with a blocking XREAD on the work streams and the dead letter stream rather than the pub/sub
+// mirror: the same ids that end the backfill start the follow, so nothing published in between or during
+// a reconnect is lost, and an idle dashboard costs one blocked read.
 package dash
 
 import (
@@ -244,15 +250,36 @@ func decodeIncident(in store.DashIncident) Incident {
 	return i
 }
 
+// TypeDeadLetter is the timeline's type for entries of hemostat:dead_letter: events no agent could handle.
+const TypeDeadLetter = "dead_letter"
+
 // decodeEvent turns one stream entry (an envelope) into an event; bad JSON still shows, raw.
 func decodeEvent(e store.DashEntry) Event {
 	ev := Event{Stream: e.Stream, ID: e.ID, Time: e.Time(), Raw: e.Value}
 	var env event.Envelope
-	if err := json.Unmarshal([]byte(e.Value), &env); err != nil {
-		ev.Type = "malformed"
+	err := json.Unmarshal([]byte(e.Value), &env)
+	if err == nil {
+		fillFromEnvelope(&ev, env)
+	}
+	if e.Stream == event.StreamDeadLetter {
+		// Show why it was dead-lettered with the entry, and never count it as the type it failed to be.
+		ev.Type, ev.Time = TypeDeadLetter, e.Time()
+		doc := map[string]any{}
+		for k, v := range e.Extra {
+			doc[k] = v
+		}
+		if err == nil {
+			doc[event.Field] = json.RawMessage(e.Value)
+		} else {
+			doc[event.Field] = e.Value
+		}
+		b, _ := json.Marshal(doc)
+		ev.Raw = string(b)
 		return ev
 	}
-	fillFromEnvelope(&ev, env)
+	if err != nil {
+		ev.Type = "malformed"
+	}
 	return ev
 }
 

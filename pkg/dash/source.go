@@ -261,9 +261,10 @@ func (s *RedisSource) Follow(ctx context.Context, out chan<- EventBatch) error {
 }
 
 func (s *RedisSource) backfill(ctx context.Context) ([]Event, map[string]string, error) {
-	ids := make(map[string]string, len(event.WorkStreams))
+	streams := append(slices.Clone(event.WorkStreams), event.StreamDeadLetter)
+	ids := make(map[string]string, len(streams))
 	var evs []Event
-	for _, stream := range event.WorkStreams {
+	for _, stream := range streams {
 		tail, err := s.c.DashStreamTail(ctx, stream, event.Field, time.Time{}, EventBackfill)
 		if err != nil {
 			return nil, nil, err

@@ -3,6 +3,7 @@ package dash
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -203,6 +204,21 @@ func TestRedisSourceFollow(t *testing.T) {
 	}
 	if last.Raw != mustJSON(live) {
 		t.Errorf("raw: got %s, want the published envelope", last.Raw)
+	}
+
+	// A dead letter, written as pkg/bus writes it, shows with its reason.
+	rdb := rawClient(t, url)
+	rdb.XAdd(context.Background(), &redis.XAddArgs{Stream: event.StreamDeadLetter, Values: []any{
+		event.Field, mustJSON(live), "stream", event.StreamHealthAlert, "entry_id", "1-0", "group", "analyze",
+		"reason", "handler failed 5 times: boom", "deliveries", 5,
+	}})
+	if !eventually(t, 5*time.Second, func() bool { return len(b.events()) == len(want)+2 }) {
+		t.Fatalf("dead letter: got %v", types(b.events()))
+	}
+	dl := b.events()[len(want)+1]
+	if dl.Type != TypeDeadLetter || dl.Container != "api-1" || !strings.Contains(dl.Raw, `"reason":"handler failed 5 times: boom"`) ||
+		!strings.Contains(dl.Raw, `"event":{"id":"`+live.ID) {
+		t.Errorf("dead letter: got %+v", dl)
 	}
 }
 

@@ -126,11 +126,13 @@ func dashIncidentKey(member string) string {
 	return event.IncidentHashKey(member)
 }
 
-// DashEntry is one stream entry as the dashboard reads it: its stream, id, and the value of its one field.
+// DashEntry is one stream entry as the dashboard reads it: its stream, id, the value of its main field, and
+// any other fields (a dead letter's reason, stream, entry_id, ...).
 type DashEntry struct {
 	Stream string
 	ID     string
 	Value  string
+	Extra  map[string]string
 }
 
 // Time is the entry's append time, from its id.
@@ -148,6 +150,14 @@ func dashEntries(stream, field string, msgs []redis.XMessage) []DashEntry {
 	for i, m := range msgs {
 		v, _ := m.Values[field].(string)
 		out[i] = DashEntry{Stream: stream, ID: m.ID, Value: v}
+		for k, x := range m.Values {
+			if s, ok := x.(string); ok && k != field {
+				if out[i].Extra == nil {
+					out[i].Extra = map[string]string{}
+				}
+				out[i].Extra[k] = s
+			}
+		}
 	}
 	return out
 }
