@@ -163,9 +163,9 @@ func (m Model) helpLines(w int) []string {
 	rows := [][2]string{
 		{"tab / shift+tab", "next / previous view (1 2 3 jump)"},
 		{"↑ ↓ / k j", "move the selection; pgup pgdown, g G for the ends"},
-		{"enter", "container detail: ledger, cooldown, breaker, why hemostat did or did not act"},
+		{"enter", "container detail: why hemostat did or did not act"},
 		{"esc", "back from detail; clear the filter"},
-		{"/", "filter the list (history: by container); enter keeps, esc clears"},
+		{"/", "filter (history: by container); enter keeps, esc clears"},
 		{"s / S", "overview: next sort column / reverse order"},
 		{"J / K", "events: scroll the raw JSON of the selected event"},
 		{"f / t", "history: cycle result filter / time range"},
@@ -179,8 +179,8 @@ func (m Model) helpLines(w int) []string {
 		out = append(out, "  "+m.st.key.Render(fit(r[0], 16))+" "+r[1])
 	}
 	out = append(out, "",
-		"  Data: containers, samples, incidents and ledgers are read every "+human(m.o.Refresh)+";",
-		"  events are followed live from the Redis streams; history is the hemostat:audit trail.")
+		"  Containers, incidents and ledgers are re-read every "+human(m.o.Refresh)+"; events are",
+		"  followed live from the streams; history is the hemostat:audit trail.")
 	return out
 }
 
