@@ -19,7 +19,7 @@ const Group = "alert"
 // Store is the Redis state the alert agent uses; *store.Client implements it.
 type Store interface {
 	NotifyRecordEvent(ctx context.Context, env event.Envelope) (bool, error)
-	NotifyClaim(ctx context.Context, incident, state string, ttl time.Duration) (int64, error)
+	NotifyClaim(ctx context.Context, incident, state string, ttl time.Duration, release ...string) (int64, error)
 	NotifyRelease(ctx context.Context, incident string, states ...string) error
 	NotifyCount(ctx context.Context, field string, n int64) error
 	NotifyRecordFailure(ctx context.Context, f store.NotifyFailure) error
@@ -123,8 +123,7 @@ func (a *Agent) Handle(ctx context.Context, m bus.Message) error {
 		return nil
 	}
 	if n.Incident != "" {
-		a.enrich(ctx, &n)
-		seen, err := a.st.NotifyClaim(ctx, n.Incident, string(n.State), a.o.Renotify)
+		seen, err := a.st.NotifyClaim(ctx, n.Incident, string(n.State), a.o.Renotify, releasedBy(n.State)...)
 		switch {
 		case err != nil:
 			a.log.Warn("deduplication unavailable; sending anyway", "incident", n.Incident, "state", string(n.State), "err", err)
@@ -132,30 +131,27 @@ func (a *Agent) Handle(ctx context.Context, m bus.Message) error {
 			a.count(ctx, "deduplicated:"+string(n.State))
 			a.log.Debug("repeat not sent", "incident", n.Incident, "state", string(n.State), "seen", seen)
 			return nil
-		default:
-			a.release(ctx, n)
 		}
+		a.enrich(ctx, &n)
 	}
 	a.d.enqueue(ctx, n)
 	return nil
 }
 
-// release starts a new occurrence: a recovery forgets the incident's other states, so the next crash is
-// notified in full; any other state forgets the recovery, so the next recovery is notified too.
-func (a *Agent) release(ctx context.Context, n Notification) {
-	var states []string
-	if n.State == StateRecovered {
-		for _, s := range States {
-			if s != StateRecovered {
-				states = append(states, string(s))
-			}
+// releasedBy lists the claims a first notification of state forgets, starting a new occurrence: a recovery
+// forgets the incident's other states, so the next crash is notified in full; any other state forgets the
+// recovery, so the next recovery is notified too.
+func releasedBy(state State) []string {
+	if state != StateRecovered {
+		return []string{string(StateRecovered)}
+	}
+	out := make([]string, 0, len(States)-1)
+	for _, s := range States {
+		if s != StateRecovered {
+			out = append(out, string(s))
 		}
-	} else {
-		states = []string{string(StateRecovered)}
 	}
-	if err := a.st.NotifyRelease(ctx, n.Incident, states...); err != nil {
-		a.log.Warn("release notification claims", "incident", n.Incident, "err", err)
-	}
+	return out
 }
 
 // enrich fills what the analyzer and the monitor wrote on the incident: root cause, evidence, severity,

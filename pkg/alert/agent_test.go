@@ -397,7 +397,7 @@ func TestWebhookIsSignedAndCarriesTheNotification(t *testing.T) {
 // failingClaims makes deduplication unreachable while the rest of Redis works.
 type failingClaims struct{ alert.Store }
 
-func (failingClaims) NotifyClaim(context.Context, string, string, time.Duration) (int64, error) {
+func (failingClaims) NotifyClaim(context.Context, string, string, time.Duration, ...string) (int64, error) {
 	return 0, store.ErrUnavailable
 }
 

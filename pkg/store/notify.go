@@ -37,17 +37,28 @@ func NotifyThreadKey(incident string) string { return "hemostat:notify:thread:{"
 
 func notifySeenKey(eventID string) string { return "hemostat:alert:seen:" + eventID }
 
-// claimScript sets the key with a TTL if it is absent (returns 1: first), else counts a repeat and returns
-// the count. INCR keeps the TTL, so the window starts at the first notification.
+// claimScript sets the key with a TTL if it is absent (returns 1: first) and then deletes the other keys
+// given (claims of states that a new occurrence starts afresh); else it counts a repeat and returns the
+// count. INCR keeps the TTL, so the window starts at the first notification. All keys share the incident's
+// hash tag.
 var claimScript = redis.NewScript(`
-if redis.call('SET', KEYS[1], 1, 'NX', 'PX', ARGV[1]) then return 1 end
+if redis.call('SET', KEYS[1], 1, 'NX', 'PX', ARGV[1]) then
+  if #KEYS > 1 then redis.call('DEL', unpack(KEYS, 2)) end
+  return 1
+end
 return redis.call('INCR', KEYS[1])
 `)
 
 // NotifyClaim records that an incident state is about to be notified. It returns 1 for the first claim
-// within ttl, and the number of times the state was seen for a repeat.
-func (c *Client) NotifyClaim(ctx context.Context, incident, state string, ttl time.Duration) (int64, error) {
-	n, err := claimScript.Run(ctx, c.rdb, []string{NotifyDedupKey(incident, state)}, ttl.Milliseconds()).Int64()
+// within ttl, and the number of times the state was seen for a repeat. A first claim also forgets the
+// claims of the release states, in the same step.
+func (c *Client) NotifyClaim(ctx context.Context, incident, state string, ttl time.Duration, release ...string) (int64, error) {
+	keys := make([]string, 0, 1+len(release))
+	keys = append(keys, NotifyDedupKey(incident, state))
+	for _, r := range release {
+		keys = append(keys, NotifyDedupKey(incident, r))
+	}
+	n, err := claimScript.Run(ctx, c.rdb, keys, ttl.Milliseconds()).Int64()
 	if err != nil {
 		return 0, fmt.Errorf("claim notification %s %s: %w", incident, state, err)
 	}
