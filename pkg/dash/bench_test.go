@@ -74,3 +74,27 @@ func BenchmarkRedisSnapshot(b *testing.B) {
 }
 
 func openBenchStore(url string) (*store.Client, error) { return store.Open(store.Options{URL: url}) }
+
+// BenchmarkEventBatch is one live batch of 500 events: decoding the entries and the model's update (the
+// rate the timeline keeps up with is 500 events divided by this).
+func BenchmarkEventBatch(b *testing.B) {
+	f := newFixture(t0)
+	var entries []store.DashEntry
+	for i := range 500 {
+		e := f.events[i%len(f.events)]
+		stream, _ := event.StreamFor(e.EventType)
+		entries = append(entries, store.DashEntry{Stream: stream, ID: fmt.Sprintf("%d-%d", t0.UnixMilli(), i), Value: mustJSON(e)})
+	}
+	m := populated(newTestModel(120, 40))
+	b.ReportAllocs()
+	n := 0
+	for b.Loop() {
+		evs := make([]Event, len(entries))
+		for i, e := range entries {
+			e.ID = fmt.Sprintf("%d-%d", n, i)
+			evs[i] = decodeEvent(e)
+		}
+		n++
+		m = send(m, eventsMsg{batch: EventBatch{Events: evs}, ok: true})
+	}
+}

@@ -288,6 +288,7 @@ func QuietDriverLogs(logger *slog.Logger) {
 
 type driverLogger struct{ l *slog.Logger }
 
+// Printf implements the driver's logging interface.
 func (d driverLogger) Printf(ctx context.Context, format string, v ...any) {
 	if d.l != nil {
 		d.l.DebugContext(ctx, "redis driver", "line", fmt.Sprintf(format, v...))
