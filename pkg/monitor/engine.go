@@ -468,6 +468,9 @@ func (g *engine) catchUp(en *entry, now time.Time) []Notice {
 		if !en.lastDie.IsZero() && absDur(en.lastDie.Sub(fin)) < 2*time.Second {
 			return nil // the die event was handled
 		}
+		if !en.lastKill.IsZero() && !fin.Before(en.lastKill) && fin.Sub(en.lastKill) <= g.cfg.KillWindow {
+			return nil // a stop or kill preceded it; its die event is on its way
+		}
 		switch {
 		case en.oomKilled:
 			return g.open(en, event.ClassOOMKilled, fin, now, []event.Anomaly{{Type: "oom_kill", Severity: event.SeverityCritical, Actual: 1}})

@@ -3,6 +3,33 @@
 // samples the running ones with a bounded worker pool, decides the seven failure classes of ARCHITECTURE
 // section 4, and publishes edge-triggered health alerts and recoveries on the bus, writing the container
 // table, the latest samples and the incident state to Redis for the views.
+//
+// Detection. crashed, oom_killed, crash_loop and unhealthy are decided on the event path, as each event
+// arrives, without waiting for a round or an inspect (Docker's event time travels in the alert as
+// event_time). A die within --kill-window after a stop or kill event is deliberate and opens nothing; a
+// die right after an oom event belongs to the oom_killed incident. Three unrequested dies within five
+// minutes open crash_loop, which closes the container's crashed and oom_killed incidents (its alert
+// carries escalation=true); while it is open, further crashes and OOM kills open nothing new.
+// cpu_saturated and memory_pressure need --consecutive samples over the threshold; memory_leak needs a
+// steady (R² >= 0.8) upward trend of at least 1 MiB that reaches the limit within --leak-horizon.
+//
+// Alerts are edge-triggered: one health_alert when an incident opens; while it stays open, another only
+// after --realert-interval (escalation=true). An incident clears, with one container_recovered, when its
+// condition has stayed clear for --recovery-hysteresis:
+//
+//   - crashed, oom_killed: the container is running again (and not unhealthy) since its last failure;
+//   - crash_loop: running, and fewer than three unrequested dies within the last five minutes;
+//   - unhealthy: running and healthy (or running without a healthcheck any more);
+//   - cpu_saturated, memory_pressure: running and the latest samples are at or below the threshold;
+//   - memory_leak: running and the trend no longer predicts the limit within the horizon.
+//
+// An incident closes without a recovery when its container is removed, when a client stopped the
+// container, or (resource classes) when the container is no longer running.
+//
+// Incident state lives in Redis (hemostat:incident:<key>, hemostat:incidents:open): a restarted monitor
+// resumes the open incidents instead of alerting again, and the reconcile at start reports exits and
+// unhealthy containers it missed while it was down (exits up to --catch-up old; 137 and 143 without events
+// are taken for deliberate stops).
 package monitor
 
 import (
@@ -201,7 +228,7 @@ func (m *Monitor) Run(ctx context.Context) error {
 
 	pub := &publisher{st: m.st, pub: m.pub, q: m.q, log: log, published: func() { m.Counters.Published.Add(1) }}
 	goFn(func() { pub.run(ctx) }) // exits at ctx done, after a short flush
-	wr := &writer{st: m.st, host: o.Host, ttl: 3 * o.Interval, in: make(chan snapshot, 1), log: log}
+	wr := &writer{st: m.st, host: o.Host, in: make(chan snapshot, 1), log: log}
 	goFn(func() { wr.run(ctx) }) // exits at ctx done
 	goFn(func() { m.watchEvents(ctx, evCh, connCh) })
 	for range 4 {
@@ -306,7 +333,9 @@ func (m *Monitor) Run(ctx context.Context) error {
 	post := func(results []SampleResult) {
 		now := time.Now()
 		sums := eng.summaries(now)
-		snap := snapshot{containers: make(map[string][]byte, len(sums))}
+		// The stats keys live three periods; a round slower than the interval (the stats API's one-second
+		// tick) stretches the period.
+		snap := snapshot{ttl: 3 * max(o.Interval, lastRound), containers: make(map[string][]byte, len(sums))}
 		for k, s := range sums {
 			if b, err := json.Marshal(s); err == nil {
 				snap.containers[k] = b

@@ -180,6 +180,7 @@ func (p *publisher) deliver(ctx context.Context, n Notice) error {
 
 // snapshot is the state the views read, written after each round (latest wins).
 type snapshot struct {
+	ttl        time.Duration // of the stats keys
 	containers map[string][]byte
 	stats      []store.StatsEntry
 	metrics    map[string]string
@@ -189,7 +190,6 @@ type snapshot struct {
 type writer struct {
 	st   Store
 	host string
-	ttl  time.Duration
 	in   chan snapshot
 	log  *slog.Logger
 }
@@ -218,7 +218,7 @@ func (w *writer) run(ctx context.Context) {
 			c, cancel := context.WithTimeout(ctx, 5*time.Second)
 			err := w.st.WriteContainers(c, w.host, s.containers)
 			if err == nil {
-				err = w.st.WriteStats(c, s.stats, w.ttl)
+				err = w.st.WriteStats(c, s.stats, s.ttl)
 			}
 			if err == nil {
 				err = w.st.WriteMonitorMetrics(c, s.metrics)
