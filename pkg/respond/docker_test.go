@@ -191,3 +191,41 @@ func TestDryRunAndProtectedNeverWriteToTheEngine(t *testing.T) {
 		t.Errorf("the protected container was touched")
 	}
 }
+
+func TestKilledResponderDoesNotRestartTheEngineAgain(t *testing.T) {
+	t.Parallel()
+	e := newEngine(t, respond.Config{LeaseTTL: 300 * time.Millisecond})
+	id, name := testenv.RunContainer(t, e.dk, docker.CreateOptions{Name: "app"})
+	env := request(t, name, event.ActionRestart)
+	crash := true
+	e.rec.AfterWrite = func(respondtest.Call) {
+		if crash {
+			crash = false
+			panic("killed after the restart, before the ack")
+		}
+	}
+	func() {
+		defer func() { _ = recover() }()
+		_, _ = e.responder("r1").Process(context.Background(), env)
+	}()
+	restarted := e.state(t, id)
+	r2 := e.responder("r2")
+	var out respond.Outcome
+	eventually(t, 10*time.Second, func() bool {
+		var err error
+		out, err = r2.Process(context.Background(), env)
+		if err != nil && !errors.Is(err, bus.ErrSkipAck) {
+			t.Fatalf("redelivery: %v", err)
+		}
+		return err == nil
+	})
+	if !out.Resumed || out.Status != event.StatusSuccess {
+		t.Errorf("redelivery: resumed=%v %s (%s)", out.Resumed, out.Status, out.Details)
+	}
+	if got := e.rec.Count("restart"); got != 1 {
+		t.Errorf("restart calls = %d, want 1", got)
+	}
+	if st := e.state(t, id); !st.StartedAt.Equal(restarted.StartedAt) {
+		t.Errorf("the container was restarted again after the redelivery")
+	}
+}
