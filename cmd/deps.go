@@ -57,6 +57,8 @@ func (d *Deps) init() error {
 	default:
 		return UsageError("--log-format %q: want text or json", d.Global.LogFormat)
 	}
+	// The Redis driver would print every failed dial; agents log each state change once instead.
+	store.QuietDriverLogs(d.Logger)
 	if d.Global.HostName == "" {
 		h, err := os.Hostname()
 		if err != nil || h == "" {

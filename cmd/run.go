@@ -1,11 +1,210 @@
 package cmd
 
-import "github.com/spf13/cobra"
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/hemostat/hemostat/pkg/store"
+)
+
+type runOptions struct {
+	EmbeddedAddr string
+	DataDir      string
+	Agents       []string
+}
+
+// runAgents are the agents `hemostat run` starts, in start order.
+var runAgents = []string{"export", "alert", "respond", "analyze", "monitor"}
 
 func newRunCmd(d *Deps) *cobra.Command {
-	return &cobra.Command{
-		Use:   "run",
-		Short: "run agent (not implemented yet)",
-		RunE:  notImplemented("run", "7"),
+	opts := &runOptions{}
+	agents := map[string]*cobra.Command{
+		"monitor": newMonitorCmd(d),
+		"analyze": newAnalyzeCmd(d),
+		"respond": newRespondCmd(d),
+		"alert":   newAlertCmd(d),
+		"export":  newExportCmd(d),
 	}
+	c := &cobra.Command{
+		Use:   "run",
+		Short: "Run every agent in one process (monitor, analyze, respond, alert, export)",
+		Long: `run starts monitor, analyze, respond, alert and export in one process, sharing one Redis connection pool.
+It accepts every flag of those agents (a flag several agents share sets it for all of them).
+
+With --redis-url (or HEMOSTAT_REDIS_URL) it uses that Redis. With neither, it uses the default address when a
+Redis answers there, and otherwise serves an embedded Redis-protocol store on --embedded-addr, so
+'hemostat dash' and 'hemostat audit' in another terminal work unchanged. The embedded store keeps its state,
+the audit trail included, in --data-dir across restarts.
+
+Ctrl-C stops every agent gracefully: work in flight finishes, or stays pending for the next start.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runRun(cmd, d, opts, agents)
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&opts.EmbeddedAddr, "embedded-addr", "127.0.0.1:6379", "address of the embedded store, when no Redis is configured or answering")
+	f.StringVar(&opts.DataDir, "data-dir", defaultDataDir(), "where the embedded store keeps its state")
+	f.StringSliceVar(&opts.Agents, "agents", runAgents, "agents to run")
+	mergeAgentFlags(f, agents)
+	return c
+}
+
+// defaultDataDir is $XDG_STATE_HOME/hemostat, or ~/.local/state/hemostat.
+func defaultDataDir() string {
+	if x := os.Getenv("XDG_STATE_HOME"); x != "" {
+		return filepath.Join(x, "hemostat")
+	}
+	if h, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(h, ".local", "state", "hemostat")
+	}
+	return filepath.Join(os.TempDir(), "hemostat")
+}
+
+// mergeAgentFlags adds every agent's flags to run's flag set. A name several agents define becomes one flag
+// whose value is set on all of them.
+func mergeAgentFlags(dst *pflag.FlagSet, agents map[string]*cobra.Command) {
+	byName := map[string][]*pflag.Flag{}
+	var order []string
+	names := make([]string, 0, len(agents))
+	for n := range agents {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	owners := map[string][]string{}
+	for _, n := range names {
+		visit := func(fl *pflag.Flag) {
+			if _, ok := byName[fl.Name]; !ok {
+				order = append(order, fl.Name)
+			}
+			byName[fl.Name] = append(byName[fl.Name], fl)
+			owners[fl.Name] = append(owners[fl.Name], n)
+		}
+		agents[n].Flags().VisitAll(visit)
+		agents[n].PersistentFlags().VisitAll(visit)
+	}
+	for _, name := range order {
+		fls := byName[name]
+		if dst.Lookup(name) != nil {
+			continue
+		}
+		if len(fls) == 1 {
+			dst.AddFlag(fls[0])
+			continue
+		}
+		first := fls[0]
+		usage := first.Usage
+		for _, other := range fls[1:] {
+			if other.Usage != first.Usage {
+				usage = fmt.Sprintf("%s (%s); %s (%s)", first.Usage, owners[name][0], other.Usage, owners[name][1])
+				break
+			}
+		}
+		merged := &pflag.Flag{Name: name, Shorthand: first.Shorthand, Usage: usage, DefValue: first.DefValue,
+			NoOptDefVal: first.NoOptDefVal, Value: &fanout{flags: fls}, Annotations: first.Annotations, Hidden: first.Hidden}
+		dst.AddFlag(merged)
+	}
+}
+
+// fanout is a flag value that sets several agents' flags of the same name.
+type fanout struct{ flags []*pflag.Flag }
+
+func (f *fanout) String() string { return f.flags[0].Value.String() }
+func (f *fanout) Type() string   { return f.flags[0].Value.Type() }
+func (f *fanout) Set(v string) error {
+	for _, fl := range f.flags {
+		if err := fl.Value.Set(v); err != nil {
+			return err
+		}
+		fl.Changed = true
+	}
+	return nil
+}
+
+func runRun(cmd *cobra.Command, d *Deps, opts *runOptions, agents map[string]*cobra.Command) error {
+	ctx := cmd.Context()
+	for _, a := range opts.Agents {
+		if _, ok := agents[a]; !ok {
+			return UsageError("--agents: unknown agent %q (want %s)", a, strings.Join(runAgents, ", "))
+		}
+	}
+	if err := ensureStore(ctx, cmd, d, opts); err != nil {
+		return err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	for _, name := range runAgents {
+		if !contains(opts.Agents, name) {
+			continue
+		}
+		ac := agents[name]
+		ac.SetContext(gctx)
+		ac.SetOut(cmd.OutOrStdout())
+		ac.SetErr(cmd.ErrOrStderr())
+		// Each agent runs until the signal (or another agent's failure) cancels gctx.
+		g.Go(func() error {
+			if ac.PreRunE != nil {
+				if err := ac.PreRunE(ac, nil); err != nil {
+					return fmt.Errorf("%s: %w", name, err)
+				}
+			}
+			if err := ac.RunE(ac, nil); err != nil && !errors.Is(err, context.Canceled) {
+				return fmt.Errorf("%s: %w", name, err)
+			}
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+// ensureStore decides which Redis to use: the configured one, the default address when it answers, or
+// the embedded store.
+func ensureStore(ctx context.Context, cmd *cobra.Command, d *Deps, opts *runOptions) error {
+	configured := cmd.Flags().Changed("redis-url") || os.Getenv("HEMOSTAT_REDIS_URL") != ""
+	if configured {
+		_, err := d.Store(ctx) // exit 3 with what was tried when it does not answer
+		return err
+	}
+	pctx, cancel := context.WithTimeout(ctx, time.Second)
+	_, err := d.Store(pctx)
+	cancel()
+	if err == nil {
+		d.Logger.Info("using Redis at the default address", "url", store.Redact(d.Global.RedisURL))
+		return nil
+	}
+	if !errors.Is(err, store.ErrUnavailable) {
+		return err
+	}
+	e, err := store.StartEmbedded(store.EmbeddedOptions{Addr: opts.EmbeddedAddr, DataDir: opts.DataDir, Logger: d.Logger})
+	if err != nil {
+		return fmt.Errorf("no Redis at %s and the embedded store could not start: %w", store.Redact(d.Global.RedisURL), err)
+	}
+	d.OnClose(func() {
+		if err := e.Close(); err != nil {
+			d.Logger.Warn("embedded store: final snapshot failed", "err", err)
+		}
+	})
+	fmt.Fprintf(d.Err, "hemostat: no Redis at %s; serving an embedded store on %s (state in %s)\n",
+		store.Redact(d.Global.RedisURL), e.Addr(), opts.DataDir)
+	d.Global.RedisURL = e.URL()
+	_, err = d.Store(ctx)
+	return err
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
 }
