@@ -28,8 +28,18 @@ func main() {
 		probe          = flag.String("probe", "", "healthcheck mode: GET this URL, exit 0 on 200, 1 otherwise")
 		logSecrets     = flag.Bool("log-secrets", false, "write log lines that contain fake secrets")
 		logEvery       = flag.Duration("log-every", 0, "write a log line this often")
+		once           = flag.Bool("once", false, "misbehave (exit, leak, hog, turn unhealthy) only on the first start; later starts run quietly, as a fixed app would")
+		ignoreTerm     = flag.Bool("ignore-sigterm", false, "ignore SIGTERM, so a stop waits for its timeout")
 	)
 	flag.Parse()
+	if *once {
+		// The container's writable layer survives a restart: a marker says this is not the first start.
+		if _, err := os.Stat("/started-once"); err == nil {
+			*exitAfter, *cpu, *leakMBps, *unhealthyAfter = 0, 0, 0, 0
+		} else {
+			_ = os.WriteFile("/started-once", []byte("1"), 0o644)
+		}
+	}
 	if *probe != "" {
 		c := http.Client{Timeout: 2 * time.Second}
 		r, err := c.Get(*probe)
@@ -78,6 +88,9 @@ func main() {
 	}
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	if *ignoreTerm {
+		signal.Ignore(syscall.SIGTERM)
+	}
 	var exit <-chan time.Time
 	if *exitAfter > 0 {
 		exit = time.After(*exitAfter)
