@@ -95,11 +95,16 @@ type Analyzer struct {
 	log   *slog.Logger
 	stats Stats
 
-	bg     context.Context // parent of advisory LLM calls; cancelled at stop
-	stop   context.CancelFunc
-	sem    chan struct{}
-	wg     sync.WaitGroup
-	closed sync.Once
+	bg   context.Context // parent of advisory LLM calls; cancelled at stop
+	stop context.CancelFunc
+	sem  chan struct{}
+	wg   sync.WaitGroup // advisory LLM calls
+
+	commits *committer
+	life    context.Context // the committer's; cancelled by Close, after the handlers are done
+	endLife context.CancelFunc
+	cwg     sync.WaitGroup
+	closed  sync.Once
 }
 
 // New returns an analyzer over the store and the bus. Call Run, or Handle and then Close.
@@ -126,8 +131,11 @@ func New(o Options, st *store.Client, b *bus.Bus) *Analyzer {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	bg, stop := context.WithCancel(context.Background())
-	return &Analyzer{o: o, st: st, b: b, log: o.Logger.With("agent", AgentName), bg: bg, stop: stop,
-		sem: make(chan struct{}, o.LLMConcurrency)}
+	life, endLife := context.WithCancel(context.Background())
+	a := &Analyzer{o: o, st: st, b: b, log: o.Logger.With("agent", AgentName), bg: bg, stop: stop,
+		sem: make(chan struct{}, o.LLMConcurrency), commits: newCommitter(b), life: life, endLife: endLife}
+	a.cwg.Go(func() { a.commits.run(life) }) // exits at Close
+	return a
 }
 
 // Stats returns the analyzer's counters.
@@ -152,11 +160,14 @@ func (a *Analyzer) Run(ctx context.Context) error {
 	return err
 }
 
-// Close cancels the advisory LLM calls in flight and waits for them.
+// Close cancels the advisory LLM calls in flight and waits for them, then stops the committer. Call it
+// once no Handle is running (Run does).
 func (a *Analyzer) Close() {
 	a.closed.Do(func() {
 		a.stop()
 		a.wg.Wait()
+		a.endLife()
+		a.cwg.Wait()
 	})
 }
 
@@ -211,9 +222,12 @@ func (a *Analyzer) Handle(ctx context.Context, m bus.Message) error {
 	if err != nil {
 		return err
 	}
-	// The answer and its record travel in one pipeline. If only part lands, the redelivery publishes
-	// the answer again under the same id, which consumers dedupe.
-	if err := a.b.PublishWith(ctx, stream, out, store.RecordAnalysisOp(ref.incident, decisionFields(d, env.ID, out.ID))); err != nil {
+	// The answer and its record travel in one pipeline, shared with the answers of concurrent handlers.
+	// If only part lands, the redelivery publishes the answer again under the same id, which consumers
+	// dedupe.
+	err = a.commits.publish(ctx, a.life, bus.Outgoing{Stream: stream, Env: out,
+		Side: []bus.SideWrite{store.RecordAnalysisOp(ref.incident, decisionFields(d, env.ID, out.ID))}})
+	if err != nil {
 		return err
 	}
 	a.count(d)

@@ -32,3 +32,32 @@ func (b *Bus) PublishWith(ctx context.Context, stream string, env event.Envelope
 	b.stats.Published.Add(1)
 	return nil
 }
+
+// Outgoing is one envelope to publish, with its side writes.
+type Outgoing struct {
+	Stream string
+	Env    event.Envelope
+	Side   []SideWrite
+}
+
+// PublishManyWith publishes several envelopes, each with its side writes, in one round trip: an agent
+// that answers many events at once (group commit) pays one round trip for all of them.
+func (b *Bus) PublishManyWith(ctx context.Context, out []Outgoing) error {
+	pipe := b.rdb.Pipeline()
+	for _, o := range out {
+		raw, err := o.Env.Marshal()
+		if err != nil {
+			return fmt.Errorf("publish %s: %w", o.Stream, err)
+		}
+		pipe.XAdd(ctx, &redis.XAddArgs{Stream: o.Stream, MaxLen: b.o.MaxLen, Approx: true, Values: []any{event.Field, raw}})
+		pipe.Publish(ctx, o.Stream, raw)
+		for _, s := range o.Side {
+			s(ctx, pipe)
+		}
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("publish %d events: %w", len(out), err)
+	}
+	b.stats.Published.Add(int64(len(out)))
+	return nil
+}

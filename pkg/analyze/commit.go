@@ -1,0 +1,90 @@
+package analyze
+
+import (
+	"context"
+	"errors"
+
+	"github.com/hemostat/hemostat/pkg/bus"
+)
+
+// maxCommit caps how many answers share one round trip.
+const maxCommit = 256
+
+// errStopped is returned to handlers that answer after Close.
+var errStopped = errors.New("analyzer stopped")
+
+// commit is one answer waiting for its round trip.
+type commit struct {
+	out  bus.Outgoing
+	done chan error
+}
+
+// committer publishes the answers of concurrent handlers together (group commit): while one pipeline is
+// in flight the next answers queue, and go out in the next one. Under load many alerts share a round
+// trip; alone, an answer goes out at once.
+type committer struct {
+	b  *bus.Bus
+	in chan *commit
+}
+
+func newCommitter(b *bus.Bus) *committer {
+	return &committer{b: b, in: make(chan *commit, maxCommit)}
+}
+
+// publish hands an answer to the committer and waits for its round trip.
+func (c *committer) publish(ctx, life context.Context, out bus.Outgoing) error {
+	cm := &commit{out: out, done: make(chan error, 1)}
+	select {
+	case c.in <- cm:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-life.Done():
+		return errStopped
+	}
+	select {
+	case err := <-cm.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err() // the answer may still go out; a redelivery publishes it again under the same id
+	}
+}
+
+// run commits until life is cancelled. It exits when life is done; answers queued then fail with
+// errStopped and their alerts are redelivered.
+func (c *committer) run(life context.Context) {
+	batch := make([]*commit, 0, maxCommit)
+	outs := make([]bus.Outgoing, 0, maxCommit)
+	for {
+		select {
+		case <-life.Done():
+			for {
+				select {
+				case cm := <-c.in:
+					cm.done <- errStopped
+				default:
+					return
+				}
+			}
+		case cm := <-c.in:
+			batch = append(batch[:0], cm)
+		drain:
+			for len(batch) < maxCommit {
+				select {
+				case cm := <-c.in:
+					batch = append(batch, cm)
+				default:
+					break drain
+				}
+			}
+			outs = outs[:0]
+			for _, cm := range batch {
+				outs = append(outs, cm.out)
+			}
+			// The round trip is not cut short by the stop: it is what makes the answers durable.
+			err := c.b.PublishManyWith(context.WithoutCancel(life), outs)
+			for _, cm := range batch {
+				cm.done <- err
+			}
+		}
+	}
+}
