@@ -2,12 +2,14 @@ package respond_test
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/hemostat/hemostat/pkg/bus"
+	"github.com/hemostat/hemostat/pkg/docker"
 	"github.com/hemostat/hemostat/pkg/event"
 	"github.com/hemostat/hemostat/pkg/respond"
 	"github.com/hemostat/hemostat/pkg/respond/respondtest"
@@ -73,4 +75,47 @@ func BenchmarkRequestToRestart(b *testing.B) {
 func doneMarked(ctx context.Context, st *store.Client, id string) bool {
 	s, err := st.LedgerRead(ctx, store.RespondKeys(host, "web-1", false), host, id, time.Now())
 	return err == nil && s.Done
+}
+
+// BenchmarkThroughput measures requests per second through one responder (16 workers) on the rules path:
+// b.N requests for distinct containers on the fake engine (healthy at once after the restart), each
+// decided, committed, executed, verified, audited and published.
+//
+//	HEMOSTAT_TEST_REDIS_URL=redis://127.0.0.1:6390 go test -run '^$' -bench Throughput -benchtime 5000x ./pkg/respond/
+func BenchmarkThroughput(b *testing.B) {
+	st := openStore(b, testenv.RequireRedis(b))
+	bs := bus.New(st, bus.Options{Block: 100 * time.Millisecond, Concurrency: 16})
+	fake := respondtest.NewFake()
+	names := make([]string, b.N)
+	for i := range names {
+		c := web(fmt.Sprintf("svc-%d", i), nil)
+		c.HealthConfig = &docker.Healthcheck{Test: []string{"CMD", "true"}}
+		fake.Add(c)
+		names[i] = c.Name
+	}
+	cfg := fastConfig(respond.Config{MaxConcurrent: 1 << 20, MaxUnhealthy: 1 << 20})
+	r := respond.New(cfg, fake, st, bs, respond.Options{Instance: "bench"})
+	envs := make([]event.Envelope, b.N)
+	for i := range envs {
+		envs[i] = request(b, names[i], event.ActionRestart)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer func() { cancel(); wg.Wait() }()
+	b.ResetTimer()
+	start := time.Now()
+	for i := 0; i < len(envs); i += 500 {
+		if err := bs.PublishBatch(ctx, event.StreamRemediationNeeded, envs[i:min(i+500, len(envs))]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	wg.Go(func() { _ = r.Run(ctx, bs) }) // exits when ctx is cancelled
+	deadline := time.Now().Add(5 * time.Minute)
+	for r.Stats().Handled.Load() < int64(b.N) {
+		if time.Now().After(deadline) {
+			b.Fatalf("handled %d of %d", r.Stats().Handled.Load(), b.N)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "requests/s")
 }

@@ -137,6 +137,7 @@ func (r *Recorder) CleanupReplicas(ctx context.Context, id string) ([]string, er
 type Fake struct {
 	mu         sync.Mutex
 	containers map[string]*docker.TargetState // by id
+	byName     map[string]*docker.TargetState
 	broken     map[string]bool                // restarts leave it exited
 	// ExecResult is returned by every exec.
 	ExecResult docker.ExecResult
@@ -146,7 +147,7 @@ var _ respond.Runtime = (*Fake)(nil)
 
 // NewFake returns an engine with the given containers (running unless their Status says otherwise).
 func NewFake(cs ...docker.TargetState) *Fake {
-	f := &Fake{containers: map[string]*docker.TargetState{}, broken: map[string]bool{}}
+	f := &Fake{containers: map[string]*docker.TargetState{}, byName: map[string]*docker.TargetState{}, broken: map[string]bool{}}
 	for _, c := range cs {
 		f.Add(c)
 	}
@@ -173,12 +174,16 @@ func (f *Fake) Add(c docker.TargetState) {
 		c.SwarmService = c.Labels["com.docker.swarm.service.name"]
 	}
 	f.containers[c.ID] = &c
+	f.byName[c.Name] = &c
 }
 
 // Remove deletes a container.
 func (f *Fake) Remove(id string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if c, ok := f.containers[id]; ok {
+		delete(f.byName, c.Name)
+	}
 	delete(f.containers, id)
 }
 
@@ -193,8 +198,11 @@ func (f *Fake) find(ref string) *docker.TargetState {
 	if c, ok := f.containers[ref]; ok {
 		return c
 	}
+	if c, ok := f.byName[ref]; ok {
+		return c
+	}
 	for _, c := range f.containers {
-		if c.Name == ref || (len(ref) >= 12 && strings.HasPrefix(c.ID, ref)) {
+		if len(ref) >= 12 && strings.HasPrefix(c.ID, ref) {
 			return c
 		}
 	}
