@@ -138,7 +138,7 @@ type Fake struct {
 	mu         sync.Mutex
 	containers map[string]*docker.TargetState // by id
 	byName     map[string]*docker.TargetState
-	broken     map[string]bool                // restarts leave it exited
+	broken     map[string]bool // restarts leave it exited
 	// ExecResult is returned by every exec.
 	ExecResult docker.ExecResult
 }
