@@ -29,8 +29,9 @@ const (
 // RedisSource reads the dashboard's data from Redis. Audit entries and false alarms are read incrementally:
 // after the first refresh, each refresh fetches only what was appended since.
 type RedisSource struct {
-	c     *store.Client
-	block time.Duration
+	c        *store.Client
+	block    time.Duration // XREAD BLOCK of the follow
+	retryMax time.Duration // longest wait between follow retries while Redis is away
 
 	mu          sync.Mutex
 	audit       []audit.Entry // newest first
@@ -42,7 +43,7 @@ type RedisSource struct {
 
 // NewRedisSource returns a source over an open store client.
 func NewRedisSource(c *store.Client) *RedisSource {
-	return &RedisSource{c: c, block: 2 * time.Second}
+	return &RedisSource{c: c, block: 2 * time.Second, retryMax: 2 * time.Second}
 }
 
 // Snapshot implements Source.
@@ -219,7 +220,7 @@ func (s *RedisSource) Follow(ctx context.Context, out chan<- EventBatch) error {
 	}()
 	defer func() { close(stop); wg.Wait() }()
 
-	bo := agent.Backoff{Min: 250 * time.Millisecond, Max: 2 * time.Second}
+	bo := agent.Backoff{Min: min(250*time.Millisecond, s.retryMax), Max: s.retryMax}
 	var last map[string]string
 	for ctx.Err() == nil {
 		if last == nil {

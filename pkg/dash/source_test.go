@@ -40,6 +40,7 @@ func openSource(t *testing.T, url string) *RedisSource {
 	t.Cleanup(func() { c.Close() })
 	s := NewRedisSource(c)
 	s.block = 100 * time.Millisecond
+	s.retryMax = 100 * time.Millisecond
 	return s
 }
 
