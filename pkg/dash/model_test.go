@@ -288,7 +288,10 @@ func TestDecodeTolerance(t *testing.T) {
 		Containers: map[string]string{"a/good": `{"name":"good","host":"a","state":"running"}`, "a/bad": `{"name":`, "b/nameless": `{}`},
 		Stats:      map[string]map[string]string{"a/good": {"sample": "nope", "history": `{"cpu":[1,2]}`}},
 		Ledgers:    map[string]map[string]string{"a/good": {"attempts": "garbage", "next_allowed_ms": "x"}},
-		Incidents:  []store.DashIncident{{ID: "a/good/crashed", OpenedMS: 1000, Fields: map[string]string{}}},
+		Incidents: []store.DashIncident{
+			{ID: "a/good/crashed", OpenedMS: 1000, Fields: map[string]string{}},
+			{ID: "a/good/unhealthy", OpenedMS: 900, Fields: map[string]string{"state": "closed"}},
+		},
 	}
 	s := decodeState(raw, t0)
 	if got := names(s.Containers); !cmp.Equal(got, []string{"good", "nameless"}) {
@@ -300,6 +303,9 @@ func TestDecodeTolerance(t *testing.T) {
 	c := s.Containers[0]
 	if c.Sample != nil || len(c.History.CPU) != 2 || c.Ledger == nil || c.Ledger.Breaker != "closed" || !c.Ledger.NextAllowed.IsZero() {
 		t.Errorf("good container: %+v ledger %+v", c, c.Ledger)
+	}
+	if len(s.Incidents) != 1 {
+		t.Fatalf("incidents: got %d, want 1 (a closed one is not open)", len(s.Incidents))
 	}
 	in := s.Incidents[0]
 	if in.Host != "a" || in.Container != "good" || in.Class != "crashed" || in.State != "open" || in.OpenedAt.UnixMilli() != 1000 {

@@ -162,7 +162,9 @@ func decodeState(raw store.DashState, now time.Time) Snapshot {
 	}
 	slices.SortFunc(s.Containers, func(a, b Container) int { return strings.Compare(a.Target(), b.Target()) })
 	for _, in := range raw.Incidents {
-		s.Incidents = append(s.Incidents, decodeIncident(in))
+		if i := decodeIncident(in); i.State != "closed" { // closed between the monitor's two writes
+			s.Incidents = append(s.Incidents, i)
+		}
 	}
 	for _, a := range raw.Agents {
 		s.Agents = append(s.Agents, Agent{
