@@ -403,3 +403,22 @@ func TestExplainActionDidNotHold(t *testing.T) {
 		t.Errorf("running again, yet:\n%s", got)
 	}
 }
+
+func TestEmptySystemSaysWhatToStart(t *testing.T) {
+	tests := []struct {
+		name   string
+		agents []Agent
+		want   string
+	}{
+		{"nothing running", nil, "start `hemostat run` or `hemostat monitor`"},
+		{"monitor running", []Agent{{Kind: "monitor", Instance: "a"}}, "a monitor is running but has listed none"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := send(newTestModel(100, 30), snapshotMsg{snap: Snapshot{Time: t0, Agents: tt.agents}})
+			if got := strippedRender(m); !strings.Contains(got, tt.want) {
+				t.Errorf("screen lacks %q:\n%s", tt.want, got)
+			}
+		})
+	}
+}

@@ -377,14 +377,27 @@ func (m Model) overviewLines(w, h int) []string {
 	out := m.kpiLines(w)
 	out = append(out, "")
 	if len(m.snap.Containers) == 0 {
-		out = append(out,
-			"  no containers yet: start `hemostat run` or `hemostat monitor`",
-			"  (containers appear here as soon as a monitor has listed them).")
+		monitorAlive := false
+		for _, a := range m.snap.Agents {
+			monitorAlive = monitorAlive || a.Kind == "monitor"
+		}
+		if monitorAlive {
+			out = append(out,
+				"  no containers yet: a monitor is running but has listed none. Is Docker running any?",
+				"  (with --watch labeled, only containers labelled hemostat.enable=true are watched)")
+		} else {
+			out = append(out,
+				"  no containers yet: start `hemostat run` or `hemostat monitor`",
+				"  (containers appear here as soon as a monitor has listed them).")
+		}
 		if len(m.snap.Incidents) == 0 {
 			return out
 		}
 	}
 	inc := m.incidentLines(w, max(h/4, 2))
+	if h >= 30 {
+		inc = append(inc, m.agentLines(w)...)
+	}
 	rows := m.overviewRows()
 	if len(m.snap.Containers) > 0 {
 		tableH := max(h-len(out)-len(inc)-1, 2)
@@ -471,6 +484,34 @@ func (m Model) incidentLines(w, h int) []string {
 		out = append(out, clip(line, w))
 	}
 	return out
+}
+
+// agentLines lists the live agent instances with the age of their last heartbeat, and the missing kinds.
+func (m Model) agentLines(w int) []string {
+	now := m.o.Now()
+	items := []string{m.st.bold.Render("Agents") + ":"}
+	for _, a := range m.snap.Agents {
+		s := a.Kind + " " + a.Instance
+		if a.Version != "" {
+			s += " " + a.Version
+		}
+		items = append(items, s+" ("+ago(now, a.LastHeartbeat)+")")
+	}
+	if len(m.snap.Agents) == 0 {
+		items = append(items, "none alive")
+	}
+	if k := computeKPIs(m.snap, now, m.o.ExpectedAgents); len(k.missing) > 0 {
+		items = append(items, m.st.warn.Render("missing: "+strings.Join(k.missing, ", ")))
+	}
+	lines := pack(items[1:], w-2-len("Agents: "), " · ", "")
+	for i := range lines {
+		if i == 0 {
+			lines[i] = items[0] + " " + lines[i]
+		} else {
+			lines[i] = "        " + lines[i]
+		}
+	}
+	return lines
 }
 
 func decisionSummary(in Incident) string {
