@@ -72,6 +72,32 @@ func (f *fleet) grow(ctx context.Context, n int) error {
 	return g.Wait()
 }
 
+// startEach creates and starts one container per name with the options opts gives for it,
+// startConcurrency at a time, labelled and removed at cleanup like the fleet's own; they are not part of
+// the idle fleet.
+func (f *fleet) startEach(ctx context.Context, names []string, opts func(name string) docker.CreateOptions) error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(startConcurrency)
+	for _, name := range names {
+		g.Go(func() error {
+			o := opts(name)
+			o.Name, o.Image = name, f.image
+			o.Labels = map[string]string{"hemostat.test": "1", "hemostat.bench": f.run}
+			cctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+			defer cancel()
+			id, err := f.dc.Create(cctx, o)
+			if err != nil {
+				return err
+			}
+			f.mu.Lock()
+			f.ids = append(f.ids, id)
+			f.mu.Unlock()
+			return f.dc.StartContainer(cctx, id)
+		})
+	}
+	return g.Wait()
+}
+
 // running returns the first n running containers.
 func (f *fleet) running(n int) []monitor.ContainerRef {
 	f.mu.Lock()

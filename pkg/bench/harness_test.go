@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -13,23 +14,26 @@ import (
 
 	"github.com/hemostat/hemostat/pkg/bench"
 	"github.com/hemostat/hemostat/pkg/cgroup"
-	"github.com/hemostat/hemostat/pkg/docker"
 	"github.com/hemostat/hemostat/pkg/monitor"
 	"github.com/hemostat/hemostat/pkg/testenv"
 )
 
 // config is the harness's settings, read from HEMOSTAT_BENCH_* variables (scripts/bench documents them).
 type config struct {
-	run           string        // HEMOSTAT_BENCH_RUN: label value of this run's containers
-	max           int           // HEMOSTAT_BENCH_MAX: largest fleet [100]
-	apiRounds     int           // HEMOSTAT_BENCH_API_ROUNDS: rounds of the API sampler per fleet size [5]
-	cgroupRounds  int           // HEMOSTAT_BENCH_CGROUP_ROUNDS: rounds of the cgroup sampler [100]
-	workers       int           // HEMOSTAT_BENCH_WORKERS: sampler workers, the monitor's default [8]
-	baselineFull  int           // HEMOSTAT_BENCH_BASELINE_FULL: largest fleet the baseline polls whole [50]
-	baselineProbe int           // HEMOSTAT_BENCH_BASELINE_SAMPLE: containers polled above it, extrapolated [10]
-	idle          time.Duration // HEMOSTAT_BENCH_IDLE: window that measures the daemon's idle CPU [5s]
-	soak          time.Duration // HEMOSTAT_BENCH_SOAK: how long hemostat run watches before its RSS is read [10m]
-	out           string        // HEMOSTAT_BENCH_OUT: file the report is written to [a temp file]
+	run           string          // HEMOSTAT_BENCH_RUN: label value of this run's containers
+	max           int             // HEMOSTAT_BENCH_MAX: largest fleet [100]
+	apiRounds     int             // HEMOSTAT_BENCH_API_ROUNDS: rounds of the API sampler per fleet size [5]
+	cgroupRounds  int             // HEMOSTAT_BENCH_CGROUP_ROUNDS: rounds of the cgroup sampler [100]
+	workers       int             // HEMOSTAT_BENCH_WORKERS: sampler workers, the monitor's default [8]
+	baselineFull  int             // HEMOSTAT_BENCH_BASELINE_FULL: largest fleet the baseline polls whole [50]
+	baselineProbe int             // HEMOSTAT_BENCH_BASELINE_SAMPLE: containers polled above it, extrapolated [10]
+	idle          time.Duration   // HEMOSTAT_BENCH_IDLE: window that measures the daemon's idle CPU [5s]
+	soak          time.Duration   // HEMOSTAT_BENCH_SOAK: how long hemostat run watches before its RSS is read [10m]
+	chainAlerts   int             // HEMOSTAT_BENCH_CHAIN_ALERTS: alerts timed one by one through analyze and respond [500]
+	events        int             // HEMOSTAT_BENCH_EVENTS: alerts of the throughput run [20000]
+	detections    int             // HEMOSTAT_BENCH_DETECTIONS: containers per failure class for detection latency [10]
+	out           string          // HEMOSTAT_BENCH_OUT: file the report is written to [a temp file]
+	sections      map[string]bool // HEMOSTAT_BENCH_SECTIONS: sections to run [sampling,detect,restart,throughput,rss]
 }
 
 func loadConfig(t *testing.T) config {
@@ -43,7 +47,22 @@ func loadConfig(t *testing.T) config {
 		baselineProbe: envInt(t, "HEMOSTAT_BENCH_BASELINE_SAMPLE", 10),
 		idle:          envDuration(t, "HEMOSTAT_BENCH_IDLE", 5*time.Second),
 		soak:          envDuration(t, "HEMOSTAT_BENCH_SOAK", 10*time.Minute),
+		chainAlerts:   envInt(t, "HEMOSTAT_BENCH_CHAIN_ALERTS", 500),
+		events:        envInt(t, "HEMOSTAT_BENCH_EVENTS", 20000),
+		detections:    envInt(t, "HEMOSTAT_BENCH_DETECTIONS", 10),
 		out:           os.Getenv("HEMOSTAT_BENCH_OUT"),
+	}
+	c.sections = map[string]bool{}
+	list := os.Getenv("HEMOSTAT_BENCH_SECTIONS")
+	if list == "" {
+		list = strings.Join(allSections, ",")
+	}
+	for _, name := range strings.Split(list, ",") {
+		name = strings.TrimSpace(name)
+		if !slices.Contains(allSections, name) {
+			t.Fatalf("HEMOSTAT_BENCH_SECTIONS: unknown section %q, want some of %s", name, strings.Join(allSections, ","))
+		}
+		c.sections[name] = true
 	}
 	if c.run == "" {
 		c.run = strconv.FormatInt(time.Now().Unix()%1e6, 10)
@@ -53,6 +72,9 @@ func loadConfig(t *testing.T) config {
 	}
 	return c
 }
+
+// allSections are the harness's sections, in report order.
+var allSections = []string{"sampling", "detect", "restart", "throughput", "rss"}
 
 // fleetSizes are the fleet sizes measured: 10, 50, 100 and 200 up to max (max itself when it is below 10).
 func fleetSizes(max int) []int {
@@ -92,8 +114,11 @@ func TestHarness(t *testing.T) {
 	}
 
 	ctx := t.Context()
-	rep.Sections = append(rep.Sections, samplingSection(ctx, t, cfg, dc, reader))
-	rep.Sections = append(rep.Sections, chainSections(ctx, t, cfg, dc)...)
+	fl := newFleet(t, dc, cfg.run)
+	if cfg.sections["sampling"] {
+		rep.Sections = append(rep.Sections, samplingSection(ctx, t, cfg, fl, reader))
+	}
+	rep.Sections = append(rep.Sections, chainSections(ctx, t, cfg, fl)...)
 
 	rep.Machine = append(rep.Machine,
 		"load average at end (1/5/15 min): "+bench.LoadAverage("/proc"),
@@ -142,54 +167,67 @@ func (ms measurement) perRound(d time.Duration) time.Duration {
 	return time.Duration(float64(d) / float64(len(ms.rounds)) * ms.scale)
 }
 
-// measure runs round n times and accounts the CPU of this process and of the daemon over all of them.
-func measure(t *testing.T, n int, round func() (errs int)) measurement {
+// measure runs round n times and accounts the CPU of this process and of the daemon's processes pids
+// over all of them.
+func measure(t *testing.T, n int, pids []int, round func() (errs int)) measurement {
 	t.Helper()
 	ms := measurement{scale: 1}
 	self0, err := bench.SelfCPU()
 	if err != nil {
 		t.Fatal(err)
 	}
-	d0, err := bench.DaemonCPU("/proc")
-	if err != nil {
-		t.Fatal(err)
-	}
+	d0 := bench.ProcessCPU("/proc", pids)
 	for range n {
 		start := time.Now()
 		ms.errors += round()
 		ms.rounds = append(ms.rounds, time.Since(start))
 	}
 	self1, _ := bench.SelfCPU()
-	d1, err := bench.DaemonCPU("/proc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ms.self, ms.daemon = self1-self0, d1.Since(d0)
+	ms.self, ms.daemon = self1-self0, bench.ProcessCPU("/proc", pids).Since(d0)
 	for _, r := range ms.rounds {
 		ms.elapsed += r
 	}
 	return ms
 }
 
-// idleDaemonCPU is the daemon's CPU per second while nobody asks it anything (its own housekeeping and
-// whatever else runs on the machine), to judge the daemon column against.
-func idleDaemonCPU(t *testing.T, window time.Duration) time.Duration {
+// idleDaemonCPU is the CPU per second of the daemon's processes pids while nobody asks them anything
+// (their own housekeeping and whatever else runs on the machine), to judge the daemon column against.
+func idleDaemonCPU(t *testing.T, window time.Duration, pids []int) time.Duration {
 	t.Helper()
-	d0, err := bench.DaemonCPU("/proc")
-	if err != nil {
-		t.Fatal(err)
-	}
+	d0 := bench.ProcessCPU("/proc", pids)
 	start := time.Now()
 	select {
 	case <-time.After(window):
 	case <-t.Context().Done():
 	}
-	d1, _ := bench.DaemonCPU("/proc")
-	return time.Duration(float64(d1.Since(d0)) / time.Since(start).Seconds())
+	return time.Duration(float64(bench.ProcessCPU("/proc", pids).Since(d0)) / time.Since(start).Seconds())
+}
+
+// daemonPIDs are dockerd, containerd and the shims of refs.
+func daemonPIDs(t *testing.T, refs []monitor.ContainerRef) []int {
+	t.Helper()
+	pids := make([]int, len(refs))
+	for i, r := range refs {
+		pids[i] = r.Pid
+	}
+	out, err := bench.DaemonPIDs("/proc", pids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// perSecond renders a CPU rate, "0 ms/s" when nothing was measured.
+func perSecond(d time.Duration) string {
+	if d <= 0 {
+		return "0 ms/s"
+	}
+	return bench.FormatDuration(d) + "/s"
 }
 
 // samplingSection measures the three samplers at each fleet size.
-func samplingSection(ctx context.Context, t *testing.T, cfg config, dc *docker.Client, reader *cgroup.Reader) bench.Section {
+func samplingSection(ctx context.Context, t *testing.T, cfg config, fl *fleet, reader *cgroup.Reader) bench.Section {
+	dc := fl.dc
 	sec := bench.Section{Title: "1. Sampling N idle containers: one round"}
 	tab := &bench.Table{Header: []string{"N", "sampler", "rounds", "round p50", "round p95",
 		"hemostat CPU/round", "daemon CPU/round", "daemon net of idle", "round vs baseline", "daemon net vs baseline"}}
@@ -199,7 +237,6 @@ func samplingSection(ctx context.Context, t *testing.T, cfg config, dc *docker.C
 		t.Fatal(err)
 	}
 	cgroupOK := reader.Available()
-	fl := newFleet(t, dc, cfg.run)
 	api := monitor.APISampler{Client: dc}
 	cg := monitor.CgroupSampler{Reader: reader}
 	var idleNotes, callNotes []string
@@ -210,8 +247,13 @@ func samplingSection(ctx context.Context, t *testing.T, cfg config, dc *docker.C
 		}
 		t.Logf("N=%d: %d containers running (grown in %v)", n, n, time.Since(startAt).Round(time.Millisecond))
 		refs := fl.running(n)
-		idle := idleDaemonCPU(t, cfg.idle)
-		idleNotes = append(idleNotes, fmt.Sprintf("N=%d: %s/s", n, bench.FormatDuration(idle)))
+		pids := daemonPIDs(t, refs)
+		idleBefore := idleDaemonCPU(t, cfg.idle, pids)
+		type result struct {
+			label string
+			ms    measurement
+		}
+		var results []result
 
 		// (a) the seed: sequential stream=false stats and two inspects per container, one round.
 		probe := refs
@@ -221,7 +263,7 @@ func samplingSection(ctx context.Context, t *testing.T, cfg config, dc *docker.C
 			scale = float64(n) / float64(len(probe))
 		}
 		var calls []time.Duration
-		base := measure(t, 1, func() int {
+		base := measure(t, 1, pids, func() int {
 			errs := 0
 			for _, r := range probe {
 				start := time.Now()
@@ -233,59 +275,68 @@ func samplingSection(ctx context.Context, t *testing.T, cfg config, dc *docker.C
 			}
 			return errs
 		})
-		base.scale, base.idle = scale, idle
+		base.scale = scale
 		callNotes = append(callNotes, fmt.Sprintf("N=%d: p50 %s, p95 %s over %d containers", n,
 			bench.FormatDuration(bench.Percentile(calls, 50)), bench.FormatDuration(bench.Percentile(calls, 95)), len(calls)))
 		label := "seed: sequential stats(stream=false) + 2 inspects"
 		if scale != 1 {
 			label += fmt.Sprintf(" (extrapolated from %d)", len(probe))
 		}
-		tab.Rows = append(tab.Rows, row(n, label, base, base, true))
+		results = append(results, result{label, base})
 		t.Logf("N=%d baseline: %v per round", n, base.p(50))
 
 		// (b) hemostat's API sampler: concurrent one-shot stats, bounded worker pool.
-		apiM := measure(t, cfg.apiRounds, func() int {
+		apiM := measure(t, cfg.apiRounds, pids, func() int {
 			return countErrors(t, "api", monitor.SampleRound(ctx, api, refs, cfg.workers, 10*time.Second))
 		})
-		apiM.idle = idle
-		tab.Rows = append(tab.Rows, row(n, fmt.Sprintf("hemostat api: one-shot stats, %d workers", cfg.workers), apiM, base, false))
+		results = append(results, result{fmt.Sprintf("hemostat api: one-shot stats, %d workers", cfg.workers), apiM})
 		t.Logf("N=%d api: p50 %v", n, apiM.p(50))
 		// The same with one worker per container: what the API can do at best, at what cost to the daemon.
 		if n > cfg.workers {
-			wide := measure(t, cfg.apiRounds, func() int {
+			wide := measure(t, cfg.apiRounds, pids, func() int {
 				return countErrors(t, "api", monitor.SampleRound(ctx, api, refs, n, 10*time.Second))
 			})
-			wide.idle = idle
-			tab.Rows = append(tab.Rows, row(n, fmt.Sprintf("hemostat api: one-shot stats, %d workers", n), wide, base, false))
+			results = append(results, result{fmt.Sprintf("hemostat api: one-shot stats, %d workers", n), wide})
 			t.Logf("N=%d api with %d workers: p50 %v", n, n, wide.p(50))
 		}
 
 		// (c) hemostat's cgroup sampler, pids cached from inspect; one warm-up round resolves the paths.
+		if cgroupOK == nil {
+			warm := time.Now()
+			countErrors(t, "cgroup warm-up", monitor.SampleRound(ctx, cg, refs, cfg.workers, 10*time.Second))
+			cold := time.Since(warm)
+			cgM := measure(t, cfg.cgroupRounds, pids, func() int {
+				return countErrors(t, "cgroup", monitor.SampleRound(ctx, cg, refs, cfg.workers, 10*time.Second))
+			})
+			results = append(results, result{fmt.Sprintf("hemostat cgroup: file reads, %d workers", cfg.workers), cgM})
+			t.Logf("N=%d cgroup: p50 %v (first round, resolving paths: %v)", n, cgM.p(50), cold)
+			sec.Notes = append(sec.Notes, fmt.Sprintf("cgroup sampler's first round at N=%d (resolves and caches every cgroup path): %s",
+				n, bench.FormatDuration(cold)))
+		}
+
+		// The daemon's idle rate is taken before and after the measurements; the mean is subtracted.
+		idleAfter := idleDaemonCPU(t, cfg.idle, pids)
+		idle := (idleBefore + idleAfter) / 2
+		idleNotes = append(idleNotes, fmt.Sprintf("N=%d: %s before, %s after", n, perSecond(idleBefore), perSecond(idleAfter)))
+		base.idle = idle
+		for i, r := range results {
+			r.ms.idle = idle
+			tab.Rows = append(tab.Rows, row(n, r.label, r.ms, base, i == 0))
+		}
 		if cgroupOK != nil {
 			tab.Rows = append(tab.Rows, []string{strconv.Itoa(n), "hemostat cgroup: unavailable: " + cgroupOK.Error()})
-			continue
 		}
-		warm := time.Now()
-		countErrors(t, "cgroup warm-up", monitor.SampleRound(ctx, cg, refs, cfg.workers, 10*time.Second))
-		cold := time.Since(warm)
-		cgM := measure(t, cfg.cgroupRounds, func() int {
-			return countErrors(t, "cgroup", monitor.SampleRound(ctx, cg, refs, cfg.workers, 10*time.Second))
-		})
-		cgM.idle = idle
-		tab.Rows = append(tab.Rows, row(n, fmt.Sprintf("hemostat cgroup: file reads, %d workers", cfg.workers), cgM, base, false))
-		t.Logf("N=%d cgroup: p50 %v (first round, resolving paths: %v)", n, cgM.p(50), cold)
-		sec.Notes = append(sec.Notes, fmt.Sprintf("cgroup sampler's first round at N=%d (resolves and caches every cgroup path): %s",
-			n, bench.FormatDuration(cold)))
 	}
 	sec.Notes = append([]string{
 		"Round: every running container sampled once. The seed polled sequentially; hemostat samples with a bounded worker pool " +
 			"(the monitor's default workers) and, for the cgroup sampler, keeps each container's pid from its event-maintained table.",
 		"hemostat CPU/round: this process's user+system CPU (getrusage) over the rounds, divided by the rounds; for the seed's row it is " +
 			"the harness doing the seed's calls (Go, not Python: the seed's own interpreter cost more).",
-		"daemon CPU/round: utime+stime growth of dockerd, containerd and every containerd-shim (/proc/<pid>/stat, 10 ms ticks), " +
-			"over the rounds, divided by the rounds. It includes the daemon's idle housekeeping and anything else on this shared machine; " +
-			"its idle rate, measured just before each fleet size: " + strings.Join(idleNotes, ", ") + ". " +
-			"daemon net of idle subtracts that rate over the rounds' wall time; \"< x\" means under one clock tick over all rounds.",
+		"daemon CPU/round: utime+stime growth of dockerd, containerd and the containerd-shims of the fleet's containers " +
+			"(/proc/<pid>/stat, 10 ms ticks) over the rounds, divided by the rounds. dockerd and containerd also serve everything else " +
+			"on this shared machine; their idle rate, measured for " + cfg.idle.String() + " before and after each fleet size's measurements: " +
+			strings.Join(idleNotes, "; ") + ". daemon net of idle subtracts the mean of the two over the rounds' wall time; " +
+			"\"< x\" means under one clock tick over all rounds (or nothing left after the subtraction).",
 		"seed per-container time (stats stream=false + 2 inspects): " + strings.Join(callNotes, "; ") + ".",
 		fmt.Sprintf("Extrapolated rows: above N=%d the seed's round is measured on %d containers and scaled linearly by N/%d "+
 			"(its calls are sequential, so its round time is linear in N).", cfg.baselineFull, cfg.baselineProbe, cfg.baselineProbe),

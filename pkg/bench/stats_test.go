@@ -1,6 +1,9 @@
 package bench
 
 import (
+	"fmt"
+	"os"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -92,29 +95,59 @@ func TestFormatRatio(t *testing.T) {
 	}
 }
 
-func TestParseStatCPU(t *testing.T) {
+func TestParseStat(t *testing.T) {
 	tests := []struct {
 		name    string
 		line    string
-		want    time.Duration
+		want    Stat
 		wantErr bool
 	}{
-		{"plain", "42 (dockerd) S 1 42 42 0 -1 4194560 1 0 0 0 150 50 0 0 20 0", 2 * time.Second, false},
-		{"name with spaces and parens", "7 (a b) c)) R 1 7 7 0 -1 0 0 0 0 0 3 4 0 0", 70 * time.Millisecond, false},
-		{"short", "7 (x) R 1 2", 0, true},
-		{"no name", "7 x R", 0, true},
-		{"bad number", "7 (x) R 1 7 7 0 -1 0 0 0 0 0 zz 4", 0, true},
+		{"plain", "42 (dockerd) S 1 42 42 0 -1 4194560 1 0 0 0 150 50 0 0 20 0", Stat{PPID: 1, CPU: 2 * time.Second}, false},
+		{"name with spaces and parens", "7 (a b) c)) R 3 7 7 0 -1 0 0 0 0 0 3 4 0 0", Stat{PPID: 3, CPU: 70 * time.Millisecond}, false},
+		{"short", "7 (x) R 1 2", Stat{}, true},
+		{"no name", "7 x R", Stat{}, true},
+		{"bad number", "7 (x) R 1 7 7 0 -1 0 0 0 0 0 zz 4", Stat{}, true},
+		{"bad ppid", "7 (x) R p 7 7 0 -1 0 0 0 0 0 1 4", Stat{}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := ParseStatCPU([]byte(tt.line))
+			got, err := ParseStat([]byte(tt.line))
 			if (err != nil) != tt.wantErr {
 				t.Fatalf("err = %v, wantErr %v", err, tt.wantErr)
 			}
 			if got != tt.want {
-				t.Errorf("got %v, want %v", got, tt.want)
+				t.Errorf("got %+v, want %+v", got, tt.want)
 			}
 		})
+	}
+}
+
+func TestDaemonPIDs(t *testing.T) {
+	// testdata/proc: 100 dockerd, 200 containerd-shim, 300 bash (child of 200: a container's init),
+	// 400 containerd, 500 containerd-shim-runc-v2 (no container of ours).
+	tests := []struct {
+		name       string
+		containers []int
+		want       []int
+	}{
+		{"every shim", nil, []int{100, 200, 400, 500}},
+		{"shims of our containers only", []int{300}, []int{100, 200, 400}},
+		{"no container of ours running", []int{}, []int{100, 400}},
+		{"vanished container", []int{999}, []int{100, 400}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := DaemonPIDs("testdata/proc", tt.containers)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("DaemonPIDs (-want +got):\n%s", diff)
+			}
+		})
+	}
+	if got := ProcessCPU("testdata/proc", []int{100, 999}); !cmp.Equal(got, CPUSnapshot{100: 2 * time.Second}) {
+		t.Errorf("ProcessCPU = %v, want only pid 100 with 2s", got)
 	}
 }
 
@@ -134,7 +167,7 @@ func TestDaemonCPU(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := CPUSnapshot{100: 2 * time.Second, 200: 100 * time.Millisecond, 400: 400 * time.Millisecond}
+	want := CPUSnapshot{100: 2 * time.Second, 200: 100 * time.Millisecond, 400: 400 * time.Millisecond, 500: 10 * time.Millisecond}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("DaemonCPU (-want +got):\n%s", diff)
 	}
@@ -208,5 +241,32 @@ func TestReportMarkdown(t *testing.T) {
 	}, "\n")
 	if diff := cmp.Diff(want, r.Markdown()); diff != "" {
 		t.Errorf("Markdown (-want +got):\n%s", diff)
+	}
+}
+
+func TestResidentBytes(t *testing.T) {
+	tests := []struct {
+		pid     int
+		want    uint64
+		wantErr bool
+	}{
+		{100, 23456 << 10, false},
+		{200, 0, true}, // not in kB
+		{300, 0, true}, // no VmRSS
+		{999, 0, true}, // no such process
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprint(tt.pid), func(t *testing.T) {
+			got, err := ResidentBytes("testdata/proc", tt.pid)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("err = %v, wantErr %v", err, tt.wantErr)
+			}
+			if got != tt.want {
+				t.Errorf("got %d, want %d", got, tt.want)
+			}
+		})
+	}
+	if _, err := ResidentBytes("/proc", os.Getpid()); err != nil && runtime.GOOS == "linux" {
+		t.Errorf("own VmRSS: %v", err)
 	}
 }
