@@ -473,7 +473,7 @@ func (m *Monitor) loadIncidents(ctx context.Context, eng *engine) {
 // (re)connection. It exits when ctx is done.
 func (m *Monitor) watchEvents(ctx context.Context, out chan<- docker.Event, conn chan<- struct{}) {
 	state := agent.NewState(m.o.Logger, "docker")
-	bo := agent.Backoff{Min: 200 * time.Millisecond, Max: 10 * time.Second}
+	bo := agent.Backoff{Min: 200 * time.Millisecond, Max: 5 * time.Second}
 	seen := newDedupe()
 	var last time.Time
 	first := true
