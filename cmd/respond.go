@@ -49,6 +49,11 @@ every request and acts on its own. For each request, in order:
  10. act, then verify: running, and healthy if it has a healthcheck, within a settle window derived from
      the healthcheck; a failed verification counts toward the breaker.
 
+Per-container labels: hemostat.actions, hemostat.exec (JSON list of commands, e.g.
+[["/app","-probe","http://127.0.0.1:8080/health"]]), hemostat.mode, hemostat.protected,
+hemostat.stop_timeout, and the tuning labels hemostat.max_actions_per_hour, hemostat.backoff,
+hemostat.cooldown, hemostat.breaker_cooloff, hemostat.healthy_reset (same values as the flags).
+
 Every decision is appended to the hash-chained audit trail (hemostat audit) and published as
 remediation_complete. Without Redis nothing is done: requests stay pending until it is back.`,
 		Args: cobra.NoArgs,

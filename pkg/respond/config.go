@@ -2,6 +2,8 @@ package respond
 
 import (
 	"context"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/hemostat/hemostat/pkg/docker"
@@ -104,5 +106,39 @@ func (c Config) WithDefaults() Config {
 	def(&c.SettleMax, 3*time.Minute)
 	def(&c.StableFor, 3*time.Second)
 	def(&c.PollInterval, 250*time.Millisecond)
+	return c
+}
+
+// Per-container labels that tune the policy of one container (values as for the flags).
+const (
+	LabelMaxActionsPerHour = "hemostat.max_actions_per_hour"
+	LabelBackoff           = "hemostat.backoff"
+	LabelCooldown          = "hemostat.cooldown"
+	LabelBreakerCooloff    = "hemostat.breaker_cooloff"
+	LabelHealthyReset      = "hemostat.healthy_reset"
+)
+
+// ForLabels returns the policy for one container: the config with its hemostat.* tuning labels applied.
+// Unreadable or out-of-range values are ignored (the config's value stays).
+func (c Config) ForLabels(labels map[string]string) Config {
+	dur := func(label string, dst *time.Duration) {
+		if v, ok := labels[label]; ok {
+			if d, err := time.ParseDuration(strings.TrimSpace(v)); err == nil && d > 0 {
+				*dst = d
+			}
+		}
+	}
+	if v, ok := labels[LabelMaxActionsPerHour]; ok {
+		if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && n > 0 {
+			c.MaxActionsPerHour = n
+		}
+	}
+	dur(LabelBackoff, &c.BackoffBase)
+	dur(LabelCooldown, &c.Cooldown)
+	dur(LabelBreakerCooloff, &c.BreakerCooloff)
+	dur(LabelHealthyReset, &c.HealthyReset)
+	if c.Cooldown < c.BackoffBase {
+		c.Cooldown = c.BackoffBase
+	}
 	return c
 }

@@ -282,3 +282,32 @@ func contains(s, sub string) bool {
 	}
 	return false
 }
+
+func TestForLabels(t *testing.T) {
+	base := Config{}.WithDefaults()
+	tests := []struct {
+		name   string
+		labels map[string]string
+		want   func(Config) Config
+	}{
+		{"no labels", nil, func(c Config) Config { return c }},
+		{"all tuned", map[string]string{LabelMaxActionsPerHour: "5", LabelBackoff: "10s", LabelCooldown: "5m",
+			LabelBreakerCooloff: "15m", LabelHealthyReset: "2m"}, func(c Config) Config {
+			c.MaxActionsPerHour, c.BackoffBase, c.Cooldown, c.BreakerCooloff, c.HealthyReset = 5, 10*time.Second, 5*time.Minute, 15*time.Minute, 2*time.Minute
+			return c
+		}},
+		{"bad values are ignored", map[string]string{LabelMaxActionsPerHour: "-1", LabelBackoff: "soon", LabelCooldown: "0s"},
+			func(c Config) Config { return c }},
+		{"a backoff above the cap raises the cap", map[string]string{LabelBackoff: "2h"}, func(c Config) Config {
+			c.BackoffBase, c.Cooldown = 2*time.Hour, 2*time.Hour
+			return c
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if diff := cmp.Diff(tt.want(base), base.ForLabels(tt.labels)); diff != "" {
+				t.Errorf("ForLabels (-want +got):\n%s", diff)
+			}
+		})
+	}
+}

@@ -180,8 +180,9 @@ func (r *Responder) process(ctx context.Context, req Request, start time.Time) (
 	if err != nil {
 		return out, err
 	}
-	simulate := Simulated(r.cfg, tgt.State.Labels)
-	keys := store.RespondKeys(r.cfg.Host, req.Container, simulate)
+	cfg := r.cfg.ForLabels(tgt.State.Labels)
+	simulate := Simulated(cfg, tgt.State.Labels)
+	keys := store.RespondKeys(cfg.Host, req.Container, simulate)
 	token := req.EventID + " " + r.inst + " " + nonce()
 	var d Decision
 	committed := false
@@ -204,12 +205,12 @@ func (r *Responder) process(ctx context.Context, req Request, start time.Time) (
 		case snap.Ledger.LastEventIs(req.EventID):
 			return r.republish(ctx, req, tgt, snap, simulate, start)
 		}
-		d = Decide(now, r.cfg, req, tgt, snap, simulate)
+		d = Decide(now, cfg, req, tgt, snap, simulate)
 		if d.Step == StepGone || d.Step == StepNone {
 			committed = true // nothing to record in a ledger
 			break
 		}
-		set, del := Plan(now, r.cfg, req, tgt, snap.Ledger, d)
+		set, del := Plan(now, cfg, req, tgt, snap.Ledger, d)
 		set[fLastEvent] = req.EventID
 		cm := store.LedgerCommit{Rev: snap.Ledger.Rev, Set: set, Del: del}
 		slot := false

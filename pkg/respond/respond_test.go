@@ -659,3 +659,15 @@ func TestComposeReplacementIsFollowedAndStrangersAreNot(t *testing.T) {
 		})
 	}
 }
+
+func TestLabelsTuneTheBreaker(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, respond.Config{BackoffBase: time.Second, Cooldown: time.Second},
+		web("web-1", map[string]string{respond.LabelMaxActionsPerHour: "1", respond.LabelBreakerCooloff: "10m"}))
+	r := h.responder("r1")
+	h.run(r, "web-1", []step{
+		{status: event.StatusSuccess},
+		{advance: time.Minute, status: event.StatusEscalated, code: "circuit_open", retry: 10 * time.Minute},
+		{advance: 10 * time.Minute, status: event.StatusSuccess},
+	})
+}
