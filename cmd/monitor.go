@@ -64,7 +64,7 @@ buffers up to --buffer notices, publishing them when Redis is back.`,
 	f.DurationVar(&opts.Interval, "interval", 10*time.Second, "sampling period")
 	f.DurationVar(&opts.ReconcileInterval, "reconcile-interval", 15*time.Second, "period of the full list that catches missed events")
 	f.IntVar(&opts.Workers, "workers", 8, "containers sampled at once")
-	f.IntVar(&opts.APIWorkers, "api-workers", 64, "stats API calls at once with the api sampler (each mostly waits for the daemon)")
+	f.IntVar(&opts.APIWorkers, "api-workers", 128, "stats API calls at once with the api sampler (each mostly waits for the daemon)")
 	f.StringVar(&opts.Sampler, "sampler", monitor.SamplerAuto, "sampler: auto (cgroup files when readable, else the stats API), cgroup or api")
 	f.StringVar(&opts.Watch, "watch", monitor.WatchAll, "which containers: all, or labeled (hemostat.enable=true or autoheal=true)")
 	f.StringSliceVar(&opts.Include, "include", nil, "watch only containers whose name matches one of these globs")

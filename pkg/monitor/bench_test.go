@@ -65,7 +65,7 @@ func BenchmarkSampleRound(b *testing.B) {
 	all := idleContainers(b, dc, "bench-round", 50)
 	for _, n := range []int{10, 50} {
 		for _, sm := range samplers {
-			for _, workers := range []int{8, 64} {
+			for _, workers := range []int{8, 128} {
 				b.Run(fmt.Sprintf("%s/containers=%d/workers=%d", sm.name, n, workers), func(b *testing.B) {
 					refs := all[:n]
 					for b.Loop() {

@@ -56,7 +56,7 @@ type Options struct {
 	Interval          time.Duration // sampling period [10s]
 	ReconcileInterval time.Duration // full list period [15s]
 	Workers           int           // concurrent samples [8]
-	// APIWorkers is the concurrency when sampling through the stats API [64]: such a call mostly waits
+	// APIWorkers is the concurrency when sampling through the stats API [128]: such a call mostly waits
 	// for the daemon's one-second collector tick (engines before 24.0.7), so a round takes about
 	// ceil(N / APIWorkers) seconds.
 	APIWorkers      int
@@ -94,7 +94,7 @@ func (o *Options) defaults() {
 		o.Workers = 8
 	}
 	if o.APIWorkers <= 0 {
-		o.APIWorkers = 64
+		o.APIWorkers = 128
 	}
 	if o.CPUThreshold <= 0 {
 		o.CPUThreshold = 85
@@ -281,6 +281,13 @@ func (m *Monitor) Run(ctx context.Context) error {
 			case refs := <-roundReq:
 				start := time.Now()
 				res := SampleRound(ctx, m.sampler, refs, workers, timeout)
+				if p, ok := m.sampler.(pruner); ok {
+					live := make(map[int]bool, len(refs))
+					for _, r := range refs {
+						live[r.Pid] = true
+					}
+					p.Prune(func(pid int) bool { return live[pid] })
+				}
 				select {
 				case roundRes <- roundResult{results: res, took: time.Since(start)}:
 				case <-ctx.Done():

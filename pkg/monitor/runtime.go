@@ -82,6 +82,12 @@ func (s CgroupSampler) Sample(_ context.Context, c ContainerRef) (container.Samp
 	return out, nil
 }
 
+// Prune drops the reader's cached paths of every pid keep rejects (containers no longer running).
+func (s CgroupSampler) Prune(keep func(pid int) bool) { s.Reader.Prune(keep) }
+
+// pruner is a sampler that caches per-container state to drop after each round.
+type pruner interface{ Prune(keep func(pid int) bool) }
+
 // AutoSampler reads cgroup files and falls back to the stats API for a container whose files cannot be
 // read (unknown pid, another pid namespace, no hierarchy).
 type AutoSampler struct {
@@ -103,6 +109,9 @@ func (s *AutoSampler) Sample(ctx context.Context, c ContainerRef) (container.Sam
 	s.Fallbacks.Add(1)
 	return s.API.Sample(ctx, c)
 }
+
+// Prune implements pruner.
+func (s *AutoSampler) Prune(keep func(pid int) bool) { s.Cgroup.Prune(keep) }
 
 // NewSampler returns the sampler named by kind (auto, cgroup or api) and the name of the one in use:
 // auto picks cgroup reads (with a per-container API fallback) when the cgroup files are readable here,
