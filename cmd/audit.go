@@ -139,6 +139,10 @@ func auditRun(ctx context.Context, d *Deps, opts auditOptions, target string) er
 		return err
 	}
 	tr := audit.NewTrail(st)
+	head, err := tr.Head(ctx) // --follow continues from here, so nothing appended meanwhile is missed
+	if err != nil {
+		return auditStoreErr(err)
+	}
 	recs, err := tr.Query(ctx, f)
 	if err != nil {
 		return auditStoreErr(err)
@@ -159,13 +163,25 @@ func auditRun(ctx context.Context, d *Deps, opts auditOptions, target string) er
 		}
 		return audit.Write(d.Out, audit.FormatJSONL, []audit.Record{r}, width)
 	}
+	printed := map[string]bool{}
 	for _, r := range recs {
+		printed[r.StreamID] = true
 		if err := print(r); err != nil {
 			return err
 		}
 	}
+	after := head.ID
+	if after == "" {
+		after = "0"
+	}
 	f.Since = time.Time{}
-	if err := tr.Follow(ctx, f, print); err != nil {
+	err = tr.Follow(ctx, f, after, func(r audit.Record) error {
+		if printed[r.StreamID] {
+			return nil // already shown by the query
+		}
+		return print(r)
+	})
+	if err != nil {
 		return auditStoreErr(err)
 	}
 	return nil

@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -100,5 +102,56 @@ func TestAuditExitCodes(t *testing.T) {
 				t.Errorf("%v: exit %d, want %d (%s)", tt.args, code, tt.want, errs)
 			}
 		})
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for one writer and a polling reader.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+func TestAuditFollow(t *testing.T) {
+	url := testenv.RequireRedis(t)
+	g := []string{"--redis-url", url, "--host-name", "node-a"}
+	if code, _, errs := auditRunCLI(t, append([]string{"respond", "reset", "old-1"}, g...)...); code != cmd.ExitOK {
+		t.Fatal(errs)
+	}
+	var out, errb syncBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int)
+	go func() {
+		d := cmd.NewDeps(strings.NewReader(""), &out, &errb)
+		done <- cmd.Run(ctx, d, append([]string{"audit", "--follow", "-o", "jsonl"}, g...))
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(out.String(), `"container":"old-1"`) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the existing entry was not printed: %q %q", out.String(), errb.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if code, _, errs := auditRunCLI(t, append([]string{"respond", "reset", "new-1"}, g...)...); code != cmd.ExitOK {
+		t.Fatal(errs)
+	}
+	for !strings.Contains(out.String(), `"container":"new-1"`) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the new entry was not followed: %q", out.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	if code := <-done; code != cmd.ExitOK {
+		t.Errorf("follow exit code %d (%s)", code, errb.String())
+	}
+	if n := strings.Count(out.String(), "\n"); n != 2 {
+		t.Errorf("follow printed %d lines, want 2: %q", n, out.String())
 	}
 }

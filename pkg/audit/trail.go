@@ -153,9 +153,16 @@ func (t *Trail) Query(ctx context.Context, f Filter) ([]Record, error) {
 	return out, nil
 }
 
-// Follow calls fn for every entry appended after the call (and matching f) until ctx is done.
-func (t *Trail) Follow(ctx context.Context, f Filter, fn func(Record) error) error {
-	last := "$"
+// Head returns the newest entry's position as the chain's head records it.
+func (t *Trail) Head(ctx context.Context) (store.AuditHead, error) { return t.st.AuditReadHead(ctx) }
+
+// Follow calls fn for every entry (matching f) appended after the stream id after ("" for entries appended
+// after the call; "0" for all) until ctx is done.
+func (t *Trail) Follow(ctx context.Context, f Filter, after string, fn func(Record) error) error {
+	last := after
+	if last == "" {
+		last = "$"
+	}
 	for ctx.Err() == nil {
 		recs, err := t.st.AuditFollow(ctx, last, time.Second)
 		if err != nil {

@@ -239,7 +239,7 @@ func TestFollow(t *testing.T) {
 	got := make(chan audit.Record, 10)
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		_ = tr.Follow(ctx, audit.Filter{Target: "node-a/db-1"}, func(r audit.Record) error { got <- r; return nil })
+		_ = tr.Follow(ctx, audit.Filter{Target: "node-a/db-1"}, "", func(r audit.Record) error { got <- r; return nil })
 	})
 	// Follow starts at the end: append until one new db-1 entry arrives.
 	deadline := time.After(5 * time.Second)
