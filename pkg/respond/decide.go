@@ -210,7 +210,7 @@ func CheckProtected(cfg Config, req Request, t Target) (Decision, bool) {
 		return deny(StepProtected, event.StatusDenied, DecisionDenied, "label %s=true", container.LabelProtected), true
 	case isTrue(s.Labels[container.LabelSelf]):
 		return deny(StepProtected, event.StatusDenied, DecisionDenied, "hemostat's own container (label %s)", container.LabelSelf), true
-	case cfg.SelfPrefix != "" && strings.HasPrefix(name, cfg.SelfPrefix):
+	case selfName(cfg.SelfPrefix, name):
 		return deny(StepProtected, event.StatusDenied, DecisionDenied, "hemostat's own container (name prefix %q)", cfg.SelfPrefix), true
 	}
 	for _, p := range cfg.Protected {
@@ -219,6 +219,19 @@ func CheckProtected(cfg Config, req Request, t Target) (Decision, bool) {
 		}
 	}
 	return Decision{}, false
+}
+
+// selfName reports whether a container name is one of hemostat's own: the prefix alone or followed by a
+// separator or digit (hemostat, hemostat-respond, hemostat_1), not merely a word that starts with it.
+func selfName(prefix, name string) bool {
+	if prefix == "" || !strings.HasPrefix(name, prefix) {
+		return false
+	}
+	if len(name) == len(prefix) {
+		return true
+	}
+	c := name[len(prefix)]
+	return c == '-' || c == '_' || c == '.' || (c >= '0' && c <= '9')
 }
 
 func isTrue(v string) bool {

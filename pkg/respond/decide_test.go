@@ -53,6 +53,8 @@ func TestDecide(t *testing.T) {
 			want: got{Step: StepProtected, Status: event.StatusDenied, Decision: DecisionDenied}},
 		{name: "self name prefix", target: func() Target { t := target(nil); t.State.Name = "hemostat-respond"; return t }(),
 			want: got{Step: StepProtected, Status: event.StatusDenied, Decision: DecisionDenied}},
+		{name: "a name that merely starts with the prefix", target: func() Target { t := target(nil); t.State.Name = "hemostatic-app"; return t }(),
+			want: got{Step: StepExecute, Decision: DecisionExecuted}},
 		{name: "configured list", target: func() Target { t := target(nil); t.State.Name = "db-1"; return t }(),
 			want: got{Step: StepProtected, Status: event.StatusDenied, Decision: DecisionDenied}},
 		{name: "protected wins over everything after it", target: target(map[string]string{"hemostat.protected": "1"}),
