@@ -366,3 +366,29 @@ func TestGracefulStopFinishesInFlightHandler(t *testing.T) {
 		t.Errorf("in-flight entry not acked at stop: %d pending", n)
 	}
 }
+
+func TestSkipAckWaitsWithoutCountingDeliveries(t *testing.T) {
+	url := testenv.RequireRedis(t)
+	b, _ := newBus(t, url, bus.Options{Block: 20 * time.Millisecond, RetryDelay: time.Millisecond, MaxDeliveries: 3})
+	ctx := context.Background()
+	env := alert(1)
+	rec := newRecorder()
+	rec.fail = func(m bus.Message) error {
+		if rec.times(m.Envelope.ID) <= 6 {
+			return fmt.Errorf("the dependency is away: %w", bus.ErrSkipAck)
+		}
+		return nil
+	}
+	consume(t, b, group("a"), rec.handle)
+	if _, err := b.Publish(ctx, stream, env); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "handled after waiting", func() bool { return rec.times(env.ID) == 7 })
+	eventually(t, 5*time.Second, "acked", func() bool { n, _ := b.Pending(ctx, stream, "analyze"); return n == 0 })
+	if n, _ := b.Len(ctx, event.StreamDeadLetter); n != 0 {
+		t.Errorf("a waiting entry was dead-lettered (%d)", n)
+	}
+	if got := b.Stats().Failed.Load(); got != 0 {
+		t.Errorf("waits counted as %d failures", got)
+	}
+}

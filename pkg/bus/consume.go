@@ -49,6 +49,9 @@ type consumer struct {
 	retryAt  time.Time
 	failures int
 	down     bool
+	// deferred holds entries whose handler returned ErrSkipAck: they are retried from memory, their idle
+	// time refreshed with XCLAIM JUSTID, which does not count a delivery.
+	deferred map[string]Message
 }
 
 // Consume reads the group's streams until ctx is cancelled, calling h for each entry. Malformed entries
@@ -68,7 +71,7 @@ func (b *Bus) Consume(ctx context.Context, g Group, h Handler) error {
 		_ = t
 	})
 	defer stop()
-	c := &consumer{b: b, g: g, h: h, hctx: hctx, retryOwn: true,
+	c := &consumer{b: b, g: g, h: h, hctx: hctx, retryOwn: true, deferred: map[string]Message{},
 		log: b.o.Logger.With("group", g.Name, "consumer", g.Consumer)}
 	return c.run(ctx)
 }
@@ -191,17 +194,38 @@ func (c *consumer) drainOwn(ctx context.Context) error {
 			continue
 		}
 		any = true
-		ids := make([]string, len(pend))
+		var ids, waiting []string
 		counts := make(map[string]int64, len(pend))
-		for i, p := range pend {
-			ids[i] = p.ID
+		for _, p := range pend {
+			if _, ok := c.deferred[s+" "+p.ID]; ok {
+				waiting = append(waiting, p.ID)
+				continue
+			}
+			ids = append(ids, p.ID)
 			counts[p.ID] = p.RetryCount + 1
 		}
-		msgs, err := c.b.rdb.XClaim(ctx, &redis.XClaimArgs{Stream: s, Group: c.g.Name, Consumer: c.g.Consumer, Messages: ids}).Result()
-		if err != nil {
-			return err
+		if len(waiting) > 0 {
+			// Still ours (not reclaimed by another consumer): refresh the idle time without counting a delivery.
+			mine, err := c.b.rdb.XClaimJustID(ctx, &redis.XClaimArgs{Stream: s, Group: c.g.Name, Consumer: c.g.Consumer, Messages: waiting}).Result()
+			if err != nil {
+				return err
+			}
+			again := make([]Message, 0, len(mine))
+			for _, id := range mine {
+				again = append(again, c.deferred[s+" "+id])
+			}
+			for _, id := range waiting {
+				delete(c.deferred, s+" "+id)
+			}
+			c.handleBatch(ctx, s, again)
 		}
-		c.process(ctx, s, msgs, counts)
+		if len(ids) > 0 {
+			msgs, err := c.b.rdb.XClaim(ctx, &redis.XClaimArgs{Stream: s, Group: c.g.Name, Consumer: c.g.Consumer, Messages: ids}).Result()
+			if err != nil {
+				return err
+			}
+			c.process(ctx, s, msgs, counts)
+		}
 	}
 	if !any {
 		c.retryOwn = false
@@ -274,10 +298,17 @@ func (c *consumer) process(ctx context.Context, stream string, msgs []redis.XMes
 		}
 		work = append(work, Message{Stream: stream, ID: m.ID, Envelope: env, Raw: []byte(raw), Deliveries: n})
 	}
+	c.handleBatch(ctx, stream, work)
+}
+
+// handleBatch runs the handler over decoded messages and acks what succeeded in one call; entries whose
+// handler asked to wait (ErrSkipAck) are kept for a retry that does not count a delivery.
+func (c *consumer) handleBatch(ctx context.Context, stream string, work []Message) {
+	o := c.b.o
 	if len(work) == 0 {
 		return
 	}
-	ok := make([]bool, len(work))
+	ok := make([]result, len(work))
 	if o.Concurrency == 1 || len(work) == 1 {
 		for i, m := range work {
 			ok[i] = c.handle(m)
@@ -301,9 +332,13 @@ func (c *consumer) process(ctx context.Context, stream string, msgs []redis.XMes
 	ids := make([]string, 0, len(work))
 	failed := false
 	for i, m := range work {
-		if ok[i] {
+		switch ok[i] {
+		case handled:
 			ids = append(ids, m.ID)
-		} else {
+		case waiting:
+			c.deferred[stream+" "+m.ID] = m
+			failed = true
+		default:
 			failed = true
 		}
 	}
@@ -322,27 +357,36 @@ func (c *consumer) process(ctx context.Context, stream string, msgs []redis.XMes
 	}
 }
 
+type result int
+
+const (
+	failedResult result = iota
+	handled
+	waiting
+)
+
 // handle runs the handler, turning a panic into an error: bad input never crashes an agent.
-func (c *consumer) handle(m Message) (ok bool) {
+func (c *consumer) handle(m Message) (res result) {
 	defer func() {
 		if r := recover(); r != nil {
 			c.b.stats.Failed.Add(1)
 			c.log.Error("handler panicked", "stream", m.Stream, "entry", m.ID, "event_id", m.Envelope.ID, "panic", fmt.Sprint(r))
-			ok = false
+			res = failedResult
 		}
 	}()
 	err := c.h(c.hctx, m)
 	switch {
 	case err == nil:
 		c.b.stats.Handled.Add(1)
-		return true
+		return handled
 	case errors.Is(err, ErrSkipAck):
-		return false
+		c.log.Debug("entry left pending", "stream", m.Stream, "entry", m.ID, "event_id", m.Envelope.ID, "why", err)
+		return waiting
 	default:
 		c.b.stats.Failed.Add(1)
 		c.log.Warn("handler failed; will retry", "stream", m.Stream, "entry", m.ID, "event_id", m.Envelope.ID,
 			"deliveries", m.Deliveries, "err", err)
-		return false
+		return failedResult
 	}
 }
 
