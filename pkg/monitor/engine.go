@@ -207,6 +207,7 @@ func (g *engine) onEvent(e docker.Event, now time.Time) []Notice {
 	case "start":
 		en.state = "running"
 		en.startedAt = e.Time
+		en.lastKill = time.Time{} // a new run: the stop or kill before it explains no later die
 		en.health = ""
 		if en.healthcheck != nil {
 			en.health = "starting"
