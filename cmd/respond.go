@@ -82,7 +82,7 @@ remediation_complete. Without Redis nothing is done: requests stay pending until
 	f.DurationVar(&cfg.StableFor, "stable-for", 3*time.Second, "without a healthcheck, the container must stay running this long")
 	f.DurationVar(&cfg.LeaseTTL, "lease-ttl", 15*time.Second, "lifetime of a container lease, renewed while acting")
 	f.DurationVar(&cfg.DoneTTL, "done-ttl", 24*time.Hour, "how long handled request ids are remembered")
-	f.IntVar(&opts.Workers, "workers", 4, "requests handled at once (actions on different containers run in parallel)")
+	f.IntVar(&opts.Workers, "workers", 4, "requests handled at once, one consumer each (actions on different containers run in parallel)")
 	addBusFlags(c, &opts.Bus)
 	c.AddCommand(newRespondResetCmd(d))
 	return c
@@ -113,12 +113,14 @@ func respondRun(ctx context.Context, d *Deps, opts respondOptions) error {
 	if err != nil {
 		return err
 	}
-	opts.Bus.Concurrency = opts.Workers
+	// One request per read and consumer: a long verification then holds one of the --workers consumers,
+	// not the requests read with it.
+	opts.Bus.Batch, opts.Bus.Concurrency = 1, 1
 	b, err := d.Bus(ctx, opts.Bus)
 	if err != nil {
 		return err
 	}
-	r := respond.New(cfg, dk, st, b, respond.Options{Instance: d.Instance(), Logger: d.Logger})
+	r := respond.New(cfg, dk, st, b, respond.Options{Instance: d.Instance(), Workers: opts.Workers, Logger: d.Logger})
 	mode := "auto"
 	if cfg.DryRun {
 		mode = "dry-run"

@@ -77,14 +77,14 @@ func doneMarked(ctx context.Context, st *store.Client, id string) bool {
 	return err == nil && s.Done
 }
 
-// BenchmarkThroughput measures requests per second through one responder (16 workers) on the rules path:
+// BenchmarkThroughput measures requests per second through one responder (16 consumers) on the rules path:
 // b.N requests for distinct containers on the fake engine (healthy at once after the restart), each
 // decided, committed, executed, verified, audited and published.
 //
 //	HEMOSTAT_TEST_REDIS_URL=redis://127.0.0.1:6390 go test -run '^$' -bench Throughput -benchtime 5000x ./pkg/respond/
 func BenchmarkThroughput(b *testing.B) {
 	st := openStore(b, testenv.RequireRedis(b))
-	bs := bus.New(st, bus.Options{Block: 100 * time.Millisecond, Concurrency: 16})
+	bs := bus.New(st, bus.Options{Block: 100 * time.Millisecond, Batch: 1})
 	fake := respondtest.NewFake()
 	names := make([]string, b.N)
 	for i := range names {
@@ -94,7 +94,7 @@ func BenchmarkThroughput(b *testing.B) {
 		names[i] = c.Name
 	}
 	cfg := fastConfig(respond.Config{MaxConcurrent: 1 << 20, MaxUnhealthy: 1 << 20})
-	r := respond.New(cfg, fake, st, bs, respond.Options{Instance: "bench"})
+	r := respond.New(cfg, fake, st, bs, respond.Options{Instance: "bench", Workers: 16})
 	envs := make([]event.Envelope, b.N)
 	for i := range envs {
 		envs[i] = request(b, names[i], event.ActionRestart)

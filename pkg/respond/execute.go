@@ -61,8 +61,8 @@ func SettleWindow(cfg Config, hc *docker.Healthcheck) time.Duration {
 }
 
 // act performs the decided action on the engine and verifies it. The lease is renewed meanwhile.
-func (r *Responder) act(ctx context.Context, req Request, tgt Target, keys store.LedgerKeys, d Decision, token string) Result {
-	stop := r.keepLease(ctx, keys, token)
+func (r *Responder) act(ctx context.Context, req Request, tgt Target, keys store.LedgerKeys, d Decision, token string, dlv *delivery) Result {
+	stop := r.keepLease(ctx, keys, token, dlv)
 	defer stop()
 	id := tgt.State.ID
 	grace := StopTimeout(r.cfg, tgt.State.Labels)

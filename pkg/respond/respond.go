@@ -57,21 +57,23 @@ type Publisher interface {
 // Options are the responder's collaborators and tuning beyond its policy.
 type Options struct {
 	Instance string           // consumer name within respond:<host>
+	Workers  int              // consumers of this instance, each handling one request at a time; default 4
 	Logger   *slog.Logger     // default: discard
 	Now      func() time.Time // the clock of the decisions, default time.Now (tests inject their own)
 }
 
 // Responder handles remediation requests.
 type Responder struct {
-	cfg   Config
-	rt    Runtime
-	st    *store.Client
-	pub   Publisher
-	trail *audit.Trail
-	log   *slog.Logger
-	now   func() time.Time
-	inst  string
-	stats Stats
+	cfg     Config
+	rt      Runtime
+	st      *store.Client
+	pub     Publisher
+	trail   *audit.Trail
+	log     *slog.Logger
+	now     func() time.Time
+	inst    string
+	workers int
+	stats   Stats
 }
 
 // Stats counts the responder's outcomes.
@@ -95,8 +97,11 @@ func New(cfg Config, rt Runtime, st *store.Client, pub Publisher, o Options) *Re
 	if o.Instance == "" {
 		o.Instance = "respond-" + nonce()
 	}
+	if o.Workers <= 0 {
+		o.Workers = 4
+	}
 	return &Responder{cfg: cfg.WithDefaults(), rt: rt, st: st, pub: pub, trail: audit.NewTrail(st),
-		log: o.Logger, now: o.Now, inst: o.Instance}
+		log: o.Logger, now: o.Now, inst: o.Instance, workers: o.Workers}
 }
 
 // Config returns the policy in force.
@@ -108,16 +113,41 @@ func (r *Responder) Stats() *Stats { return &r.stats }
 // Group is the consumer group of a host's responders.
 func Group(host string) string { return "respond:" + host }
 
-// Run consumes remediation requests until ctx is done.
+// Run consumes remediation requests until ctx is done. It runs Workers consumers of the host's group
+// (named <instance>-<n>), so a long verification holds one consumer and not the requests behind it; give
+// the bus a small Batch (1) for that. It returns when every consumer has stopped.
 func (r *Responder) Run(ctx context.Context, b *bus.Bus) error {
-	return b.Consume(ctx, bus.Group{Name: Group(r.cfg.Host), Consumer: r.inst,
-		Streams: []string{event.StreamRemediationNeeded}}, r.Handle)
+	errs := make([]error, r.workers)
+	var wg sync.WaitGroup
+	for i := range r.workers {
+		consumer := fmt.Sprintf("%s-%d", r.inst, i)
+		// Each consumer returns when ctx is done.
+		wg.Go(func() {
+			errs[i] = b.Consume(ctx, bus.Group{Name: Group(r.cfg.Host), Consumer: consumer,
+				Streams: []string{event.StreamRemediationNeeded}}, r.handler(consumer))
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
-// Handle is the bus handler: nil acks, bus.ErrSkipAck leaves the request pending.
+// Handle is a bus handler for a consumer named like the instance: nil acks, bus.ErrSkipAck leaves the
+// request pending.
 func (r *Responder) Handle(ctx context.Context, m bus.Message) error {
-	_, err := r.Process(ctx, m.Envelope)
-	return err
+	return r.handler(r.inst)(ctx, m)
+}
+
+func (r *Responder) handler(consumer string) bus.Handler {
+	return func(ctx context.Context, m bus.Message) error {
+		_, err := r.processDelivery(ctx, m.Envelope, &delivery{stream: m.Stream, id: m.ID, consumer: consumer})
+		return err
+	}
+}
+
+// delivery says which pending stream entry a request came from, so it can be kept from being reclaimed
+// while the action runs.
+type delivery struct {
+	stream, id, consumer string
 }
 
 // Outcome is what the responder did with one request.
@@ -144,6 +174,10 @@ func deferred(format string, args ...any) error {
 
 // Process runs the decision sequence for one envelope and carries it out.
 func (r *Responder) Process(ctx context.Context, env event.Envelope) (Outcome, error) {
+	return r.processDelivery(ctx, env, nil)
+}
+
+func (r *Responder) processDelivery(ctx context.Context, env event.Envelope, dlv *delivery) (Outcome, error) {
 	start := time.Now()
 	if env.EventType != event.TypeRemediationNeeded {
 		r.stats.Malformed.Add(1)
@@ -160,7 +194,7 @@ func (r *Responder) Process(ctx context.Context, env event.Envelope) (Outcome, e
 		r.stats.Ignored.Add(1)
 		return Outcome{Request: req, Ignored: true}, nil
 	}
-	out, err := r.process(ctx, req, start)
+	out, err := r.process(ctx, req, dlv, start)
 	if err != nil {
 		if store.IsUnavailable(err) || errors.Is(err, docker.ErrUnavailable) {
 			r.stats.Deferred.Add(1) // nothing was done; wait for the dependency
@@ -174,7 +208,7 @@ func (r *Responder) Process(ctx context.Context, env event.Envelope) (Outcome, e
 	return out, nil
 }
 
-func (r *Responder) process(ctx context.Context, req Request, start time.Time) (Outcome, error) {
+func (r *Responder) process(ctx context.Context, req Request, dlv *delivery, start time.Time) (Outcome, error) {
 	out := Outcome{Request: req}
 	tgt, err := r.resolve(ctx, req)
 	if err != nil {
@@ -201,7 +235,7 @@ func (r *Responder) process(ctx context.Context, req Request, start time.Time) (
 		case snap.Reporting, strings.HasPrefix(snap.Lease, req.EventID+" "):
 			return out, deferred("request %s is being handled by another responder", req.EventID)
 		case snap.Ledger.InflightEvent == req.EventID:
-			return r.resume(ctx, req, tgt, keys, snap, token, start)
+			return r.resume(ctx, req, tgt, keys, snap, token, dlv, start)
 		case snap.Ledger.LastEventIs(req.EventID):
 			return r.republish(ctx, req, tgt, snap, simulate, start)
 		}
@@ -255,7 +289,7 @@ func (r *Responder) process(ctx context.Context, req Request, start time.Time) (
 		}
 	}
 	if d.Step == StepExecute {
-		res := r.act(ctx, req, tgt, keys, d, token)
+		res := r.act(ctx, req, tgt, keys, d, token, dlv)
 		out.Status, out.Details, out.Error, out.Verified = res.Status, res.Details, res.Error, res.Verified
 		if err := r.finish(ctx, req, keys, token, out); err != nil {
 			return out, err
@@ -316,7 +350,7 @@ func (r *Responder) finish(ctx context.Context, req Request, keys store.LedgerKe
 
 // resume handles the redelivery of a request whose action was started by a responder that died: the
 // action is not repeated; the container is verified and that outcome reported.
-func (r *Responder) resume(ctx context.Context, req Request, tgt Target, keys store.LedgerKeys, snap Snapshot, token string, start time.Time) (Outcome, error) {
+func (r *Responder) resume(ctx context.Context, req Request, tgt Target, keys store.LedgerKeys, snap Snapshot, token string, dlv *delivery, start time.Time) (Outcome, error) {
 	out := Outcome{Request: req, Resumed: true}
 	if snap.Lease != "" {
 		return out, deferred("request %s is being acted on", req.EventID)
@@ -332,7 +366,7 @@ func (r *Responder) resume(ctx context.Context, req Request, tgt Target, keys st
 	r.stats.Handled.Add(1)
 	d := Decision{Step: StepExecute, Decision: DecisionExecuted}
 	out.Decision = d
-	stop := r.keepLease(ctx, keys, token)
+	stop := r.keepLease(ctx, keys, token, dlv)
 	res := Result{Status: event.StatusFailed, Details: "the container is gone"}
 	if tgt.Found {
 		since := time.UnixMilli(snap.Ledger.InflightMS)
@@ -437,8 +471,9 @@ func (r *Responder) Reset(ctx context.Context, name, actor string) (audit.Record
 	})
 }
 
-// keepLease renews the lease and host slot while an action runs; the returned stop waits for the renewer.
-func (r *Responder) keepLease(ctx context.Context, keys store.LedgerKeys, token string) (stop func()) {
+// keepLease renews the lease and host slot while an action runs, and keeps the request's stream entry from
+// being reclaimed by another instance; the returned stop waits for the renewer.
+func (r *Responder) keepLease(ctx context.Context, keys store.LedgerKeys, token string, dlv *delivery) (stop func()) {
 	cctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	// The renewer exits when stop cancels it.
@@ -452,6 +487,11 @@ func (r *Responder) keepLease(ctx context.Context, keys store.LedgerKeys, token 
 			case <-t.C:
 				if _, err := r.st.LedgerRenew(cctx, keys, token, r.cfg.LeaseTTL, time.Now()); err != nil && cctx.Err() == nil {
 					r.log.Warn("lease renewal failed", "key", keys.Lease, "err", err)
+				}
+				if dlv != nil {
+					if err := r.st.LedgerTouchPending(cctx, dlv.stream, Group(r.cfg.Host), dlv.consumer, dlv.id); err != nil && cctx.Err() == nil {
+						r.log.Warn("keeping the request pending failed", "entry", dlv.id, "err", err)
+					}
 				}
 			}
 		}

@@ -671,3 +671,31 @@ func TestLabelsTuneTheBreaker(t *testing.T) {
 		{advance: 10 * time.Minute, status: event.StatusSuccess},
 	})
 }
+
+func TestLongActionKeepsItsRequestFromBeingReclaimed(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, respond.Config{LeaseTTL: 150 * time.Millisecond}, web("web-1", nil))
+	b := bus.New(h.st, bus.Options{Block: 20 * time.Millisecond, Batch: 1, ClaimIdle: 200 * time.Millisecond,
+		MaxDeliveries: 2, RetryDelay: 50 * time.Millisecond})
+	h.rec.OnWrite = func(respondtest.Call) { time.Sleep(1200 * time.Millisecond) } // a slow restart
+	r1 := respond.New(h.cfg, h.rec, h.st, b, respond.Options{Instance: "r1", Workers: 2, Now: h.clk.Now})
+	r2 := respond.New(h.cfg, h.rec, h.st, b, respond.Options{Instance: "r2", Workers: 2, Now: h.clk.Now})
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = r1.Run(ctx, b) }) // exits when ctx is cancelled
+	wg.Go(func() { _ = r2.Run(ctx, b) })
+	defer func() { cancel(); wg.Wait() }()
+	if _, err := b.Publish(ctx, event.StreamRemediationNeeded, request(t, "web-1", event.ActionRestart)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, func() bool {
+		p, _ := b.Pending(ctx, event.StreamRemediationNeeded, respond.Group(host))
+		return len(h.completes()) == 1 && p == 0
+	})
+	if n, _ := b.Len(ctx, event.StreamDeadLetter); n != 0 {
+		t.Errorf("the request was dead-lettered while it was being acted on")
+	}
+	if got := h.rec.Count("restart"); got != 1 {
+		t.Errorf("restarts = %d, want 1", got)
+	}
+}

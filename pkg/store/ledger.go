@@ -281,3 +281,15 @@ func (c *Client) LedgerFields(ctx context.Context, k LedgerKeys) (map[string]str
 	}
 	return m, nil
 }
+
+// LedgerTouchPending resets the idle time of a stream entry the consumer is still working on (XCLAIM
+// JUSTID to itself), so other instances of the group do not reclaim it while a long action is verified.
+// JUSTID does not count a delivery.
+func (c *Client) LedgerTouchPending(ctx context.Context, stream, group, consumer, id string) error {
+	err := c.rdb.XClaimJustID(ctx, &redis.XClaimArgs{Stream: stream, Group: group, Consumer: consumer,
+		MinIdle: 0, Messages: []string{id}}).Err()
+	if err != nil {
+		return fmt.Errorf("touch pending %s %s: %w", stream, id, err)
+	}
+	return nil
+}
