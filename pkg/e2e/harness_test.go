@@ -80,7 +80,10 @@ func printTable() {
 		if d <= 0 {
 			return "-"
 		}
-		return d.Round(time.Millisecond).String()
+		if d < 10*time.Second {
+			return fmt.Sprintf("%.1f ms", float64(d)/1e6)
+		}
+		return d.Round(100 * time.Millisecond).String()
 	}
 	for _, r := range results {
 		fmt.Fprintf(w, "| %s\t| %s\t| %s\t| %d\t| %d\t|\n", r.scenario, dur(r.detected), dur(r.remediated), r.notifications, r.audit)
