@@ -196,6 +196,7 @@ type Break struct {
 	Detail   string
 }
 
+// Error names the entry where the chain breaks and why.
 func (b *Break) Error() string {
 	return fmt.Sprintf("audit chain broken at entry %s (seq %d): %s: %s", b.StreamID, b.Seq, b.Kind, b.Detail)
 }
