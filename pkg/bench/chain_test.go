@@ -142,6 +142,15 @@ func detectionLatency(ctx context.Context, t *testing.T, cfg config, fl *fleet) 
 		}},
 	}
 	classOf := map[string]string{}
+	var started []string
+	// The failed containers go as soon as the section is measured (the unhealthy ones keep the engine busy
+	// with probes); the monitor stops first, so it does not watch them go.
+	defer func() {
+		stopEvents()
+		stopMonitor()
+		wg.Wait()
+		fl.remove(started)
+	}()
 	for _, k := range kinds {
 		var names []string
 		for i := range cfg.detections {
@@ -149,7 +158,9 @@ func detectionLatency(ctx context.Context, t *testing.T, cfg config, fl *fleet) 
 			names = append(names, name)
 			classOf[name] = k.class
 		}
-		if err := fl.startEach(ctx, names, k.opts); err != nil {
+		ids, err := fl.startEach(ctx, names, k.opts)
+		started = append(started, ids...)
+		if err != nil {
 			t.Fatalf("start %s containers: %v", k.class, err)
 		}
 	}

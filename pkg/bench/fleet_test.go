@@ -3,6 +3,7 @@ package bench_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -74,8 +75,10 @@ func (f *fleet) grow(ctx context.Context, n int) error {
 
 // startEach creates and starts one container per name with the options opts gives for it,
 // startConcurrency at a time, labelled and removed at cleanup like the fleet's own; they are not part of
-// the idle fleet.
-func (f *fleet) startEach(ctx context.Context, names []string, opts func(name string) docker.CreateOptions) error {
+// the idle fleet. It returns the ids of the containers created.
+func (f *fleet) startEach(ctx context.Context, names []string, opts func(name string) docker.CreateOptions) ([]string, error) {
+	var mu sync.Mutex
+	var ids []string
 	g, ctx := errgroup.WithContext(ctx)
 	g.SetLimit(startConcurrency)
 	for _, name := range names {
@@ -92,10 +95,22 @@ func (f *fleet) startEach(ctx context.Context, names []string, opts func(name st
 			f.mu.Lock()
 			f.ids = append(f.ids, id)
 			f.mu.Unlock()
+			mu.Lock()
+			ids = append(ids, id)
+			mu.Unlock()
 			return f.dc.StartContainer(cctx, id)
 		})
 	}
-	return g.Wait()
+	err := g.Wait()
+	return ids, err
+}
+
+// remove force-removes the given containers now, startConcurrency at a time (cleanup skips them later).
+func (f *fleet) remove(ids []string) {
+	f.mu.Lock()
+	f.ids = slices.DeleteFunc(f.ids, func(id string) bool { return slices.Contains(ids, id) })
+	f.mu.Unlock()
+	f.removeIDs(ids)
 }
 
 // running returns the first n running containers.
@@ -110,6 +125,11 @@ func (f *fleet) removeAll() {
 	f.mu.Lock()
 	ids := append([]string(nil), f.ids...)
 	f.mu.Unlock()
+	f.removeIDs(ids)
+}
+
+// removeIDs force-removes containers, startConcurrency at a time, logging failures.
+func (f *fleet) removeIDs(ids []string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	var g errgroup.Group
