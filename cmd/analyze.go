@@ -160,8 +160,7 @@ func analyzeRun(ctx context.Context, d *Deps, opts analyzeOptions) error {
 	if err != nil {
 		return err
 	}
-	// wired by lead: docker inspector. Until then the LLM gets no inspect summary or logs.
-	var inspector analyze.Inspector
+	inspector := analyzeInspector(ctx, d, p != nil)
 	a := analyze.New(analyze.Options{
 		MinConfidence: opts.MinConfidence, OOMWindow: opts.OOMWindow,
 		LLM: p, LLMMode: opts.LLMMode, LLMTimeout: opts.LLMTimeout, LLMConcurrency: opts.LLMConcurrency,
