@@ -3,6 +3,7 @@ package analyze
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -564,5 +565,37 @@ func TestAnswerID(t *testing.T) {
 	}
 	if AnswerID(event.NewID()) == a {
 		t.Error("AnswerID() collides")
+	}
+}
+
+func TestConcurrentAnswersShareRoundTrips(t *testing.T) {
+	e := newEnv(t)
+	a := New(Options{}, e.st, e.b)
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for i := range 64 {
+		wg.Go(func() {
+			al := alertOf(event.Classes[i%len(event.Classes)], func(a *event.ContainerUnhealthy) { a.ContainerName = fmt.Sprintf("svc-%d", i) })
+			errs <- a.Handle(context.Background(), message(alertEnvelope(t, "node-a", al)))
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	n := len(outputs(t, e, event.StreamRemediationNeeded)) + len(outputs(t, e, event.StreamFalseAlarm))
+	if n != 64 || a.Stats().Alerts.Load() != 64 {
+		t.Errorf("%d answers, %d decided; want 64", n, a.Stats().Alerts.Load())
+	}
+	if h := incident(t, e, "node-a/svc-63/"+event.Classes[63%len(event.Classes)]); h["decision_alert_id"] == "" {
+		t.Errorf("incident of svc-63 not recorded: %v", h)
+	}
+	a.Close()
+	err := a.Handle(context.Background(), message(alertEnvelope(t, "node-a", alertOf("crashed"))))
+	if !errors.Is(err, errStopped) {
+		t.Errorf("Handle() after Close = %v, want errStopped (the alert stays pending)", err)
 	}
 }

@@ -33,6 +33,9 @@ func newCommitter(b *bus.Bus) *committer {
 
 // publish hands an answer to the committer and waits for its round trip.
 func (c *committer) publish(ctx, life context.Context, out bus.Outgoing) error {
+	if life.Err() != nil {
+		return errStopped
+	}
 	cm := &commit{out: out, done: make(chan error, 1)}
 	select {
 	case c.in <- cm:
@@ -46,6 +49,8 @@ func (c *committer) publish(ctx, life context.Context, out bus.Outgoing) error {
 		return err
 	case <-ctx.Done():
 		return ctx.Err() // the answer may still go out; a redelivery publishes it again under the same id
+	case <-life.Done():
+		return errStopped // likewise
 	}
 }
 
