@@ -21,10 +21,11 @@ const (
 
 // Reply is what the server answers.
 type Reply struct {
-	Status int           // HTTP status; 0 is 200
-	Answer string        // the structured answer: tool input (Anthropic) or message content (OpenAI)
-	Delay  time.Duration // wait this long first (the wait ends early if the client gives up)
-	Body   string        // raw body, overriding the rest
+	Status int             // HTTP status; 0 is 200
+	Answer string          // the structured answer: tool input (Anthropic) or message content (OpenAI)
+	Delay  time.Duration   // wait this long first (the wait ends early if the client gives up)
+	Hold   <-chan struct{} // when set, wait until it is closed first (or the client gives up)
+	Body   string          // raw body, overriding the rest
 }
 
 // Request is one request the server got.
@@ -96,6 +97,13 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	s.requests = append(s.requests, Request{Method: r.Method, Path: r.URL.Path, Header: r.Header.Clone(), Body: body})
 	rep := s.reply
 	s.mu.Unlock()
+	if rep.Hold != nil {
+		select {
+		case <-r.Context().Done():
+			return
+		case <-rep.Hold:
+		}
+	}
 	if rep.Delay > 0 {
 		select {
 		case <-r.Context().Done():
