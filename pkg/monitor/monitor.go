@@ -302,8 +302,12 @@ func (m *Monitor) Run(ctx context.Context) error {
 			m.Counters.Notices.Add(1)
 			m.q.push(n)
 			pr.push(n)
-			if n.Kind == NoticeOpened || n.Kind == NoticeCleared {
-				log.Info("incident "+n.Kind, "incident", n.Incident, "severity", n.Severity, "reason", n.Reason)
+			switch n.Kind {
+			case NoticeOpened:
+				log.Info("incident opened", "incident", n.Incident, "severity", n.Severity,
+					"detect_ms", n.Time.Sub(n.EventTime).Milliseconds())
+			case NoticeCleared, NoticeClosed:
+				log.Info("incident "+n.Kind, "incident", n.Incident, "reason", n.Reason)
 			}
 		}
 	}

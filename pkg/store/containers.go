@@ -39,16 +39,16 @@ func fmtIncidentTime(t time.Time) string {
 	return t.UTC().Format(incidentTimeLayout)
 }
 
-// OpenIncident writes an opened incident's hash (removing any expiry a previous close set) and adds it to
-// hemostat:incidents:open, in one transaction. Writing the same incident again is harmless.
+// OpenIncident starts a fresh hash for an opened incident (a previous opening of the same key, closed,
+// is replaced with its analysis fields) and adds it to hemostat:incidents:open, in one transaction. It is
+// called before the alert is published, so writing the same opening again is harmless.
 func (c *Client) OpenIncident(ctx context.Context, in Incident) error {
 	key := event.IncidentHashKey(in.Key)
 	pipe := c.rdb.TxPipeline()
+	pipe.Del(ctx, key)
 	pipe.HSet(ctx, key, "state", "open", "class", in.Class, "host", in.Host, "container", in.Container,
 		"container_id", in.ContainerID, "opened_at", fmtIncidentTime(in.OpenedAt), "alert_id", in.AlertID,
 		"severity", in.Severity, "last_alert_at", fmtIncidentTime(in.LastAlertAt), "closed_at", "")
-	pipe.HDel(ctx, key, "close_reason")
-	pipe.Persist(ctx, key)
 	pipe.ZAdd(ctx, KeyIncidentsOpen, redis.Z{Score: float64(in.OpenedAt.UnixMilli()), Member: in.Key})
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("open incident %s: %w", in.Key, err)

@@ -64,12 +64,16 @@ func TestIncidentLifecycle(t *testing.T) {
 	if got, _ := c.OpenIncidents(ctx, "h1"); len(got) != 0 {
 		t.Errorf("closed incident still open: %+v", got)
 	}
-	// Reopening removes the expiry.
+	// Reopening starts afresh: no expiry, no fields of the previous opening.
+	rdb.HSet(ctx, event.IncidentHashKey(in.Key), "action", "restart")
 	if err := c.OpenIncident(ctx, in); err != nil {
 		t.Fatalf("reopen: %v", err)
 	}
 	if ttl := rdb.TTL(ctx, event.IncidentHashKey(in.Key)).Val(); ttl != -1 {
 		t.Errorf("reopened ttl: got %v, want none", ttl)
+	}
+	if h := rdb.HGetAll(ctx, event.IncidentHashKey(in.Key)).Val(); h["action"] != "" || h["close_reason"] != "" || h["state"] != "open" {
+		t.Errorf("reopened hash keeps the previous opening: %v", h)
 	}
 	if all, _ := c.OpenIncidents(ctx, ""); len(all) != 2 {
 		t.Errorf("all hosts: got %d incidents, want 2", len(all))
