@@ -126,7 +126,9 @@ func TestStartPeriodIsRespected(t *testing.T) {
 
 func TestCPUSaturatedWithLabelThreshold(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, "mon-cpu", "", fastOptions())
+	o := fastOptions()
+	o.SamplerName = monitor.SamplerAuto
+	h := newHarness(t, "mon-cpu", "", o)
 	_, name := h.run(docker.CreateOptions{NanoCPUs: 2e8, Cmd: []string{"-cpu", "1"},
 		Labels: map[string]string{"hemostat.cpu_threshold": "50"}})
 	got := h.waitAlerts(event.ClassCPUSaturated, 1, 30*time.Second)
