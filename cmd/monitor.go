@@ -60,28 +60,40 @@ buffers up to --buffer notices, publishing them when Redis is back.`,
 			return monitorRun(cmd.Context(), d, opts)
 		},
 	}
+	def := defaultMonitorOptions()
 	f := c.Flags()
-	f.DurationVar(&opts.Interval, "interval", 10*time.Second, "sampling period")
-	f.DurationVar(&opts.ReconcileInterval, "reconcile-interval", 15*time.Second, "period of the full list that catches missed events")
-	f.IntVar(&opts.Workers, "workers", 8, "containers sampled at once")
-	f.IntVar(&opts.APIWorkers, "api-workers", 128, "stats API calls at once with the api sampler (each mostly waits for the daemon)")
-	f.StringVar(&opts.Sampler, "sampler", monitor.SamplerAuto, "sampler: auto (cgroup files when readable, else the stats API), cgroup or api")
-	f.StringVar(&opts.Watch, "watch", monitor.WatchAll, "which containers: all, or labeled (hemostat.enable=true or autoheal=true)")
-	f.StringSliceVar(&opts.Include, "include", nil, "watch only containers whose name matches one of these globs")
-	f.StringSliceVar(&opts.Exclude, "exclude", []string{"hemostat*"}, "never watch containers whose name matches one of these globs")
-	f.Float64Var(&opts.CPUThreshold, "cpu-threshold", 85, "cpu_saturated above this percent of the CPU limit (host cores without one)")
-	f.Float64Var(&opts.MemoryThreshold, "memory-threshold", 80, "memory_pressure above this percent of the memory limit")
-	f.IntVar(&opts.Consecutive, "consecutive", 3, "samples over a threshold before an incident opens")
-	f.DurationVar(&opts.LeakHorizon, "leak-horizon", 30*time.Minute, "memory_leak when steady growth reaches the limit within this")
-	f.IntVar(&opts.LeakMinSamples, "leak-min-samples", 10, "fewest samples before judging a memory trend")
-	f.DurationVar(&opts.Hysteresis, "recovery-hysteresis", 30*time.Second, "how long a condition must stay clear before container_recovered")
-	f.DurationVar(&opts.RealertInterval, "realert-interval", 30*time.Minute, "alert again for an incident still open after this")
-	f.DurationVar(&opts.KillWindow, "kill-window", 60*time.Second, "a container dying this soon after a docker stop or kill did not crash")
-	f.DurationVar(&opts.CatchUp, "catch-up", time.Hour, "at start and reconcile, report exits at most this old")
-	f.IntVar(&opts.Buffer, "buffer", 1000, "notices kept while Redis is away (the oldest are dropped)")
-	f.StringVarP(&opts.Output, "output", "o", monitor.FormatText, "stdout format: text or jsonl")
+	f.DurationVar(&opts.Interval, "interval", def.Interval, "sampling period")
+	f.DurationVar(&opts.ReconcileInterval, "reconcile-interval", def.ReconcileInterval, "period of the full list that catches missed events")
+	f.IntVar(&opts.Workers, "workers", def.Workers, "containers sampled at once")
+	f.IntVar(&opts.APIWorkers, "api-workers", def.APIWorkers, "stats API calls at once with the api sampler (each mostly waits for the daemon)")
+	f.StringVar(&opts.Sampler, "sampler", def.Sampler, "sampler: auto (cgroup files when readable, else the stats API), cgroup or api")
+	f.StringVar(&opts.Watch, "watch", def.Watch, "which containers: all, or labeled (hemostat.enable=true or autoheal=true)")
+	f.StringSliceVar(&opts.Include, "include", def.Include, "watch only containers whose name matches one of these globs")
+	f.StringSliceVar(&opts.Exclude, "exclude", def.Exclude, "never watch containers whose name matches one of these globs")
+	f.Float64Var(&opts.CPUThreshold, "cpu-threshold", def.CPUThreshold, "cpu_saturated above this percent of the CPU limit (host cores without one)")
+	f.Float64Var(&opts.MemoryThreshold, "memory-threshold", def.MemoryThreshold, "memory_pressure above this percent of the memory limit")
+	f.IntVar(&opts.Consecutive, "consecutive", def.Consecutive, "samples over a threshold before an incident opens")
+	f.DurationVar(&opts.LeakHorizon, "leak-horizon", def.LeakHorizon, "memory_leak when steady growth reaches the limit within this")
+	f.IntVar(&opts.LeakMinSamples, "leak-min-samples", def.LeakMinSamples, "fewest samples before judging a memory trend")
+	f.DurationVar(&opts.Hysteresis, "recovery-hysteresis", def.Hysteresis, "how long a condition must stay clear before container_recovered")
+	f.DurationVar(&opts.RealertInterval, "realert-interval", def.RealertInterval, "alert again for an incident still open after this")
+	f.DurationVar(&opts.KillWindow, "kill-window", def.KillWindow, "a container dying this soon after a docker stop or kill did not crash")
+	f.DurationVar(&opts.CatchUp, "catch-up", def.CatchUp, "at start and reconcile, report exits at most this old")
+	f.IntVar(&opts.Buffer, "buffer", def.Buffer, "notices kept while Redis is away (the oldest are dropped)")
+	f.StringVarP(&opts.Output, "output", "o", def.Output, "stdout format: text or jsonl")
 	addBusFlags(c, &opts.Bus)
 	return c
+}
+
+// defaultMonitorOptions are the flags' defaults; hemostat run starts its monitor with them.
+func defaultMonitorOptions() monitorOptions {
+	return monitorOptions{
+		Interval: 10 * time.Second, ReconcileInterval: 15 * time.Second, Workers: 8, APIWorkers: 128,
+		Sampler: monitor.SamplerAuto, Watch: monitor.WatchAll, Exclude: []string{"hemostat*"},
+		CPUThreshold: 85, MemoryThreshold: 80, Consecutive: 3, LeakHorizon: 30 * time.Minute, LeakMinSamples: 10,
+		Hysteresis: 30 * time.Second, RealertInterval: 30 * time.Minute, KillWindow: 60 * time.Second,
+		CatchUp: time.Hour, Buffer: 1000, Output: monitor.FormatText,
+	}
 }
 
 func (o monitorOptions) validate() error {
