@@ -218,3 +218,21 @@ func TestEventsStream(t *testing.T) {
 		t.Fatal("event stream did not end after cancel")
 	}
 }
+
+func TestEventsOverflowEndsTheStream(t *testing.T) {
+	t.Parallel()
+	c := testenv.RequireDocker(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	// A consumer that never reads: the one-event buffer fills and the stream must end, not stall the engine.
+	_, errs := c.Events(ctx, docker.EventsOptions{Buffer: 1, Actions: docker.ContainerActions})
+	testenv.RunContainer(t, c, docker.CreateOptions{Name: "dk-overflow", Cmd: []string{"-exit-after", "100ms"}})
+	select {
+	case err := <-errs:
+		if !errors.Is(err, docker.ErrEventsOverflow) {
+			t.Errorf("got %v, want ErrEventsOverflow", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("stream did not end on overflow")
+	}
+}
