@@ -99,6 +99,8 @@ func TestEngineEvents(t *testing.T) {
 		{"docker stop opens nothing", []step{start(0), {e: ev("c1", "kill", at(1), "signal", "15")}, die(1.2, "143"),
 			{e: ev("c1", "stop", at(1.3))}, tick(2)}, nil},
 		{"docker kill opens nothing", []step{start(0), {e: ev("c1", "kill", at(1), "signal", "9")}, die(1.1, "137"), tick(2)}, nil},
+		{"a crash after a deliberate restart is a crash", []step{start(0), {e: ev("c1", "kill", at(1), "signal", "15")}, die(1.1, "143"),
+			start(2), die(5, "1"), tick(6)}, []string{"opened crashed"}},
 		{"oom opens oom_killed, not crashed", []step{start(0), {e: ev("c1", "oom", at(1))}, die(1.04, "137"), tick(2)},
 			[]string{"opened oom_killed"}},
 		{"crash then loop escalates", []step{start(0), die(1, "1"), start(1.1), die(2, "1"), start(2.2), die(3, "1")},
