@@ -83,7 +83,8 @@ func BenchmarkSampleRound(b *testing.B) {
 }
 
 // BenchmarkDetectionLatency measures Docker's event time to the health_alert on the bus (as a reader
-// blocked on XREAD sees it) for a crash and for an OOM kill, one container per iteration.
+// blocked on XREAD sees it) for a crash, an OOM kill and an unhealthy healthcheck, one container per
+// iteration.
 //
 //	go test -run '^$' -bench BenchmarkDetectionLatency -benchtime 30x ./pkg/monitor/
 func BenchmarkDetectionLatency(b *testing.B) {
@@ -94,6 +95,8 @@ func BenchmarkDetectionLatency(b *testing.B) {
 	}{
 		{"crash", event.ClassCrashed, docker.CreateOptions{Cmd: []string{"-exit-code", "3", "-exit-after", "200ms"}}},
 		{"oom", event.ClassOOMKilled, docker.CreateOptions{MemoryBytes: 32 << 20, Cmd: []string{"-leak-mb-per-s", "200"}}},
+		{"unhealthy", event.ClassUnhealthy, docker.CreateOptions{Cmd: []string{"-health-addr", ":8080", "-unhealthy-after", "100ms"},
+			Health: &docker.Healthcheck{Test: probe, Interval: 300 * time.Millisecond, Timeout: time.Second, Retries: 1}}},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			o := fastOptions()
