@@ -24,6 +24,8 @@ type Envelope struct {
 	Incident    string          `json:"incident"`
 	CausationID string          `json:"causation_id"`
 	Data        json.RawMessage `json:"data"`
+
+	payload Payload // decoded and validated by Decode, so consumers do not decode the data twice
 }
 
 // Field is the name of the one field of a stream entry.
@@ -114,9 +116,11 @@ func Decode(b []byte) (Envelope, error) {
 	case len(e.Data) == 0 || string(e.Data) == "null":
 		return e, &DecodeError{Field: "data", Reason: "missing"}
 	}
-	if _, err := e.Payload(); err != nil && !errors.Is(err, errUnknownType) {
+	p, err := e.Payload()
+	if err != nil && !errors.Is(err, errUnknownType) {
 		return e, err
 	}
+	e.payload = p
 	return e, nil
 }
 
@@ -124,6 +128,9 @@ var errUnknownType = errors.New("unknown event type")
 
 // Payload decodes and validates the typed payload of a known event type.
 func (e Envelope) Payload() (Payload, error) {
+	if e.payload != nil {
+		return e.payload, nil
+	}
 	var p Payload
 	switch e.EventType {
 	case TypeContainerUnhealthy:
