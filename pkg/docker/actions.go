@@ -37,6 +37,7 @@ type TargetState struct {
 	HealthConfig   *Healthcheck // nil without a healthcheck
 	ExitCode       int
 	RestartCount   int
+	RestartPolicy  string // no, always, unless-stopped, on-failure ("" is no)
 	StartedAt      time.Time
 	Labels         map[string]string
 	ComposeProject string
@@ -73,6 +74,9 @@ func (c *Client) ContainerState(ctx context.Context, ref string) (TargetState, e
 		}
 	}
 	s.RestartCount = info.RestartCount
+	if info.HostConfig != nil {
+		s.RestartPolicy = string(info.HostConfig.RestartPolicy.Name)
+	}
 	s.ComposeProject = s.Labels[labelComposeProject]
 	s.ComposeService = s.Labels[labelComposeService]
 	s.SwarmService = s.Labels[labelSwarmService]

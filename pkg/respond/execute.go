@@ -174,6 +174,12 @@ func (r *Responder) verify(ctx context.Context, action string, tgt Target, prevS
 		case !st.Running:
 			last = fmt.Sprintf("%s (exit code %d)", st.Status, st.ExitCode)
 			stableSince = time.Time{}
+			if diedAgain(st, prevStarted) {
+				// It started and died again, and no restart policy will bring it back: waiting out the
+				// settle window would only delay the failure.
+				return Result{Status: event.StatusFailed, Details: "failed: verification: exited again after the restart: " + last,
+					Error: "verification failed: " + last}
+			}
 		case !prevStarted.IsZero() && !st.StartedAt.After(prevStarted):
 			last = "not restarted yet"
 		case hc != nil:
@@ -197,6 +203,18 @@ func (r *Responder) verify(ctx context.Context, action string, tgt Target, prevS
 		}
 		agentSleep(ctx, r.cfg.PollInterval)
 	}
+}
+
+// diedAgain reports a container that was started after prevStarted, is down again, and has no restart
+// policy that would start it once more.
+func diedAgain(st docker.TargetState, prevStarted time.Time) bool {
+	if prevStarted.IsZero() || !st.StartedAt.After(prevStarted) {
+		return false
+	}
+	if st.Status != "exited" && st.Status != "dead" {
+		return false
+	}
+	return st.RestartPolicy == "" || st.RestartPolicy == "no"
 }
 
 var secretPatterns = []*regexp.Regexp{
