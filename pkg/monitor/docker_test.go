@@ -16,15 +16,26 @@ import (
 	"github.com/hemostat/hemostat/pkg/testenv"
 )
 
-// settle lets the monitor run a few more rounds, so a second alert would have had its chance.
-func settle() { time.Sleep(time.Second) }
+// settle waits until the monitor has run a few more rounds and a reconcile, so a second alert would
+// have had its chance.
+func (h *harness) settle() {
+	h.t.Helper()
+	rounds, lists := h.m.Counters.Rounds.Load(), h.m.Counters.Reconciles.Load()
+	if !eventually(h.t, 15*time.Second, func() bool {
+		return h.m.Counters.Rounds.Load() >= rounds+3 && h.m.Counters.Reconciles.Load() >= lists+1
+	}) {
+		h.t.Fatal("monitor stalled")
+	}
+	// Let the publisher drain what those rounds produced.
+	eventually(h.t, 5*time.Second, func() bool { n, _ := h.m.Buffered(); return n == 0 })
+}
 
 func TestCrashedOpensOneIncident(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, "mon-crash", "", fastOptions())
 	id, name := h.run(docker.CreateOptions{Cmd: []string{"-exit-code", "3", "-exit-after", "300ms"}})
 	got := h.waitAlerts(event.ClassCrashed, 1, 20*time.Second)
-	settle()
+	h.settle()
 	if all := h.alerts(""); len(all) != 1 {
 		t.Fatalf("want exactly one alert, got %v", h.classes())
 	}
@@ -64,7 +75,7 @@ func TestOOMKilledOpensOneIncident(t *testing.T) {
 	_, name := h.run(docker.CreateOptions{MemoryBytes: 32 << 20, Cmd: []string{"-leak-mb-per-s", "200"}})
 	got := h.waitAlerts(event.ClassOOMKilled, 1, 20*time.Second)
 	h.waitState(name, "exited", 10*time.Second)
-	settle()
+	h.settle()
 	if diff := cmp.Diff([]string{name + "/oom_killed"}, h.classes()); diff != "" {
 		t.Errorf("alerts (-want +got):\n%s", diff)
 	}
@@ -78,7 +89,7 @@ func TestCrashLoopEscalates(t *testing.T) {
 	h := newHarness(t, "mon-loop", "", fastOptions())
 	_, name := h.run(docker.CreateOptions{RestartPolicy: "on-failure", Cmd: []string{"-exit-code", "1", "-exit-after", "100ms"}})
 	loop := h.waitAlerts(event.ClassCrashLoop, 1, 30*time.Second)
-	settle()
+	h.settle()
 	if diff := cmp.Diff([]string{name + "/crashed", name + "/crash_loop"}, h.classes()); diff != "" {
 		t.Errorf("alerts (-want +got):\n%s", diff)
 	}
@@ -98,7 +109,7 @@ func TestUnhealthyOpensOneIncident(t *testing.T) {
 		Health: &docker.Healthcheck{Test: probe, Interval: 500 * time.Millisecond, Timeout: time.Second, Retries: 1},
 	})
 	got := h.waitAlerts(event.ClassUnhealthy, 1, 20*time.Second)
-	settle()
+	h.settle()
 	if diff := cmp.Diff([]string{name + "/unhealthy"}, h.classes()); diff != "" {
 		t.Errorf("alerts (-want +got):\n%s", diff)
 	}
@@ -132,7 +143,7 @@ func TestCPUSaturatedWithLabelThreshold(t *testing.T) {
 	_, name := h.run(docker.CreateOptions{NanoCPUs: 2e8, Cmd: []string{"-cpu", "1"},
 		Labels: map[string]string{"hemostat.cpu_threshold": "50"}})
 	got := h.waitAlerts(event.ClassCPUSaturated, 1, 30*time.Second)
-	settle()
+	h.settle()
 	if diff := cmp.Diff([]string{name + "/cpu_saturated"}, h.classes()); diff != "" {
 		t.Errorf("alerts (-want +got):\n%s", diff)
 	}
@@ -150,7 +161,7 @@ func TestMemoryPressureWithLabelThreshold(t *testing.T) {
 	_, name := h.run(docker.CreateOptions{MemoryBytes: 64 << 20, Cmd: []string{"-hold-mb", "40"},
 		Labels: map[string]string{"hemostat.memory_threshold": "50"}})
 	got := h.waitAlerts(event.ClassMemoryPressure, 1, 30*time.Second)
-	settle()
+	h.settle()
 	if diff := cmp.Diff([]string{name + "/memory_pressure"}, h.classes()); diff != "" {
 		t.Errorf("alerts (-want +got):\n%s", diff)
 	}
@@ -282,7 +293,7 @@ func TestWatchLabeled(t *testing.T) {
 		Labels: map[string]string{"autoheal": "true"}})
 	h.waitAlerts(event.ClassCrashed, 1, 20*time.Second)
 	h.waitState(plain, "exited", 10*time.Second)
-	settle()
+	h.settle()
 	if diff := cmp.Diff([]string{labeled + "/crashed"}, h.classes()); diff != "" {
 		t.Errorf("alerts (-want +got):\n%s", diff)
 	}

@@ -232,7 +232,8 @@ func TestFakeResumesOpenIncidents(t *testing.T) {
 	r := startFake(t, rt, st, monitor.Options{})
 	now := time.Now()
 	r.rt.Emit(docker.Event{ID: "c1", Name: "web", Action: "health_status: unhealthy", Health: "unhealthy", Time: now, TimeNano: now.UnixNano()})
-	time.Sleep(200 * time.Millisecond) // a few ticks: a second alert would be published by now
+	rounds := r.m.Counters.Rounds.Load() // a few rounds (each ends with a tick): a second alert would be out by then
+	eventually(t, 5*time.Second, func() bool { return r.m.Counters.Rounds.Load() >= rounds+3 })
 	if got := st.incidents(); len(got) != 0 {
 		t.Errorf("resumed incident alerted again: %v", got)
 	}

@@ -139,13 +139,15 @@ func TestDockerOutageIsSurvived(t *testing.T) {
 	}) {
 		t.Fatal("the crash during the outage was never reported")
 	}
-	time.Sleep(time.Second) // a duplicate (replay plus reconcile) would show by now
-	entries, _ := b.Range(ctx, event.StreamHealthAlert, "-", "+", 100)
-	if len(entries) != 1 || alerts[0] != event.IncidentKey(testHost, name, event.ClassCrashed) {
-		t.Errorf("alerts: %d, first %v", len(entries), alerts)
-	}
 	// The event stream reconnects too (its backoff may still be running when the reconcile caught the crash).
 	if !eventually(t, 15*time.Second, func() bool { return m.Counters.Reconnects.Load() >= 1 }) {
 		t.Errorf("the event stream never reconnected")
+	}
+	// A duplicate (the replay and the reconcile both see the crash) would show after another reconcile.
+	lists := m.Counters.Reconciles.Load()
+	eventually(t, 10*time.Second, func() bool { return m.Counters.Reconciles.Load() >= lists+1 })
+	entries, _ := b.Range(ctx, event.StreamHealthAlert, "-", "+", 100)
+	if len(entries) != 1 || alerts[0] != event.IncidentKey(testHost, name, event.ClassCrashed) {
+		t.Errorf("alerts: %d, first %v", len(entries), alerts)
 	}
 }
