@@ -270,16 +270,16 @@ func (m *Monitor) Run(ctx context.Context) error {
 	})
 	goFn(func() { // sampler: one round at a time; exits at ctx done
 		timeout := max(o.Interval, 5*time.Second)
-		workers := o.Workers
-		if _, api := m.sampler.(APISampler); api {
-			workers = max(o.Workers, o.APIWorkers)
-		}
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case refs := <-roundReq:
 				start := time.Now()
+				workers := o.Workers
+				if usesAPI(m.sampler) {
+					workers = max(o.Workers, o.APIWorkers)
+				}
 				res := SampleRound(ctx, m.sampler, refs, workers, timeout)
 				if p, ok := m.sampler.(pruner); ok {
 					live := make(map[int]bool, len(refs))

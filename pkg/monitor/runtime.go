@@ -85,6 +85,17 @@ func (s CgroupSampler) Sample(_ context.Context, c ContainerRef) (container.Samp
 // Prune drops the reader's cached paths of every pid keep rejects (containers no longer running).
 func (s CgroupSampler) Prune(keep func(pid int) bool) { s.Reader.Prune(keep) }
 
+// usesAPI reports whether a sampler's calls mostly wait on the stats API.
+func usesAPI(s Sampler) bool {
+	switch x := s.(type) {
+	case APISampler:
+		return true
+	case interface{ UsesAPI() bool }:
+		return x.UsesAPI()
+	}
+	return false
+}
+
 // pruner is a sampler that caches per-container state to drop after each round.
 type pruner interface{ Prune(keep func(pid int) bool) }
 
@@ -94,12 +105,19 @@ type AutoSampler struct {
 	Cgroup    CgroupSampler
 	API       APISampler
 	Fallbacks atomic.Int64 // samples that fell back to the API
+	cgroupOK  atomic.Int64 // samples read from cgroup files
 }
+
+// UsesAPI reports whether every sample so far came from the stats API (the cgroup files are not this
+// process's to read, e.g. in a container without the host's pid namespace): the monitor then samples
+// with the API's wider concurrency.
+func (s *AutoSampler) UsesAPI() bool { return s.cgroupOK.Load() == 0 && s.Fallbacks.Load() > 0 }
 
 // Sample implements Sampler.
 func (s *AutoSampler) Sample(ctx context.Context, c ContainerRef) (container.Sample, error) {
 	smp, err := s.Cgroup.Sample(ctx, c)
 	if err == nil {
+		s.cgroupOK.Add(1)
 		return smp, nil
 	}
 	if errors.Is(err, fs.ErrNotExist) && c.Pid > 0 {

@@ -43,7 +43,7 @@ func TestAutoSamplerFallsBackWithoutPid(t *testing.T) {
 	api := &stubStats{}
 	s := &monitor.AutoSampler{Cgroup: monitor.CgroupSampler{Reader: cgroup.NewReader(cgroup.Options{})}, API: monitor.APISampler{Client: api}}
 	got, err := s.Sample(context.Background(), monitor.ContainerRef{ID: "c1", Name: "web"})
-	if err != nil || got.Source != "api" || api.calls != 1 || s.Fallbacks.Load() != 1 {
+	if err != nil || got.Source != "api" || api.calls != 1 || s.Fallbacks.Load() != 1 || !s.UsesAPI() {
 		t.Errorf("got %+v, %v; api calls %d, fallbacks %d", got, err, api.calls, s.Fallbacks.Load())
 	}
 	if _, err := (monitor.CgroupSampler{Reader: cgroup.NewReader(cgroup.Options{})}).Sample(context.Background(), monitor.ContainerRef{Name: "web"}); err == nil {
