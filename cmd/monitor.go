@@ -12,6 +12,7 @@ import (
 	"github.com/hemostat/hemostat/pkg/cgroup"
 	"github.com/hemostat/hemostat/pkg/docker"
 	"github.com/hemostat/hemostat/pkg/monitor"
+	"github.com/hemostat/hemostat/pkg/store"
 )
 
 type monitorOptions struct {
@@ -135,23 +136,8 @@ func connectDocker(ctx context.Context, d *Deps) (*docker.Client, error) {
 	}
 }
 
-// newMonitor builds a monitor over this process's Docker and Redis clients; hemostat run uses it too.
-func newMonitor(ctx context.Context, d *Deps, opts monitorOptions) (*monitor.Monitor, error) {
-	if err := opts.validate(); err != nil {
-		return nil, err
-	}
-	st, err := d.Store(ctx)
-	if err != nil {
-		return nil, err
-	}
-	b, err := d.Bus(ctx, opts.Bus)
-	if err != nil {
-		return nil, err
-	}
-	dc, err := connectDocker(ctx, d)
-	if err != nil {
-		return nil, err
-	}
+// buildMonitor builds a monitor over a connected engine, this process's store and bus.
+func buildMonitor(d *Deps, opts monitorOptions, dc *docker.Client, st *store.Client, b *bus.Bus) (*monitor.Monitor, error) {
 	sampler, name, err := monitor.NewSampler(opts.Sampler, dc, cgroup.NewReader(cgroup.Options{}))
 	if err != nil {
 		return nil, UsageError("%v", err)
@@ -168,17 +154,32 @@ func newMonitor(ctx context.Context, d *Deps, opts monitorOptions) (*monitor.Mon
 	}, dc, sampler, st, b), nil
 }
 
+// monitorRun checks the flags, connects to Redis (unreachable at start: exit 3), then heartbeats while it
+// waits for the Docker engine (retrying with backoff) and watches it.
 func monitorRun(ctx context.Context, d *Deps, opts monitorOptions) error {
-	m, err := newMonitor(ctx, d, opts)
-	if err != nil {
+	if err := opts.validate(); err != nil {
 		return err
 	}
 	st, err := d.Store(ctx)
 	if err != nil {
 		return err
 	}
+	b, err := d.Bus(ctx, opts.Bus)
+	if err != nil {
+		return err
+	}
 	return agent.Run(ctx, agent.Options{Kind: "monitor", Instance: d.Instance(), Version: Build().Version,
-		Fields: map[string]string{"host": d.HostName()}, Logger: d.Logger}, st, m.Run)
+		Fields: map[string]string{"host": d.HostName()}, Logger: d.Logger}, st, func(ctx context.Context) error {
+		dc, err := connectDocker(ctx, d)
+		if err != nil {
+			return err // only when stopped while waiting
+		}
+		m, err := buildMonitor(d, opts, dc, st, b)
+		if err != nil {
+			return err
+		}
+		return m.Run(ctx)
+	})
 }
 
 // pathMatch checks a glob's syntax.
