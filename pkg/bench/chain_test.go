@@ -66,9 +66,14 @@ func latencyRow(what string, ds []time.Duration, target time.Duration) []string 
 	if bench.Percentile(ds, 99) >= target {
 		verdict = "missed"
 	}
-	return []string{what, fmt.Sprint(len(ds)), bench.FormatDuration(bench.Percentile(ds, 50)),
-		bench.FormatDuration(bench.Percentile(ds, 95)), bench.FormatDuration(bench.Percentile(ds, 99)),
-		bench.FormatDuration(slices.Max(ds)), "p99 < " + bench.FormatDuration(target), verdict}
+	f := func(d time.Duration) string {
+		if d <= 0 {
+			return "≤ 0"
+		}
+		return bench.FormatDuration(d)
+	}
+	return []string{what, fmt.Sprint(len(ds)), f(bench.Percentile(ds, 50)), f(bench.Percentile(ds, 95)),
+		f(bench.Percentile(ds, 99)), f(slices.Max(ds)), "p99 < " + bench.FormatDuration(target), verdict}
 }
 
 var latencyHeader = []string{"what", "samples", "p50", "p95", "p99", "max", "target", "verdict"}
@@ -215,7 +220,7 @@ func detectionLatency(ctx context.Context, t *testing.T, cfg config, fl *fleet) 
 		sec.Table.Rows = append(sec.Table.Rows, latencyRow(k.name, lat, 150*time.Millisecond))
 	}
 	sec.Notes = append(sec.Notes,
-		"From the engine's event time (die for a crash, oom for an OOM kill, health_status: unhealthy) to the health_alert "+
+		"From the engine's event time (die for a crash, the earlier of oom and die for an OOM kill, health_status: unhealthy) to the health_alert "+
 			"entry's id time on the bus (Redis's clock on the same host; the id has millisecond resolution and is rounded up, so "+
 			"the figures are upper bounds). The monitor runs in-process with "+
 			"the "+samplerName+" sampler and its default options, watching these containers and the fleet; the harness follows "+
@@ -264,17 +269,18 @@ func (e *eventTimes) add(ev docker.Event) {
 	}
 }
 
-// reference is the engine's time of a container's failure of class: the oom event for an OOM kill (its
-// die when the engine sent no oom), the die for a crash, the unhealthy health_status.
+// reference is the engine's time of a container's failure of class: the earlier of the oom and die events
+// for an OOM kill, the die for a crash, the unhealthy health_status.
 func (e *eventTimes) reference(name, class string) (time.Time, bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	var at time.Time
 	switch class {
 	case event.ClassOOMKilled:
+		// The engine's oom and die events of one kill may come in either order: the earlier one counts.
 		at = e.oom[name]
-		if at.IsZero() {
-			at = e.die[name]
+		if d := e.die[name]; at.IsZero() || !d.IsZero() && d.Before(at) {
+			at = d
 		}
 	case event.ClassCrashed:
 		at = e.die[name]

@@ -61,6 +61,7 @@ func TestLatencyRow(t *testing.T) {
 	}{
 		{"met", ms(1, 2, 3), []string{"x", "3", "2.00ms", "3.00ms", "3.00ms", "3.00ms", "p99 < 25.0ms", "met"}},
 		{"missed", ms(1, 30), []string{"x", "2", "1.00ms", "30.0ms", "30.0ms", "30.0ms", "p99 < 25.0ms", "missed"}},
+		{"alert before the event", []time.Duration{-time.Millisecond, time.Millisecond}, []string{"x", "2", "≤ 0", "1.00ms", "1.00ms", "1.00ms", "p99 < 25.0ms", "met"}},
 		{"none", nil, []string{"x", "0", "-", "-", "-", "-", "25.0ms", "no samples"}},
 	}
 	for _, tt := range tests {
