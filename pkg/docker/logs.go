@@ -90,6 +90,7 @@ type frameWriter struct {
 	frames *[]LogLine
 }
 
+// Write records one frame of its stream.
 func (w *frameWriter) Write(p []byte) (int, error) {
 	*w.frames = append(*w.frames, LogLine{Stream: w.stream, Text: string(p)})
 	return len(p), nil
