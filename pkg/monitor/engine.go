@@ -187,6 +187,9 @@ func labelsFromAttributes(a map[string]string) map[string]string {
 // onEvent applies one container event. The failure classes carried by events (crashed, oom_killed,
 // crash_loop, unhealthy) are decided here, without waiting for a sample or an inspect.
 func (g *engine) onEvent(e docker.Event, now time.Time) []Notice {
+	if e.ID == "" {
+		return nil // not a container event we can place
+	}
 	en := g.byID[e.ID]
 	kind := e.Kind()
 	if en == nil {

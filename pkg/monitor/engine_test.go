@@ -133,6 +133,13 @@ func TestEngineEvents(t *testing.T) {
 	}
 }
 
+func TestEngineIgnoresEventsWithoutID(t *testing.T) {
+	g := newEngine(testConfig())
+	if got := g.onEvent(docker.Event{Action: "die", ExitCode: 1, Time: t0}, t0); got != nil || len(g.byID) != 0 {
+		t.Errorf("got %v, table %v", got, g.byID)
+	}
+}
+
 func TestEngineStartPeriod(t *testing.T) {
 	g := newEngine(testConfig())
 	g.onEvent(ev("c1", "start", t0), t0)
