@@ -136,26 +136,28 @@ func TestHarness(t *testing.T) {
 
 // measurement is one sampler's rounds at one fleet size.
 type measurement struct {
-	rounds       []time.Duration
-	self, daemon time.Duration // CPU over all rounds: this process, the daemon's processes
-	elapsed      time.Duration // wall time of all rounds
-	idle         time.Duration // the daemon's idle CPU per second, measured before
-	errors       int
-	scale        float64 // the baseline's extrapolation factor, 1 when measured whole
+	rounds  []time.Duration
+	self    time.Duration // this process's CPU over all rounds
+	shims   time.Duration // the CPU of the fleet's containerd-shims over all rounds
+	core    time.Duration // the CPU of dockerd and containerd over all rounds
+	elapsed time.Duration // wall time of all rounds
+	idle    time.Duration // dockerd's and containerd's idle CPU per second
+	errors  int
+	scale   float64 // the baseline's extrapolation factor, 1 when measured whole
 }
 
 func (ms measurement) p(q float64) time.Duration {
 	return time.Duration(float64(bench.Percentile(ms.rounds, q)) * ms.scale)
 }
 
-// daemonNet is the daemon's CPU over the rounds less its idle rate over the same time: what the calls
-// cost it, give or take the noise of a shared machine.
-func (ms measurement) daemonNet() time.Duration {
-	return ms.daemon - time.Duration(float64(ms.idle)*ms.elapsed.Seconds())
+// coreNet is dockerd's and containerd's CPU over the rounds less their idle rate over the same time: what
+// the calls cost them, give or take the noise of a shared machine.
+func (ms measurement) coreNet() time.Duration {
+	return ms.core - time.Duration(float64(ms.idle)*ms.elapsed.Seconds())
 }
 
-// formatDaemon renders CPU over the rounds per round; 0 is shown as under one clock tick per round.
-func (ms measurement) formatDaemon(d time.Duration) string {
+// formatCPU renders CPU over the rounds per round; 0 is shown as under one clock tick per round.
+func (ms measurement) formatCPU(d time.Duration) string {
 	if d <= 0 {
 		return "< " + bench.FormatDuration(ms.perRound(bench.ClockTick))
 	}
@@ -169,54 +171,70 @@ func (ms measurement) perRound(d time.Duration) time.Duration {
 	return time.Duration(float64(d) / float64(len(ms.rounds)) * ms.scale)
 }
 
-// measure runs round n times and accounts the CPU of this process and of the daemon's processes pids
-// over all of them.
-func measure(t *testing.T, n int, pids []int, round func() (errs int)) measurement {
+// daemonProcs are the daemon's processes a measurement accounts: dockerd and containerd, which serve
+// everything else on the machine too, and the containerd-shims of the fleet's containers, which serve
+// only them (a stats call reaches the container's shim, which reads its cgroup).
+type daemonProcs struct {
+	core, shims []int
+}
+
+// findDaemon finds dockerd, containerd and the shims of refs.
+func findDaemon(t *testing.T, refs []monitor.ContainerRef) daemonProcs {
+	t.Helper()
+	pids := make([]int, len(refs))
+	for i, r := range refs {
+		pids[i] = r.Pid
+	}
+	all, err := bench.DaemonPIDs("/proc", pids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	core, err := bench.DaemonPIDs("/proc", []int{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return daemonProcs{core: core, shims: slices.DeleteFunc(all, func(p int) bool { return slices.Contains(core, p) })}
+}
+
+// measure runs round n times and accounts the CPU of this process and of the daemon's processes over all
+// of them.
+func measure(t *testing.T, n int, d daemonProcs, round func() (errs int)) measurement {
 	t.Helper()
 	ms := measurement{scale: 1}
 	self0, err := bench.SelfCPU()
 	if err != nil {
 		t.Fatal(err)
 	}
-	d0 := bench.ProcessCPU("/proc", pids)
+	core0, shims0 := bench.ProcessCPU("/proc", d.core), bench.ProcessCPU("/proc", d.shims)
 	for range n {
 		start := time.Now()
 		ms.errors += round()
 		ms.rounds = append(ms.rounds, time.Since(start))
 	}
 	self1, _ := bench.SelfCPU()
-	ms.self, ms.daemon = self1-self0, bench.ProcessCPU("/proc", pids).Since(d0)
+	ms.self = self1 - self0
+	ms.core = bench.ProcessCPU("/proc", d.core).Since(core0)
+	ms.shims = bench.ProcessCPU("/proc", d.shims).Since(shims0)
 	for _, r := range ms.rounds {
 		ms.elapsed += r
 	}
 	return ms
 }
 
-// idleDaemonCPU is the CPU per second of the daemon's processes pids while nobody asks them anything
-// (their own housekeeping and whatever else runs on the machine), to judge the daemon column against.
-func idleDaemonCPU(t *testing.T, window time.Duration, pids []int) time.Duration {
+// idleRates are the CPU per second of dockerd and containerd, and of the fleet's shims, while nobody asks
+// them anything (their own housekeeping and, for the former, whatever else runs on the machine).
+func idleRates(t *testing.T, window time.Duration, d daemonProcs) (core, shims time.Duration) {
 	t.Helper()
-	d0 := bench.ProcessCPU("/proc", pids)
+	core0, shims0 := bench.ProcessCPU("/proc", d.core), bench.ProcessCPU("/proc", d.shims)
 	start := time.Now()
 	select {
 	case <-time.After(window):
 	case <-t.Context().Done():
 	}
-	return time.Duration(float64(bench.ProcessCPU("/proc", pids).Since(d0)) / time.Since(start).Seconds())
-}
-
-// daemonPIDs are dockerd, containerd and the shims of refs.
-func daemonPIDs(t *testing.T, refs []monitor.ContainerRef) []int {
-	t.Helper()
-	pids := make([]int, len(refs))
-	for i, r := range refs {
-		pids[i] = r.Pid
-	}
-	out, err := bench.DaemonPIDs("/proc", pids)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
+	sec := time.Since(start).Seconds()
+	core = time.Duration(float64(bench.ProcessCPU("/proc", d.core).Since(core0)) / sec)
+	shims = time.Duration(float64(bench.ProcessCPU("/proc", d.shims).Since(shims0)) / sec)
+	return core, shims
 }
 
 // perSecond renders a CPU rate, "0 ms/s" when nothing was measured.
@@ -232,7 +250,8 @@ func samplingSection(ctx context.Context, t *testing.T, cfg config, fl *fleet, r
 	dc := fl.dc
 	sec := bench.Section{Title: "1. Sampling N idle containers: one round"}
 	tab := &bench.Table{Header: []string{"N", "sampler", "rounds", "round p50", "round p95",
-		"hemostat CPU/round", "daemon CPU/round", "daemon net of idle", "round vs baseline", "daemon net vs baseline"}}
+		"hemostat CPU/round", "shims CPU/round", "dockerd+containerd CPU/round", "… net of idle",
+		"round vs baseline", "shims CPU vs baseline", "dockerd+containerd net vs baseline"}}
 	sec.Table = tab
 	seed, err := newSeedClient(dc.Host(), dc.APIVersion)
 	if err != nil {
@@ -249,8 +268,8 @@ func samplingSection(ctx context.Context, t *testing.T, cfg config, fl *fleet, r
 		}
 		t.Logf("N=%d: %d containers running (grown in %v)", n, n, time.Since(startAt).Round(time.Millisecond))
 		refs := fl.running(n)
-		pids := daemonPIDs(t, refs)
-		idleBefore := idleDaemonCPU(t, cfg.idle, pids)
+		procs := findDaemon(t, refs)
+		idleBefore, shimsBefore := idleRates(t, cfg.idle, procs)
 		type result struct {
 			label string
 			ms    measurement
@@ -265,7 +284,7 @@ func samplingSection(ctx context.Context, t *testing.T, cfg config, fl *fleet, r
 			scale = float64(n) / float64(len(probe))
 		}
 		var calls []time.Duration
-		base := measure(t, 1, pids, func() int {
+		base := measure(t, 1, procs, func() int {
 			errs := 0
 			for _, r := range probe {
 				start := time.Now()
@@ -290,7 +309,7 @@ func samplingSection(ctx context.Context, t *testing.T, cfg config, fl *fleet, r
 		// (b) hemostat's API sampler: concurrent one-shot stats with the monitor's API worker pool (each call
 		// mostly waits for the daemon's collector tick, so the pool is wide).
 		wide := min(n, cfg.apiWorkers)
-		apiM := measure(t, cfg.apiRounds, pids, func() int {
+		apiM := measure(t, cfg.apiRounds, procs, func() int {
 			return countErrors(t, "api", monitor.SampleRound(ctx, api, refs, wide, 10*time.Second))
 		})
 		results = append(results, result{fmt.Sprintf("hemostat api: one-shot stats, %d workers", wide), apiM})
@@ -300,7 +319,7 @@ func samplingSection(ctx context.Context, t *testing.T, cfg config, fl *fleet, r
 		}
 		// The same through a small pool, for reference: a round then takes ceil(N/workers) collector ticks.
 		if cfg.workers < wide {
-			narrow := measure(t, cfg.apiRounds, pids, func() int {
+			narrow := measure(t, cfg.apiRounds, procs, func() int {
 				return countErrors(t, "api", monitor.SampleRound(ctx, api, refs, cfg.workers, 10*time.Second))
 			})
 			results = append(results, result{fmt.Sprintf("(reference) api through a pool of %d workers", cfg.workers), narrow})
@@ -312,7 +331,7 @@ func samplingSection(ctx context.Context, t *testing.T, cfg config, fl *fleet, r
 			warm := time.Now()
 			countErrors(t, "cgroup warm-up", monitor.SampleRound(ctx, cg, refs, cfg.workers, 10*time.Second))
 			cold := time.Since(warm)
-			cgM := measure(t, cfg.cgroupRounds, pids, func() int {
+			cgM := measure(t, cfg.cgroupRounds, procs, func() int {
 				return countErrors(t, "cgroup", monitor.SampleRound(ctx, cg, refs, cfg.workers, 10*time.Second))
 			})
 			results = append(results, result{fmt.Sprintf("hemostat cgroup: file reads, %d workers", cfg.workers), cgM})
@@ -325,9 +344,10 @@ func samplingSection(ctx context.Context, t *testing.T, cfg config, fl *fleet, r
 		}
 
 		// The daemon's idle rate is taken before and after the measurements; the mean is subtracted.
-		idleAfter := idleDaemonCPU(t, cfg.idle, pids)
+		idleAfter, shimsAfter := idleRates(t, cfg.idle, procs)
 		idle := (idleBefore + idleAfter) / 2
-		idleNotes = append(idleNotes, fmt.Sprintf("N=%d: %s before, %s after", n, perSecond(idleBefore), perSecond(idleAfter)))
+		idleNotes = append(idleNotes, fmt.Sprintf("N=%d: dockerd+containerd %s before, %s after; the %d shims %s before, %s after",
+			n, perSecond(idleBefore), perSecond(idleAfter), len(procs.shims), perSecond(shimsBefore), perSecond(shimsAfter)))
 		base.idle = idle
 		for i, r := range results {
 			r.ms.idle = idle
@@ -344,15 +364,17 @@ func samplingSection(ctx context.Context, t *testing.T, cfg config, fl *fleet, r
 			"keeps each container's pid from its event-maintained table.",
 		"hemostat CPU/round: this process's user+system CPU (getrusage) over the rounds, divided by the rounds; for the seed's row it is " +
 			"the harness doing the seed's calls (Go, not Python: the seed's own interpreter cost more).",
-		"daemon CPU/round: utime+stime growth of dockerd, containerd and the containerd-shims of the fleet's containers " +
-			"(/proc/<pid>/stat, 10 ms ticks) over the rounds, divided by the rounds. dockerd and containerd also serve everything else " +
-			"on this shared machine; their idle rate, measured for " + cfg.idle.String() + " before and after each fleet size's measurements: " +
-			strings.Join(idleNotes, "; ") + ". daemon net of idle subtracts the mean of the two over the rounds' wall time; " +
-			"\"< x\" means under one clock tick over all rounds (or nothing left after the subtraction).",
+		"Daemon CPU: utime+stime growth (/proc/<pid>/stat, 10 ms ticks) over the rounds, divided by the rounds, of the " +
+			"containerd-shims of the fleet's containers (they serve only these containers: a stats call reaches the container's " +
+			"shim, which reads its cgroup) and of dockerd and containerd (which also serve everything else on this shared machine). " +
+			"Idle rates, measured for " + cfg.idle.String() + " before and after each fleet size's measurements: " +
+			strings.Join(idleNotes, "; ") + ". \"net of idle\" subtracts the mean of dockerd's and containerd's two idle rates " +
+			"over the rounds' wall time; \"< x\" means under one clock tick over all rounds (or nothing left after the subtraction).",
 		"seed per-container time (stats stream=false + 2 inspects): " + strings.Join(callNotes, "; ") + ".",
 		fmt.Sprintf("Extrapolated rows: above N=%d the seed's round is measured on %d containers and scaled linearly by N/%d "+
 			"(its calls are sequential, so its round time is linear in N).", cfg.baselineFull, cfg.baselineProbe, cfg.baselineProbe),
-		"vs baseline: how many times less than the seed's row at the same N (round time p50; daemon CPU per round net of idle).",
+		"vs baseline: how many times less than the seed's row at the same N (round time p50; shims CPU per round; dockerd and " +
+			"containerd CPU per round net of idle); \"-\" where a figure is under the clock tick.",
 	}, sec.Notes...)
 	return sec
 }
@@ -369,16 +391,17 @@ func verdictNote(target string, got, limit time.Duration) string {
 // row is one table row; base is the seed's measurement at the same fleet size.
 func row(n int, label string, ms, base measurement, isBase bool) []string {
 	r := []string{strconv.Itoa(n), label, strconv.Itoa(len(ms.rounds)), bench.FormatDuration(ms.p(50)),
-		bench.FormatDuration(ms.p(95)), bench.FormatDuration(ms.perRound(ms.self)), ms.formatDaemon(ms.daemon),
-		ms.formatDaemon(ms.daemonNet())}
+		bench.FormatDuration(ms.p(95)), bench.FormatDuration(ms.perRound(ms.self)), ms.formatCPU(ms.shims),
+		ms.formatCPU(ms.core), ms.formatCPU(ms.coreNet())}
 	if ms.errors > 0 {
 		r[1] += fmt.Sprintf(" (%d errors)", ms.errors)
 	}
 	if isBase {
-		return append(r, "1", "1")
+		return append(r, "1", "1", "1")
 	}
 	return append(r, bench.FormatRatio(float64(base.p(50)), float64(ms.p(50))),
-		bench.FormatRatio(float64(base.perRound(base.daemonNet())), float64(ms.perRound(ms.daemonNet()))))
+		bench.FormatRatio(float64(base.perRound(base.shims)), float64(ms.perRound(ms.shims))),
+		bench.FormatRatio(float64(base.perRound(base.coreNet())), float64(ms.perRound(ms.coreNet()))))
 }
 
 // countErrors logs the first failed sample of a round and returns how many failed.

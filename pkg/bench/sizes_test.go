@@ -29,20 +29,20 @@ func TestFleetSizes(t *testing.T) {
 }
 
 func TestMeasurementScalesAndNets(t *testing.T) {
-	ms := measurement{rounds: []time.Duration{2 * time.Second}, daemon: 300 * time.Millisecond,
+	ms := measurement{rounds: []time.Duration{2 * time.Second}, core: 300 * time.Millisecond,
 		elapsed: 2 * time.Second, idle: 50 * time.Millisecond, scale: 10}
 	if got, want := ms.p(50), 20*time.Second; got != want {
 		t.Errorf("extrapolated p50 = %v, want %v", got, want)
 	}
-	if got, want := ms.daemonNet(), 200*time.Millisecond; got != want {
-		t.Errorf("daemonNet = %v, want %v", got, want)
+	if got, want := ms.coreNet(), 200*time.Millisecond; got != want {
+		t.Errorf("coreNet = %v, want %v", got, want)
 	}
-	if got, want := ms.perRound(ms.daemonNet()), 2*time.Second; got != want {
+	if got, want := ms.perRound(ms.coreNet()), 2*time.Second; got != want {
 		t.Errorf("net per extrapolated round = %v, want %v", got, want)
 	}
 	quiet := measurement{rounds: make([]time.Duration, 100), scale: 1}
-	if got, want := quiet.formatDaemon(0), "< 100µs"; got != want {
-		t.Errorf("formatDaemon(0) over 100 rounds = %q, want %q", got, want)
+	if got, want := quiet.formatCPU(0), "< 100µs"; got != want {
+		t.Errorf("formatCPU(0) over 100 rounds = %q, want %q", got, want)
 	}
 }
 
