@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/google/uuid"
@@ -59,8 +60,58 @@ func New(agent, host, incident, causationID string, payload Payload) (Envelope, 
 	}, nil
 }
 
-// Marshal returns the envelope's JSON.
-func (e Envelope) Marshal() ([]byte, error) { return json.Marshal(e) }
+// Marshal returns the envelope's JSON: the document json.Marshal would write (byte for byte when Data is
+// compact), without reflection and without re-validating Data, which New produced or Decode checked:
+// every event on the bus passes here.
+func (e Envelope) Marshal() ([]byte, error) {
+	if d := bytes.TrimSpace(e.Data); len(d) > 0 && (d[0] != '{' || d[len(d)-1] != '}') {
+		return json.Marshal(envelopeJSON(e)) // not an object: let encoding/json judge it
+	}
+	b := make([]byte, 0, 224+len(e.Data))
+	b = append(b, `{"id":`...)
+	b = appendString(b, e.ID)
+	b = append(b, `,"schema":`...)
+	b = strconv.AppendInt(b, int64(e.Schema), 10)
+	b = append(b, `,"event_type":`...)
+	b = appendString(b, e.EventType)
+	b = append(b, `,"timestamp":`...)
+	ts, err := e.Timestamp.MarshalJSON()
+	if err != nil {
+		return nil, err
+	}
+	b = append(b, ts...)
+	b = append(b, `,"agent":`...)
+	b = appendString(b, e.Agent)
+	b = append(b, `,"host":`...)
+	b = appendString(b, e.Host)
+	b = append(b, `,"incident":`...)
+	b = appendString(b, e.Incident)
+	b = append(b, `,"causation_id":`...)
+	b = appendString(b, e.CausationID)
+	b = append(b, `,"data":`...)
+	if len(e.Data) == 0 {
+		b = append(b, "null"...)
+	} else {
+		b = append(b, bytes.TrimSpace(e.Data)...)
+	}
+	return append(b, '}'), nil
+}
+
+// envelopeJSON has the envelope's fields and no methods: the reflective encoding of the same document.
+type envelopeJSON Envelope
+
+// appendString appends s as a JSON string, escaped exactly as encoding/json does.
+func appendString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x80 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s)
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
+}
 
 // DecodeError says why bytes are not a valid envelope or payload.
 type DecodeError struct {

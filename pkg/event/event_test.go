@@ -170,3 +170,34 @@ func TestKeysShareHashTag(t *testing.T) {
 		}
 	}
 }
+
+func TestMarshalMatchesEncodingJSON(t *testing.T) {
+	type plain event.Envelope // no methods: the reflective encoding
+	envs := []event.Envelope{}
+	base, _ := event.New("monitor", "node-a", "node-a/web-1/crashed", "", sampleAlert())
+	envs = append(envs, base)
+	odd := base
+	odd.Host, odd.Incident, odd.Agent = "nöde <&> \"q\"", "a\\b\n\tc", "\u2028"
+	envs = append(envs, odd)
+	empty := base
+	empty.Data = nil
+	envs = append(envs, empty)
+	for i, e := range envs {
+		got, err := e.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := json.Marshal(plain(e))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != string(want) {
+			t.Errorf("case %d:\n got %s\nwant %s", i, got, want)
+		}
+	}
+	bad := base
+	bad.Data = json.RawMessage(`{"x":`)
+	if _, err := bad.Marshal(); err == nil {
+		t.Error("invalid data marshalled without error")
+	}
+}
