@@ -13,21 +13,12 @@ import (
 	"time"
 
 	"github.com/hemostat/hemostat/pkg/container"
+	"github.com/hemostat/hemostat/pkg/testenv"
 )
 
 // eventually polls cond every few milliseconds until it holds or timeout passes, and reports which.
 func eventually(t testing.TB, timeout time.Duration, cond func() bool) bool {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		if cond() {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return testenv.Poll(timeout, cond)
 }
 
 // envInt reads a positive integer setting from the environment, def when unset.

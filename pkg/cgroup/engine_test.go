@@ -17,17 +17,7 @@ import (
 
 // eventually polls cond until it holds or timeout passes.
 func eventually(t testing.TB, timeout time.Duration, cond func() bool) bool {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		if cond() {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return testenv.Poll(timeout, cond)
 }
 
 // requireCgroup returns a reader of this machine's cgroups, skipping where they are not readable.

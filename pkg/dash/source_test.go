@@ -20,15 +20,7 @@ import (
 
 // eventually polls cond until it holds or the timeout passes.
 func eventually(t testing.TB, timeout time.Duration, cond func() bool) bool {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		if cond() {
-			return true
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return cond()
+	return testenv.Poll(timeout, cond)
 }
 
 func openSource(t *testing.T, url string) *RedisSource {

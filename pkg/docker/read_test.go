@@ -17,15 +17,7 @@ import (
 )
 
 func eventually(t *testing.T, timeout time.Duration, cond func() bool) bool {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		if cond() {
-			return true
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return cond()
+	return testenv.Poll(timeout, cond)
 }
 
 func TestHealthFromStatus(t *testing.T) {

@@ -29,13 +29,7 @@ var update = flag.Bool("update", false, "rewrite testdata/*.golden")
 
 func eventually(t *testing.T, timeout time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %s", timeout)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testenv.Eventually(t, timeout, "the condition", cond)
 }
 
 type env struct {

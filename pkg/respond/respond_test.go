@@ -40,13 +40,7 @@ func (c *clock) Add(d time.Duration) {
 
 func eventually(t testing.TB, timeout time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %s", timeout)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testenv.Eventually(t, timeout, "the condition", cond)
 }
 
 type harness struct {
