@@ -135,19 +135,7 @@ func TestThreeRespondersRestartTheEngineOnce(t *testing.T) {
 	var wg sync.WaitGroup
 	for _, inst := range []string{"r1", "r2", "r3"} {
 		r := e.responder(inst)
-		wg.Go(func() {
-			for {
-				_, err := r.Process(context.Background(), env)
-				if err == nil {
-					return
-				}
-				if !errors.Is(err, bus.ErrSkipAck) {
-					t.Errorf("process: %v", err)
-					return
-				}
-				time.Sleep(20 * time.Millisecond)
-			}
-		})
+		wg.Go(func() { processUntilAcked(t, r, env, 20*time.Millisecond) })
 	}
 	wg.Wait()
 	if got := e.rec.Count("restart"); got != 1 {

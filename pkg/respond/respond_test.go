@@ -422,20 +422,7 @@ func TestThreeRespondersPerformOneRestart(t *testing.T) {
 	rs := []*respond.Responder{h.responder("r1"), h.responder("r2"), h.responder("r3")}
 	var wg sync.WaitGroup
 	for _, r := range rs {
-		wg.Go(func() {
-			// Each keeps the request until it is acked, as a consumer would.
-			for {
-				_, err := r.Process(context.Background(), env)
-				if err == nil {
-					return
-				}
-				if !errors.Is(err, bus.ErrSkipAck) {
-					t.Errorf("process: %v", err)
-					return
-				}
-				time.Sleep(5 * time.Millisecond)
-			}
-		})
+		wg.Go(func() { processUntilAcked(t, r, env, 5*time.Millisecond) })
 	}
 	wg.Wait()
 	if got := h.rec.Count("restart"); got != 1 {
@@ -691,5 +678,21 @@ func TestLongActionKeepsItsRequestFromBeingReclaimed(t *testing.T) {
 	}
 	if got := h.rec.Count("restart"); got != 1 {
 		t.Errorf("restarts = %d, want 1", got)
+	}
+}
+
+// processUntilAcked keeps offering the request to r until it is acked, retrying after pause while r
+// defers it (bus.ErrSkipAck), as a consumer would.
+func processUntilAcked(t *testing.T, r *respond.Responder, env event.Envelope, pause time.Duration) {
+	for {
+		_, err := r.Process(context.Background(), env)
+		if err == nil {
+			return
+		}
+		if !errors.Is(err, bus.ErrSkipAck) {
+			t.Errorf("process: %v", err)
+			return
+		}
+		time.Sleep(pause)
 	}
 }
