@@ -273,19 +273,11 @@ func (e *Embedded) restore() error {
 			}
 		case "list":
 			if len(d.List) > 0 {
-				vals := make([]any, len(d.List))
-				for i, v := range d.List {
-					vals[i] = v
-				}
-				pipe.RPush(ctx, k, vals...)
+				pipe.RPush(ctx, k, anys(d.List)...)
 			}
 		case "set":
 			if len(d.Set) > 0 {
-				vals := make([]any, len(d.Set))
-				for i, v := range d.Set {
-					vals[i] = v
-				}
-				pipe.SAdd(ctx, k, vals...)
+				pipe.SAdd(ctx, k, anys(d.Set)...)
 			}
 		case "zset":
 			if len(d.ZSet) > 0 {
@@ -293,11 +285,7 @@ func (e *Embedded) restore() error {
 			}
 		case "stream":
 			for _, en := range d.Stream {
-				vals := make([]any, len(en.Values))
-				for i, v := range en.Values {
-					vals[i] = v
-				}
-				pipe.XAdd(ctx, &redis.XAddArgs{Stream: k, ID: en.ID, Values: vals})
+				pipe.XAdd(ctx, &redis.XAddArgs{Stream: k, ID: en.ID, Values: anys(en.Values)})
 			}
 			for _, g := range d.Groups {
 				pipe.XGroupCreateMkStream(ctx, k, g.Name, g.From)
@@ -312,4 +300,13 @@ func (e *Embedded) restore() error {
 	}
 	e.o.Logger.Info("embedded store restored", "keys", len(state), "dir", e.o.DataDir)
 	return nil
+}
+
+// anys converts strings to the []any the driver's variadic commands take.
+func anys(ss []string) []any {
+	out := make([]any, len(ss))
+	for i, v := range ss {
+		out[i] = v
+	}
+	return out
 }
