@@ -225,8 +225,8 @@ func (a *Analyzer) Handle(ctx context.Context, m bus.Message) error {
 	// The answer and its record travel in one pipeline, shared with the answers of concurrent handlers.
 	// If only part lands, the redelivery publishes the answer again under the same id, which consumers
 	// dedupe.
-	err = a.commits.publish(ctx, a.life, bus.Outgoing{Stream: stream, Env: out,
-		Side: []bus.SideWrite{store.RecordAnalysisOp(ref.incident, decisionFields(d, env.ID, out.ID))}})
+	err = a.commits.publish(ctx, a.life, bus.Outgoing{Stream: stream, Env: out},
+		store.AnalysisRecord{Incident: ref.incident, Fields: decisionFields(d, env.ID, out.ID)})
 	if err != nil {
 		return err
 	}

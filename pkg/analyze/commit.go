@@ -5,6 +5,7 @@ import (
 	"errors"
 
 	"github.com/hemostat/hemostat/pkg/bus"
+	"github.com/hemostat/hemostat/pkg/store"
 )
 
 // maxCommit caps how many answers share one round trip.
@@ -13,9 +14,10 @@ const maxCommit = 256
 // errStopped is returned to handlers that answer after Close.
 var errStopped = errors.New("analyzer stopped")
 
-// commit is one answer waiting for its round trip.
+// commit is one answer waiting for its round trip, with its record in the incident hash.
 type commit struct {
 	out  bus.Outgoing
+	rec  store.AnalysisRecord
 	done chan error
 }
 
@@ -32,11 +34,11 @@ func newCommitter(b *bus.Bus) *committer {
 }
 
 // publish hands an answer to the committer and waits for its round trip.
-func (c *committer) publish(ctx, life context.Context, out bus.Outgoing) error {
+func (c *committer) publish(ctx, life context.Context, out bus.Outgoing, rec store.AnalysisRecord) error {
 	if life.Err() != nil {
 		return errStopped
 	}
-	cm := &commit{out: out, done: make(chan error, 1)}
+	cm := &commit{out: out, rec: rec, done: make(chan error, 1)}
 	select {
 	case c.in <- cm:
 	case <-ctx.Done():
@@ -82,9 +84,13 @@ func (c *committer) run(life context.Context) {
 				}
 			}
 			outs = outs[:0]
+			recs := make([]store.AnalysisRecord, 0, len(batch))
 			for _, cm := range batch {
 				outs = append(outs, cm.out)
+				recs = append(recs, cm.rec)
 			}
+			// Every record of the batch in one script run, after the answers, in the same round trip.
+			outs[len(outs)-1].Side = append(outs[len(outs)-1].Side, store.RecordAnalysesOp(recs))
 			// The round trip is not cut short by the stop: it is what makes the answers durable.
 			err := c.b.PublishManyWith(context.WithoutCancel(life), outs)
 			for _, cm := range batch {

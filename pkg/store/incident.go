@@ -95,15 +95,6 @@ func (c *Client) RecordAnalysis(ctx context.Context, incident string, fields map
 	return nil
 }
 
-// RecordAnalysisOp returns RecordAnalysis as commands for a pipeline (bus.PublishWith), so a decision
-// is recorded in the round trip that publishes it. The script is sent whole: a pipeline cannot fall
-// back from EVALSHA.
-func RecordAnalysisOp(incident string, fields map[string]string) func(context.Context, redis.Pipeliner) {
-	return func(ctx context.Context, p redis.Pipeliner) {
-		analysisRecordScript.Eval(ctx, p, []string{event.IncidentHashKey(incident)}, recordArgs(fields)...)
-	}
-}
-
 func recordArgs(fields map[string]string) []any {
 	args := make([]any, 0, 1+2*len(fields))
 	args = append(args, AnalysisTTL.Milliseconds())
@@ -167,4 +158,50 @@ func (c *Client) AnalysisContext(ctx context.Context, host, name string) (Contai
 	}
 	st.Ledger = ledger.Val()
 	return st, nil
+}
+
+// analysisRecordManyScript is analysisRecordScript over several incidents in one call, so a group commit
+// of many answers pays for one script run. KEYS are the hashes; ARGV[1] ttl ms, then for each key the
+// number of field/value pairs followed by the pairs.
+var analysisRecordManyScript = redis.NewScript(`
+local ttl = ARGV[1]
+local at = 2
+for k = 1, #KEYS do
+  local n = tonumber(ARGV[at])
+  at = at + 1
+  if n > 0 then
+    local existed = redis.call('EXISTS', KEYS[k])
+    redis.call('HSET', KEYS[k], unpack(ARGV, at, at + 2 * n - 1))
+    if existed == 0 then redis.call('PEXPIRE', KEYS[k], ttl) end
+  end
+  at = at + 2 * n
+end
+return #KEYS
+`)
+
+// AnalysisRecord is one incident's analysis fields, for RecordAnalysesOp.
+type AnalysisRecord struct {
+	Incident string
+	Fields   map[string]string
+}
+
+// RecordAnalysesOp returns RecordAnalysis for several incidents as one script run for a pipeline
+// (bus.PublishManyWith), so the analyzer's group commit publishes its answers and records them in one
+// round trip. The same semantics: a hash the monitor created keeps its lifetime, an orphan expires. The
+// script touches several incidents' keys: a single Redis or Sentinel, not Cluster.
+func RecordAnalysesOp(recs []AnalysisRecord) func(context.Context, redis.Pipeliner) {
+	keys := make([]string, 0, len(recs))
+	args := []any{AnalysisTTL.Milliseconds()}
+	for _, r := range recs {
+		keys = append(keys, event.IncidentHashKey(r.Incident))
+		args = append(args, len(r.Fields))
+		for k, v := range r.Fields {
+			args = append(args, k, v)
+		}
+	}
+	return func(ctx context.Context, p redis.Pipeliner) {
+		if len(keys) > 0 {
+			analysisRecordManyScript.Eval(ctx, p, keys, args...)
+		}
+	}
 }

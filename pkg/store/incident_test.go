@@ -111,7 +111,7 @@ func TestRecordAnalysisKeepsTheMonitorsLifetime(t *testing.T) {
 		// The pipelined form publishes and records in one round trip.
 		b := bus.New(st, bus.Options{})
 		env, _ := event.New("analyze", "h", "h/api/crashed", "x", &event.FalseAlarm{Container: "api", Confidence: 0.3})
-		if err := b.PublishWith(ctx, event.StreamFalseAlarm, env, store.RecordAnalysisOp("h/api/crashed", map[string]string{"false_alarm": "true"})); err != nil {
+		if err := b.PublishWith(ctx, event.StreamFalseAlarm, env, store.RecordAnalysesOp([]store.AnalysisRecord{{Incident: "h/api/crashed", Fields: map[string]string{"false_alarm": "true"}}})); err != nil {
 			t.Fatal(err)
 		}
 		if n := rdb.XLen(ctx, event.StreamFalseAlarm).Val(); n != 1 {
@@ -175,6 +175,44 @@ func TestAnalysisContext(t *testing.T) {
 		}
 		if string(got.Sample) != `{"source":"cgroup"}` || string(got.History) != `{"cpu":[1,2]}` || got.Ledger["last_action"] != "restart" {
 			t.Errorf("AnalysisContext() = %+v", got)
+		}
+	})
+}
+
+func TestRecordAnalysesBatchKeepsTheMonitorsLifetime(t *testing.T) {
+	analysisBackends(t, func(t *testing.T, st *store.Client, rdb *redis.Client) {
+		ctx := context.Background()
+		open := event.IncidentHashKey("h/web/crashed")
+		if err := rdb.HSet(ctx, open, "state", "open").Err(); err != nil {
+			t.Fatal(err)
+		}
+		b := bus.New(st, bus.Options{})
+		env, _ := event.New("analyze", "h", "h/api/crashed", "x", &event.FalseAlarm{Container: "api", Confidence: 0.3})
+		op := store.RecordAnalysesOp([]store.AnalysisRecord{
+			{Incident: "h/web/crashed", Fields: map[string]string{"action": "restart", "confidence": "0.9"}},
+			{Incident: "h/db/crashed", Fields: map[string]string{"action": "none"}},
+			{Incident: "h/empty/crashed"},
+			{Incident: "h/api/crashed", Fields: map[string]string{"false_alarm": "true"}},
+		})
+		if err := b.PublishWith(ctx, event.StreamFalseAlarm, env, op); err != nil {
+			t.Fatal(err)
+		}
+		if ttl := rdb.PTTL(ctx, open).Val(); ttl != -1 {
+			t.Errorf("an open incident got a ttl of %s", ttl)
+		}
+		if got := rdb.HGetAll(ctx, open).Val(); got["state"] != "open" || got["action"] != "restart" || got["confidence"] != "0.9" {
+			t.Errorf("open hash = %v", got)
+		}
+		for _, orphan := range []string{"h/db/crashed", "h/api/crashed"} {
+			if ttl := rdb.PTTL(ctx, event.IncidentHashKey(orphan)).Val(); ttl < 6*24*time.Hour {
+				t.Errorf("orphan %s ttl = %s, want about 7 days", orphan, ttl)
+			}
+		}
+		if got := rdb.HGet(ctx, event.IncidentHashKey("h/api/crashed"), "false_alarm").Val(); got != "true" {
+			t.Errorf("last record of the batch = %q", got)
+		}
+		if n := rdb.Exists(ctx, event.IncidentHashKey("h/empty/crashed")).Val(); n != 0 {
+			t.Errorf("a record without fields created its hash")
 		}
 	})
 }
