@@ -1,0 +1,124 @@
+package cmd
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/spf13/cobra"
+
+	"github.com/hemostat/hemostat/pkg/store"
+	"github.com/hemostat/hemostat/pkg/testenv"
+)
+
+func runDeps(t *testing.T, url string) (*Deps, *bytes.Buffer) {
+	t.Helper()
+	var errb bytes.Buffer
+	d := NewDeps(strings.NewReader(""), &bytes.Buffer{}, &errb)
+	d.Global = GlobalOptions{RedisURL: url, HostName: "h", LogLevel: "info", LogFormat: "text"}
+	if err := d.init(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(d.closeAll)
+	return d, &errb
+}
+
+func TestRunServesTheEmbeddedStoreWhenNoRedisAnswers(t *testing.T) {
+	t.Setenv("HEMOSTAT_REDIS_URL", "")
+	dead := fmt.Sprintf("redis://127.0.0.1:%d/0", testenv.FreePort(t))
+	d, errb := runDeps(t, dead)
+	c := &cobra.Command{}
+	c.Flags().String("redis-url", dead, "") // the default, not set by the user
+	dir := t.TempDir()
+	opts := &runOptions{EmbeddedAddr: fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)), DataDir: dir}
+	ctx := context.Background()
+	if err := ensureStore(ctx, c, d, opts); err != nil {
+		t.Fatalf("ensureStore: %v", err)
+	}
+	if !strings.Contains(errb.String(), "serving an embedded store on "+opts.EmbeddedAddr) {
+		t.Errorf("no one-line notice of the embedded store: %q", errb.String())
+	}
+	if d.Global.RedisURL == dead {
+		t.Fatal("still pointed at the dead address")
+	}
+	st, err := d.Store(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Heartbeat(ctx, "monitor", "i1", nil, 0); err != nil {
+		t.Fatalf("the embedded store does not answer: %v", err)
+	}
+	d.closeAll() // the final snapshot
+	if _, err := os.Stat(filepath.Join(dir, "hemostat-state.json")); err != nil {
+		t.Errorf("no snapshot in the data dir after the stop: %v", err)
+	}
+}
+
+func TestRunFailsWhenTheConfiguredRedisIsAway(t *testing.T) {
+	dead := fmt.Sprintf("redis://127.0.0.1:%d/0", testenv.FreePort(t))
+	d, _ := runDeps(t, dead)
+	c := &cobra.Command{}
+	c.Flags().String("redis-url", "", "")
+	if err := c.Flags().Set("redis-url", dead); err != nil {
+		t.Fatal(err)
+	}
+	err := ensureStore(context.Background(), c, d, &runOptions{EmbeddedAddr: "127.0.0.1:0", DataDir: t.TempDir()})
+	if !errors.Is(err, store.ErrUnavailable) || exitCode(err) != ExitUnavailable {
+		t.Fatalf("got %v (exit %d), want an unavailable Redis (exit 3)", err, exitCode(err))
+	}
+	if !strings.Contains(err.Error(), strings.TrimPrefix(dead, "redis://")[:15]) {
+		t.Errorf("the error does not say what was tried: %v", err)
+	}
+}
+
+func TestRunMergesSharedFlags(t *testing.T) {
+	d, _ := runDeps(t, "redis://127.0.0.1:1/0")
+	run := newRunCmd(d)
+	if err := run.Flags().Set("claim-idle", "7s"); err != nil {
+		t.Fatal(err)
+	}
+	// --claim-idle belongs to several agents: setting it on run sets it on each of them.
+	agents := 0
+	for _, name := range []string{"analyze", "respond", "alert", "export", "monitor"} {
+		var sub *cobra.Command
+		for _, c := range []*cobra.Command{newMonitorCmd(d), newAnalyzeCmd(d), newRespondCmd(d), newAlertCmd(d), newExportCmd(d)} {
+			if c.Name() == name {
+				sub = c
+			}
+		}
+		if sub.Flags().Lookup("claim-idle") != nil {
+			agents++
+		}
+	}
+	if agents < 2 {
+		t.Fatalf("--claim-idle is on %d agents; the test needs a shared flag", agents)
+	}
+	f := run.Flags().Lookup("claim-idle")
+	fo, ok := f.Value.(*fanout)
+	if !ok {
+		t.Fatalf("--claim-idle on run is a %T, want a fan-out to %d agents", f.Value, agents)
+	}
+	if len(fo.flags) != agents {
+		t.Errorf("fan-out reaches %d flags, want %d", len(fo.flags), agents)
+	}
+	for _, fl := range fo.flags {
+		if fl.Value.String() != "7s" || !fl.Changed {
+			t.Errorf("an agent's --claim-idle = %s (changed %v), want 7s", fl.Value.String(), fl.Changed)
+		}
+	}
+}
+
+func TestRunRejectsAnUnknownAgent(t *testing.T) {
+	d, _ := runDeps(t, "redis://127.0.0.1:1/0")
+	run := newRunCmd(d)
+	run.SetContext(context.Background())
+	err := runRun(run, d, &runOptions{Agents: []string{"monitor", "bogus"}}, map[string]*cobra.Command{"monitor": newMonitorCmd(d)})
+	if exitCode(err) != ExitUsage || !strings.Contains(err.Error(), `"bogus"`) {
+		t.Fatalf("got %v (exit %d), want a usage error naming the agent", err, exitCode(err))
+	}
+}
