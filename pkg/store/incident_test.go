@@ -5,39 +5,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/alicebob/miniredis/v2"
 	"github.com/google/go-cmp/cmp"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/hemostat/hemostat/pkg/bus"
 	"github.com/hemostat/hemostat/pkg/event"
 	"github.com/hemostat/hemostat/pkg/store"
-	"github.com/hemostat/hemostat/pkg/testenv"
 )
 
-// analysisBackends runs fn against the test redis-server and the embedded store's miniredis: the
-// analyzer's scripts must work on both.
-func analysisBackends(t *testing.T, fn func(t *testing.T, st *store.Client, rdb *redis.Client)) {
-	for _, name := range []string{"redis", "miniredis"} {
-		t.Run(name, func(t *testing.T) {
-			var url string
-			if name == "redis" {
-				url = testenv.RequireRedis(t)
-			} else {
-				url = "redis://" + miniredis.RunT(t).Addr() + "/0"
-			}
-			st, err := store.Open(store.Options{URL: url})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { st.Close() })
-			fn(t, st, st.Redis())
-		})
-	}
-}
-
 func TestBeginAnalysisCountsOOMKills(t *testing.T) {
-	analysisBackends(t, func(t *testing.T, st *store.Client, rdb *redis.Client) {
+	scriptBackends(t, func(t *testing.T, st *store.Client, rdb *redis.Client) {
 		ctx := context.Background()
 		t0 := time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
 		kill := func(id string, at time.Duration) int {
@@ -85,7 +62,7 @@ func TestBeginAnalysisCountsOOMKills(t *testing.T) {
 }
 
 func TestRecordAnalysisKeepsTheMonitorsLifetime(t *testing.T) {
-	analysisBackends(t, func(t *testing.T, st *store.Client, rdb *redis.Client) {
+	scriptBackends(t, func(t *testing.T, st *store.Client, rdb *redis.Client) {
 		ctx := context.Background()
 		open := event.IncidentHashKey("h/web/crashed")
 		if err := rdb.HSet(ctx, open, "state", "open").Err(); err != nil {
@@ -124,7 +101,7 @@ func TestRecordAnalysisKeepsTheMonitorsLifetime(t *testing.T) {
 }
 
 func TestClaimLLMOncePerOpening(t *testing.T) {
-	analysisBackends(t, func(t *testing.T, st *store.Client, rdb *redis.Client) {
+	scriptBackends(t, func(t *testing.T, st *store.Client, rdb *redis.Client) {
 		ctx := context.Background()
 		key := "h/web/memory_leak"
 		now := time.Now()
@@ -161,7 +138,7 @@ func TestClaimLLMOncePerOpening(t *testing.T) {
 }
 
 func TestAnalysisContext(t *testing.T) {
-	analysisBackends(t, func(t *testing.T, st *store.Client, rdb *redis.Client) {
+	scriptBackends(t, func(t *testing.T, st *store.Client, rdb *redis.Client) {
 		ctx := context.Background()
 		empty, err := st.AnalysisContext(ctx, "h", "web")
 		if err != nil || empty.Sample != nil || empty.History != nil || len(empty.Ledger) != 0 {
@@ -180,7 +157,7 @@ func TestAnalysisContext(t *testing.T) {
 }
 
 func TestRecordAnalysesBatchKeepsTheMonitorsLifetime(t *testing.T) {
-	analysisBackends(t, func(t *testing.T, st *store.Client, rdb *redis.Client) {
+	scriptBackends(t, func(t *testing.T, st *store.Client, rdb *redis.Client) {
 		ctx := context.Background()
 		open := event.IncidentHashKey("h/web/crashed")
 		if err := rdb.HSet(ctx, open, "state", "open").Err(); err != nil {

@@ -6,43 +6,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/alicebob/miniredis/v2"
 	"github.com/google/go-cmp/cmp"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/hemostat/hemostat/pkg/event"
 	"github.com/hemostat/hemostat/pkg/store"
-	"github.com/hemostat/hemostat/pkg/testenv"
 )
-
-// ledgerBackends runs a test against the real redis-server and against miniredis (the embedded store of
-// `hemostat run`): the Lua scripts must behave the same on both.
-func ledgerBackends(t *testing.T, fn func(t *testing.T, st *store.Client, rdb *redis.Client)) {
-	for _, name := range []string{"redis", "miniredis"} {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			var url string
-			if name == "redis" {
-				url = testenv.RequireRedis(t)
-			} else {
-				url = "redis://" + miniredis.RunT(t).Addr() + "/0"
-			}
-			st, err := store.Open(store.Options{URL: url})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { st.Close() })
-			o, _ := redis.ParseURL(url)
-			rdb := redis.NewClient(o)
-			t.Cleanup(func() { rdb.Close() })
-			fn(t, st, rdb)
-		})
-	}
-}
 
 func TestLedgerApplyIsACompareAndSet(t *testing.T) {
 	t.Parallel()
-	ledgerBackends(t, func(t *testing.T, st *store.Client, rdb *redis.Client) {
+	scriptBackends(t, func(t *testing.T, st *store.Client, rdb *redis.Client) {
 		ctx := context.Background()
 		k := store.RespondKeys("node-a", "web-1", false)
 		rev, err := st.LedgerApply(ctx, k, store.LedgerCommit{Rev: "", Set: map[string]string{"breaker": "closed", "x": "1"}})
@@ -71,7 +44,7 @@ func TestLedgerApplyIsACompareAndSet(t *testing.T) {
 
 func TestLedgerLease(t *testing.T) {
 	t.Parallel()
-	ledgerBackends(t, func(t *testing.T, st *store.Client, rdb *redis.Client) {
+	scriptBackends(t, func(t *testing.T, st *store.Client, rdb *redis.Client) {
 		ctx := context.Background()
 		k := store.RespondKeys("node-a", "web-1", false)
 		take := func(rev, token string) error {
@@ -111,7 +84,7 @@ func TestLedgerLease(t *testing.T) {
 
 func TestLedgerHostSlots(t *testing.T) {
 	t.Parallel()
-	ledgerBackends(t, func(t *testing.T, st *store.Client, rdb *redis.Client) {
+	scriptBackends(t, func(t *testing.T, st *store.Client, rdb *redis.Client) {
 		ctx := context.Background()
 		k := store.RespondKeys("node-a", "web-1", false)
 		now := time.Now()
@@ -147,7 +120,7 @@ func TestLedgerHostSlots(t *testing.T) {
 
 func TestLedgerReadDoneAndLoad(t *testing.T) {
 	t.Parallel()
-	ledgerBackends(t, func(t *testing.T, st *store.Client, rdb *redis.Client) {
+	scriptBackends(t, func(t *testing.T, st *store.Client, rdb *redis.Client) {
 		ctx := context.Background()
 		k := store.RespondKeys("node-a", "web-1", true)
 		rdb.HSet(ctx, event.KeyContainers,
@@ -192,7 +165,7 @@ func TestLedgerReadDoneAndLoad(t *testing.T) {
 
 func TestAuditAppendChainsOrConflicts(t *testing.T) {
 	t.Parallel()
-	ledgerBackends(t, func(t *testing.T, st *store.Client, rdb *redis.Client) {
+	scriptBackends(t, func(t *testing.T, st *store.Client, rdb *redis.Client) {
 		ctx := context.Background()
 		id, head, err := st.AuditAppend(ctx, "node-a/web-1", store.AuditHead{}, 1, []byte(`{"seq":1}`), "h1")
 		if err != nil || head.Hash != "h1" || head.Seq != 1 {
