@@ -107,8 +107,7 @@ type scenario struct {
 	dataDir string
 	args    []string
 	proc    *exec.Cmd
-	logs    *bytes.Buffer
-	logMu   sync.Mutex
+	logs    *testenv.SyncBuffer
 	started time.Time
 }
 
@@ -122,7 +121,7 @@ func newScenario(t *testing.T, name string, extra ...string) *scenario {
 		t.Fatal(err)
 	}
 	s := &scenario{t: t, name: name, host: "e2e-" + name, url: url, rdb: redis.NewClient(opt), dc: dc,
-		slack: alerttest.NewSlack(t), dataDir: t.TempDir(), logs: &bytes.Buffer{}}
+		slack: alerttest.NewSlack(t), dataDir: t.TempDir(), logs: &testenv.SyncBuffer{}}
 	t.Cleanup(func() { s.rdb.Close() })
 	s.args = append([]string{"run",
 		"--redis-url", url, "--host-name", s.host, "--include", "e2e-" + name + "-*",
@@ -134,9 +133,7 @@ func newScenario(t *testing.T, name string, extra ...string) *scenario {
 	}, extra...)
 	t.Cleanup(func() {
 		if t.Failed() {
-			s.logMu.Lock()
 			t.Logf("hemostat run logs:\n%s", lastLines(s.logs.String(), 80))
-			s.logMu.Unlock()
 		}
 	})
 	return s
@@ -150,23 +147,12 @@ func lastLines(s string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-type lockedWriter struct {
-	mu *sync.Mutex
-	b  *bytes.Buffer
-}
-
-func (w lockedWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
 // start launches `hemostat run` and waits until every agent has a heartbeat.
 func (s *scenario) start() {
 	s.t.Helper()
 	cmd := exec.Command(binary, s.args...)
-	cmd.Stdout = lockedWriter{&s.logMu, s.logs}
-	cmd.Stderr = lockedWriter{&s.logMu, s.logs}
+	cmd.Stdout = s.logs
+	cmd.Stderr = s.logs
 	if err := cmd.Start(); err != nil {
 		s.t.Fatalf("start hemostat run: %v", err)
 	}
