@@ -386,3 +386,87 @@ func TestSkipAckWaitsWithoutCountingDeliveries(t *testing.T) {
 		t.Errorf("waits counted as %d failures", got)
 	}
 }
+
+// TestConsumeBatchGivesWholeReadsAndPerEntryOutcomes: a batch handler gets the entries of a read together;
+// its per-entry answers ack, retry (error) or wait (ErrSkipAck) each entry on its own, and a panic fails the
+// batch without stopping the consumer.
+func TestConsumeBatchGivesWholeReadsAndPerEntryOutcomes(t *testing.T) {
+	url := testenv.RequireRedis(t)
+	b, _ := newBus(t, url, bus.Options{Block: 20 * time.Millisecond, Batch: 10, RetryDelay: time.Millisecond})
+	ctx := context.Background()
+	envs := make([]event.Envelope, 30)
+	index := map[string]int{}
+	for i := range envs {
+		envs[i] = alert(i)
+		index[envs[i].ID] = i
+	}
+	if err := b.PublishBatch(ctx, stream, envs); err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu       sync.Mutex
+		seen     = map[string]int{}
+		largest  int
+		panicked bool
+	)
+	h := func(_ context.Context, ms []bus.Message) []error {
+		mu.Lock()
+		defer mu.Unlock()
+		if !panicked {
+			panicked = true
+			panic("bad batch")
+		}
+		largest = max(largest, len(ms))
+		errs := make([]error, len(ms))
+		for k, m := range ms {
+			seen[m.Envelope.ID]++
+			if seen[m.Envelope.ID] > 1 {
+				continue
+			}
+			switch index[m.Envelope.ID] % 3 {
+			case 0:
+				errs[k] = errors.New("transient")
+			case 1:
+				errs[k] = fmt.Errorf("wait: %w", bus.ErrSkipAck)
+			}
+		}
+		return errs
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- b.ConsumeBatch(cctx, group("a"), h) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("consume returned %v", err)
+		}
+	}()
+	eventually(t, 20*time.Second, "every entry handled", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for i, e := range envs {
+			if seen[e.ID] < 1 || (i%3 != 2 && seen[e.ID] < 2) {
+				return false
+			}
+		}
+		return true
+	})
+	eventually(t, 20*time.Second, "every entry acked", func() bool { n, err := b.Pending(ctx, stream, "analyze"); return err == nil && n == 0 })
+	mu.Lock()
+	defer mu.Unlock()
+	for i, e := range envs {
+		want := 1
+		if i%3 != 2 {
+			want = 2
+		}
+		if seen[e.ID] != want {
+			t.Errorf("entry %d handled %d times, want %d", i, seen[e.ID], want)
+		}
+	}
+	if largest < 2 {
+		t.Errorf("largest batch %d: entries of one read were not handed over together", largest)
+	}
+	if got := b.Stats().Failed.Load(); got < 10 {
+		t.Errorf("failures counted %d, want at least the 10 transient errors", got)
+	}
+}

@@ -35,6 +35,10 @@ type Message struct {
 // Handler handles one message. Returning nil acks it; an error leaves it pending for a retry.
 type Handler func(ctx context.Context, m Message) error
 
+// BatchHandler handles the decoded messages of one read together (so their Redis work can share round
+// trips) and returns one error per message, in order, with the meaning of Handler's.
+type BatchHandler func(ctx context.Context, ms []Message) []error
+
 // ErrSkipAck may be returned by a handler to leave an entry pending without counting a failure,
 // for example when the work must wait until Redis is back.
 var ErrSkipAck = errors.New("leave pending")
@@ -43,6 +47,7 @@ type consumer struct {
 	b        *Bus
 	g        Group
 	h        Handler
+	bh       BatchHandler
 	log      *slog.Logger
 	hctx     context.Context // handler context: outlives the stop by StopGrace
 	retryOwn bool
@@ -58,7 +63,17 @@ type consumer struct {
 // and entries delivered more than MaxDeliveries times go to the dead letter stream. When Redis goes away
 // it retries with capped backoff; nothing unacknowledged is lost. It returns nil after a graceful stop.
 func (b *Bus) Consume(ctx context.Context, g Group, h Handler) error {
-	if g.Name == "" || g.Consumer == "" || len(g.Streams) == 0 {
+	return b.consume(ctx, g, h, nil)
+}
+
+// ConsumeBatch is Consume with a handler of whole reads: every batch of decoded entries (up to Batch, and
+// the redeliveries and retries of the group) goes to h at once; Concurrency does not apply.
+func (b *Bus) ConsumeBatch(ctx context.Context, g Group, h BatchHandler) error {
+	return b.consume(ctx, g, nil, h)
+}
+
+func (b *Bus) consume(ctx context.Context, g Group, h Handler, bh BatchHandler) error {
+	if g.Name == "" || g.Consumer == "" || len(g.Streams) == 0 || (h == nil) == (bh == nil) {
 		return fmt.Errorf("consume: group, consumer and streams are required")
 	}
 	if g.StartID == "" {
@@ -71,7 +86,7 @@ func (b *Bus) Consume(ctx context.Context, g Group, h Handler) error {
 		_ = t
 	})
 	defer stop()
-	c := &consumer{b: b, g: g, h: h, hctx: hctx, retryOwn: true, deferred: map[string]Message{},
+	c := &consumer{b: b, g: g, h: h, bh: bh, hctx: hctx, retryOwn: true, deferred: map[string]Message{},
 		log: b.o.Logger.With("group", g.Name, "consumer", g.Consumer)}
 	return c.run(ctx)
 }
@@ -309,7 +324,9 @@ func (c *consumer) handleBatch(ctx context.Context, stream string, work []Messag
 		return
 	}
 	ok := make([]result, len(work))
-	if o.Concurrency == 1 || len(work) == 1 {
+	if c.bh != nil {
+		c.handleAll(work, ok)
+	} else if o.Concurrency == 1 || len(work) == 1 {
 		for i, m := range work {
 			ok[i] = c.handle(m)
 		}
@@ -365,6 +382,27 @@ const (
 	waiting
 )
 
+// handleAll runs the batch handler, turning a panic into a failure of the whole batch.
+func (c *consumer) handleAll(work []Message, ok []result) {
+	defer func() {
+		if r := recover(); r != nil {
+			c.b.stats.Failed.Add(int64(len(work)))
+			c.log.Error("batch handler panicked", "stream", work[0].Stream, "entries", len(work), "panic", fmt.Sprint(r))
+			clear(ok)
+		}
+	}()
+	errs := c.bh(c.hctx, work)
+	for i, m := range work {
+		var err error
+		if i < len(errs) {
+			err = errs[i]
+		} else {
+			err = fmt.Errorf("batch handler returned %d results for %d entries", len(errs), len(work))
+		}
+		ok[i] = c.outcome(m, err)
+	}
+}
+
 // handle runs the handler, turning a panic into an error: bad input never crashes an agent.
 func (c *consumer) handle(m Message) (res result) {
 	defer func() {
@@ -374,7 +412,11 @@ func (c *consumer) handle(m Message) (res result) {
 			res = failedResult
 		}
 	}()
-	err := c.h(c.hctx, m)
+	return c.outcome(m, c.h(c.hctx, m))
+}
+
+// outcome counts and logs what a handler said of a message.
+func (c *consumer) outcome(m Message, err error) result {
 	switch {
 	case err == nil:
 		c.b.stats.Handled.Add(1)
