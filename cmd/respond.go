@@ -18,6 +18,7 @@ import (
 type respondOptions struct {
 	Config  respond.Config
 	Workers int
+	Batch   int64
 	Bus     bus.Options
 }
 
@@ -82,7 +83,8 @@ remediation_complete. Without Redis nothing is done: requests stay pending until
 	f.DurationVar(&cfg.StableFor, "stable-for", 3*time.Second, "without a healthcheck, the container must stay running this long")
 	f.DurationVar(&cfg.LeaseTTL, "lease-ttl", 15*time.Second, "lifetime of a container lease, renewed while acting")
 	f.DurationVar(&cfg.DoneTTL, "done-ttl", 24*time.Hour, "how long handled request ids are remembered")
-	f.IntVar(&opts.Workers, "workers", 4, "requests handled at once, one consumer each (actions on different containers run in parallel)")
+	f.IntVar(&opts.Workers, "workers", 4, "consumers, each reading --batch requests at once; also the engine actions one consumer runs at once")
+	f.Int64Var(&opts.Batch, "batch", 64, "requests read at once by a consumer: those that need no engine action are decided together, one round trip per step")
 	addBusFlags(c, &opts.Bus)
 	c.AddCommand(newRespondResetCmd(d))
 	return c
@@ -93,8 +95,8 @@ func respondRun(ctx context.Context, d *Deps, opts respondOptions) error {
 	if cfg.MaxUnhealthyPercent <= 0 || cfg.MaxUnhealthyPercent > 100 {
 		return UsageError("--max-unhealthy-percent must be within 1..100, got %d", cfg.MaxUnhealthyPercent)
 	}
-	if cfg.MaxConcurrent <= 0 || cfg.MaxActionsPerHour <= 0 || opts.Workers <= 0 {
-		return UsageError("--max-concurrent, --max-actions-per-hour and --workers must be positive")
+	if cfg.MaxConcurrent <= 0 || cfg.MaxActionsPerHour <= 0 || opts.Workers <= 0 || opts.Batch <= 0 {
+		return UsageError("--max-concurrent, --max-actions-per-hour, --workers and --batch must be positive")
 	}
 	for _, a := range cfg.Actions {
 		if !isAction(a) {
@@ -113,9 +115,9 @@ func respondRun(ctx context.Context, d *Deps, opts respondOptions) error {
 	if err != nil {
 		return err
 	}
-	// One request per read and consumer: a long verification then holds one of the --workers consumers,
-	// not the requests read with it.
-	opts.Bus.Batch, opts.Bus.Concurrency = 1, 1
+	// A consumer decides the requests of a read together; a long verification among them holds only that
+	// consumer's next read (the others' outcomes are out before any action starts).
+	opts.Bus.Batch, opts.Bus.Concurrency = opts.Batch, 1
 	b, err := d.Bus(ctx, opts.Bus)
 	if err != nil {
 		return err

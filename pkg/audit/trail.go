@@ -17,7 +17,7 @@ import (
 // Store is the Redis access the trail needs; *store.Client implements it.
 type Store interface {
 	AuditReadHead(ctx context.Context) (store.AuditHead, error)
-	AuditAppend(ctx context.Context, target string, prev store.AuditHead, seq int64, entry []byte, hash string) (string, store.AuditHead, error)
+	AuditAppend(ctx context.Context, prev store.AuditHead, seq int64, items []store.AuditItem) ([]string, store.AuditHead, error)
 	AuditRange(ctx context.Context, start, end string, count int64) ([]store.AuditRecord, error)
 	AuditRevRange(ctx context.Context, end, start string, count int64) ([]store.AuditRecord, error)
 	AuditIndexRevRange(ctx context.Context, target, end, start string, count int64) ([]store.AuditRecord, error)
@@ -26,12 +26,37 @@ type Store interface {
 
 // Trail appends to and reads the hash-chained audit trail. It is safe for concurrent use, and any number
 // of processes may append at once: each append is a compare-and-set on the chain's head.
+//
+// Appends of concurrent callers are committed together (group commit): while one run of entries is being
+// written, the entries that arrive queue, and the caller whose entry is first in the queue then chains and
+// writes them all in one step. Alone, an entry goes out at once.
 type Trail struct {
-	st   Store
-	mu   sync.Mutex
+	st Store
+
+	qmu   sync.Mutex
+	queue []*appendReq
+	busy  bool // a caller is committing; the others wait for it
+
+	// owned by the committing caller
 	head store.AuditHead
 	know bool
 }
+
+// appendReq is a caller's entries waiting for their commit. done receives once: the outcome, or lead
+// (commit the queue yourself).
+type appendReq struct {
+	es   []Entry
+	done chan appendRes
+}
+
+type appendRes struct {
+	recs []Record
+	err  error
+	lead bool
+}
+
+// maxRun caps how many entries one commit writes (a caller's entries are never split).
+const maxRun = 256
 
 // NewTrail returns a trail over the store.
 func NewTrail(st Store) *Trail { return &Trail{st: st} }
@@ -43,48 +68,130 @@ type Record struct {
 }
 
 // Append chains the entry to the trail's head and appends it. ID and Time are filled in when empty; Seq,
-// PrevHash and Hash are always set. It returns the entry as stored.
+// PrevHash and Hash are always set. It returns the entry as stored. The entry may share its write with
+// those of concurrent callers; it waits for that write even after ctx ends (the write is bounded).
 func (t *Trail) Append(ctx context.Context, e Entry) (Record, error) {
-	if e.ID == "" {
-		e.ID = event.NewID()
+	recs, err := t.AppendMany(ctx, []Entry{e})
+	if err != nil {
+		return Record{}, err
 	}
-	if e.Time.IsZero() {
-		e.Time = time.Now()
+	return recs[0], nil
+}
+
+// AppendMany appends entries in order, contiguously, in one write (shared with concurrent callers').
+func (t *Trail) AppendMany(ctx context.Context, es []Entry) ([]Record, error) {
+	if len(es) == 0 {
+		return nil, nil
 	}
-	e.Time = e.Time.UTC()
-	t.mu.Lock()
-	defer t.mu.Unlock()
+	own := make([]Entry, len(es))
+	for i, e := range es {
+		if e.ID == "" {
+			e.ID = event.NewID()
+		}
+		if e.Time.IsZero() {
+			e.Time = time.Now()
+		}
+		e.Time = e.Time.UTC()
+		own[i] = e
+	}
+	req := &appendReq{es: own, done: make(chan appendRes, 1)}
+	t.qmu.Lock()
+	t.queue = append(t.queue, req)
+	if t.busy {
+		t.qmu.Unlock()
+		if res := <-req.done; !res.lead {
+			return res.recs, res.err
+		}
+		t.qmu.Lock() // leadership handed over: req is first in the queue
+	}
+	t.busy = true
+	n, entries := 0, 0
+	for n < len(t.queue) && (n == 0 || entries+len(t.queue[n].es) <= maxRun) {
+		entries += len(t.queue[n].es)
+		n++
+	}
+	run := make([]*appendReq, n)
+	copy(run, t.queue)
+	t.queue = append(t.queue[:0], t.queue[n:]...)
+	t.qmu.Unlock()
+
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	recs, err := t.commit(wctx, run, entries)
+	cancel()
+	var mine appendRes
+	for _, r := range run {
+		res := appendRes{err: err}
+		if err == nil {
+			res.recs, recs = recs[:len(r.es):len(r.es)], recs[len(r.es):]
+		}
+		if r == req {
+			mine = res
+			continue
+		}
+		r.done <- res
+	}
+
+	t.qmu.Lock()
+	if len(t.queue) > 0 {
+		t.queue[0].done <- appendRes{lead: true}
+	} else {
+		t.busy = false
+	}
+	t.qmu.Unlock()
+	return mine.recs, mine.err
+}
+
+// commit chains a run of callers' entries to the head and writes them in one step, chaining again to a
+// head that another process moved meanwhile.
+func (t *Trail) commit(ctx context.Context, run []*appendReq, n int) ([]Record, error) {
+	items := make([]store.AuditItem, 0, n)
+	recs := make([]Record, 0, n)
 	for try := range 200 {
 		if try >= 3 { // heavy contention: step aside for a moment
 			time.Sleep(time.Duration(rand.IntN(1000*min(try, 20))) * time.Microsecond)
 		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("append audit: %w", ctx.Err())
+		}
 		if !t.know {
 			h, err := t.st.AuditReadHead(ctx)
 			if err != nil {
-				return Record{}, err
+				return nil, err
 			}
 			t.head, t.know = h, true
 		}
-		e.Seq = t.head.Seq + 1
-		e.PrevHash = t.head.Hash
-		e.Hash = e.ComputeHash()
-		raw, err := json.Marshal(e)
-		if err != nil {
-			return Record{}, fmt.Errorf("encode audit entry: %w", err)
+		items, recs = items[:0], recs[:0]
+		prev := t.head.Hash
+		for _, r := range run {
+			for _, e := range r.es {
+				e.Seq = t.head.Seq + 1 + int64(len(items))
+				e.PrevHash = prev
+				e.Hash = e.ComputeHash()
+				prev = e.Hash
+				raw, err := json.Marshal(e)
+				if err != nil {
+					return nil, fmt.Errorf("encode audit entry: %w", err)
+				}
+				items = append(items, store.AuditItem{Target: event.Target(e.Host, e.Container), JSON: raw, Hash: e.Hash})
+				recs = append(recs, Record{Entry: e})
+			}
 		}
-		id, head, err := t.st.AuditAppend(ctx, event.Target(e.Host, e.Container), t.head, e.Seq, raw, e.Hash)
+		ids, head, err := t.st.AuditAppend(ctx, t.head, t.head.Seq+1, items)
 		if errors.Is(err, store.ErrAuditConflict) {
 			t.head = head // another writer came first: chain to its entry
 			continue
 		}
 		if err != nil {
 			t.know = false
-			return Record{}, err
+			return nil, err
 		}
 		t.head = head
-		return Record{StreamID: id, Entry: e}, nil
+		for i := range recs {
+			recs[i].StreamID = ids[i]
+		}
+		return recs, nil
 	}
-	return Record{}, fmt.Errorf("append audit: head kept moving")
+	return nil, fmt.Errorf("append audit: head kept moving")
 }
 
 // Filter selects entries. Zero fields select everything.

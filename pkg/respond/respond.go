@@ -114,8 +114,9 @@ func (r *Responder) Stats() *Stats { return &r.stats }
 func Group(host string) string { return "respond:" + host }
 
 // Run consumes remediation requests until ctx is done. It runs Workers consumers of the host's group
-// (named <instance>-<n>), so a long verification holds one consumer and not the requests behind it; give
-// the bus a small Batch (1) for that. It returns when every consumer has stopped.
+// (named <instance>-<n>); each decides the requests of a read together (see ProcessBatch), so a long
+// verification holds one consumer's next read and not the other consumers. It returns when every
+// consumer has stopped.
 func (r *Responder) Run(ctx context.Context, b *bus.Bus) error {
 	errs := make([]error, r.workers)
 	var wg sync.WaitGroup
@@ -123,8 +124,8 @@ func (r *Responder) Run(ctx context.Context, b *bus.Bus) error {
 		consumer := fmt.Sprintf("%s-%d", r.inst, i)
 		// Each consumer returns when ctx is done.
 		wg.Go(func() {
-			errs[i] = b.Consume(ctx, bus.Group{Name: Group(r.cfg.Host), Consumer: consumer,
-				Streams: []string{event.StreamRemediationNeeded}}, r.handler(consumer))
+			errs[i] = b.ConsumeBatch(ctx, bus.Group{Name: Group(r.cfg.Host), Consumer: consumer,
+				Streams: []string{event.StreamRemediationNeeded}}, r.batchHandler(consumer))
 		})
 	}
 	wg.Wait()
@@ -179,33 +180,48 @@ func (r *Responder) Process(ctx context.Context, env event.Envelope) (Outcome, e
 
 func (r *Responder) processDelivery(ctx context.Context, env event.Envelope, dlv *delivery) (Outcome, error) {
 	start := time.Now()
+	req, ok, ignored := r.admit(env)
+	if !ok {
+		return Outcome{Request: req, Ignored: ignored}, nil
+	}
+	out, err := r.process(ctx, req, dlv, start)
+	return out, r.failure(err)
+}
+
+// admit decodes a request and keeps it if it is this host's: a malformed one is counted and dropped, one
+// of another host counted as ignored.
+func (r *Responder) admit(env event.Envelope) (req Request, ok, ignored bool) {
 	if env.EventType != event.TypeRemediationNeeded {
 		r.stats.Malformed.Add(1)
-		return Outcome{}, nil
+		return Request{}, false, false
 	}
 	p, err := event.DecodeData[event.RemediationNeeded](env)
 	if err != nil {
 		r.stats.Malformed.Add(1)
 		r.log.Warn("malformed remediation request; dropped", "event_id", env.ID, "err", err)
-		return Outcome{}, nil
+		return Request{}, false, false
 	}
-	req := RequestFrom(env, p)
+	req = RequestFrom(env, p)
 	if env.Host != r.cfg.Host {
 		r.stats.Ignored.Add(1)
-		return Outcome{Request: req, Ignored: true}, nil
+		return req, false, true
 	}
-	out, err := r.process(ctx, req, dlv, start)
-	if err != nil {
-		if store.IsUnavailable(err) || errors.Is(err, docker.ErrUnavailable) {
-			r.stats.Deferred.Add(1) // nothing was done; wait for the dependency
-			return out, fmt.Errorf("%v: %w", err, bus.ErrSkipAck)
-		}
-		if errors.Is(err, bus.ErrSkipAck) {
-			r.stats.Deferred.Add(1)
-		}
-		return out, err
+	return req, true, false
+}
+
+// failure is what the bus is told of a request that ended in err: dependencies away (Redis, the engine)
+// and deferrals leave it pending without counting a failure.
+func (r *Responder) failure(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case store.IsUnavailable(err) || errors.Is(err, docker.ErrUnavailable):
+		r.stats.Deferred.Add(1) // nothing was done; wait for the dependency
+		return fmt.Errorf("%v: %w", err, bus.ErrSkipAck)
+	case errors.Is(err, bus.ErrSkipAck):
+		r.stats.Deferred.Add(1)
 	}
-	return out, nil
+	return err
 }
 
 func (r *Responder) process(ctx context.Context, req Request, dlv *delivery, start time.Time) (Outcome, error) {
@@ -214,10 +230,7 @@ func (r *Responder) process(ctx context.Context, req Request, dlv *delivery, sta
 	if err != nil {
 		return out, err
 	}
-	cfg := r.cfg.ForLabels(tgt.State.Labels)
-	simulate := Simulated(cfg, tgt.State.Labels)
-	keys := store.RespondKeys(cfg.Host, req.Container, simulate)
-	token := req.EventID + " " + r.inst + " " + nonce()
+	cfg, simulate, keys, token := r.prepare(req, tgt)
 	var d Decision
 	committed := false
 	for try := 0; try < 10 && !committed; try++ {
@@ -244,9 +257,7 @@ func (r *Responder) process(ctx context.Context, req Request, dlv *delivery, sta
 			committed = true // nothing to record in a ledger
 			break
 		}
-		set, del := Plan(now, cfg, req, tgt, snap.Ledger, d)
-		set[fLastEvent] = req.EventID
-		cm := store.LedgerCommit{Rev: snap.Ledger.Rev, Set: set, Del: del}
+		cm := commitOf(now, cfg, req, tgt, snap, d)
 		slot := false
 		if d.Step == StepExecute {
 			ok, err := r.st.LedgerAcquireSlot(ctx, keys, token, r.cfg.MaxConcurrent, r.cfg.LeaseTTL, time.Now())
@@ -258,7 +269,7 @@ func (r *Responder) process(ctx context.Context, req Request, dlv *delivery, sta
 			}
 			slot = true
 			cm.Lease, cm.Token, cm.LeaseTTL = store.LeaseTake, token, r.cfg.LeaseTTL
-			delete(set, fLastEvent) // set when the action finishes
+			delete(cm.Set, fLastEvent) // set when the action finishes
 		}
 		_, err = r.st.LedgerApply(ctx, keys, cm)
 		if err != nil && slot {
@@ -275,8 +286,7 @@ func (r *Responder) process(ctx context.Context, req Request, dlv *delivery, sta
 	if !committed {
 		return out, deferred("ledger of %s kept changing", req.Container)
 	}
-	r.stats.Handled.Add(1)
-	out.Decision, out.Status, out.Details, out.DryRun = d, d.Status, d.Details, d.Step == StepSimulate || (simulate && d.Status != "")
+	r.decided(&out, d, simulate)
 	publish := true
 	if d.Step == StepBlastRadius {
 		first, err := r.st.LedgerHoldOnce(ctx, keys, r.cfg.HoldPeriod)
@@ -297,6 +307,26 @@ func (r *Responder) process(ctx context.Context, req Request, dlv *delivery, sta
 	}
 	out.Duration = time.Since(start)
 	return r.report(ctx, out, tgt, token, publish)
+}
+
+// prepare returns the policy, mode, ledger keys and a fresh lease token of a resolved request.
+func (r *Responder) prepare(req Request, tgt Target) (cfg Config, simulate bool, keys store.LedgerKeys, token string) {
+	cfg = r.cfg.ForLabels(tgt.State.Labels)
+	simulate = Simulated(cfg, tgt.State.Labels)
+	return cfg, simulate, store.RespondKeys(cfg.Host, req.Container, simulate), req.EventID + " " + r.inst + " " + nonce()
+}
+
+// commitOf is the ledger commit of a decision taken on snap.
+func commitOf(now time.Time, cfg Config, req Request, tgt Target, snap Snapshot, d Decision) store.LedgerCommit {
+	set, del := Plan(now, cfg, req, tgt, snap.Ledger, d)
+	set[fLastEvent] = req.EventID
+	return store.LedgerCommit{Rev: snap.Ledger.Rev, Set: set, Del: del}
+}
+
+// decided counts a committed decision and records it in the outcome.
+func (r *Responder) decided(out *Outcome, d Decision, simulate bool) {
+	r.stats.Handled.Add(1)
+	out.Decision, out.Status, out.Details, out.DryRun = d, d.Status, d.Details, d.Step == StepSimulate || (simulate && d.Status != "")
 }
 
 // resolve is step 1's read: the container by id, else its compose replacement by name.
@@ -406,40 +436,14 @@ func (r *Responder) report(ctx context.Context, out Outcome, tgt Target, token s
 	if !claimed {
 		return out, deferred("request %s is being reported by another responder", req.EventID)
 	}
-	actor := req.AnalysisMethod
-	if actor == "" {
-		actor = "rules"
-	}
-	containerID := req.ContainerID
-	if tgt.Found {
-		containerID = tgt.State.ID
-	}
-	decision := out.Decision.Decision
-	e := audit.Entry{
-		Time: r.now(), Host: req.Host, Container: req.Container, ContainerID: containerID, Incident: req.Incident,
-		CausationID: req.EventID, Action: req.Action, Decision: decision, Result: out.Status, Error: out.Error,
-		Details: out.Details, RetryAfterMS: out.Decision.RetryAfter.Milliseconds(), Reason: req.Reason,
-		Confidence: req.Confidence, AnalysisMethod: req.AnalysisMethod, Actor: actor,
-		DurationMS: float64(out.Duration.Microseconds()) / 1000, Verified: out.Verified, DryRun: out.DryRun,
-	}
+	e := r.auditEntry(out, tgt)
 	rec, err := r.trail.Append(ctx, e)
 	if err != nil {
 		return out, err
 	}
 	out.Audit = rec.StreamID
 	if publish {
-		incident := req.Incident
-		if incident == "" && req.Class != "" {
-			incident = event.IncidentKey(req.Host, req.Container, req.Class)
-		}
-		p := &event.RemediationComplete{
-			Container: req.Container, ContainerID: containerID, Action: req.Action,
-			Result: event.Result{Status: out.Status, Details: out.Details, Error: out.Error}, DryRun: out.DryRun,
-			Reason: req.Reason, Confidence: req.Confidence, AnalysisMethod: req.AnalysisMethod, Verified: out.Verified,
-			DurationMS: e.DurationMS, Class: req.Class, RootCause: req.RootCause, Evidence: req.Evidence,
-			RetryAfterMS: e.RetryAfterMS, EventTime: req.EventTime,
-		}
-		env, err := event.New("respond", req.Host, incident, req.EventID, p)
+		env, err := r.completion(out, e)
 		if err != nil {
 			return out, err
 		}
@@ -448,12 +452,54 @@ func (r *Responder) report(ctx context.Context, out Outcome, tgt Target, token s
 		}
 		out.Published = true
 	}
-	if err := r.st.LedgerMarkDone(ctx, req.EventID, r.cfg.DoneTTL); err != nil {
+	if err := r.st.LedgerMarkDone(ctx, r.cfg.DoneTTL, req.EventID); err != nil {
 		return out, err
 	}
-	r.log.Info("remediation decided", "container", req.Container, "action", req.Action, "decision", decision,
-		"result", out.Status, "details", out.Details, "event_id", req.EventID, "duration_ms", e.DurationMS)
+	r.logOutcome(out, e)
 	return out, nil
+}
+
+// auditEntry is the audit record of an outcome.
+func (r *Responder) auditEntry(out Outcome, tgt Target) audit.Entry {
+	req := out.Request
+	actor := req.AnalysisMethod
+	if actor == "" {
+		actor = "rules"
+	}
+	containerID := req.ContainerID
+	if tgt.Found {
+		containerID = tgt.State.ID
+	}
+	return audit.Entry{
+		Time: r.now(), Host: req.Host, Container: req.Container, ContainerID: containerID, Incident: req.Incident,
+		CausationID: req.EventID, Action: req.Action, Decision: out.Decision.Decision, Result: out.Status, Error: out.Error,
+		Details: out.Details, RetryAfterMS: out.Decision.RetryAfter.Milliseconds(), Reason: req.Reason,
+		Confidence: req.Confidence, AnalysisMethod: req.AnalysisMethod, Actor: actor,
+		DurationMS: float64(out.Duration.Microseconds()) / 1000, Verified: out.Verified, DryRun: out.DryRun,
+	}
+}
+
+// completion is the remediation_complete envelope of an outcome, given its audit entry.
+func (r *Responder) completion(out Outcome, e audit.Entry) (event.Envelope, error) {
+	req := out.Request
+	incident := req.Incident
+	if incident == "" && req.Class != "" {
+		incident = event.IncidentKey(req.Host, req.Container, req.Class)
+	}
+	p := &event.RemediationComplete{
+		Container: req.Container, ContainerID: e.ContainerID, Action: req.Action,
+		Result: event.Result{Status: out.Status, Details: out.Details, Error: out.Error}, DryRun: out.DryRun,
+		Reason: req.Reason, Confidence: req.Confidence, AnalysisMethod: req.AnalysisMethod, Verified: out.Verified,
+		DurationMS: e.DurationMS, Class: req.Class, RootCause: req.RootCause, Evidence: req.Evidence,
+		RetryAfterMS: e.RetryAfterMS, EventTime: req.EventTime,
+	}
+	return event.New("respond", req.Host, incident, req.EventID, p)
+}
+
+func (r *Responder) logOutcome(out Outcome, e audit.Entry) {
+	req := out.Request
+	r.log.Info("remediation decided", "container", req.Container, "action", req.Action, "decision", e.Decision,
+		"result", out.Status, "details", out.Details, "event_id", req.EventID, "duration_ms", e.DurationMS)
 }
 
 // Reset closes a container's breaker and clears its backoff (real and shadow ledgers), audited as the actor.

@@ -23,21 +23,31 @@ const (
 // AuditIndexKey is the per-container index of audit stream ids.
 func AuditIndexKey(target string) string { return "hemostat:audit:idx:{" + target + "}" }
 
-// auditAppendScript appends an entry if the chain's head is still the one the entry was chained to.
+// auditAppendScript appends a run of entries if the chain's head is still the one the first of them was
+// chained to: one script for the entries of many concurrent writers.
 //
-// KEYS[1] audit stream, KEYS[2] head hash, KEYS[3] container index stream
-// ARGV[1] expected head hash ("" for the first entry), ARGV[2] expected seq of the new entry,
-// ARGV[3] entry JSON, ARGV[4] entry hash
-// returns {1, stream id} or {0, head hash, head seq} when another append came first.
+// KEYS[1] audit stream, KEYS[2] head hash, KEYS[3..] the containers' index streams
+// ARGV[1] expected head hash ("" for the first entry), ARGV[2] expected seq of the first new entry,
+// then per entry: JSON, hash, position of its index key in KEYS
+// returns {1, stream ids...} or {0, head hash, head seq} when another append came first.
 var auditAppendScript = redis.NewScript(`
 local head = redis.call('HMGET', KEYS[2], 'hash', 'seq')
 local h = head[1] or ''
 local seq = tonumber(head[2] or '0') or 0
-if h ~= ARGV[1] or seq + 1 ~= tonumber(ARGV[2]) then return {0, h, tostring(seq)} end
-local id = redis.call('XADD', KEYS[1], '*', 'entry', ARGV[3])
-redis.call('HSET', KEYS[2], 'hash', ARGV[4], 'seq', ARGV[2], 'id', id)
-redis.call('XADD', KEYS[3], '*', 'id', id)
-return {1, id}
+local first = tonumber(ARGV[2])
+if h ~= ARGV[1] or seq + 1 ~= first then return {0, h, tostring(seq)} end
+local out = {1}
+local id, hash
+local n = (#ARGV - 2) / 3
+for i = 0, n - 1 do
+  local a = 3 + 3 * i
+  id = redis.call('XADD', KEYS[1], '*', 'entry', ARGV[a])
+  hash = ARGV[a + 1]
+  redis.call('XADD', KEYS[tonumber(ARGV[a + 2])], '*', 'id', id)
+  out[#out + 1] = id
+end
+redis.call('HSET', KEYS[2], 'hash', hash, 'seq', tostring(first + n - 1), 'id', id)
+return out
 `)
 
 // ErrAuditConflict means another writer appended first: chain to the returned head and try again.
@@ -65,24 +75,53 @@ func (c *Client) AuditReadHead(ctx context.Context) (AuditHead, error) {
 	return h, nil
 }
 
-// AuditAppend appends one entry (JSON) chained to prev, at position seq, indexed under target. When another
-// writer appended first it returns ErrAuditConflict and the current head.
-func (c *Client) AuditAppend(ctx context.Context, target string, prev AuditHead, seq int64, entry []byte, hash string) (string, AuditHead, error) {
-	res, err := auditAppendScript.Run(ctx, c.rdb, []string{event.StreamAudit, auditHeadKey, AuditIndexKey(target)},
-		prev.Hash, seq, entry, hash).Slice()
-	if err != nil {
-		return "", AuditHead{}, fmt.Errorf("append audit: %w", err)
+// AuditItem is one entry to append: its container ("host/name", for the index), JSON and hash.
+type AuditItem struct {
+	Target string
+	JSON   []byte
+	Hash   string
+}
+
+// AuditAppend appends entries (JSON) chained to prev, the first at position seq and the others after it, each
+// indexed under its container, in one atomic step. It returns their stream ids and the new head. When
+// another writer appended first it returns ErrAuditConflict and the current head, and appends nothing.
+func (c *Client) AuditAppend(ctx context.Context, prev AuditHead, seq int64, items []AuditItem) ([]string, AuditHead, error) {
+	if len(items) == 0 {
+		return nil, prev, nil
 	}
-	if n, _ := res[0].(int64); n == 1 {
-		id, _ := res[1].(string)
-		return id, AuditHead{Hash: hash, Seq: seq, ID: id}, nil
+	keys := []string{event.StreamAudit, auditHeadKey}
+	pos := map[string]int{}
+	args := make([]any, 0, 2+3*len(items))
+	args = append(args, prev.Hash, seq)
+	for _, it := range items {
+		k, ok := pos[it.Target]
+		if !ok {
+			keys = append(keys, AuditIndexKey(it.Target))
+			k = len(keys)
+			pos[it.Target] = k
+		}
+		args = append(args, it.JSON, it.Hash, k)
+	}
+	res, err := auditAppendScript.Run(ctx, c.rdb, keys, args...).Slice()
+	if err != nil {
+		return nil, AuditHead{}, fmt.Errorf("append audit: %w", err)
+	}
+	if n, _ := res[0].(int64); n == 1 && len(res) == len(items)+1 {
+		ids := make([]string, len(items))
+		for i := range ids {
+			ids[i], _ = res[i+1].(string)
+		}
+		last := items[len(items)-1]
+		return ids, AuditHead{Hash: last.Hash, Seq: seq + int64(len(items)) - 1, ID: ids[len(ids)-1]}, nil
 	}
 	var h AuditHead
-	h.Hash, _ = res[1].(string)
-	if s, ok := res[2].(string); ok {
-		fmt.Sscan(s, &h.Seq)
+	if len(res) >= 3 {
+		h.Hash, _ = res[1].(string)
+		if s, ok := res[2].(string); ok {
+			fmt.Sscan(s, &h.Seq)
+		}
 	}
-	return "", h, ErrAuditConflict
+	return nil, h, ErrAuditConflict
 }
 
 // AuditRecord is one stored audit entry: its stream id and JSON.

@@ -105,20 +105,50 @@ const keyRespondIncidentsOpen = "hemostat:incidents:open"
 
 // LedgerRead reads a container's ledger, lease, the done marker of the request and the host's load.
 func (c *Client) LedgerRead(ctx context.Context, k LedgerKeys, host, eventID string, now time.Time) (LedgerSnapshot, error) {
+	s, err := c.LedgerReadMany(ctx, host, []LedgerQuery{{Keys: k, EventID: eventID}}, now)
+	if err != nil {
+		return LedgerSnapshot{}, err
+	}
+	return s[0], nil
+}
+
+// LedgerQuery names one snapshot of LedgerReadMany: a container's keys and the request event.
+type LedgerQuery struct {
+	Keys    LedgerKeys
+	EventID string
+}
+
+// LedgerReadMany reads the snapshots of many requests of one host in one round trip; the host's load is
+// read once for all of them.
+func (c *Client) LedgerReadMany(ctx context.Context, host string, qs []LedgerQuery, now time.Time) ([]LedgerSnapshot, error) {
+	type reads struct {
+		ledger     *redis.MapStringStringCmd
+		lease      *redis.StringCmd
+		done       *redis.StringCmd
+		active     *redis.IntCmd
+		open       *redis.StringSliceCmd
+		containers *redis.MapStringStringCmd
+	}
 	pipe := c.rdb.Pipeline()
-	ledger := pipe.HGetAll(ctx, k.Ledger)
-	lease := pipe.Get(ctx, k.Lease)
-	done := pipe.Get(ctx, event.DoneKey(eventID))
-	active := pipe.ZCount(ctx, k.Active, strconv.FormatInt(now.UnixMilli(), 10), "+inf")
+	rs := make([]reads, len(qs))
+	nowMS := strconv.FormatInt(now.UnixMilli(), 10)
+	for i, q := range qs {
+		rs[i] = reads{ledger: pipe.HGetAll(ctx, q.Keys.Ledger), lease: pipe.Get(ctx, q.Keys.Lease),
+			done: pipe.Get(ctx, event.DoneKey(q.EventID)), active: pipe.ZCount(ctx, q.Keys.Active, nowMS, "+inf")}
+	}
 	open := pipe.ZRange(ctx, keyRespondIncidentsOpen, 0, -1)
 	containers := pipe.HGetAll(ctx, event.KeyContainers)
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return LedgerSnapshot{}, fmt.Errorf("read ledger %s: %w", k.Ledger, err)
+		return nil, fmt.Errorf("read ledger %s: %w", qs[0].Keys.Ledger, err)
 	}
-	s := LedgerSnapshot{Fields: ledger.Val(), Lease: lease.Val(), Done: done.Val() == doneValue,
-		Reporting: done.Val() != "" && done.Val() != doneValue, Active: int(active.Val())}
-	s.Unhealthy, s.Watched = respondLoad(host, open.Val(), containers.Val())
-	return s, nil
+	unhealthy, watched := respondLoad(host, open.Val(), containers.Val())
+	out := make([]LedgerSnapshot, len(qs))
+	for i, r := range rs {
+		out[i] = LedgerSnapshot{Fields: r.ledger.Val(), Lease: r.lease.Val(), Done: r.done.Val() == doneValue,
+			Reporting: r.done.Val() != "" && r.done.Val() != doneValue, Active: int(r.active.Val()),
+			Unhealthy: unhealthy, Watched: watched}
+	}
+	return out, nil
 }
 
 // respondLoad counts a host's containers with an open incident and its watched containers.
@@ -174,6 +204,61 @@ type LedgerCommit struct {
 // LedgerApply commits a change: it fails with ErrLedgerConflict when the ledger's revision moved since
 // the snapshot, and with ErrLeaseHeld when LeaseTake finds the lease taken. It returns the new revision.
 func (c *Client) LedgerApply(ctx context.Context, k LedgerKeys, cm LedgerCommit) (string, error) {
+	res, err := ledgerCommitScript.Run(ctx, c.rdb, []string{k.Ledger, k.Lease}, cm.args()...).Int64Slice()
+	if err != nil {
+		return "", fmt.Errorf("commit ledger %s: %w", k.Ledger, err)
+	}
+	return commitResult(res)
+}
+
+// LedgerApplyMany commits many changes, each on its own container's ledger and each a compare-and-set like
+// LedgerApply, in one round trip. It returns each commit's new revision or error (ErrLedgerConflict,
+// ErrLeaseHeld); err is set when the round trip itself failed, and then nothing is known of any commit.
+func (c *Client) LedgerApplyMany(ctx context.Context, ks []LedgerKeys, cms []LedgerCommit) (revs []string, errs []error, err error) {
+	cmds := make([]*redis.Cmd, len(cms))
+	run := func(todo []int) error {
+		pipe := c.rdb.Pipeline()
+		for _, i := range todo {
+			cmds[i] = ledgerCommitScript.EvalSha(ctx, pipe, []string{ks[i].Ledger, ks[i].Lease}, cms[i].args()...)
+		}
+		_, err := pipe.Exec(ctx)
+		return err
+	}
+	all := make([]int, len(cms))
+	for i := range all {
+		all[i] = i
+	}
+	if err := run(all); err != nil {
+		var missing []int // the script is not cached yet (first use, or after SCRIPT FLUSH): nothing ran
+		for _, i := range all {
+			if e := cmds[i].Err(); e != nil && strings.HasPrefix(e.Error(), "NOSCRIPT") {
+				missing = append(missing, i)
+			}
+		}
+		if len(missing) > 0 {
+			if e := ledgerCommitScript.Load(ctx, c.rdb).Err(); e != nil {
+				return nil, nil, fmt.Errorf("commit ledgers: %w", e)
+			}
+			_ = run(missing)
+		}
+	}
+	revs, errs = make([]string, len(cms)), make([]error, len(cms))
+	for i, cmd := range cmds {
+		res, e := cmd.Int64Slice()
+		if e != nil {
+			if IsUnavailable(e) {
+				return nil, nil, fmt.Errorf("commit ledger %s: %w", ks[i].Ledger, e)
+			}
+			errs[i] = fmt.Errorf("commit ledger %s: %w", ks[i].Ledger, e)
+			continue
+		}
+		revs[i], errs[i] = commitResult(res)
+	}
+	return revs, errs, nil
+}
+
+// args are the ledger script's arguments for the commit.
+func (cm LedgerCommit) args() []any {
 	op := ""
 	switch cm.Lease {
 	case LeaseTake:
@@ -197,9 +282,12 @@ func (c *Client) LedgerApply(ctx context.Context, k LedgerKeys, cm LedgerCommit)
 	for _, f := range cm.Del {
 		args = append(args, f)
 	}
-	res, err := ledgerCommitScript.Run(ctx, c.rdb, []string{k.Ledger, k.Lease}, args...).Int64Slice()
-	if err != nil {
-		return "", fmt.Errorf("commit ledger %s: %w", k.Ledger, err)
+	return args
+}
+
+func commitResult(res []int64) (string, error) {
+	if len(res) < 2 {
+		return "", fmt.Errorf("commit ledger: unexpected reply %v", res)
 	}
 	switch res[0] {
 	case 1:
@@ -265,10 +353,37 @@ func (c *Client) LedgerClaimReport(ctx context.Context, eventID, token string, t
 	return ok, nil
 }
 
-// LedgerMarkDone records that a request event was handled, for ttl.
-func (c *Client) LedgerMarkDone(ctx context.Context, eventID string, ttl time.Duration) error {
-	if err := c.rdb.Set(ctx, event.DoneKey(eventID), doneValue, ttl).Err(); err != nil {
-		return fmt.Errorf("mark done %s: %w", eventID, err)
+// LedgerClaimReports is LedgerClaimReport for many requests in one round trip.
+func (c *Client) LedgerClaimReports(ctx context.Context, eventIDs, tokens []string, ttl time.Duration) ([]bool, error) {
+	pipe := c.rdb.Pipeline()
+	cmds := make([]*redis.BoolCmd, len(eventIDs))
+	for i, id := range eventIDs {
+		cmds[i] = pipe.SetNX(ctx, event.DoneKey(id), "reporting "+tokens[i], ttl)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("claim reports: %w", err)
+	}
+	out := make([]bool, len(cmds))
+	for i, cmd := range cmds {
+		out[i] = cmd.Val()
+	}
+	return out, nil
+}
+
+// LedgerMarkDone records that request events were handled, for ttl, in one round trip.
+func (c *Client) LedgerMarkDone(ctx context.Context, ttl time.Duration, eventIDs ...string) error {
+	if len(eventIDs) == 1 {
+		if err := c.rdb.Set(ctx, event.DoneKey(eventIDs[0]), doneValue, ttl).Err(); err != nil {
+			return fmt.Errorf("mark done %s: %w", eventIDs[0], err)
+		}
+		return nil
+	}
+	pipe := c.rdb.Pipeline()
+	for _, id := range eventIDs {
+		pipe.Set(ctx, event.DoneKey(id), doneValue, ttl)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("mark done: %w", err)
 	}
 	return nil
 }

@@ -19,15 +19,13 @@ elseif op == 'release' then
   if redis.call('GET', KEYS[2]) == ARGV[3] then redis.call('DEL', KEYS[2]) end
 end
 local n = tonumber(ARGV[5])
-local i = 6
-for _ = 1, n do
-  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
-  i = i + 2
-end
-while i <= #ARGV do
-  redis.call('HDEL', KEYS[1], ARGV[i])
-  i = i + 1
-end
 cur = cur + 1
-redis.call('HSET', KEYS[1], 'rev', cur)
+if n > 0 then
+  redis.call('HSET', KEYS[1], 'rev', cur, unpack(ARGV, 6, 5 + 2 * n))
+else
+  redis.call('HSET', KEYS[1], 'rev', cur)
+end
+if #ARGV > 5 + 2 * n then
+  redis.call('HDEL', KEYS[1], unpack(ARGV, 6 + 2 * n, #ARGV))
+end
 return {1, cur}

@@ -151,7 +151,7 @@ func TestLedgerReadDoneAndLoad(t *testing.T) {
 		if s := read(); !s.Reporting || s.Done {
 			t.Errorf("while reporting: %+v", s)
 		}
-		if err := st.LedgerMarkDone(ctx, "e1", time.Hour); err != nil {
+		if err := st.LedgerMarkDone(ctx, time.Hour, "e1"); err != nil {
 			t.Fatal(err)
 		}
 		if s := read(); !s.Done || s.Reporting {
@@ -167,27 +167,37 @@ func TestAuditAppendChainsOrConflicts(t *testing.T) {
 	t.Parallel()
 	scriptBackends(t, func(t *testing.T, st *store.Client, rdb *redis.Client) {
 		ctx := context.Background()
-		id, head, err := st.AuditAppend(ctx, "node-a/web-1", store.AuditHead{}, 1, []byte(`{"seq":1}`), "h1")
-		if err != nil || head.Hash != "h1" || head.Seq != 1 {
-			t.Fatalf("first append: %q %+v %v", id, head, err)
+		ids, head, err := st.AuditAppend(ctx, store.AuditHead{}, 1, []store.AuditItem{{Target: "node-a/web-1", JSON: []byte(`{"seq":1}`), Hash: "h1"}})
+		if err != nil || len(ids) != 1 || head.Hash != "h1" || head.Seq != 1 || head.ID != ids[0] {
+			t.Fatalf("first append: %q %+v %v", ids, head, err)
 		}
-		_, cur, err := st.AuditAppend(ctx, "node-a/web-1", store.AuditHead{}, 1, []byte(`{"seq":1}`), "hx")
+		id := ids[0]
+		_, cur, err := st.AuditAppend(ctx, store.AuditHead{}, 1, []store.AuditItem{{Target: "node-a/web-1", JSON: []byte(`{"seq":1}`), Hash: "hx"}})
 		if !errors.Is(err, store.ErrAuditConflict) || cur.Hash != "h1" || cur.Seq != 1 {
 			t.Errorf("stale append: %+v %v, want the current head and ErrAuditConflict", cur, err)
 		}
-		if _, _, err := st.AuditAppend(ctx, "node-a/web-2", cur, 2, []byte(`{"seq":2}`), "h2"); err != nil {
-			t.Fatal(err)
+		// A run of entries of two containers in one step: each indexed under its own container.
+		ids, head, err = st.AuditAppend(ctx, cur, 2, []store.AuditItem{
+			{Target: "node-a/web-2", JSON: []byte(`{"seq":2}`), Hash: "h2a"},
+			{Target: "node-a/web-3", JSON: []byte(`{"seq":3}`), Hash: "h3"},
+			{Target: "node-a/web-2", JSON: []byte(`{"seq":4}`), Hash: "h2"},
+		})
+		if err != nil || len(ids) != 3 || head.Seq != 4 || head.Hash != "h2" || head.ID != ids[2] {
+			t.Fatalf("run append: %q %+v %v", ids, head, err)
+		}
+		if recs, err := st.AuditIndexRevRange(ctx, "node-a/web-2", "+", "-", 10); err != nil || len(recs) != 2 || recs[0].ID != ids[2] || recs[1].ID != ids[0] {
+			t.Errorf("index of web-2 = %+v %v, want %s and %s", recs, err, ids[2], ids[0])
 		}
 		h, err := st.AuditReadHead(ctx)
-		if err != nil || h.Hash != "h2" || h.Seq != 2 {
+		if err != nil || h.Hash != "h2" || h.Seq != 4 || h.ID != ids[2] {
 			t.Errorf("head = %+v %v", h, err)
 		}
 		recs, err := st.AuditIndexRevRange(ctx, "node-a/web-1", "+", "-", 10)
 		if err != nil || len(recs) != 1 || recs[0].ID != id {
 			t.Errorf("index of web-1 = %+v %v, want just %s", recs, err, id)
 		}
-		if n := rdb.XLen(ctx, event.StreamAudit).Val(); n != 2 {
-			t.Errorf("trail length = %d, want 2", n)
+		if n := rdb.XLen(ctx, event.StreamAudit).Val(); n != 4 {
+			t.Errorf("trail length = %d, want 4", n)
 		}
 	})
 }
