@@ -151,7 +151,7 @@ func (a *Analyzer) Run(ctx context.Context) error {
 		method = a.o.LLM.Method()
 	}
 	a.log.Info("analyzing health alerts", "group", GroupName, "consumer", a.o.Consumer, "llm", method, "llm_mode", a.o.LLMMode)
-	err := a.b.Consume(ctx, bus.Group{Name: GroupName, Consumer: a.o.Consumer, Streams: []string{event.StreamHealthAlert}}, a.Handle)
+	err := a.b.ConsumeBatch(ctx, bus.Group{Name: GroupName, Consumer: a.o.Consumer, Streams: []string{event.StreamHealthAlert}}, a.HandleBatch)
 	a.Close()
 	s := &a.stats
 	a.log.Info("analyzer stopped", "alerts", s.Alerts.Load(), "remediations", s.Remediations.Load(),
@@ -183,22 +183,14 @@ type alertRef struct {
 // answered is skipped; an event that is not a health alert is logged and acked.
 func (a *Analyzer) Handle(ctx context.Context, m bus.Message) error {
 	start := time.Now()
-	env := m.Envelope
-	al, err := event.DecodeData[event.ContainerUnhealthy](env)
-	if err != nil {
-		a.stats.Ignored.Add(1)
-		a.log.Warn("not a health alert; ignored", "entry", m.ID, "event_id", env.ID, "event_type", env.EventType, "err", err)
+	ref, ok := a.alertOf(m)
+	if !ok {
 		return nil
 	}
-	ref := alertRef{env: env, alert: al, incident: env.Incident}
-	if ref.incident == "" {
-		ref.incident = event.IncidentKey(env.Host, al.ContainerName, al.Class)
-	}
-	// What Redis knows is read only when it can matter: a redelivery may already be answered, an OOM
-	// kill needs the container's recent kills, the LLM needs its cache. A first delivery of any other
-	// alert is decided and answered in one round trip.
+	env, al := ref.env, ref.alert
 	var st store.AnalysisState
-	if m.Deliveries != 1 || al.Class == event.ClassOOMKilled || a.o.LLM != nil {
+	var err error
+	if a.needsState(m, al) {
 		var oom *store.OOMKill
 		if al.Class == event.ClassOOMKilled {
 			oom = &store.OOMKill{Host: env.Host, Name: al.ContainerName, AlertID: env.ID, At: detectedAt(env, al), Window: a.o.OOMWindow}
@@ -234,6 +226,88 @@ func (a *Analyzer) Handle(ctx context.Context, m bus.Message) error {
 	a.log.Debug("alert decided", "incident", ref.incident, "action", d.Action, "false_alarm", d.FalseAlarm,
 		"confidence", d.Confidence, "analysis_method", d.Method, "duration_ms", float64(dur.Microseconds())/1000)
 	return nil
+}
+
+// alertOf decodes a health alert; anything else is counted, logged and acked.
+func (a *Analyzer) alertOf(m bus.Message) (alertRef, bool) {
+	env := m.Envelope
+	al, err := event.DecodeData[event.ContainerUnhealthy](env)
+	if err != nil {
+		a.stats.Ignored.Add(1)
+		a.log.Warn("not a health alert; ignored", "entry", m.ID, "event_id", env.ID, "event_type", env.EventType, "err", err)
+		return alertRef{}, false
+	}
+	ref := alertRef{env: env, alert: al, incident: env.Incident}
+	if ref.incident == "" {
+		ref.incident = event.IncidentKey(env.Host, al.ContainerName, al.Class)
+	}
+	return ref, true
+}
+
+// needsState reports whether deciding the alert needs what Redis knows, read only when it can matter: a
+// redelivery may already be answered, an OOM kill needs the container's recent kills, the LLM needs its
+// cache. A first delivery of any other alert is decided by the rules alone and answered in one write.
+func (a *Analyzer) needsState(m bus.Message, al *event.ContainerUnhealthy) bool {
+	return m.Deliveries != 1 || al.Class == event.ClassOOMKilled || a.o.LLM != nil
+}
+
+// HandleBatch decides the alerts of one read: those the rules decide alone are answered together, their
+// answers and incident records in one round trip; the others (redeliveries, OOM kills, an LLM configured)
+// go through Handle, as many at once as the bus's Concurrency.
+func (a *Analyzer) HandleBatch(ctx context.Context, ms []bus.Message) []error {
+	start := time.Now()
+	errs := make([]error, len(ms))
+	var (
+		outs    []bus.Outgoing
+		recs    []store.AnalysisRecord
+		ds      []Decision
+		answers []int
+		single  []int
+	)
+	for i, m := range ms {
+		ref, ok := a.alertOf(m)
+		if !ok {
+			continue
+		}
+		if a.needsState(m, ref.alert) {
+			single = append(single, i)
+			continue
+		}
+		d := Decide(ref.alert, Facts{OOMWindow: a.o.OOMWindow, MinConfidence: a.o.MinConfidence})
+		out, stream, err := answer(ref, d, time.Since(start))
+		if err != nil {
+			errs[i] = err
+			continue
+		}
+		outs = append(outs, bus.Outgoing{Stream: stream, Env: out})
+		recs = append(recs, store.AnalysisRecord{Incident: ref.incident, Fields: decisionFields(d, ref.env.ID, out.ID)})
+		ds, answers = append(ds, d), append(answers, i)
+	}
+	for from := 0; from < len(outs); from += maxCommit {
+		to := min(from+maxCommit, len(outs))
+		if err := publishAnswers(ctx, a.b, outs[from:to], recs[from:to]); err != nil {
+			for _, i := range answers[from:to] {
+				errs[i] = err // Redis trouble: the bus retries; a partial write is published again under the same ids
+			}
+			continue
+		}
+		for k, d := range ds[from:to] {
+			a.count(d)
+			a.log.Debug("alert decided", "incident", recs[from+k].Incident, "action", d.Action, "false_alarm", d.FalseAlarm,
+				"confidence", d.Confidence, "analysis_method", d.Method)
+		}
+	}
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, max(a.b.Options().Concurrency, 1))
+	for _, i := range single {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			errs[i] = a.Handle(ctx, ms[i])
+		})
+	}
+	wg.Wait()
+	return errs
 }
 
 func (a *Analyzer) count(d Decision) {

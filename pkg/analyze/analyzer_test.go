@@ -600,3 +600,79 @@ func TestConcurrentAnswersShareRoundTrips(t *testing.T) {
 		t.Errorf("Handle() after Close = %v, want errStopped (the alert stays pending)", err)
 	}
 }
+
+// TestHandleBatchAnswersLikeHandle hands one read of mixed alerts to HandleBatch and the same alerts one
+// by one to Handle on another store: the answers (ids, streams, payloads but the duration) and incident
+// records agree; the rules-only alerts share one write, the others go through Handle.
+func TestHandleBatchAnswersLikeHandle(t *testing.T) {
+	one, many := newEnv(t), newEnv(t)
+	a1, an := New(Options{}, one.st, one.b), New(Options{}, many.st, many.b)
+	defer a1.Close()
+	defer an.Close()
+	ctx := context.Background()
+	answered := alertEnvelope(t, "node-a", alertOf("unhealthy", func(a *event.ContainerUnhealthy) { a.ContainerName = "api-1" }))
+	for _, a := range []*Analyzer{a1, an} { // answered once before the read
+		if err := a.Handle(ctx, message(answered)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	recovered, err := event.New("monitor", "node-a", "node-a/web-1/crashed", "", &event.ContainerRecovered{ContainerName: "web-1", Class: "crashed"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	redelivered := message(answered)
+	redelivered.Deliveries = 2
+	ms := []bus.Message{
+		message(alertEnvelope(t, "node-a", alertOf("crashed"))),
+		message(alertEnvelope(t, "node-a", alertOf("crash_loop", func(a *event.ContainerUnhealthy) { a.ContainerName = "db-1" }))),
+		message(alertEnvelope(t, "node-a", alertOf("cpu_saturated", anomaly("cpu", 85, 86), func(a *event.ContainerUnhealthy) { a.ContainerName = "cpu-1" }))),
+		message(alertEnvelope(t, "node-a", alertOf("oom_killed", func(a *event.ContainerUnhealthy) { a.ContainerName = "mem-1" }))),
+		redelivered,
+		message(recovered),
+	}
+	for _, m := range ms {
+		if err := a1.Handle(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, err := range an.HandleBatch(ctx, ms) {
+		if err != nil {
+			t.Errorf("entry %d: %v", i, err)
+		}
+	}
+	for _, stream := range []string{event.StreamRemediationNeeded, event.StreamFalseAlarm} {
+		want, got := answers(t, one, stream), answers(t, many, stream)
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("%s: HandleBatch against Handle (-Handle +HandleBatch):\n%s", stream, diff)
+		}
+	}
+	if n := len(outputs(t, many, event.StreamRemediationNeeded)) + len(outputs(t, many, event.StreamFalseAlarm)); n != 5 {
+		t.Errorf("%d answers, want 5 (the earlier one and 4 new alerts)", n)
+	}
+	for _, key := range []string{"node-a/web-1/crashed", "node-a/db-1/crash_loop", "node-a/mem-1/oom_killed"} {
+		h := incident(t, many, key)
+		if h["decision_alert_id"] == "" || h["action"] != incident(t, one, key)["action"] {
+			t.Errorf("incident %s = %v, want the decision recorded as Handle records it", key, h)
+		}
+	}
+	s := an.Stats()
+	if s.Alerts.Load() != 5 || s.Duplicates.Load() != 1 || s.Ignored.Load() != 1 {
+		t.Errorf("stats: alerts %d, duplicates %d, ignored %d; want 5, 1, 1", s.Alerts.Load(), s.Duplicates.Load(), s.Ignored.Load())
+	}
+}
+
+// answers are a stream's envelopes by id, payload without the analysis duration.
+func answers(t *testing.T, e env, stream string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, ev := range outputs(t, e, stream) {
+		var p map[string]any
+		if err := json.Unmarshal(ev.Data, &p); err != nil {
+			t.Fatal(err)
+		}
+		delete(p, "duration_ms")
+		b, _ := json.Marshal(p)
+		out[ev.ID] = ev.EventType + " " + ev.CausationID + " " + ev.Incident + " " + string(b)
+	}
+	return out
+}

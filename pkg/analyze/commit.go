@@ -89,13 +89,22 @@ func (c *committer) run(life context.Context) {
 				outs = append(outs, cm.out)
 				recs = append(recs, cm.rec)
 			}
-			// Every record of the batch in one script run, after the answers, in the same round trip.
-			outs[len(outs)-1].Side = append(outs[len(outs)-1].Side, store.RecordAnalysesOp(recs))
 			// The round trip is not cut short by the stop: it is what makes the answers durable.
-			err := c.b.PublishManyWith(context.WithoutCancel(life), outs)
+			err := publishAnswers(context.WithoutCancel(life), c.b, outs, recs)
 			for _, cm := range batch {
 				cm.done <- err
 			}
 		}
 	}
+}
+
+// publishAnswers publishes answers and records them on their incidents in one round trip: every record in
+// one script run, after the answers.
+func publishAnswers(ctx context.Context, b *bus.Bus, outs []bus.Outgoing, recs []store.AnalysisRecord) error {
+	if len(outs) == 0 {
+		return nil
+	}
+	last := &outs[len(outs)-1]
+	last.Side = append(last.Side[:len(last.Side):len(last.Side)], store.RecordAnalysesOp(recs))
+	return b.PublishManyWith(ctx, outs)
 }
