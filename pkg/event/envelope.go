@@ -2,13 +2,13 @@ package event
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/segmentio/encoding/json"
 )
 
 // Schema is the envelope schema version this build writes.
