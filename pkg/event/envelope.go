@@ -2,6 +2,7 @@ package event
 
 import (
 	"bytes"
+	stdjson "encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -43,7 +44,7 @@ func NewID() string {
 
 // New builds an envelope around a payload. The payload's type fixes the event type.
 func New(agent, host, incident, causationID string, payload Payload) (Envelope, error) {
-	data, err := json.Marshal(payload)
+	data, err := stdjson.Marshal(payload) // encoding/json: the payloads' omitzero fields
 	if err != nil {
 		return Envelope{}, fmt.Errorf("encode %s: %w", payload.EventType(), err)
 	}
@@ -65,7 +66,7 @@ func New(agent, host, incident, causationID string, payload Payload) (Envelope, 
 // every event on the bus passes here.
 func (e Envelope) Marshal() ([]byte, error) {
 	if d := bytes.TrimSpace(e.Data); len(d) > 0 && (d[0] != '{' || d[len(d)-1] != '}') {
-		return json.Marshal(envelopeJSON(e)) // not an object: let encoding/json judge it
+		return stdjson.Marshal(envelopeJSON(e)) // not an object: let encoding/json judge it
 	}
 	b := make([]byte, 0, 224+len(e.Data))
 	b = append(b, `{"id":`...)
@@ -104,7 +105,7 @@ type envelopeJSON Envelope
 func appendString(b []byte, s string) []byte {
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; c < 0x20 || c >= 0x80 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			q, _ := json.Marshal(s)
+			q, _ := stdjson.Marshal(s)
 			return append(b, q...)
 		}
 	}
