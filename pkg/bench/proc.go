@@ -144,24 +144,29 @@ func (s CPUSnapshot) Since(before CPUSnapshot) time.Duration {
 
 // ResidentBytes is the resident set size (VmRSS) of process pid under procRoot (normally /proc), in bytes.
 func ResidentBytes(procRoot string, pid int) (uint64, error) {
+	return StatusBytes(procRoot, pid, "VmRSS")
+}
+
+// StatusBytes is a size field of /proc/<pid>/status ("VmRSS", "RssAnon", "RssFile", ...), in bytes.
+func StatusBytes(procRoot string, pid int, field string) (uint64, error) {
 	b, err := os.ReadFile(filepath.Join(procRoot, strconv.Itoa(pid), "status"))
 	if err != nil {
 		return 0, fmt.Errorf("read status of %d: %w", pid, err)
 	}
 	for line := range strings.Lines(string(b)) {
-		v, ok := strings.CutPrefix(line, "VmRSS:")
+		v, ok := strings.CutPrefix(line, field+":")
 		if !ok {
 			continue
 		}
 		f := strings.Fields(v)
 		if len(f) != 2 || f[1] != "kB" {
-			return 0, fmt.Errorf("status of %d: VmRSS %q: want \"<n> kB\"", pid, strings.TrimSpace(v))
+			return 0, fmt.Errorf("status of %d: %s %q: want \"<n> kB\"", pid, field, strings.TrimSpace(v))
 		}
 		kb, err := strconv.ParseUint(f[0], 10, 64)
 		if err != nil {
-			return 0, fmt.Errorf("status of %d: VmRSS: %w", pid, err)
+			return 0, fmt.Errorf("status of %d: %s: %w", pid, field, err)
 		}
 		return kb << 10, nil
 	}
-	return 0, fmt.Errorf("status of %d: no VmRSS (a kernel thread or a zombie)", pid)
+	return 0, fmt.Errorf("status of %d: no %s (a kernel thread or a zombie)", pid, field)
 }

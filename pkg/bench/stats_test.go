@@ -269,4 +269,9 @@ func TestResidentBytes(t *testing.T) {
 	if _, err := ResidentBytes("/proc", os.Getpid()); err != nil && runtime.GOOS == "linux" {
 		t.Errorf("own VmRSS: %v", err)
 	}
+	anon, err1 := StatusBytes("testdata/proc", 100, "RssAnon")
+	file, err2 := StatusBytes("testdata/proc", 100, "RssFile")
+	if err1 != nil || err2 != nil || anon != 5456<<10 || file != 18000<<10 {
+		t.Errorf("RssAnon %d (%v), RssFile %d (%v); want 5456 kB and 18000 kB", anon, err1, file, err2)
+	}
 }
