@@ -468,8 +468,10 @@ func throughput(ctx context.Context, t *testing.T, cfg config) bench.Section {
 	}
 	sec.Notes = append(sec.Notes,
 		fmt.Sprintf("%d crashed health_alerts over %d containers (HEMOSTAT_BENCH_EVENTS), published in batches of 1,000 while analyze "+
-			"(rules) and respond consume with the bus at batch 500, 16 handlers; the clock stops when every alert has its "+
-			"remediation_needed or false_alarm and every remediation_needed its remediation_complete.", n, containers),
+			"(rules) and respond (its default 4 consumers) consume, as the agents do, whole reads of up to 500 entries: analyze answers the "+
+			"first deliveries the rules decide alone in one write per read, respond decides the requests that need no engine call "+
+			"in one round trip per step (16: analyze's concurrency for alerts that need Redis state); the clock stops when every "+
+			"alert has its remediation_needed or false_alarm and every remediation_needed its remediation_complete.", n, containers),
 		"respond runs in dry-run (shadow ledger): every decision, Lua commit, audit entry and outcome, but no engine call; repeated "+
 			"alerts for a container are held by the real backoff policy and still get their outcome.",
 		fmt.Sprintf("analyze: %d alerts decided, %d duplicates; respond: %d handled, %d duplicates, %d deferred.",

@@ -31,7 +31,7 @@ type config struct {
 	idle          time.Duration   // HEMOSTAT_BENCH_IDLE: window that measures the daemon's idle CPU [5s]
 	soak          time.Duration   // HEMOSTAT_BENCH_SOAK: how long hemostat run watches before its RSS is read [10m]
 	chainAlerts   int             // HEMOSTAT_BENCH_CHAIN_ALERTS: alerts timed one by one through analyze and respond [500]
-	events        int             // HEMOSTAT_BENCH_EVENTS: alerts of the throughput run [20000]
+	events        int             // HEMOSTAT_BENCH_EVENTS: alerts of the throughput run [60000]
 	detections    int             // HEMOSTAT_BENCH_DETECTIONS: containers per failure class for detection latency [10]
 	out           string          // HEMOSTAT_BENCH_OUT: file the report is written to [a temp file]
 	sections      map[string]bool // HEMOSTAT_BENCH_SECTIONS: sections to run [sampling,detect,restart,throughput,rss]
@@ -50,7 +50,7 @@ func loadConfig(t *testing.T) config {
 		idle:          envDuration(t, "HEMOSTAT_BENCH_IDLE", 5*time.Second),
 		soak:          envDuration(t, "HEMOSTAT_BENCH_SOAK", 10*time.Minute),
 		chainAlerts:   envInt(t, "HEMOSTAT_BENCH_CHAIN_ALERTS", 500),
-		events:        envInt(t, "HEMOSTAT_BENCH_EVENTS", 20000),
+		events:        envInt(t, "HEMOSTAT_BENCH_EVENTS", 60000),
 		detections:    envInt(t, "HEMOSTAT_BENCH_DETECTIONS", 10),
 		out:           os.Getenv("HEMOSTAT_BENCH_OUT"),
 	}
