@@ -110,18 +110,24 @@ func BenchmarkThroughput(b *testing.B) {
 		}
 	}
 	wg.Go(func() { _ = r.Run(ctx, bs) }) // exits when ctx is cancelled
+	waitOutcomes(ctx, b, bs)
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "requests/s")
+}
+
+// waitOutcomes polls until b.N remediation_complete entries are out: every request reported, not only
+// decided.
+func waitOutcomes(ctx context.Context, b *testing.B, bs *bus.Bus) {
 	deadline := time.Now().Add(5 * time.Minute)
-	for { // every outcome published, not only decided
+	for {
 		n, err := bs.Len(ctx, event.StreamRemediationComplete)
 		if err == nil && n >= int64(b.N) {
-			break
+			return
 		}
 		if time.Now().After(deadline) {
 			b.Fatalf("%d outcomes for %d requests (%v)", n, b.N, err)
 		}
 		time.Sleep(time.Millisecond)
 	}
-	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "requests/s")
 }
 
 // BenchmarkStorm measures requests per second through one responder with its agent defaults (4 consumers,
@@ -154,17 +160,7 @@ func BenchmarkStorm(b *testing.B) {
 	b.ResetTimer()
 	start := time.Now()
 	wg.Go(func() { _ = r.Run(ctx, bs) }) // exits when ctx is cancelled
-	deadline := time.Now().Add(5 * time.Minute)
-	for { // every outcome published, not only decided
-		n, err := bs.Len(ctx, event.StreamRemediationComplete)
-		if err == nil && n >= int64(b.N) {
-			break
-		}
-		if time.Now().After(deadline) {
-			b.Fatalf("%d outcomes for %d requests (%v)", n, b.N, err)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitOutcomes(ctx, b, bs)
 	elapsed := time.Since(start)
 	b.StopTimer()
 	if h := r.Stats().Handled.Load(); h != int64(b.N) {
