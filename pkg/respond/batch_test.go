@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -196,5 +197,85 @@ func TestBatchWithRedisAwayLeavesEveryRequestPending(t *testing.T) {
 	}
 	if n := h.rec.Count("restart"); n != 0 {
 		t.Errorf("%d restarts without Redis", n)
+	}
+}
+
+// TestStormThroughTwoResponders runs a storm through two responders of one host as the agent runs them
+// (Run: consumers reading whole batches): 300 requests over 30 containers, of which 20 may be restarted,
+// 5 are protected and 5 are gone. Every request gets exactly one outcome, each restartable container is
+// restarted exactly once (its repeats meet the backoff), nothing stays pending, and the audit chain holds
+// every decision.
+func TestStormThroughTwoResponders(t *testing.T) {
+	t.Parallel()
+	var fleet []docker.TargetState
+	for i := range 25 {
+		var labels map[string]string
+		if i >= 20 {
+			labels = map[string]string{container.LabelProtected: "true"}
+		}
+		fleet = append(fleet, web(fmt.Sprintf("svc-%02d", i), labels))
+	}
+	// No blast-radius hold (a hold pages once and audits the rest): every request gets its own outcome.
+	h := newHarness(t, respond.Config{MaxConcurrent: 1 << 20, MaxUnhealthy: 1 << 20}, fleet...)
+	b := bus.New(h.st, bus.Options{Block: 20 * time.Millisecond, Batch: 16, RetryDelay: 20 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for _, name := range []string{"r1", "r2"} {
+		r := respond.New(h.cfg, h.rec, h.st, b, respond.Options{Instance: name, Workers: 2, Now: h.clk.Now})
+		wg.Go(func() { _ = r.Run(ctx, b) }) // exits when ctx is cancelled
+	}
+	defer func() { cancel(); wg.Wait() }()
+	envs := make([]event.Envelope, 300)
+	for i := range envs {
+		envs[i] = request(t, fmt.Sprintf("svc-%02d", i%30), event.ActionRestart) // svc-25..29 do not exist
+	}
+	if err := b.PublishBatch(ctx, event.StreamRemediationNeeded, envs); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, func() bool {
+		p, err := b.Pending(ctx, event.StreamRemediationNeeded, respond.Group(host))
+		return err == nil && p == 0 && len(h.completes()) >= len(envs)
+	})
+	seen := map[string]int{}
+	statuses := map[string]int{} // "status code"
+	entries, err := b.Range(ctx, event.StreamRemediationComplete, "-", "+", 10000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		env, err := event.Decode(e.Raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen[env.CausationID]++
+		p, _ := event.DecodeData[event.RemediationComplete](env)
+		code, _, _ := strings.Cut(p.Result.Details, ":")
+		if p.Result.Status == event.StatusSuccess {
+			code = ""
+		}
+		statuses[p.Result.Status+" "+code]++
+	}
+	for _, env := range envs {
+		if seen[env.ID] != 1 {
+			t.Errorf("request %s has %d outcomes, want 1", env.ID, seen[env.ID])
+		}
+	}
+	if got := h.rec.Count("restart"); got != 20 {
+		t.Errorf("restarts = %d, want 20 (one per restartable container)", got)
+	}
+	// A repeat meets the backoff, or the lease while the restart is still being verified.
+	repeats := statuses["denied cooldown"] + statuses["skipped busy"]
+	delete(statuses, "denied cooldown")
+	delete(statuses, "skipped busy")
+	want := map[string]int{"success ": 20, "denied protected": 50, "skipped gone": 50}
+	if diff := cmp.Diff(want, statuses); diff != "" || repeats != 180 {
+		t.Errorf("outcomes by status and code (-want +got):\n%s\nrepeats denied or skipped: %d, want 180", diff, repeats)
+	}
+	if n, _ := b.Len(ctx, event.StreamDeadLetter); n != 0 {
+		t.Errorf("%d requests dead-lettered", n)
+	}
+	rep, err := audit.NewTrail(h.st).Verify(ctx)
+	if err != nil || rep.Break != nil || rep.Entries != int64(len(envs)) {
+		t.Errorf("audit: %d entries, break %v, err %v; want %d, whole", rep.Entries, rep.Break, err, len(envs))
 	}
 }
