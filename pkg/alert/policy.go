@@ -15,32 +15,19 @@ type Decision struct {
 	Notification Notification
 }
 
-// Denial codes the responder puts in result.details (or reason) of a denied, held or skipped request.
-const (
-	DenyCircuitOpen      = "circuit_open"
-	DenyCooldown         = "cooldown"
-	DenyProtected        = "protected"
-	DenyActionNotAllowed = "action_not_allowed"
-	HoldBlastRadius      = "blast_radius"
-	SkipGone             = "gone"
-	SkipBusy             = "busy"
-)
-
-var denialCodes = []string{DenyCircuitOpen, DenyCooldown, DenyProtected, DenyActionNotAllowed, HoldBlastRadius, SkipGone, SkipBusy}
-
 // DenialCode finds the responder's code for a denial, hold or skip: it looks at result.details and
 // result.error first (written by the responder), then at the start of reason (which may be the
 // analyzer's text and is therefore only trusted as a prefix).
 func DenialCode(rc *event.RemediationComplete) string {
 	for _, s := range []string{rc.Result.Details, rc.Result.Error} {
-		for _, c := range denialCodes {
+		for _, c := range event.DenialCodes {
 			if hasCode(s, c) {
 				return c
 			}
 		}
 	}
 	r := strings.TrimSpace(rc.Reason)
-	for _, c := range denialCodes {
+	for _, c := range event.DenialCodes {
 		if strings.HasPrefix(r, c) {
 			return c
 		}
@@ -132,9 +119,9 @@ func Decide(env event.Envelope, notifyOnOpen bool) (Decision, error) {
 			n.State = StateHeld
 		case p.Result.Status == event.StatusSkipped:
 			return Decision{Suppressed: "skipped", Notification: fill(n)}, nil
-		case p.Result.Status == event.StatusDenied && code == DenyCircuitOpen:
+		case p.Result.Status == event.StatusDenied && code == event.CodeCircuitOpen:
 			n.State = StateGaveUp
-		case p.Result.Status == event.StatusDenied && code == DenyCooldown:
+		case p.Result.Status == event.StatusDenied && code == event.CodeCooldown:
 			return Decision{Suppressed: "cooldown", Notification: fill(n)}, nil
 		default: // other denials: hemostat will not act on this incident, so a human must
 			n.State = StateEscalated

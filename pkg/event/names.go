@@ -76,6 +76,21 @@ const (
 // Actions lists every remediation action.
 var Actions = []string{ActionRestart, ActionStop, ActionStart, ActionScale, ActionCleanup, ActionExec, ActionNone}
 
+// Codes that start result.details of a remediation_complete the responder denied, held or skipped
+// (followed by ": " and the particulars); the alert agent reads them back.
+const (
+	CodeGone             = "gone"
+	CodeProtected        = "protected"
+	CodeActionNotAllowed = "action_not_allowed"
+	CodeBusy             = "busy"
+	CodeBlastRadius      = "blast_radius"
+	CodeCircuitOpen      = "circuit_open"
+	CodeCooldown         = "cooldown"
+)
+
+// DenialCodes lists every code a denial, hold or skip starts with.
+var DenialCodes = []string{CodeCircuitOpen, CodeCooldown, CodeProtected, CodeActionNotAllowed, CodeBlastRadius, CodeGone, CodeBusy}
+
 // Result statuses of a remediation_complete event.
 const (
 	StatusSuccess   = "success"

@@ -134,16 +134,16 @@ func SnapshotFrom(s store.LedgerSnapshot) Snapshot {
 		Unhealthy: s.Unhealthy, Watched: s.Watched}
 }
 
-// Steps of the decision sequence, as recorded in Decision.Step.
+// Steps of the decision sequence, as recorded in Decision.Step; a denial, hold or skip is its wire code.
 const (
-	StepGone        = "gone"
+	StepGone        = event.CodeGone
 	StepNone        = "none"
-	StepProtected   = "protected"
-	StepNotAllowed  = "action_not_allowed"
-	StepBusy        = "busy"
-	StepBlastRadius = "blast_radius"
-	StepCircuitOpen = "circuit_open"
-	StepCooldown    = "cooldown"
+	StepProtected   = event.CodeProtected
+	StepNotAllowed  = event.CodeActionNotAllowed
+	StepBusy        = event.CodeBusy
+	StepBlastRadius = event.CodeBlastRadius
+	StepCircuitOpen = event.CodeCircuitOpen
+	StepCooldown    = event.CodeCooldown
 	StepSimulate    = "simulate"
 	StepExecute     = "execute"
 )
