@@ -4,7 +4,6 @@ package bus
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -192,19 +191,7 @@ func (b *Bus) RevRange(ctx context.Context, stream, end, start string, count int
 // Follow reads entries appended after the given ids (one per stream, "$" for new only), blocking up to block.
 // It returns nil entries when nothing arrived.
 func (b *Bus) Follow(ctx context.Context, streams map[string]string, block time.Duration) ([]Entry, error) {
-	args := make([]string, 0, 2*len(streams))
-	names := make([]string, 0, len(streams))
-	for s := range streams {
-		names = append(names, s)
-	}
-	args = append(args, names...)
-	for _, s := range names {
-		args = append(args, streams[s])
-	}
-	res, err := b.rdb.XRead(ctx, &redis.XReadArgs{Streams: args, Count: 500, Block: block}).Result()
-	if errors.Is(err, redis.Nil) {
-		return nil, nil
-	}
+	res, err := store.ReadAfter(ctx, b.rdb, streams, block)
 	if err != nil {
 		return nil, err
 	}

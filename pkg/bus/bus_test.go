@@ -470,3 +470,35 @@ func TestConsumeBatchGivesWholeReadsAndPerEntryOutcomes(t *testing.T) {
 		t.Errorf("failures counted %d, want at least the 10 transient errors", got)
 	}
 }
+
+// TestFollowReadsNewEntriesOfSeveralStreams: nothing new within the block is no entries and no error;
+// entries appended to either stream after the given ids come back with their stream.
+func TestFollowReadsNewEntriesOfSeveralStreams(t *testing.T) {
+	url := testenv.RequireRedis(t)
+	b, _ := newBus(t, url, bus.Options{})
+	ctx := context.Background()
+	after := map[string]string{event.StreamHealthAlert: "0-0", event.StreamFalseAlarm: "0-0"}
+	got, err := b.Follow(ctx, after, 20*time.Millisecond)
+	if err != nil || got != nil {
+		t.Fatalf("empty streams: %v, %v; want nothing and no error", got, err)
+	}
+	first, err := b.Publish(ctx, event.StreamHealthAlert, alert(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Publish(ctx, event.StreamFalseAlarm, alert(2)); err != nil {
+		t.Fatal(err)
+	}
+	got, err = b.Follow(ctx, after, time.Second)
+	if err != nil || len(got) != 2 {
+		t.Fatalf("got %d entries (%v), want 2", len(got), err)
+	}
+	streams := map[string]bool{got[0].Stream: true, got[1].Stream: true}
+	if !streams[event.StreamHealthAlert] || !streams[event.StreamFalseAlarm] {
+		t.Errorf("entries of %v, want one of each stream", streams)
+	}
+	got, err = b.Follow(ctx, map[string]string{event.StreamHealthAlert: first}, 20*time.Millisecond)
+	if err != nil || got != nil {
+		t.Errorf("after the last entry: %v, %v; want nothing", got, err)
+	}
+}

@@ -197,27 +197,35 @@ func (c *Client) DashStreamTail(ctx context.Context, stream, field string, since
 // DashFollow blocks up to block for entries appended to the streams after the given ids ("$" for new only),
 // each with the value of field. It returns no entries and no error when nothing arrived in time.
 func (c *Client) DashFollow(ctx context.Context, after map[string]string, field string, block time.Duration) ([]DashEntry, error) {
-	args := make([]string, 0, 2*len(after))
-	names := make([]string, 0, len(after))
-	for s := range after {
-		names = append(names, s)
-	}
-	args = append(args, names...)
-	for _, s := range names {
-		args = append(args, after[s])
-	}
-	res, err := c.rdb.XRead(ctx, &redis.XReadArgs{Streams: args, Count: 500, Block: block}).Result()
-	if errors.Is(err, redis.Nil) {
-		return nil, nil
-	}
+	res, err := ReadAfter(ctx, c.rdb, after, block)
 	if err != nil {
-		return nil, fmt.Errorf("follow streams: %w", err)
+		return nil, err
 	}
 	var out []DashEntry
 	for _, s := range res {
 		out = append(out, dashEntries(s.Stream, field, s.Messages)...)
 	}
 	return out, nil
+}
+
+// ReadAfter reads up to 500 entries appended to the streams after the given ids ("$" for new only),
+// blocking up to block; nothing arrived in time is no entries and no error. pkg/bus's Follow uses it too.
+func ReadAfter(ctx context.Context, rdb *redis.Client, after map[string]string, block time.Duration) ([]redis.XStream, error) {
+	args := make([]string, 0, 2*len(after))
+	for s := range after {
+		args = append(args, s)
+	}
+	for _, s := range args[:len(after)] {
+		args = append(args, after[s])
+	}
+	res, err := rdb.XRead(ctx, &redis.XReadArgs{Streams: args, Count: 500, Block: block}).Result()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("follow streams: %w", err)
+	}
+	return res, nil
 }
 
 // DashFollower returns a new client to the same server for one long blocking reader (DashFollow). Closing
