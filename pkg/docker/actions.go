@@ -57,10 +57,7 @@ func (c *Client) ContainerState(ctx context.Context, ref string) (TargetState, e
 		s.Image = info.Config.Image
 		s.Labels = info.Config.Labels
 		s.Env = info.Config.Env
-		if hc := info.Config.Healthcheck; hc != nil && len(hc.Test) > 0 && hc.Test[0] != "NONE" {
-			s.HealthConfig = &Healthcheck{Test: hc.Test, Interval: hc.Interval, Timeout: hc.Timeout,
-				StartPeriod: hc.StartPeriod, Retries: hc.Retries}
-		}
+		s.HealthConfig = healthcheckOf(info.Config.Healthcheck)
 	}
 	if st := info.State; st != nil {
 		s.Status = st.Status
@@ -241,4 +238,12 @@ func (c *Client) CleanupReplicas(ctx context.Context, id string) ([]string, erro
 		removed = append(removed, s.ID)
 	}
 	return removed, nil
+}
+
+// healthcheckOf is the container's healthcheck, nil when it has none (or it is disabled with NONE).
+func healthcheckOf(hc *container.HealthConfig) *Healthcheck {
+	if hc == nil || len(hc.Test) == 0 || hc.Test[0] == "NONE" {
+		return nil
+	}
+	return &Healthcheck{Test: hc.Test, Interval: hc.Interval, Timeout: hc.Timeout, StartPeriod: hc.StartPeriod, Retries: hc.Retries}
 }

@@ -58,10 +58,7 @@ func (c *Client) Inspect(ctx context.Context, id string) (Details, error) {
 		d.Image = r.Config.Image
 		d.Labels = r.Config.Labels
 		d.Env = r.Config.Env
-		if h := r.Config.Healthcheck; h != nil && len(h.Test) > 0 && h.Test[0] != "NONE" {
-			d.Healthcheck = &Healthcheck{Test: h.Test, Interval: h.Interval, Timeout: h.Timeout,
-				StartPeriod: h.StartPeriod, Retries: h.Retries}
-		}
+		d.Healthcheck = healthcheckOf(r.Config.Healthcheck)
 	}
 	if d.Image == "" {
 		d.Image = r.Image
