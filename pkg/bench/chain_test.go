@@ -507,14 +507,14 @@ func residentMemory(ctx context.Context, t *testing.T, cfg config, fl *fleet) be
 	if err := fl.grow(ctx, n); err != nil {
 		t.Fatalf("grow the fleet to %d: %v", n, err)
 	}
-	var stderr strings.Builder
+	var stderr testenv.SyncBuffer // written by the subprocess's output copier, read here
 	redisURL := testenv.RequireRedis(t)
 	// Only this run's fleet is watched (the default exclude, hemostat*, would hide it; other helpers'
 	// containers must not be touched), and respond only simulates: the harness never acts on the engine.
 	cmd := exec.CommandContext(ctx, bin, "run", "--redis-url", redisURL, "--host-name", benchHost,
 		"--include", "hemostat-bench-"+cfg.run+"-*", "--exclude", "none-excluded-by-the-harness",
 		"--dry-run", "--listen", fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)))
-	cmd.Stdout, cmd.Stderr = io.Discard, &lockedWriter{w: &stderr}
+	cmd.Stdout, cmd.Stderr = io.Discard, &stderr
 	if err := cmd.Start(); err != nil {
 		return todo(title, what, "start hemostat run: "+err.Error())
 	}
@@ -619,18 +619,6 @@ func watchedContainers(ctx context.Context, url, prefix string) (int, error) {
 		}
 	}
 	return n, nil
-}
-
-// lockedWriter serialises writes from the subprocess's output copier with the harness's reads.
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }
 
 // lastLines is the last n lines of out, joined with " / ".
