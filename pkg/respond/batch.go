@@ -119,7 +119,8 @@ func (r *Responder) decideAll(ctx context.Context, items []*item, errs []error, 
 	}
 	raw, err := r.st.LedgerReadMany(ctx, r.cfg.Host, qs, time.Now()) // running actions expire on the wall clock
 	if err != nil {
-		return nil, r.failAll(items, errs, err, careful)
+		r.failAll(items, errs, err)
+		return nil, careful
 	}
 	now := r.now()
 	decided := items[:0]
@@ -151,7 +152,8 @@ func (r *Responder) decideAll(ctx context.Context, items []*item, errs []error, 
 	}
 	_, cerrs, err := r.st.LedgerApplyMany(ctx, ks, cms)
 	if err != nil {
-		return r.markDecided(decided), r.failAll(commits, errs, err, careful)
+		r.failAll(commits, errs, err)
+		return r.markDecided(decided), careful
 	}
 	for k, it := range commits {
 		switch {
@@ -176,11 +178,10 @@ func (r *Responder) markDecided(items []*item) []*item {
 }
 
 // failAll gives every item the failure of a round trip that did not happen.
-func (r *Responder) failAll(items []*item, errs []error, err error, careful []int) []int {
+func (r *Responder) failAll(items []*item, errs []error, err error) {
 	for _, it := range items {
 		errs[it.i] = r.failure(err)
 	}
-	return careful
 }
 
 // reportAll reports the decided items like report does, each step one round trip for all of them.
@@ -194,7 +195,7 @@ func (r *Responder) reportAll(ctx context.Context, items []*item, errs []error, 
 	}
 	claimed, err := r.st.LedgerClaimReports(ctx, ids, tokens, 2*r.cfg.LeaseTTL)
 	if err != nil {
-		r.failAll(items, errs, err, nil)
+		r.failAll(items, errs, err)
 		return
 	}
 	mine := items[:0]
@@ -216,7 +217,7 @@ func (r *Responder) reportAll(ctx context.Context, items []*item, errs []error, 
 	}
 	recs, err := r.trail.AppendMany(ctx, entries)
 	if err != nil {
-		r.failAll(mine, errs, err, nil)
+		r.failAll(mine, errs, err)
 		return
 	}
 	envs := make([]event.Envelope, 0, len(mine))
@@ -224,13 +225,13 @@ func (r *Responder) reportAll(ctx context.Context, items []*item, errs []error, 
 		it.out.Audit = recs[k].StreamID
 		env, err := r.completion(it.out, it.entry)
 		if err != nil {
-			r.failAll(mine, errs, err, nil)
+			r.failAll(mine, errs, err)
 			return
 		}
 		envs = append(envs, env)
 	}
 	if err := r.publishAll(ctx, envs); err != nil {
-		r.failAll(mine, errs, err, nil)
+		r.failAll(mine, errs, err)
 		return
 	}
 	done := make([]string, len(mine))
@@ -239,7 +240,7 @@ func (r *Responder) reportAll(ctx context.Context, items []*item, errs []error, 
 		done[k] = it.req.EventID
 	}
 	if err := r.st.LedgerMarkDone(ctx, r.cfg.DoneTTL, done...); err != nil {
-		r.failAll(mine, errs, err, nil)
+		r.failAll(mine, errs, err)
 		return
 	}
 	for _, it := range mine {
