@@ -42,6 +42,63 @@ func TestLedgerApplyIsACompareAndSet(t *testing.T) {
 	})
 }
 
+// TestLedgerManyStepsOneRoundTripEach: the batch forms of read, commit, claim and done give each request
+// what the single forms give it, and a commit run survives a flushed script cache (NOSCRIPT: load, retry
+// what did not run).
+func TestLedgerManyStepsOneRoundTripEach(t *testing.T) {
+	t.Parallel()
+	scriptBackends(t, func(t *testing.T, st *store.Client, rdb *redis.Client) {
+		ctx := context.Background()
+		a, b, c := store.RespondKeys("node-a", "a", false), store.RespondKeys("node-a", "b", false), store.RespondKeys("node-a", "c", false)
+		if _, err := st.LedgerApply(ctx, a, store.LedgerCommit{Set: map[string]string{"x": "1"}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := rdb.Set(ctx, c.Lease, "someone", time.Minute).Err(); err != nil {
+			t.Fatal(err)
+		}
+		snaps, err := st.LedgerReadMany(ctx, "node-a", []store.LedgerQuery{{Keys: a, EventID: "e1"}, {Keys: b, EventID: "e2"}, {Keys: c, EventID: "e3"}}, time.Now())
+		if err != nil || len(snaps) != 3 {
+			t.Fatalf("read many: %d snapshots, %v", len(snaps), err)
+		}
+		if snaps[0].Fields["rev"] != "1" || len(snaps[1].Fields) != 0 || snaps[2].Lease != "someone" {
+			t.Errorf("snapshots = %+v", snaps)
+		}
+		if err := rdb.ScriptFlush(ctx).Err(); err != nil {
+			t.Fatal(err)
+		}
+		revs, errs, err := st.LedgerApplyMany(ctx, []store.LedgerKeys{a, b, c, a}, []store.LedgerCommit{
+			{Rev: "1", Set: map[string]string{"y": "2"}},                          // fresh
+			{Rev: "", Set: map[string]string{"y": "3"}},                           // first commit
+			{Rev: "", Lease: store.LeaseTake, Token: "me", LeaseTTL: time.Minute}, // lease held
+			{Rev: "1", Set: map[string]string{"y": "4"}},                          // stale after the first
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if revs[0] != "2" || errs[0] != nil || revs[1] != "1" || errs[1] != nil ||
+			!errors.Is(errs[2], store.ErrLeaseHeld) || !errors.Is(errs[3], store.ErrLedgerConflict) {
+			t.Errorf("apply many: revs %q, errs %v", revs, errs)
+		}
+		if got, _ := st.LedgerFields(ctx, a); got["y"] != "2" {
+			t.Errorf("ledger a = %v, want y=2 from the fresh commit only", got)
+		}
+		claimed, err := st.LedgerClaimReports(ctx, []string{"e1", "e2"}, []string{"t1", "t2"}, time.Minute)
+		if err != nil || !claimed[0] || !claimed[1] {
+			t.Fatalf("claims: %v %v", claimed, err)
+		}
+		if again, _ := st.LedgerClaimReports(ctx, []string{"e2", "e3"}, []string{"u", "u"}, time.Minute); again[0] || !again[1] {
+			t.Errorf("second claims = %v, want e2 refused and e3 granted", again)
+		}
+		if err := st.LedgerMarkDone(ctx, time.Hour, "e1", "e2"); err != nil {
+			t.Fatal(err)
+		}
+		snaps, err = st.LedgerReadMany(ctx, "node-a", []store.LedgerQuery{{Keys: a, EventID: "e1"}, {Keys: b, EventID: "e2"}, {Keys: c, EventID: "e3"}}, time.Now())
+		if err != nil || !snaps[0].Done || !snaps[1].Done || snaps[2].Done || !snaps[2].Reporting {
+			t.Errorf("after done: %+v %v", snaps, err)
+		}
+	})
+}
+
 func TestLedgerLease(t *testing.T) {
 	t.Parallel()
 	scriptBackends(t, func(t *testing.T, st *store.Client, rdb *redis.Client) {
