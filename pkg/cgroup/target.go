@@ -85,6 +85,21 @@ func (r *Reader) resolve(pid int, m mount, cg, sub string) (string, error) {
 	return "", fmt.Errorf("cgroup of pid %d: %w", pid, &os.PathError{Op: "stat", Path: dir, Err: os.ErrNotExist})
 }
 
+// optional resolves the directory of a v1 controller a target can do without (blkio, pids): false when
+// it is not mounted, the process is not in it, or its directory cannot be found.
+func (r *Reader) optional(pid int, l *layout, pc procCgroup, controller string) (string, bool) {
+	m, ok := l.v1[controller]
+	if !ok {
+		return "", false
+	}
+	cg, ok := pc.v1[controller]
+	if !ok {
+		return "", false
+	}
+	dir, err := r.resolve(pid, m, cg, controller)
+	return dir, err == nil
+}
+
 // newTarget reads /proc/<pid>/cgroup and resolves the counter files of the process's cgroup.
 func (r *Reader) newTarget(pid int, l *layout) (*target, error) {
 	p := filepath.Join(r.procRoot, strconv.Itoa(pid), "cgroup")
@@ -112,28 +127,20 @@ func (r *Reader) newTarget(pid int, l *layout) (*target, error) {
 		t.memLimit = cpath(filepath.Join(mem, "memory.limit_in_bytes"))
 		t.memStat = cpath(filepath.Join(mem, "memory.stat"))
 		t.oom = cpath(filepath.Join(mem, "memory.oom_control"))
-		if m, ok := l.v1["blkio"]; ok {
-			if cg, ok := pc.v1["blkio"]; ok {
-				if dir, err := r.resolve(pid, m, cg, "blkio"); err == nil {
-					// runc's order (what Docker's stats API reports): BFQ, then CFQ, then the throttle
-					// policy, which accounts all I/O; the first file with device entries wins. Files the
-					// kernel does not have are left out once here rather than failing every sample.
-					for _, name := range []string{"blkio.bfq.io_service_bytes_recursive",
-						"blkio.io_service_bytes_recursive", "blkio.throttle.io_service_bytes_recursive",
-						"blkio.throttle.io_service_bytes"} {
-						if f := filepath.Join(dir, name); exists(f) {
-							t.blkio = append(t.blkio, cpath(f))
-						}
-					}
+		if dir, ok := r.optional(pid, l, pc, "blkio"); ok {
+			// runc's order (what Docker's stats API reports): BFQ, then CFQ, then the throttle policy,
+			// which accounts all I/O; the first file with device entries wins. Files the kernel does not
+			// have are left out once here rather than failing every sample.
+			for _, name := range []string{"blkio.bfq.io_service_bytes_recursive",
+				"blkio.io_service_bytes_recursive", "blkio.throttle.io_service_bytes_recursive",
+				"blkio.throttle.io_service_bytes"} {
+				if f := filepath.Join(dir, name); exists(f) {
+					t.blkio = append(t.blkio, cpath(f))
 				}
 			}
 		}
-		if m, ok := l.v1["pids"]; ok {
-			if cg, ok := pc.v1["pids"]; ok {
-				if dir, err := r.resolve(pid, m, cg, "pids"); err == nil {
-					t.pids = cpath(filepath.Join(dir, "pids.current"))
-				}
-			}
+		if dir, ok := r.optional(pid, l, pc, "pids"); ok {
+			t.pids = cpath(filepath.Join(dir, "pids.current"))
 		}
 	case l.version() == 2 && pc.hasV2:
 		t.version = 2
