@@ -676,3 +676,27 @@ func answers(t *testing.T, e env, stream string) map[string]string {
 	}
 	return out
 }
+
+// TestHandleBatchWithRedisAwayAcksNothing: when the answers cannot be written, every alert of the read
+// gets an error (the bus retries it) and nothing is counted as decided.
+func TestHandleBatchWithRedisAwayAcksNothing(t *testing.T) {
+	st, err := store.Open(store.Options{URL: "redis://127.0.0.1:1/0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	a := New(Options{}, st, bus.New(st, bus.Options{}))
+	defer a.Close()
+	ms := []bus.Message{
+		message(alertEnvelope(t, "node-a", alertOf("crashed"))),
+		message(alertEnvelope(t, "node-a", alertOf("oom_killed", func(a *event.ContainerUnhealthy) { a.ContainerName = "mem-1" }))),
+	}
+	for i, err := range a.HandleBatch(context.Background(), ms) {
+		if err == nil {
+			t.Errorf("alert %d acked without its answer written", i)
+		}
+	}
+	if n := a.Stats().Alerts.Load(); n != 0 {
+		t.Errorf("%d alerts counted as decided", n)
+	}
+}
