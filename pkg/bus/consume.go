@@ -73,8 +73,11 @@ func (b *Bus) ConsumeBatch(ctx context.Context, g Group, h BatchHandler) error {
 }
 
 func (b *Bus) consume(ctx context.Context, g Group, h Handler, bh BatchHandler) error {
-	if g.Name == "" || g.Consumer == "" || len(g.Streams) == 0 || (h == nil) == (bh == nil) {
+	if g.Name == "" || g.Consumer == "" || len(g.Streams) == 0 {
 		return fmt.Errorf("consume: group, consumer and streams are required")
+	}
+	if h == nil && bh == nil {
+		return fmt.Errorf("consume: a handler is required")
 	}
 	if g.StartID == "" {
 		g.StartID = "0"
