@@ -14,6 +14,7 @@ import (
 	"github.com/hemostat/hemostat/pkg/alert"
 	alertslack "github.com/hemostat/hemostat/pkg/alert/slack"
 	"github.com/hemostat/hemostat/pkg/bus"
+	"github.com/hemostat/hemostat/pkg/store/schema"
 )
 
 type alertOptions struct {
@@ -132,7 +133,7 @@ func alertRun(ctx context.Context, d *Deps, opts alertOptions) error {
 	if err != nil {
 		return err
 	}
-	sinks, red := alertSinks(d, opts, loc, st)
+	sinks, red := alertSinks(d, opts, loc, st.Notify)
 	// Every logger of this agent, the bus's included, passes through the redactor.
 	log := slog.New(red.Handler(d.Logger.Handler()))
 	opts.Bus.Logger = log
@@ -146,8 +147,8 @@ func alertRun(ctx context.Context, d *Deps, opts alertOptions) error {
 	}
 	log.Info("alert sinks", "sinks", strings.Join(names, ","), "renotify", opts.Renotify, "notify_on_open", opts.NotifyOnOpen)
 	a := alert.New(alert.Options{Instance: d.Instance(), Renotify: opts.Renotify, NotifyOnOpen: opts.NotifyOnOpen,
-		Logger: log}, st, sinks, red)
+		Logger: log}, alert.Stores{Notify: st.Notify, Incidents: st.Incidents}, sinks, red)
 	return agent.Run(ctx, agent.Options{Kind: "alert", Instance: d.Instance(), Version: Build().Version,
-		Fields: map[string]string{"host": d.HostName()}, Logger: log},
-		st, func(ctx context.Context) error { return a.Run(ctx, b) })
+		Record: schema.Agent{Host: d.HostName()}, Logger: log},
+		st.Agents, func(ctx context.Context) error { return a.Run(ctx, b) })
 }

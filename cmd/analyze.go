@@ -13,6 +13,7 @@ import (
 	"github.com/hemostat/hemostat/pkg/analyze"
 	"github.com/hemostat/hemostat/pkg/analyze/llm"
 	"github.com/hemostat/hemostat/pkg/bus"
+	"github.com/hemostat/hemostat/pkg/store/schema"
 )
 
 type analyzeOptions struct {
@@ -165,14 +166,14 @@ func analyzeRun(ctx context.Context, d *Deps, opts analyzeOptions) error {
 		MinConfidence: opts.MinConfidence, OOMWindow: opts.OOMWindow,
 		LLM: p, LLMMode: opts.LLMMode, LLMTimeout: opts.LLMTimeout, LLMConcurrency: opts.LLMConcurrency,
 		Inspector: inspector, Consumer: d.Instance(), Logger: d.Logger,
-	}, st, b)
+	}, analyze.Stores{Incidents: st.Incidents, Stats: st.Containers, Ledger: st.Ledger}, b)
 	method := analyze.MethodRules
 	if p != nil {
 		method = p.Method()
 	}
 	return agent.Run(ctx, agent.Options{Kind: analyze.AgentName, Instance: d.Instance(), Version: Build().Version,
-		Fields: map[string]string{"host": d.HostName(), "llm": method, "llm_mode": opts.LLMMode}, Logger: d.Logger},
-		st, a.Run)
+		Record: schema.Agent{Host: d.HostName(), LLM: method, LLMMode: opts.LLMMode}, Logger: d.Logger},
+		st.Agents, a.Run)
 }
 
 func analyzeEvalRun(ctx context.Context, d *Deps, opts analyzeOptions, eo analyzeEvalOptions) error {

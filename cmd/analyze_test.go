@@ -15,6 +15,7 @@ import (
 	"github.com/hemostat/hemostat/pkg/analyze"
 	"github.com/hemostat/hemostat/pkg/analyze/llm/llmtest"
 	"github.com/hemostat/hemostat/pkg/bus"
+	"github.com/hemostat/hemostat/pkg/conn"
 	"github.com/hemostat/hemostat/pkg/event"
 	"github.com/hemostat/hemostat/pkg/store"
 	"github.com/hemostat/hemostat/pkg/testenv"
@@ -163,12 +164,12 @@ func TestAnalyzeUsageErrors(t *testing.T) {
 
 func TestAnalyzeAgent(t *testing.T) {
 	url := testenv.RequireRedis(t)
-	st, err := store.Open(store.Options{URL: url})
+	st, err := store.Open(conn.Options{URL: url})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	b := bus.New(st, bus.Options{})
+	b := bus.New(st.Conn, bus.Options{})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	al := &event.ContainerUnhealthy{ContainerID: "abc", ContainerName: "web-1", Class: "crash_loop", RestartCount: 5}

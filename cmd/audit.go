@@ -14,8 +14,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/hemostat/hemostat/pkg/audit"
+	"github.com/hemostat/hemostat/pkg/conn"
 	"github.com/hemostat/hemostat/pkg/event"
-	"github.com/hemostat/hemostat/pkg/store"
 )
 
 type auditOptions struct {
@@ -85,8 +85,8 @@ func parseSince(s string, now time.Time) (time.Time, error) {
 
 // auditStoreErr marks Redis connection failures met after start as unavailable (exit 3).
 func auditStoreErr(err error) error {
-	if err != nil && store.IsUnavailable(err) {
-		return fmt.Errorf("%w: %v", store.ErrUnavailable, err)
+	if err != nil && conn.IsUnavailable(err) {
+		return fmt.Errorf("%w: %v", conn.ErrUnavailable, err)
 	}
 	return err
 }
@@ -138,7 +138,7 @@ func auditRun(ctx context.Context, d *Deps, opts auditOptions, target string) er
 	if err != nil {
 		return err
 	}
-	tr := audit.NewTrail(st)
+	tr := audit.NewTrail(st.Audit)
 	head, err := tr.Head(ctx) // --follow continues from here, so nothing appended meanwhile is missed
 	if err != nil {
 		return auditStoreErr(err)
@@ -209,7 +209,7 @@ func auditVerifyRun(ctx context.Context, d *Deps, output string) error {
 	if err != nil {
 		return err
 	}
-	rep, err := audit.NewTrail(st).Verify(ctx)
+	rep, err := audit.NewTrail(st.Audit).Verify(ctx)
 	if err != nil {
 		return auditStoreErr(err)
 	}

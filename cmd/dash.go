@@ -9,6 +9,8 @@ import (
 	"github.com/charmbracelet/x/term"
 	"github.com/spf13/cobra"
 
+	"github.com/hemostat/hemostat/pkg/bus"
+	"github.com/hemostat/hemostat/pkg/conn"
 	"github.com/hemostat/hemostat/pkg/dash"
 	"github.com/hemostat/hemostat/pkg/store"
 )
@@ -54,18 +56,21 @@ func dashRun(ctx context.Context, d *Deps, opts dashOptions) error {
 		return UsageError("dash draws on a terminal and stdout is not one (for scripts: hemostat audit -o json)")
 	}
 	// Not d.Store: the dashboard starts without Redis, says so on screen and keeps retrying.
-	c, err := store.Open(store.Options{URL: d.Global.RedisURL, Password: d.Global.RedisPassword, PoolSize: 4})
+	c, err := conn.Open(conn.Options{URL: d.Global.RedisURL, Password: d.Global.RedisPassword, PoolSize: 4})
 	if err != nil {
 		return UsageError("%v", err)
 	}
 	d.OnClose(func() { c.Close() })
 	// The dashboard owns the terminal while it runs: nothing else may write to it, the driver included.
-	store.QuietDriverLogs(nil)
+	conn.QuietDriverLogs(nil)
+	st := store.New(c)
 	o := dash.Options{
 		Refresh:        opts.Refresh,
 		Color:          !opts.NoColor && os.Getenv("NO_COLOR") == "",
 		ExpectedAgents: opts.Expect,
 		RedisAddr:      c.Addr(),
 	}
-	return dash.Run(ctx, dash.NewRedisSource(c), o, tea.WithInput(d.In), tea.WithOutput(d.Out))
+	src := dash.NewRedisSource(dash.Sources{Containers: st.Containers, Ledgers: st.Ledger, Incidents: st.Incidents,
+		Agents: st.Agents, Audit: st.Audit, Events: st.Notify, Streams: bus.New(c, bus.Options{})})
+	return dash.Run(ctx, src, o, tea.WithInput(d.In), tea.WithOutput(d.Out))
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hemostat/hemostat/pkg/bus"
+	"github.com/hemostat/hemostat/pkg/conn"
 	"github.com/hemostat/hemostat/pkg/docker"
 	"github.com/hemostat/hemostat/pkg/store"
 )
@@ -33,7 +34,7 @@ type Deps struct {
 	Logger *slog.Logger
 
 	mu      sync.Mutex
-	store   *store.Client
+	store   *store.Store
 	docker  *docker.Client
 	closers []func()
 }
@@ -58,7 +59,7 @@ func (d *Deps) init() error {
 		return UsageError("--log-format %q: want text or json", d.Global.LogFormat)
 	}
 	// The Redis driver would print every failed dial; agents log each state change once instead.
-	store.QuietDriverLogs(d.Logger)
+	conn.QuietDriverLogs(d.Logger)
 	if d.Global.HostName == "" {
 		h, err := os.Hostname()
 		if err != nil || h == "" {
@@ -77,13 +78,13 @@ func (d *Deps) Instance() string { return fmt.Sprintf("%s-%d", d.Global.HostName
 
 // Store opens the Redis connection once and checks it answers; an unreachable Redis is an
 // ErrUnavailable error (exit 3) that says what was tried.
-func (d *Deps) Store(ctx context.Context) (*store.Client, error) {
+func (d *Deps) Store(ctx context.Context) (*store.Store, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.store != nil {
 		return d.store, nil
 	}
-	c, err := store.Open(store.Options{URL: d.Global.RedisURL, Password: d.Global.RedisPassword, PoolSize: 32})
+	c, err := conn.Open(conn.Options{URL: d.Global.RedisURL, Password: d.Global.RedisPassword, PoolSize: 32})
 	if err != nil {
 		return nil, UsageError("%v", err)
 	}
@@ -91,15 +92,15 @@ func (d *Deps) Store(ctx context.Context) (*store.Client, error) {
 	defer cancel()
 	if err := c.Ping(pctx); err != nil {
 		c.Close()
-		return nil, fmt.Errorf("%w (tried %s; set --redis-url or HEMOSTAT_REDIS_URL)", err, store.Redact(d.Global.RedisURL))
+		return nil, fmt.Errorf("%w (tried %s; set --redis-url or HEMOSTAT_REDIS_URL)", err, conn.Redact(d.Global.RedisURL))
 	}
-	d.store = c
+	d.store = store.New(c)
 	d.closers = append(d.closers, func() { c.Close() })
-	return c, nil
+	return d.store, nil
 }
 
 // SetStore installs an already-open store (hemostat run with its embedded server).
-func (d *Deps) SetStore(c *store.Client) {
+func (d *Deps) SetStore(c *store.Store) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.store = c
@@ -114,7 +115,7 @@ func (d *Deps) Bus(ctx context.Context, o bus.Options) (*bus.Bus, error) {
 	if o.Logger == nil {
 		o.Logger = d.Logger
 	}
-	return bus.New(c, o), nil
+	return bus.New(c.Conn, o), nil
 }
 
 // OnClose registers cleanup to run after the command finishes.

@@ -8,6 +8,7 @@ import (
 	"github.com/hemostat/hemostat/pkg/agent"
 	"github.com/hemostat/hemostat/pkg/bus"
 	"github.com/hemostat/hemostat/pkg/export"
+	"github.com/hemostat/hemostat/pkg/store/schema"
 )
 
 type exportOptions struct {
@@ -49,12 +50,13 @@ func exportRun(ctx context.Context, d *Deps, opts exportOptions) error {
 	if err != nil {
 		return err
 	}
-	e := export.New(ctx, export.Options{Listen: opts.Listen, Instance: d.Instance(), Runtime: opts.Runtime, Logger: d.Logger}, st)
+	e := export.New(ctx, export.Options{Listen: opts.Listen, Instance: d.Instance(), Runtime: opts.Runtime, Logger: d.Logger},
+		export.Sources{Containers: st.Containers, Incidents: st.Incidents, Notify: st.Notify, Agents: st.Agents, Streams: b})
 	l, err := e.Listen()
 	if err != nil {
 		return err
 	}
 	return agent.Run(ctx, agent.Options{Kind: "export", Instance: d.Instance(), Version: Build().Version,
-		Fields: map[string]string{"host": d.HostName(), "listen": l.Addr().String()}, Logger: d.Logger},
-		st, func(ctx context.Context) error { return e.Run(ctx, l, b) })
+		Record: schema.Agent{Host: d.HostName(), Listen: l.Addr().String()}, Logger: d.Logger},
+		st.Agents, func(ctx context.Context) error { return e.Run(ctx, l, b) })
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/hemostat/hemostat/pkg/docker"
 	"github.com/hemostat/hemostat/pkg/monitor"
 	"github.com/hemostat/hemostat/pkg/store"
+	"github.com/hemostat/hemostat/pkg/store/schema"
 )
 
 type monitorOptions struct {
@@ -137,7 +138,7 @@ func connectDocker(ctx context.Context, d *Deps) (*docker.Client, error) {
 }
 
 // buildMonitor builds a monitor over a connected engine, this process's store and bus.
-func buildMonitor(d *Deps, opts monitorOptions, dc *docker.Client, st *store.Client, b *bus.Bus) (*monitor.Monitor, error) {
+func buildMonitor(d *Deps, opts monitorOptions, dc *docker.Client, st *store.Store, b *bus.Bus) (*monitor.Monitor, error) {
 	sampler, name, err := monitor.NewSampler(opts.Sampler, dc, cgroup.NewReader(cgroup.Options{}))
 	if err != nil {
 		return nil, UsageError("%v", err)
@@ -151,7 +152,7 @@ func buildMonitor(d *Deps, opts monitorOptions, dc *docker.Client, st *store.Cli
 		LeakHorizon: opts.LeakHorizon, LeakMinSamples: opts.LeakMinSamples, Hysteresis: opts.Hysteresis,
 		RealertInterval: opts.RealertInterval, KillWindow: opts.KillWindow, CatchUp: opts.CatchUp, Buffer: opts.Buffer,
 		SamplerName: name, Output: d.Out, Format: opts.Output, Logger: d.Logger.With("agent", "monitor"),
-	}, dc, sampler, st, b), nil
+	}, dc, sampler, monitor.Stores{Incidents: st.Incidents, State: st.Containers}, b), nil
 }
 
 // monitorRun checks the flags, connects to Redis (unreachable at start: exit 3), then heartbeats while it
@@ -169,7 +170,7 @@ func monitorRun(ctx context.Context, d *Deps, opts monitorOptions) error {
 		return err
 	}
 	return agent.Run(ctx, agent.Options{Kind: "monitor", Instance: d.Instance(), Version: Build().Version,
-		Fields: map[string]string{"host": d.HostName()}, Logger: d.Logger}, st, func(ctx context.Context) error {
+		Record: schema.Agent{Host: d.HostName()}, Logger: d.Logger}, st.Agents, func(ctx context.Context) error {
 		dc, err := connectDocker(ctx, d)
 		if err != nil {
 			return err // only when stopped while waiting

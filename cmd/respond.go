@@ -13,6 +13,7 @@ import (
 	"github.com/hemostat/hemostat/pkg/bus"
 	"github.com/hemostat/hemostat/pkg/event"
 	"github.com/hemostat/hemostat/pkg/respond"
+	"github.com/hemostat/hemostat/pkg/store/schema"
 )
 
 type respondOptions struct {
@@ -122,7 +123,7 @@ func respondRun(ctx context.Context, d *Deps, opts respondOptions) error {
 	if err != nil {
 		return err
 	}
-	r := respond.New(cfg, dk, st, b, respond.Options{Instance: d.Instance(), Workers: opts.Workers, Logger: d.Logger})
+	r := respond.New(cfg, dk, respondStores(st), st.Audit, b, respond.Options{Instance: d.Instance(), Workers: opts.Workers, Logger: d.Logger})
 	mode := "auto"
 	if cfg.DryRun {
 		mode = "dry-run"
@@ -130,8 +131,8 @@ func respondRun(ctx context.Context, d *Deps, opts respondOptions) error {
 	d.Logger.Info("responder ready", "host", cfg.Host, "group", respond.Group(cfg.Host), "mode", mode,
 		"max_concurrent", cfg.MaxConcurrent, "max_actions_per_hour", cfg.MaxActionsPerHour)
 	return agent.Run(ctx, agent.Options{Kind: "respond", Instance: d.Instance(), Version: Build().Version,
-		Fields: map[string]string{"host": cfg.Host, "mode": mode}, Logger: d.Logger},
-		st, func(ctx context.Context) error { return r.Run(ctx, b) })
+		Record: schema.Agent{Host: cfg.Host, Mode: mode}, Logger: d.Logger},
+		st.Agents, func(ctx context.Context) error { return r.Run(ctx, b) })
 }
 
 func isAction(a string) bool {
@@ -173,7 +174,7 @@ func respondResetRun(ctx context.Context, d *Deps, target string) error {
 	if user == "" {
 		user = "unknown"
 	}
-	r := respond.New(respond.Config{Host: host}, nil, st, nil, respond.Options{Instance: d.Instance(), Logger: d.Logger})
+	r := respond.New(respond.Config{Host: host}, nil, respondStores(st), st.Audit, nil, respond.Options{Instance: d.Instance(), Logger: d.Logger})
 	rec, err := r.Reset(ctx, name, "human:"+user)
 	if err != nil {
 		return auditStoreErr(err)

@@ -14,8 +14,8 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/hemostat/hemostat/pkg/conn"
 	"github.com/hemostat/hemostat/pkg/docker"
-	"github.com/hemostat/hemostat/pkg/store"
 )
 
 // Exit codes scripts can rely on.
@@ -46,7 +46,7 @@ func UsageError(format string, args ...any) error {
 var ErrNotImplemented = errors.New("not implemented yet")
 
 // errUnavailable wraps errors about unreachable dependencies (exit 3); pkg/docker registers its own.
-var unavailableErrs = []error{store.ErrUnavailable, docker.ErrUnavailable}
+var unavailableErrs = []error{conn.ErrUnavailable, docker.ErrUnavailable}
 
 // Main runs hemostat with the process's arguments and returns the exit code.
 func Main() int {

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/pflag"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/hemostat/hemostat/pkg/conn"
 	"github.com/hemostat/hemostat/pkg/store"
 )
 
@@ -178,15 +179,15 @@ func ensureStore(ctx context.Context, cmd *cobra.Command, d *Deps, opts *runOpti
 	_, err := d.Store(pctx)
 	cancel()
 	if err == nil {
-		d.Logger.Info("using Redis at the default address", "url", store.Redact(d.Global.RedisURL))
+		d.Logger.Info("using Redis at the default address", "url", conn.Redact(d.Global.RedisURL))
 		return nil
 	}
-	if !errors.Is(err, store.ErrUnavailable) {
+	if !errors.Is(err, conn.ErrUnavailable) {
 		return err
 	}
 	e, err := store.StartEmbedded(store.EmbeddedOptions{Addr: opts.EmbeddedAddr, DataDir: opts.DataDir, Logger: d.Logger})
 	if err != nil {
-		return fmt.Errorf("no Redis at %s and the embedded store could not start: %w", store.Redact(d.Global.RedisURL), err)
+		return fmt.Errorf("no Redis at %s and the embedded store could not start: %w", conn.Redact(d.Global.RedisURL), err)
 	}
 	d.OnClose(func() {
 		if err := e.Close(); err != nil {
@@ -194,7 +195,7 @@ func ensureStore(ctx context.Context, cmd *cobra.Command, d *Deps, opts *runOpti
 		}
 	})
 	fmt.Fprintf(d.Err, "hemostat: no Redis at %s; serving an embedded store on %s (state in %s)\n",
-		store.Redact(d.Global.RedisURL), e.Addr(), opts.DataDir)
+		conn.Redact(d.Global.RedisURL), e.Addr(), opts.DataDir)
 	d.Global.RedisURL = e.URL()
 	_, err = d.Store(ctx)
 	return err

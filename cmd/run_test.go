@@ -12,8 +12,10 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/hemostat/hemostat/pkg/store"
+	"github.com/hemostat/hemostat/pkg/conn"
+	"github.com/hemostat/hemostat/pkg/store/schema"
 	"github.com/hemostat/hemostat/pkg/testenv"
+	"time"
 )
 
 func runDeps(t *testing.T, url string) (*Deps, *bytes.Buffer) {
@@ -50,7 +52,7 @@ func TestRunServesTheEmbeddedStoreWhenNoRedisAnswers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := st.Heartbeat(ctx, "monitor", "i1", nil, 0); err != nil {
+	if err := st.Agents.Heartbeat(ctx, schema.Agent{Kind: "monitor", Instance: "i1"}, time.Now(), time.Minute); err != nil {
 		t.Fatalf("the embedded store does not answer: %v", err)
 	}
 	d.closeAll() // the final snapshot
@@ -68,7 +70,7 @@ func TestRunFailsWhenTheConfiguredRedisIsAway(t *testing.T) {
 		t.Fatal(err)
 	}
 	err := ensureStore(context.Background(), c, d, &runOptions{EmbeddedAddr: "127.0.0.1:0", DataDir: t.TempDir()})
-	if !errors.Is(err, store.ErrUnavailable) || exitCode(err) != ExitUnavailable {
+	if !errors.Is(err, conn.ErrUnavailable) || exitCode(err) != ExitUnavailable {
 		t.Fatalf("got %v (exit %d), want an unavailable Redis (exit 3)", err, exitCode(err))
 	}
 	if !strings.Contains(err.Error(), strings.TrimPrefix(dead, "redis://")[:15]) {

@@ -10,22 +10,24 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
+
+	"github.com/hemostat/hemostat/pkg/store/schema"
 )
 
-// Heartbeater records liveness; *store.Client implements it.
+// Heartbeater records liveness; *agents.Store (pkg/store/agents) implements it.
 type Heartbeater interface {
-	Heartbeat(ctx context.Context, kind, instance string, fields map[string]string, ttl time.Duration) error
-	RemoveHeartbeat(ctx context.Context, kind, instance string) error
+	Heartbeat(ctx context.Context, a schema.Agent, now time.Time, ttl time.Duration) error
+	Remove(ctx context.Context, kind, instance string) error
 }
 
 // Options describe one agent instance.
 type Options struct {
-	Kind         string            // monitor, analyze, respond, alert, export
-	Instance     string            // unique within the kind
-	Version      string            // build version, written into the heartbeat
-	Fields       map[string]string // more heartbeat fields (host, mode, ...)
-	Interval     time.Duration     // heartbeat period, default 5s; the key lives 3 periods
-	StopDeadline time.Duration     // how long the agent may take to stop after the signal, default 15s
+	Kind         string        // monitor, analyze, respond, alert, export
+	Instance     string        // unique within the kind
+	Version      string        // build version, written into the heartbeat
+	Record       schema.Agent  // more heartbeat fields (host, mode, ...); its kind, instance and version are set from the above
+	Interval     time.Duration // heartbeat period, default 5s; the key lives 3 periods
+	StopDeadline time.Duration // how long the agent may take to stop after the signal, default 15s
 	Logger       *slog.Logger
 }
 
@@ -45,11 +47,8 @@ func Run(ctx context.Context, o Options, hb Heartbeater, fn func(ctx context.Con
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	log := o.Logger.With("agent", o.Kind, "instance", o.Instance)
-	started := time.Now().UTC().Format(time.RFC3339)
-	fields := map[string]string{"kind": o.Kind, "instance": o.Instance, "version": o.Version, "started_at": started}
-	for k, v := range o.Fields {
-		fields[k] = v
-	}
+	rec := o.Record
+	rec.Kind, rec.Instance, rec.Version, rec.StartedAt = o.Kind, o.Instance, o.Version, time.Now().UTC().Truncate(time.Second)
 	log.Info("agent started")
 
 	hbCtx, stopHB := context.WithCancel(context.WithoutCancel(ctx))
@@ -61,7 +60,7 @@ func Run(ctx context.Context, o Options, hb Heartbeater, fn func(ctx context.Con
 		defer t.Stop()
 		for {
 			c, cancel := context.WithTimeout(gctx, o.Interval)
-			err := hb.Heartbeat(c, o.Kind, o.Instance, fields, 3*o.Interval)
+			err := hb.Heartbeat(c, rec, time.Now().UTC(), 3*o.Interval)
 			cancel()
 			state.Set(err)
 			select {
@@ -87,7 +86,7 @@ func Run(ctx context.Context, o Options, hb Heartbeater, fn func(ctx context.Con
 	stopHB()
 	_ = g.Wait()
 	rc, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	_ = hb.RemoveHeartbeat(rc, o.Kind, o.Instance)
+	_ = hb.Remove(rc, o.Kind, o.Instance)
 	cancel()
 	if ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, ctx.Err())) {
 		err = nil // stopping because we were asked to is success

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hemostat/hemostat/pkg/agent"
+	"github.com/hemostat/hemostat/pkg/store/schema"
 )
 
 // fakeHB records heartbeats and can fail on demand.
@@ -23,7 +24,7 @@ type fakeHB struct {
 	ttl     time.Duration
 }
 
-func (f *fakeHB) Heartbeat(_ context.Context, kind, instance string, fields map[string]string, ttl time.Duration) error {
+func (f *fakeHB) Heartbeat(_ context.Context, _ schema.Agent, _ time.Time, ttl time.Duration) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.beats++
@@ -31,7 +32,7 @@ func (f *fakeHB) Heartbeat(_ context.Context, kind, instance string, fields map[
 	return f.err
 }
 
-func (f *fakeHB) RemoveHeartbeat(context.Context, string, string) error {
+func (f *fakeHB) Remove(context.Context, string, string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.removed = true

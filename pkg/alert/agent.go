@@ -2,28 +2,37 @@ package alert
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"time"
 
 	"github.com/hemostat/hemostat/pkg/bus"
 	"github.com/hemostat/hemostat/pkg/event"
-	"github.com/hemostat/hemostat/pkg/store"
+	"github.com/hemostat/hemostat/pkg/store/schema"
 )
 
 // Group is the alert agent's consumer group.
 const Group = "alert"
 
-// Store is the Redis state the alert agent uses; *store.Client implements it.
+// Store is the notification state the alert agent keeps; *notify.Store (pkg/store/notify) implements it.
 type Store interface {
-	NotifyRecordEvent(ctx context.Context, env event.Envelope) (bool, error)
-	NotifyClaim(ctx context.Context, incident, state string, ttl time.Duration, release ...string) (int64, error)
-	NotifyRelease(ctx context.Context, incident string, states ...string) error
-	NotifyCount(ctx context.Context, field string, n int64) error
-	NotifyRecordFailure(ctx context.Context, f store.NotifyFailure) error
-	NotifyIncident(ctx context.Context, incident string) (map[string]string, error)
+	RecordEvent(ctx context.Context, env event.Envelope) (bool, error)
+	Claim(ctx context.Context, incident, state string, ttl time.Duration, release ...string) (int64, error)
+	Release(ctx context.Context, incident string, states ...string) error
+	Count(ctx context.Context, c schema.NotifyCounter, n int64) error
+	RecordFailure(ctx context.Context, f schema.NotifyFailure) error
+}
+
+// IncidentReader reads what the monitor and the analyzer recorded on an incident; *incidents.Store
+// implements it.
+type IncidentReader interface {
+	Get(ctx context.Context, key string) (schema.Incident, bool, error)
+}
+
+// Stores are the bodies of state the alert agent uses.
+type Stores struct {
+	Notify    Store
+	Incidents IncidentReader
 }
 
 // Consumer reads the bus; *bus.Bus implements it.
@@ -46,6 +55,7 @@ type Options struct {
 type Agent struct {
 	o     Options
 	st    Store
+	inc   IncidentReader
 	sinks []Sink
 	red   *Redactor
 	log   *slog.Logger
@@ -53,7 +63,7 @@ type Agent struct {
 }
 
 // New builds an alert agent. red (may be nil) scrubs the sinks' secrets from every log line and stored error.
-func New(o Options, st Store, sinks []Sink, red *Redactor) *Agent {
+func New(o Options, st Stores, sinks []Sink, red *Redactor) *Agent {
 	if o.Renotify <= 0 {
 		o.Renotify = time.Hour
 	}
@@ -67,8 +77,8 @@ func New(o Options, st Store, sinks []Sink, red *Redactor) *Agent {
 		red = NewRedactor()
 	}
 	log := slog.New(red.Handler(o.Logger.Handler()))
-	a := &Agent{o: o, st: st, sinks: sinks, red: red, log: log}
-	a.d = newDispatcher(o.Delivery, sinks, st, red, log, o.Report)
+	a := &Agent{o: o, st: st.Notify, inc: st.Incidents, sinks: sinks, red: red, log: log}
+	a.d = newDispatcher(o.Delivery, sinks, st.Notify, red, log, o.Report)
 	return a
 }
 
@@ -105,7 +115,7 @@ func (a *Agent) Run(ctx context.Context, c Consumer) error {
 // It fails open: when Redis cannot say whether the state was already notified, the notification is sent.
 func (a *Agent) Handle(ctx context.Context, m bus.Message) error {
 	env := m.Envelope
-	if _, err := a.st.NotifyRecordEvent(ctx, env); err != nil {
+	if _, err := a.st.RecordEvent(ctx, env); err != nil {
 		a.log.Warn("store event", "event_id", env.ID, "event_type", env.EventType, "err", err)
 	}
 	dec, err := Decide(env, a.o.NotifyOnOpen)
@@ -115,7 +125,7 @@ func (a *Agent) Handle(ctx context.Context, m bus.Message) error {
 	}
 	n := dec.Notification
 	if dec.Suppressed != "" {
-		a.count(ctx, "suppressed:"+dec.Suppressed)
+		a.count(ctx, schema.NotifyCounter{Counter: schema.CounterSuppressed, Label: dec.Suppressed})
 		a.log.Debug("notification suppressed", "incident", n.Incident, "reason", dec.Suppressed)
 		return nil
 	}
@@ -123,12 +133,12 @@ func (a *Agent) Handle(ctx context.Context, m bus.Message) error {
 		return nil
 	}
 	if n.Incident != "" {
-		seen, err := a.st.NotifyClaim(ctx, n.Incident, string(n.State), a.o.Renotify, releasedBy(n.State)...)
+		seen, err := a.st.Claim(ctx, n.Incident, string(n.State), a.o.Renotify, releasedBy(n.State)...)
 		switch {
 		case err != nil:
 			a.log.Warn("deduplication unavailable; sending anyway", "incident", n.Incident, "state", string(n.State), "err", err)
 		case seen > 1:
-			a.count(ctx, "deduplicated:"+string(n.State))
+			a.count(ctx, schema.NotifyCounter{Counter: schema.CounterDeduplicated, Label: string(n.State)})
 			a.log.Debug("repeat not sent", "incident", n.Incident, "state", string(n.State), "seen", seen)
 			return nil
 		}
@@ -157,44 +167,40 @@ func releasedBy(state State) []string {
 // enrich fills what the analyzer and the monitor wrote on the incident: root cause, evidence, severity,
 // and the analysis when the event did not carry it.
 func (a *Agent) enrich(ctx context.Context, n *Notification) {
-	f, err := a.st.NotifyIncident(ctx, n.Incident)
-	if err != nil {
+	in, found, err := a.inc.Get(ctx, n.Incident)
+	if err != nil && !found {
 		a.log.Debug("read incident", "incident", n.Incident, "err", err)
 		return
 	}
-	if len(f) == 0 {
+	if !found {
 		return
 	}
 	if n.RootCause == "" {
-		n.RootCause = f["root_cause"]
+		n.RootCause = in.RootCause
 	}
-	if len(n.Evidence) == 0 && f["evidence"] != "" {
-		var ev []string
-		if json.Unmarshal([]byte(f["evidence"]), &ev) == nil {
-			n.Evidence = ev
-		}
+	if len(n.Evidence) == 0 {
+		n.Evidence = in.Evidence
 	}
 	if n.Severity == "" {
-		n.Severity = f["severity"]
+		n.Severity = in.Severity
 	}
 	if n.Method == "" {
-		n.Method = f["analysis_method"]
+		n.Method = in.Method
 	}
-	if n.Confidence == nil && f["confidence"] != "" {
-		if v, err := strconv.ParseFloat(f["confidence"], 64); err == nil {
-			n.Confidence = &v
-		}
+	if n.Confidence == nil && in.Method != "" {
+		v := in.Confidence
+		n.Confidence = &v
 	}
 	if n.Action == "" && n.State != StateOpened && n.State != StateRecovered {
-		n.Action = f["action"]
+		n.Action = in.Action
 	}
 	if n.ContainerID == "" {
-		n.ContainerID = f["container_id"]
+		n.ContainerID = in.ContainerID
 	}
 }
 
-func (a *Agent) count(ctx context.Context, field string) {
-	if err := a.st.NotifyCount(ctx, field, 1); err != nil {
-		a.log.Debug("count notification", "field", field, "err", err)
+func (a *Agent) count(ctx context.Context, c schema.NotifyCounter) {
+	if err := a.st.Count(ctx, c, 1); err != nil {
+		a.log.Debug("count notification", "counter", c.Field(), "err", err)
 	}
 }

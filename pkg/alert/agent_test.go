@@ -16,9 +16,12 @@ import (
 	"github.com/hemostat/hemostat/pkg/alert/alerttest"
 	alertslack "github.com/hemostat/hemostat/pkg/alert/slack"
 	"github.com/hemostat/hemostat/pkg/bus"
+	"github.com/hemostat/hemostat/pkg/conn"
 	"github.com/hemostat/hemostat/pkg/event"
 	"github.com/hemostat/hemostat/pkg/store"
+	"github.com/hemostat/hemostat/pkg/store/schema"
 	"github.com/hemostat/hemostat/pkg/testenv"
+	"strconv"
 )
 
 const (
@@ -37,7 +40,7 @@ type syncBuffer = testenv.SyncBuffer
 
 type harness struct {
 	t     *testing.T
-	st    *store.Client
+	st    *store.Store
 	bus   *bus.Bus
 	slack *alerttest.Slack
 	recv  *alerttest.Receiver
@@ -56,12 +59,12 @@ type setup struct {
 
 func newHarness(t *testing.T) *harness {
 	url := testenv.RequireRedis(t)
-	st, err := store.Open(store.Options{URL: url})
+	st, err := store.Open(conn.Options{URL: url})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	return &harness{t: t, st: st, bus: bus.New(st, bus.Options{Block: 50 * time.Millisecond}),
+	return &harness{t: t, st: st, bus: bus.New(st.Conn, bus.Options{Block: 50 * time.Millisecond}),
 		slack: alerttest.NewSlack(t), recv: alerttest.NewReceiver(t, webhookSecret), logs: &syncBuffer{}}
 }
 
@@ -76,7 +79,7 @@ func (h *harness) start(s setup) {
 			sinks = append(sinks, alert.Sink{Name: name, Notifier: alertslack.NewWebhook(alertslack.WebhookOptions{URL: h.slack.WebhookURL(hookSecret)})})
 		case "slack_bot":
 			sinks = append(sinks, alert.Sink{Name: name, Notifier: alertslack.NewBot(alertslack.BotOptions{
-				Token: botToken, Channel: "C0ALERTS", APIURL: h.slack.APIURL(), Threads: h.st})})
+				Token: botToken, Channel: "C0ALERTS", APIURL: h.slack.APIURL(), Threads: h.st.Notify})})
 		case "webhook":
 			sinks = append(sinks, alert.Sink{Name: name, Notifier: alert.NewWebhook(alert.WebhookOptions{URL: h.recv.URL + "/hook", Secret: webhookSecret})})
 		}
@@ -88,12 +91,12 @@ func (h *harness) start(s setup) {
 	if d.MaxBackoff == 0 {
 		d.MaxBackoff = 50 * time.Millisecond
 	}
-	var st alert.Store = h.st
+	var st alert.Store = h.st.Notify
 	if s.storeWrap != nil {
 		st = s.storeWrap(st)
 	}
 	log := slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	a := alert.New(alert.Options{Instance: "t1", Renotify: s.renotify, NotifyOnOpen: s.notifyOnOpen, Delivery: d, Logger: log}, st, sinks, h.red)
+	a := alert.New(alert.Options{Instance: "t1", Renotify: s.renotify, NotifyOnOpen: s.notifyOnOpen, Delivery: d, Logger: log}, alert.Stores{Notify: st, Incidents: h.st.Incidents}, sinks, h.red)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx, h.bus) }()
@@ -122,7 +125,7 @@ func (h *harness) publish(host, incident string, p event.Payload) event.Envelope
 		t.Fatal(err)
 	}
 	eventually(t, 5*time.Second, func() bool {
-		raw, err := h.st.Redis().LRange(context.Background(), event.KeyEventsAll, 0, -1).Result()
+		raw, err := h.st.Conn.Client().LRange(context.Background(), schema.KeyEventsAll, 0, -1).Result()
 		if err != nil {
 			return false
 		}
@@ -138,11 +141,15 @@ func (h *harness) publish(host, incident string, p event.Payload) event.Envelope
 
 func (h *harness) counters() map[string]string {
 	h.t.Helper()
-	m, err := h.st.NotifyCounters(context.Background())
+	m, _, err := h.st.Notify.Counters(context.Background())
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	return m
+	out := make(map[string]string, len(m))
+	for c, v := range m {
+		out[c.Field()] = strconv.FormatInt(v, 10)
+	}
+	return out
 }
 
 func (h *harness) slackTitles() []string {
@@ -208,8 +215,8 @@ func TestRenotifyWindowExpires(t *testing.T) {
 	const inc = "node-a/web-1/crashed"
 	h.publish("node-a", inc, success("web-1", "crashed"))
 	eventually(t, 5*time.Second, func() bool { return len(h.slack.Messages()) == 1 })
-	key := store.NotifyDedupKey(inc, "remediated")
-	eventually(t, 5*time.Second, func() bool { return h.st.Redis().Exists(context.Background(), key).Val() == 0 })
+	key := schema.NotifyDedupKey(inc, "remediated")
+	eventually(t, 5*time.Second, func() bool { return h.st.Conn.Client().Exists(context.Background(), key).Val() == 0 })
 	h.publish("node-a", inc, success("web-1", "crashed"))
 	eventually(t, 5*time.Second, func() bool { return len(h.slack.Messages()) == 2 })
 }
@@ -243,7 +250,7 @@ func TestFailedDeliveryIsCountedStoredAndRedacted(t *testing.T) {
 		c := h.counters()
 		return c["failed:slack"] == "1" && c["failed:slack_bot"] == "1" && c["failed:webhook"] == "1"
 	})
-	fails, err := h.st.NotifyFailures(context.Background(), 10)
+	fails, err := h.st.Notify.Failures(context.Background(), 10)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -276,7 +283,7 @@ func TestSecretsNeverLogged(t *testing.T) {
 		c := h.counters()
 		return c["failed:slack"] == "1" && c["failed:slack_bot"] == "1" && c["failed:webhook"] == "1"
 	})
-	fails, _ := h.st.NotifyFailures(context.Background(), 10)
+	fails, _ := h.st.Notify.Failures(context.Background(), 10)
 	stored, _ := json.Marshal(fails)
 	logs := h.logs.String()
 	if !strings.Contains(logs, "notification failed") {
@@ -343,7 +350,7 @@ func TestBotRepliesInIncidentThread(t *testing.T) {
 		t.Errorf("posts (-want +got):\n%s", diff)
 	}
 	// The recovery closed web-1's thread: its next occurrence starts a new one.
-	if _, ts, _ := h.st.NotifyThread(context.Background(), a); ts != "" {
+	if _, ts, _ := h.st.Notify.Thread(context.Background(), a); ts != "" {
 		t.Errorf("thread of %s still stored after recovery: %q", a, ts)
 	}
 }
@@ -353,8 +360,8 @@ func TestWebhookIsSignedAndCarriesTheNotification(t *testing.T) {
 	h.start(setup{sinks: []string{"webhook"}})
 	// What the analyzer wrote on the incident reaches the message.
 	ctx := context.Background()
-	h.st.Redis().HSet(ctx, event.IncidentHashKey("node-a/web-1/oom_killed"), "root_cause", "heap grows without bound",
-		"evidence", `["RSS 510MiB of 512MiB","OOM kill at 10:30"]`, "severity", "critical")
+	h.st.Conn.Client().HSet(ctx, schema.IncidentKey("node-a/web-1/oom_killed"), schema.FieldRootCause, "heap grows without bound",
+		schema.FieldEvidence, `["RSS 510MiB of 512MiB","OOM kill at 10:30"]`, schema.FieldSeverity, "critical")
 	env := h.publish("node-a", "node-a/web-1/oom_killed", success("web-1", "oom_killed"))
 	eventually(t, 5*time.Second, func() bool { return len(h.recv.Received()) == 1 })
 	r := h.recv.Received()[0]
@@ -375,8 +382,8 @@ func TestWebhookIsSignedAndCarriesTheNotification(t *testing.T) {
 // failingClaims makes deduplication unreachable while the rest of Redis works.
 type failingClaims struct{ alert.Store }
 
-func (failingClaims) NotifyClaim(context.Context, string, string, time.Duration, ...string) (int64, error) {
-	return 0, store.ErrUnavailable
+func (failingClaims) Claim(context.Context, string, string, time.Duration, ...string) (int64, error) {
+	return 0, conn.ErrUnavailable
 }
 
 func TestDedupUnreachableFailsOpen(t *testing.T) {
@@ -393,11 +400,11 @@ func TestEventsStoredForViews(t *testing.T) {
 	ua := h.publish("node-a", "node-a/web-1/crashed", &event.ContainerUnhealthy{ContainerID: "id-1", ContainerName: "web-1", Class: "crashed"})
 	h.publish("node-a", "node-a/web-1/crashed", success("web-1", "crashed"))
 	ctx := context.Background()
-	raw, err := h.st.Redis().LRange(ctx, event.EventsKey(event.TypeContainerUnhealthy), 0, -1).Result()
+	raw, err := h.st.Conn.Client().LRange(ctx, schema.EventsKey(event.TypeContainerUnhealthy), 0, -1).Result()
 	if err != nil || len(raw) != 1 {
 		t.Fatalf("health alerts stored: %d, %v", len(raw), err)
 	}
-	var se store.StoredEvent
+	var se schema.StoredEvent
 	if err := json.Unmarshal([]byte(raw[0]), &se); err != nil {
 		t.Fatal(err)
 	}
@@ -408,7 +415,7 @@ func TestEventsStoredForViews(t *testing.T) {
 	if se.EventType != event.TypeContainerUnhealthy || se.Timestamp != ua.Timestamp.UTC().Format(time.RFC3339Nano) || got.ID != ua.ID {
 		t.Errorf("stored %+v", se)
 	}
-	if n := h.st.Redis().LLen(ctx, event.KeyEventsAll).Val(); n != 2 {
+	if n := h.st.Conn.Client().LLen(ctx, schema.KeyEventsAll).Val(); n != 2 {
 		t.Errorf("events:all has %d entries, want 2", n)
 	}
 }

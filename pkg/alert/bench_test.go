@@ -7,6 +7,7 @@ import (
 
 	"github.com/hemostat/hemostat/pkg/alert"
 	"github.com/hemostat/hemostat/pkg/bus"
+	"github.com/hemostat/hemostat/pkg/conn"
 	"github.com/hemostat/hemostat/pkg/event"
 	"github.com/hemostat/hemostat/pkg/store"
 	"github.com/hemostat/hemostat/pkg/testenv"
@@ -16,12 +17,12 @@ import (
 // read the incident, claim the dedup key, release the other state, enqueue. Half the events are repeats.
 func BenchmarkHandle(b *testing.B) {
 	url := testenv.RequireRedis(b)
-	st, err := store.Open(store.Options{URL: url})
+	st, err := store.Open(conn.Options{URL: url})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer st.Close()
-	a := alert.New(alert.Options{}, st, nil, nil)
+	a := alert.New(alert.Options{}, alert.Stores{Notify: st.Notify, Incidents: st.Incidents}, nil, nil)
 	ctx := context.Background()
 	envs := make([]event.Envelope, 1000)
 	for i := range envs {

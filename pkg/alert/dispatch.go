@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/hemostat/hemostat/pkg/agent"
-	"github.com/hemostat/hemostat/pkg/store"
+	"github.com/hemostat/hemostat/pkg/store/schema"
 )
 
 // Sink is one named destination (slack, slack-bot, webhook).
@@ -165,7 +165,7 @@ func (d *dispatcher) deliver(ctx context.Context, s Sink, n Notification) {
 		retry, err := s.Notifier.Notify(sctx, n)
 		cancel()
 		if err == nil {
-			d.count(ctx, "sent:"+s.Name)
+			d.count(ctx, schema.NotifyCounter{Counter: schema.CounterSent, Label: s.Name})
 			d.log.Info("notification sent", "sink", s.Name, "incident", n.Incident, "state", string(n.State), "attempts", attempt)
 			if d.report != nil {
 				d.report(s.Name, n, nil)
@@ -181,7 +181,7 @@ func (d *dispatcher) deliver(ctx context.Context, s Sink, n Notification) {
 		if ra, ok := RetryAfter(err); ok {
 			wait = min(max(ra, d.o.MinBackoff/10), d.o.MaxRetryAfter)
 		}
-		d.count(ctx, "retried:"+s.Name)
+		d.count(ctx, schema.NotifyCounter{Counter: schema.CounterRetried, Label: s.Name})
 		d.log.Warn("notification failed; retrying", "sink", s.Name, "incident", n.Incident, "state", string(n.State),
 			"attempt", attempt, "wait", wait, "err", err)
 		if !d.sleep(ctx, wait) {
@@ -199,16 +199,16 @@ func (d *dispatcher) fail(ctx context.Context, sink string, n Notification, atte
 		"attempts", attempts, "err", err)
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
-	if e := d.st.NotifyRecordFailure(rctx, store.NotifyFailure{Time: time.Now().UTC(), Sink: sink, Incident: n.Incident,
+	if e := d.st.RecordFailure(rctx, schema.NotifyFailure{Time: time.Now().UTC(), Sink: sink, Incident: n.Incident,
 		State: string(n.State), EventID: n.EventID, Attempts: attempts, Error: err.Error()}); e != nil {
 		d.log.Warn("record failed notification", "err", e)
 	}
 	if n.Incident != "" {
-		if e := d.st.NotifyRelease(rctx, n.Incident, string(n.State)); e != nil {
+		if e := d.st.Release(rctx, n.Incident, string(n.State)); e != nil {
 			d.log.Warn("release notification claim", "err", e)
 		}
 	}
-	d.count(rctx, "failed:"+sink) // last: once counted, the failure is recorded and the claim released
+	d.count(rctx, schema.NotifyCounter{Counter: schema.CounterFailed, Label: sink}) // last: once counted, the failure is recorded and the claim released
 	if d.report != nil {
 		d.report(sink, n, err)
 	}
@@ -236,10 +236,10 @@ func (d *dispatcher) sleep(ctx context.Context, wait time.Duration) bool {
 	return false
 }
 
-func (d *dispatcher) count(ctx context.Context, field string) {
+func (d *dispatcher) count(ctx context.Context, c schema.NotifyCounter) {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
-	if err := d.st.NotifyCount(rctx, field, 1); err != nil {
-		d.log.Debug("count notification", "field", field, "err", err)
+	if err := d.st.Count(rctx, c, 1); err != nil {
+		d.log.Debug("count notification", "counter", c.Field(), "err", err)
 	}
 }

@@ -17,8 +17,10 @@ import (
 	"github.com/hemostat/hemostat/pkg/analyze/llm"
 	"github.com/hemostat/hemostat/pkg/analyze/redact"
 	"github.com/hemostat/hemostat/pkg/bus"
+	"github.com/hemostat/hemostat/pkg/container"
 	"github.com/hemostat/hemostat/pkg/event"
-	"github.com/hemostat/hemostat/pkg/store"
+	"github.com/hemostat/hemostat/pkg/store/incidents"
+	"github.com/hemostat/hemostat/pkg/store/schema"
 )
 
 // Agent and consumer group names.
@@ -37,29 +39,37 @@ const (
 	ModeDecide = "decide"
 )
 
-// Incident hash fields the analyzer writes (beyond the contract's action, confidence, analysis_method,
-// reason, root_cause, evidence, llm_verdict, llm_error, decided_at).
+// Defaults of the LLM's use.
 const (
-	fieldAction         = "action"
-	fieldConfidence     = "confidence"
-	fieldMethod         = "analysis_method"
-	fieldReason         = "reason"
-	fieldRootCause      = "root_cause"
-	fieldEvidence       = "evidence"
-	fieldLLMVerdict     = "llm_verdict"
-	fieldLLMError       = "llm_error"
-	fieldLLMMethod      = "llm_method"
-	fieldLLMDoneAt      = "llm_done_at"
-	fieldLLMOpenedAt    = "llm_opened_at"
-	fieldDecidedAt      = "decided_at"
-	fieldFalseAlarm     = "false_alarm"
-	fieldDecisionAlert  = "decision_alert_id" // the health_alert id answered: redeliveries are skipped
-	fieldDecisionEvent  = "decision_event_id" // the id of the answer published
-	fieldOpenedAt       = "opened_at"         // written by the monitor
 	defaultLLMTimeout   = 10 * time.Second
 	defaultLLMParallel  = 4
 	defaultClaimStaleBy = 3 // a claim older than this many timeouts is taken over
+	recordTimeout       = 2 * time.Second
 )
+
+// IncidentStore is the incident state the analyzer reads and records into; *incidents.Store implements it.
+type IncidentStore interface {
+	BeginAnalysis(ctx context.Context, key string, oom *incidents.OOMKill) (schema.Incident, bool, int, error)
+	RecordLLM(ctx context.Context, key string, l schema.LLMResult, rootCause string, evidence []string) error
+	ClaimLLM(ctx context.Context, key, openedAt string, now time.Time, stale time.Duration) (bool, error)
+}
+
+// StatsStore gives a container's latest samples, for the LLM's context; *containers.Store implements it.
+type StatsStore interface {
+	Stats(ctx context.Context, targets []string) (map[string]schema.Stats, []error, error)
+}
+
+// LedgerReader gives a container's safety ledger, for the LLM's context; *ledger.Store implements it.
+type LedgerReader interface {
+	Get(ctx context.Context, key string) (schema.Ledger, bool, error)
+}
+
+// Stores are the bodies of state the analyzer reads and writes.
+type Stores struct {
+	Incidents IncidentStore
+	Stats     StatsStore
+	Ledger    LedgerReader
+}
 
 // Options configure an Analyzer. Zero values take the defaults.
 type Options struct {
@@ -90,16 +100,17 @@ type Stats struct {
 // Analyzer is the analyze agent: it answers every health alert with a remediation request or a false alarm.
 type Analyzer struct {
 	o     Options
-	st    *store.Client
+	st    Stores
 	b     *bus.Bus
 	log   *slog.Logger
 	stats Stats
+	sem   chan struct{}
 
-	bg   context.Context // parent of advisory LLM calls; cancelled at stop
-	stop context.CancelFunc
-	sem  chan struct{}
-	wg   sync.WaitGroup // advisory LLM calls
-
+	// Set by start, from the context of the first Run, Handle or HandleBatch.
+	started sync.Once
+	bg      context.Context // parent of advisory LLM calls; cancelled at stop
+	stop    context.CancelFunc
+	wg      sync.WaitGroup // advisory LLM calls
 	commits *committer
 	life    context.Context // the committer's; cancelled by Close, after the handlers are done
 	endLife context.CancelFunc
@@ -107,8 +118,9 @@ type Analyzer struct {
 	closed  sync.Once
 }
 
-// New returns an analyzer over the store and the bus. Call Run, or Handle and then Close.
-func New(o Options, st *store.Client, b *bus.Bus) *Analyzer {
+// New returns an analyzer over its stores and the bus. It starts nothing: Run, or the first Handle,
+// starts the group committer under the caller's context. Call Run, or Handle and then Close.
+func New(o Options, st Stores, b *bus.Bus) *Analyzer {
 	if o.MinConfidence <= 0 {
 		o.MinConfidence = DefaultMinConfidence
 	}
@@ -130,12 +142,19 @@ func New(o Options, st *store.Client, b *bus.Bus) *Analyzer {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	bg, stop := context.WithCancel(context.Background())
-	life, endLife := context.WithCancel(context.Background())
-	a := &Analyzer{o: o, st: st, b: b, log: o.Logger.With("agent", AgentName), bg: bg, stop: stop,
-		sem: make(chan struct{}, o.LLMConcurrency), commits: newCommitter(b), life: life, endLife: endLife}
-	a.cwg.Go(func() { a.commits.run(life) }) // exits at Close
-	return a
+	return &Analyzer{o: o, st: st, b: b, log: o.Logger.With("agent", AgentName), sem: make(chan struct{}, o.LLMConcurrency),
+		commits: newCommitter(b)}
+}
+
+// start gives the analyzer its lifetime, once: the advisory LLM calls and the committer live until Close,
+// under ctx's values but not its cancellation (a handler's context ends with its read).
+func (a *Analyzer) start(ctx context.Context) {
+	a.started.Do(func() {
+		base := context.WithoutCancel(ctx)
+		a.bg, a.stop = context.WithCancel(base)
+		a.life, a.endLife = context.WithCancel(base)
+		a.cwg.Go(func() { a.commits.run(a.life) }) // exits at Close
+	})
 }
 
 // Stats returns the analyzer's counters.
@@ -144,6 +163,7 @@ func (a *Analyzer) Stats() *Stats { return &a.stats }
 // Run consumes health alerts until ctx is cancelled, then waits for the advisory LLM calls, which the
 // cancellation also ends.
 func (a *Analyzer) Run(ctx context.Context) error {
+	a.start(ctx)
 	stop := context.AfterFunc(ctx, a.stop)
 	defer stop()
 	method := MethodRules
@@ -163,7 +183,11 @@ func (a *Analyzer) Run(ctx context.Context) error {
 // Close cancels the advisory LLM calls in flight and waits for them, then stops the committer. Call it
 // once no Handle is running (Run does).
 func (a *Analyzer) Close() {
+	a.started.Do(func() {}) // never started: nothing runs, and a later Handle fails with errStopped
 	a.closed.Do(func() {
+		if a.stop == nil {
+			return
+		}
 		a.stop()
 		a.wg.Wait()
 		a.endLife()
@@ -176,37 +200,40 @@ type alertRef struct {
 	env      event.Envelope
 	alert    *event.ContainerUnhealthy
 	incident string
-	fields   map[string]string // the incident hash as read
+	state    schema.Incident // the incident as read (zero when not read or not found)
 }
 
 // Handle decides one health alert and publishes the answer. A redelivered alert that was already
 // answered is skipped; an event that is not a health alert is logged and acked.
 func (a *Analyzer) Handle(ctx context.Context, m bus.Message) error {
+	a.start(ctx)
+	if a.life == nil {
+		return errStopped // closed before it ever started
+	}
 	start := time.Now()
 	ref, ok := a.alertOf(m)
 	if !ok {
 		return nil
 	}
 	env, al := ref.env, ref.alert
-	var st store.AnalysisState
-	var err error
+	repeats := 0
 	if a.needsState(m, al) {
-		var oom *store.OOMKill
+		var oom *incidents.OOMKill
 		if al.Class == event.ClassOOMKilled {
-			oom = &store.OOMKill{Host: env.Host, Name: al.ContainerName, AlertID: env.ID, At: detectedAt(env, al), Window: a.o.OOMWindow}
+			oom = &incidents.OOMKill{Target: event.Target(env.Host, al.ContainerName), AlertID: env.ID, At: detectedAt(env, al), Window: a.o.OOMWindow}
 		}
-		st, err = a.st.BeginAnalysis(ctx, ref.incident, oom)
+		in, _, n, err := a.st.Incidents.BeginAnalysis(ctx, ref.incident, oom)
 		if err != nil {
 			return err // Redis trouble: the bus retries
 		}
-		if st.Incident[fieldDecisionAlert] == env.ID {
+		if in.DecisionAlertID == env.ID {
 			a.stats.Duplicates.Add(1)
 			a.log.Debug("alert already answered", "incident", ref.incident, "event_id", env.ID)
 			return nil
 		}
+		ref.state, repeats = in, n
 	}
-	ref.fields = st.Incident
-	d := Decide(al, Facts{OOMRepeats: st.OOMRepeats, OOMWindow: a.o.OOMWindow, MinConfidence: a.o.MinConfidence})
+	d := Decide(al, Facts{OOMRepeats: repeats, OOMWindow: a.o.OOMWindow, MinConfidence: a.o.MinConfidence})
 	d = a.consult(ctx, ref, d)
 	dur := time.Since(start)
 
@@ -218,7 +245,7 @@ func (a *Analyzer) Handle(ctx context.Context, m bus.Message) error {
 	// If only part lands, the redelivery publishes the answer again under the same id, which consumers
 	// dedupe.
 	err = a.commits.publish(ctx, a.life, bus.Outgoing{Stream: stream, Env: out},
-		store.AnalysisRecord{Incident: ref.incident, Fields: decisionFields(d, env.ID, out.ID)})
+		incidents.Decision{Incident: ref.incident, Analysis: decisionRecord(d, env.ID, out.ID)})
 	if err != nil {
 		return err
 	}
@@ -255,11 +282,18 @@ func (a *Analyzer) needsState(m bus.Message, al *event.ContainerUnhealthy) bool 
 // answers and incident records in one round trip; the others (redeliveries, OOM kills, an LLM configured)
 // go through Handle, as many at once as the bus's Concurrency.
 func (a *Analyzer) HandleBatch(ctx context.Context, ms []bus.Message) []error {
+	a.start(ctx)
 	start := time.Now()
 	errs := make([]error, len(ms))
+	if a.life == nil {
+		for i := range errs {
+			errs[i] = errStopped // closed before it ever started
+		}
+		return errs
+	}
 	var (
 		outs    []bus.Outgoing
-		recs    []store.AnalysisRecord
+		recs    []incidents.Decision
 		ds      []Decision
 		answers []int
 		single  []int
@@ -280,7 +314,7 @@ func (a *Analyzer) HandleBatch(ctx context.Context, ms []bus.Message) []error {
 			continue
 		}
 		outs = append(outs, bus.Outgoing{Stream: stream, Env: out})
-		recs = append(recs, store.AnalysisRecord{Incident: ref.incident, Fields: decisionFields(d, ref.env.ID, out.ID)})
+		recs = append(recs, incidents.Decision{Incident: ref.incident, Analysis: decisionRecord(d, ref.env.ID, out.ID)})
 		ds, answers = append(ds, d), append(answers, i)
 	}
 	for from := 0; from < len(outs); from += maxCommit {
@@ -370,28 +404,11 @@ func AnswerID(alertID string) string {
 	return u.String()
 }
 
-func decisionFields(d Decision, alertID, answerID string) map[string]string {
-	f := map[string]string{
-		fieldAction:        d.Action,
-		fieldConfidence:    strconv.FormatFloat(d.Confidence, 'f', -1, 64),
-		fieldMethod:        d.Method,
-		fieldReason:        d.Reason,
-		fieldFalseAlarm:    strconv.FormatBool(d.FalseAlarm),
-		fieldDecidedAt:     time.Now().UTC().Format(time.RFC3339Nano),
-		fieldDecisionAlert: alertID,
-		fieldDecisionEvent: answerID,
-	}
-	if d.RootCause != "" {
-		f[fieldRootCause] = d.RootCause
-	}
-	if len(d.Evidence) > 0 {
-		ev, _ := json.Marshal(d.Evidence)
-		f[fieldEvidence] = string(ev)
-	}
-	if d.LLMError != "" {
-		f[fieldLLMError] = d.LLMError
-	}
-	return f
+// decisionRecord is the incident's record of a decision.
+func decisionRecord(d Decision, alertID, answerID string) schema.Analysis {
+	return schema.Analysis{Action: d.Action, Confidence: d.Confidence, Method: d.Method, Reason: d.Reason,
+		RootCause: d.RootCause, Evidence: d.Evidence, FalseAlarm: d.FalseAlarm, DecidedAt: time.Now().UTC(),
+		DecisionAlertID: alertID, DecisionEventID: answerID, LLM: schema.LLMResult{Error: d.LLMError}}
 }
 
 // mayWait reports whether a class may wait for an LLM in decide mode. A crash, an OOM kill or a failing
@@ -413,9 +430,9 @@ func (a *Analyzer) consult(ctx context.Context, ref alertRef, rules Decision) De
 	}
 	decide := a.o.LLMMode == ModeDecide && mayWait(ref.alert.Class)
 	allowed := AllowedActions(ref.alert.Labels)
-	if v, ok := cachedVerdict(ref.fields, allowed); ok {
+	if v, ok := cachedVerdict(ref.state, allowed); ok {
 		if decide {
-			return v.Apply(ref.fields[fieldLLMMethod], a.o.MinConfidence)
+			return v.Apply(ref.state.LLM.Method, a.o.MinConfidence)
 		}
 		rules.RootCause, rules.Evidence = v.RootCause, v.Evidence
 		return rules
@@ -424,7 +441,7 @@ func (a *Analyzer) consult(ctx context.Context, ref alertRef, rules Decision) De
 		a.enrichAsync(ctx, ref)
 		return rules
 	}
-	claimed, err := a.st.ClaimLLM(ctx, ref.incident, ref.fields[fieldOpenedAt], time.Now(), defaultClaimStaleBy*a.o.LLMTimeout)
+	claimed, err := a.st.Incidents.ClaimLLM(ctx, ref.incident, schema.FormatTime(ref.state.OpenedAt), time.Now(), defaultClaimStaleBy*a.o.LLMTimeout)
 	if err != nil || !claimed {
 		return rules // another instance is asking, or Redis is in trouble: never wait
 	}
@@ -439,12 +456,11 @@ func (a *Analyzer) consult(ctx context.Context, ref alertRef, rules Decision) De
 }
 
 // cachedVerdict returns the verdict stored for this opening of the incident, if it is still valid.
-func cachedVerdict(f map[string]string, allowed []string) (Verdict, bool) {
-	raw, ok := f[fieldLLMVerdict]
-	if !ok || f[fieldLLMOpenedAt] != f[fieldOpenedAt] {
+func cachedVerdict(in schema.Incident, allowed []string) (Verdict, bool) {
+	if in.LLM.Verdict == "" || in.LLM.OpenedAt != schema.FormatTime(in.OpenedAt) {
 		return Verdict{}, false
 	}
-	v, err := ParseVerdict([]byte(raw), allowed)
+	v, err := ParseVerdict([]byte(in.LLM.Verdict), allowed)
 	return v, err == nil
 }
 
@@ -461,7 +477,7 @@ func (a *Analyzer) enrichAsync(ctx context.Context, ref alertRef) {
 		a.stats.LLMSkipped.Add(1)
 		return
 	}
-	claimed, err := a.st.ClaimLLM(ctx, ref.incident, ref.fields[fieldOpenedAt], time.Now(), defaultClaimStaleBy*a.o.LLMTimeout)
+	claimed, err := a.st.Incidents.ClaimLLM(ctx, ref.incident, schema.FormatTime(ref.state.OpenedAt), time.Now(), defaultClaimStaleBy*a.o.LLMTimeout)
 	if err != nil || !claimed {
 		<-a.sem
 		return
@@ -486,26 +502,18 @@ func (a *Analyzer) diagnose(ctx context.Context, ref alertRef) (Verdict, error) 
 	if errors.Is(err, context.Canceled) && a.bg.Err() != nil {
 		return v, err // stopping: leave the claim to go stale so another instance can ask
 	}
-	f := map[string]string{
-		fieldLLMDoneAt:   time.Now().UTC().Format(time.RFC3339Nano),
-		fieldLLMMethod:   a.o.LLM.Method(),
-		fieldLLMOpenedAt: ref.fields[fieldOpenedAt],
-	}
+	res := schema.LLMResult{DoneAt: time.Now().UTC(), Method: a.o.LLM.Method(), OpenedAt: schema.FormatTime(ref.state.OpenedAt)}
 	if err != nil {
 		a.stats.LLMErrors.Add(1)
-		f[fieldLLMError] = err.Error()
+		res.Error = err.Error()
 		a.log.Warn("llm diagnosis failed; rules decide", "incident", ref.incident, "err", err)
 	} else {
 		vb, _ := json.Marshal(v)
-		ev, _ := json.Marshal(v.Evidence)
-		f[fieldLLMVerdict] = string(vb)
-		f[fieldRootCause] = v.RootCause
-		f[fieldEvidence] = string(ev)
-		f[fieldLLMError] = ""
+		res.Verdict = string(vb)
 	}
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
 	defer cancel()
-	if rerr := a.st.RecordAnalysis(rctx, ref.incident, f); rerr != nil {
+	if rerr := a.st.Incidents.RecordLLM(rctx, ref.incident, res, v.RootCause, v.Evidence); rerr != nil {
 		a.log.Warn("record llm verdict failed", "incident", ref.incident, "err", rerr)
 	}
 	return v, err
@@ -528,28 +536,32 @@ func (a *Analyzer) gather(ctx context.Context, ref alertRef) Case {
 			a.log.Debug("logs for llm context failed", "incident", ref.incident, "err", err)
 		}
 	}
-	cs, err := a.st.AnalysisContext(ctx, ref.env.Host, ref.alert.ContainerName)
+	target := event.Target(ref.env.Host, ref.alert.ContainerName)
+	stats, _, err := a.st.Stats.Stats(ctx, []string{target})
 	if err != nil {
-		a.log.Debug("state for llm context failed", "incident", ref.incident, "err", err)
+		a.log.Debug("samples for llm context failed", "incident", ref.incident, "err", err)
 	}
-	if json.Valid(cs.Sample) {
-		c.Latest = cs.Sample
+	st := stats[target]
+	if st.Sample != nil {
+		if b, err := json.Marshal(st.Sample); err == nil {
+			c.Latest = b
+		}
 	}
-	c.Samples = samplesFrom(cs.History)
-	c.History = history(ref.fields, cs.Ledger)
+	c.Samples = samplesFrom(st.History)
+	l, acted, err := a.st.Ledger.Get(ctx, schema.LedgerKey(target))
+	if err != nil {
+		a.log.Debug("ledger for llm context failed", "incident", ref.incident, "err", err)
+	}
+	c.History = history(ref.state, l, acted)
 	return c
 }
 
-// samplesFrom turns the monitor's history (JSON container.History) into samples, the last 20.
-func samplesFrom(raw []byte) []Sample {
-	var h struct {
-		CPU    []float64 `json:"cpu"`
-		Memory []float64 `json:"memory"`
-	}
-	if len(raw) == 0 || json.Unmarshal(raw, &h) != nil {
+// samplesFrom turns the monitor's history into samples, the last 20.
+func samplesFrom(h container.History) []Sample {
+	n := max(len(h.CPU), len(h.Memory))
+	if n == 0 {
 		return nil
 	}
-	n := max(len(h.CPU), len(h.Memory))
 	out := make([]Sample, 0, min(n, 20))
 	for i := max(n-20, 0); i < n; i++ {
 		var s Sample
@@ -565,15 +577,25 @@ func samplesFrom(raw []byte) []Sample {
 }
 
 // history is the incident's and the ledger's state the LLM may use, without the verdict cache.
-func history(incident, ledger map[string]string) map[string]string {
+func history(in schema.Incident, l schema.Ledger, acted bool) map[string]string {
 	out := map[string]string{}
-	for _, k := range []string{"state", "opened_at", "severity", fieldAction, fieldReason, fieldDecidedAt} {
-		if v := incident[k]; v != "" {
+	inc := in.Detection.Encode()
+	for k, v := range in.Analysis.Encode() {
+		inc[k] = v
+	}
+	for _, k := range []string{schema.FieldState, schema.FieldOpenedAt, schema.FieldSeverity, schema.FieldAction,
+		schema.FieldReason, schema.FieldDecidedAt} {
+		if v := inc[k]; v != "" && (k != schema.FieldDecidedAt || !in.DecidedAt.IsZero()) {
 			out["incident."+k] = v
 		}
 	}
-	for _, k := range []string{"attempts", "last_action", "last_result", "last_reason", "breaker", "backoff_step"} {
-		if v := ledger[k]; v != "" {
+	if !acted {
+		return out
+	}
+	led := l.Encode()
+	for _, k := range []string{schema.FieldLedgerAttempts, schema.FieldLastAction, schema.FieldLastResult,
+		schema.FieldLastReason, schema.FieldBreaker, schema.FieldBackoffStep} {
+		if v := led[k]; v != "" {
 			out["ledger."+k] = v
 		}
 	}

@@ -16,8 +16,10 @@ import (
 	"github.com/hemostat/hemostat/pkg/analyze/llm"
 	"github.com/hemostat/hemostat/pkg/analyze/llm/llmtest"
 	"github.com/hemostat/hemostat/pkg/bus"
+	"github.com/hemostat/hemostat/pkg/conn"
 	"github.com/hemostat/hemostat/pkg/event"
 	"github.com/hemostat/hemostat/pkg/store"
+	"github.com/hemostat/hemostat/pkg/store/schema"
 	"github.com/hemostat/hemostat/pkg/testenv"
 )
 
@@ -28,7 +30,7 @@ func eventually(t testing.TB, timeout time.Duration, cond func() bool) {
 }
 
 type env struct {
-	st  *store.Client
+	st  *store.Store
 	b   *bus.Bus
 	rdb *redis.Client
 }
@@ -36,13 +38,13 @@ type env struct {
 func newEnv(t testing.TB) env {
 	t.Helper()
 	url := testenv.RequireRedis(t)
-	st, err := store.Open(store.Options{URL: url, PoolSize: 64})
+	st, err := store.Open(conn.Options{URL: url, PoolSize: 64})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	b := bus.New(st, bus.Options{Block: 50 * time.Millisecond, RetryDelay: 20 * time.Millisecond, StopGrace: time.Second})
-	return env{st: st, b: b, rdb: st.Redis()}
+	b := bus.New(st.Conn, bus.Options{Block: 50 * time.Millisecond, RetryDelay: 20 * time.Millisecond, StopGrace: time.Second})
+	return env{st: st, b: b, rdb: st.Conn.Client()}
 }
 
 func alertEnvelope(t testing.TB, host string, a *event.ContainerUnhealthy) event.Envelope {
@@ -78,7 +80,7 @@ func outputs(t testing.TB, e env, stream string) []event.Envelope {
 
 func incident(t testing.TB, e env, key string) map[string]string {
 	t.Helper()
-	m, err := e.rdb.HGetAll(context.Background(), event.IncidentHashKey(key)).Result()
+	m, err := e.rdb.HGetAll(context.Background(), schema.IncidentKey(key)).Result()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +89,7 @@ func incident(t testing.TB, e env, key string) map[string]string {
 
 func TestAgentAnswersAlerts(t *testing.T) {
 	e := newEnv(t)
-	a := New(Options{Consumer: "t1"}, e.st, e.b)
+	a := New(Options{Consumer: "t1"}, storesOf(e.st), e.b)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
@@ -177,7 +179,7 @@ func TestAgentAnswersAlerts(t *testing.T) {
 
 func TestRedeliveryIsIdempotent(t *testing.T) {
 	e := newEnv(t)
-	a := New(Options{}, e.st, e.b)
+	a := New(Options{}, storesOf(e.st), e.b)
 	defer a.Close()
 	in := alertEnvelope(t, "node-a", alertOf("unhealthy"))
 	ctx := context.Background()
@@ -206,7 +208,7 @@ func TestRedeliveryIsIdempotent(t *testing.T) {
 
 func TestNotAnAlertIsIgnored(t *testing.T) {
 	e := newEnv(t)
-	a := New(Options{}, e.st, e.b)
+	a := New(Options{}, storesOf(e.st), e.b)
 	defer a.Close()
 	other, err := event.New("respond", "node-a", "node-a/web-1/crashed", "", &event.ContainerRecovered{ContainerName: "web-1", Class: "crashed"})
 	if err != nil {
@@ -222,7 +224,7 @@ func TestNotAnAlertIsIgnored(t *testing.T) {
 
 func TestOOMRepeatEscalates(t *testing.T) {
 	e := newEnv(t)
-	a := New(Options{OOMWindow: time.Hour}, e.st, e.b)
+	a := New(Options{OOMWindow: time.Hour}, storesOf(e.st), e.b)
 	defer a.Close()
 	t0 := time.Now().UTC().Add(-3 * time.Hour)
 	steps := []struct {
@@ -347,9 +349,9 @@ func TestDecideModeWithLLM(t *testing.T) {
 				if tt.reply.Delay > 0 {
 					timeout = 300 * time.Millisecond
 				}
-				a := New(Options{LLM: p, LLMMode: ModeDecide, LLMTimeout: timeout, Inspector: inspector()}, e.st, e.b)
+				a := New(Options{LLM: p, LLMMode: ModeDecide, LLMTimeout: timeout, Inspector: inspector()}, storesOf(e.st), e.b)
 				// What the monitor keeps about the container reaches the model too.
-				e.rdb.HSet(context.Background(), event.StatsKey("node-a", "web-1"), "sample", `{"source":"cgroup","metrics":{"cpu_percent":97.5}}`,
+				e.rdb.HSet(context.Background(), schema.StatsKey(schema.Target("node-a", "web-1")), "sample", `{"source":"cgroup","metrics":{"cpu_percent":97.5}}`,
 					"history", `{"cpu":[91,95,97.5],"memory":[40,41,41]}`)
 				defer a.Close()
 				in := alertEnvelope(t, "node-a", alertOf("cpu_saturated", anomaly("cpu", 85, 97)))
@@ -441,7 +443,7 @@ func TestDecideModeNeverHoldsUpACrash(t *testing.T) {
 	srv := llmtest.New(t, llmtest.OpenAI)
 	srv.SetReply(llmtest.Reply{Answer: goodAnswer, Delay: 10 * time.Second})
 	p, _ := llm.New(llm.Config{Provider: "openai", Model: "m", BaseURL: srv.URL(), MaxRetries: -1})
-	a := New(Options{LLM: p, LLMMode: ModeDecide, LLMTimeout: 5 * time.Second}, e.st, e.b)
+	a := New(Options{LLM: p, LLMMode: ModeDecide, LLMTimeout: 5 * time.Second}, storesOf(e.st), e.b)
 	for _, class := range []string{"crashed", "oom_killed", "unhealthy"} {
 		in := alertEnvelope(t, "node-a", alertOf(class))
 		start := time.Now()
@@ -476,12 +478,12 @@ func TestAdvisoryOneCallPerIncident(t *testing.T) {
 	hold := make(chan struct{})
 	srv.SetReply(llmtest.Reply{Answer: strings.Replace(goodAnswer, "cpu_saturated", "memory_leak", 1), Hold: hold})
 	p, _ := llm.New(llm.Config{Provider: "anthropic", Model: "claude-test", BaseURL: srv.URL(), MaxRetries: -1})
-	a := New(Options{LLM: p, LLMTimeout: 5 * time.Second, Inspector: inspector()}, e.st, e.b)
+	a := New(Options{LLM: p, LLMTimeout: 5 * time.Second, Inspector: inspector()}, storesOf(e.st), e.b)
 	defer a.Close()
 	ctx := context.Background()
 	key := "node-a/web-1/memory_leak"
 	// The monitor opened the incident.
-	if err := e.rdb.HSet(ctx, event.IncidentHashKey(key), "state", "open", "opened_at", "2026-11-28T10:00:00Z").Err(); err != nil {
+	if err := e.rdb.HSet(ctx, schema.IncidentKey(key), "state", "open", "opened_at", "2026-11-28T10:00:00Z").Err(); err != nil {
 		t.Fatal(err)
 	}
 	for i := range 3 {
@@ -523,7 +525,7 @@ func TestAdvisoryOneCallPerIncident(t *testing.T) {
 		t.Errorf("incident hash = %v", h)
 	}
 	// A new opening of the incident gets its own call.
-	if err := e.rdb.HSet(ctx, event.IncidentHashKey(key), "opened_at", "2026-11-28T12:00:00Z").Err(); err != nil {
+	if err := e.rdb.HSet(ctx, schema.IncidentKey(key), "opened_at", "2026-11-28T12:00:00Z").Err(); err != nil {
 		t.Fatal(err)
 	}
 	if err := a.Handle(ctx, message(alertEnvelope(t, "node-a", alertOf("memory_leak")))); err != nil {
@@ -537,7 +539,7 @@ func TestDecideModeUsesCachedVerdict(t *testing.T) {
 	srv := llmtest.New(t, llmtest.OpenAI)
 	srv.SetReply(llmtest.Reply{Answer: goodAnswer})
 	p, _ := llm.New(llm.Config{Provider: "openai", Model: "m", BaseURL: srv.URL(), MaxRetries: -1})
-	a := New(Options{LLM: p, LLMMode: ModeDecide, LLMTimeout: 5 * time.Second}, e.st, e.b)
+	a := New(Options{LLM: p, LLMMode: ModeDecide, LLMTimeout: 5 * time.Second}, storesOf(e.st), e.b)
 	defer a.Close()
 	for range 2 {
 		if err := a.Handle(context.Background(), message(alertEnvelope(t, "node-a", alertOf("cpu_saturated")))); err != nil {
@@ -571,7 +573,7 @@ func TestAnswerID(t *testing.T) {
 
 func TestConcurrentAnswersShareRoundTrips(t *testing.T) {
 	e := newEnv(t)
-	a := New(Options{}, e.st, e.b)
+	a := New(Options{}, storesOf(e.st), e.b)
 	var wg sync.WaitGroup
 	errs := make(chan error, 64)
 	for i := range 64 {
@@ -606,7 +608,7 @@ func TestConcurrentAnswersShareRoundTrips(t *testing.T) {
 // records agree; the rules-only alerts share one write, the others go through Handle.
 func TestHandleBatchAnswersLikeHandle(t *testing.T) {
 	one, many := newEnv(t), newEnv(t)
-	a1, an := New(Options{}, one.st, one.b), New(Options{}, many.st, many.b)
+	a1, an := New(Options{}, storesOf(one.st), one.b), New(Options{}, storesOf(many.st), many.b)
 	defer a1.Close()
 	defer an.Close()
 	ctx := context.Background()
@@ -680,12 +682,12 @@ func answers(t *testing.T, e env, stream string) map[string]string {
 // TestHandleBatchWithRedisAwayAcksNothing: when the answers cannot be written, every alert of the read
 // gets an error (the bus retries it) and nothing is counted as decided.
 func TestHandleBatchWithRedisAwayAcksNothing(t *testing.T) {
-	st, err := store.Open(store.Options{URL: "redis://127.0.0.1:1/0"})
+	st, err := store.Open(conn.Options{URL: "redis://127.0.0.1:1/0"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	a := New(Options{}, st, bus.New(st, bus.Options{}))
+	a := New(Options{}, storesOf(st), bus.New(st.Conn, bus.Options{}))
 	defer a.Close()
 	ms := []bus.Message{
 		message(alertEnvelope(t, "node-a", alertOf("crashed"))),
@@ -699,4 +701,9 @@ func TestHandleBatchWithRedisAwayAcksNothing(t *testing.T) {
 	if n := a.Stats().Alerts.Load(); n != 0 {
 		t.Errorf("%d alerts counted as decided", n)
 	}
+}
+
+// storesOf is the analyzer's view of a store.
+func storesOf(st *store.Store) Stores {
+	return Stores{Incidents: st.Incidents, Stats: st.Containers, Ledger: st.Ledger}
 }

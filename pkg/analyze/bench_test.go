@@ -10,6 +10,7 @@ import (
 
 	"github.com/hemostat/hemostat/pkg/bus"
 	"github.com/hemostat/hemostat/pkg/event"
+	"github.com/hemostat/hemostat/pkg/store/schema"
 )
 
 // BenchmarkAnalyzeRules measures alerts per second through the analyzer as Run consumes (HandleBatch
@@ -21,8 +22,8 @@ import (
 //	go test -run XXX -bench AnalyzeRules -benchtime 50000x ./pkg/analyze/
 func BenchmarkAnalyzeRules(b *testing.B) {
 	e := newEnv(b)
-	bb := bus.New(e.st, bus.Options{Batch: 500, Concurrency: 16, Block: 20 * time.Millisecond, MaxLen: 10_000_000})
-	a := New(Options{Consumer: "bench"}, e.st, bb)
+	bb := bus.New(e.st.Conn, bus.Options{Batch: 500, Concurrency: 16, Block: 20 * time.Millisecond, MaxLen: 10_000_000})
+	a := New(Options{Consumer: "bench"}, storesOf(e.st), bb)
 	defer a.Close()
 	ctx := context.Background()
 
@@ -94,7 +95,7 @@ func BenchmarkAnalyzeRules(b *testing.B) {
 //	go test -run XXX -bench 'AnalyzeRules|BusCeiling' -benchtime 50000x ./pkg/analyze/
 func BenchmarkBusCeiling(b *testing.B) {
 	e := newEnv(b)
-	bb := bus.New(e.st, bus.Options{Batch: 500, Concurrency: 16, Block: 20 * time.Millisecond, MaxLen: 10_000_000})
+	bb := bus.New(e.st.Conn, bus.Options{Batch: 500, Concurrency: 16, Block: 20 * time.Millisecond, MaxLen: 10_000_000})
 	ctx := context.Background()
 	envs := make([]event.Envelope, b.N)
 	for i := range envs {
@@ -109,7 +110,7 @@ func BenchmarkBusCeiling(b *testing.B) {
 	handled.Add(b.N)
 	h := func(ctx context.Context, m bus.Message) error {
 		defer handled.Done()
-		return e.rdb.HSet(ctx, event.IncidentHashKey(m.Envelope.Incident), "seen", m.Envelope.ID).Err()
+		return e.rdb.HSet(ctx, schema.IncidentKey(m.Envelope.Incident), "seen", m.Envelope.ID).Err()
 	}
 	cctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)

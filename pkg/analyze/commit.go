@@ -5,7 +5,7 @@ import (
 	"errors"
 
 	"github.com/hemostat/hemostat/pkg/bus"
-	"github.com/hemostat/hemostat/pkg/store"
+	"github.com/hemostat/hemostat/pkg/store/incidents"
 )
 
 // maxCommit caps how many answers share one round trip.
@@ -17,7 +17,7 @@ var errStopped = errors.New("analyzer stopped")
 // commit is one answer waiting for its round trip, with its record in the incident hash.
 type commit struct {
 	out  bus.Outgoing
-	rec  store.AnalysisRecord
+	rec  incidents.Decision
 	done chan error
 }
 
@@ -34,7 +34,7 @@ func newCommitter(b *bus.Bus) *committer {
 }
 
 // publish hands an answer to the committer and waits for its round trip.
-func (c *committer) publish(ctx, life context.Context, out bus.Outgoing, rec store.AnalysisRecord) error {
+func (c *committer) publish(ctx, life context.Context, out bus.Outgoing, rec incidents.Decision) error {
 	if life.Err() != nil {
 		return errStopped
 	}
@@ -84,7 +84,7 @@ func (c *committer) run(life context.Context) {
 				}
 			}
 			outs = outs[:0]
-			recs := make([]store.AnalysisRecord, 0, len(batch))
+			recs := make([]incidents.Decision, 0, len(batch))
 			for _, cm := range batch {
 				outs = append(outs, cm.out)
 				recs = append(recs, cm.rec)
@@ -100,11 +100,11 @@ func (c *committer) run(life context.Context) {
 
 // publishAnswers publishes answers and records them on their incidents in one round trip: every record in
 // one script run, after the answers.
-func publishAnswers(ctx context.Context, b *bus.Bus, outs []bus.Outgoing, recs []store.AnalysisRecord) error {
+func publishAnswers(ctx context.Context, b *bus.Bus, outs []bus.Outgoing, recs []incidents.Decision) error {
 	if len(outs) == 0 {
 		return nil
 	}
 	last := &outs[len(outs)-1]
-	last.Side = append(last.Side[:len(last.Side):len(last.Side)], store.RecordAnalysesOp(recs))
+	last.Side = append(last.Side[:len(last.Side):len(last.Side)], incidents.RecordDecisionsOp(recs))
 	return b.PublishManyWith(ctx, outs)
 }

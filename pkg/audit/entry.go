@@ -33,6 +33,12 @@ type Entry struct {
 	DurationMS     float64   `json:"duration_ms"`
 	Verified       bool      `json:"verified"`
 	DryRun         bool      `json:"dry_run"`
+	FollowUp       bool      `json:"follow_up,omitempty"` // hemostat looked again on its own schedule
+	Attempts       int       `json:"attempts,omitempty"`  // actions executed for the incident so far
+	GaveUp         bool      `json:"gave_up,omitempty"`   // this decision opened the breaker
+	Errors         []string  `json:"errors,omitempty"`    // the incident's verification errors, when it gave up
+	NextAt         time.Time `json:"next_at,omitzero"`    // when hemostat looks again; zero: it will not
+	NextReason     string    `json:"next_reason,omitempty"`
 	PrevHash       string    `json:"prev_hash"`
 	Hash           string    `json:"hash"`
 }

@@ -11,17 +11,18 @@ import (
 	"time"
 
 	"github.com/hemostat/hemostat/pkg/event"
-	"github.com/hemostat/hemostat/pkg/store"
+	"github.com/hemostat/hemostat/pkg/store/auditlog"
+	"github.com/hemostat/hemostat/pkg/store/schema"
 )
 
-// Store is the Redis access the trail needs; *store.Client implements it.
+// Store is the Redis access the trail needs; *auditlog.Store implements it.
 type Store interface {
-	AuditReadHead(ctx context.Context) (store.AuditHead, error)
-	AuditAppend(ctx context.Context, prev store.AuditHead, seq int64, items []store.AuditItem) ([]string, store.AuditHead, error)
-	AuditRange(ctx context.Context, start, end string, count int64) ([]store.AuditRecord, error)
-	AuditRevRange(ctx context.Context, end, start string, count int64) ([]store.AuditRecord, error)
-	AuditIndexRevRange(ctx context.Context, target, end, start string, count int64) ([]store.AuditRecord, error)
-	AuditFollow(ctx context.Context, after string, block time.Duration) ([]store.AuditRecord, error)
+	ReadHead(ctx context.Context) (schema.AuditHead, error)
+	Append(ctx context.Context, prev schema.AuditHead, seq int64, items []auditlog.Item) ([]string, schema.AuditHead, error)
+	Range(ctx context.Context, start, end string, count int64) ([]auditlog.Record, error)
+	RevRange(ctx context.Context, end, start string, count int64) ([]auditlog.Record, error)
+	IndexRevRange(ctx context.Context, target, end, start string, count int64) ([]auditlog.Record, error)
+	Follow(ctx context.Context, after string, block time.Duration) ([]auditlog.Record, error)
 }
 
 // Trail appends to and reads the hash-chained audit trail. It is safe for concurrent use, and any number
@@ -38,7 +39,7 @@ type Trail struct {
 	busy  bool // a caller is committing; the others wait for it
 
 	// owned by the committing caller
-	head store.AuditHead
+	head schema.AuditHead
 	know bool
 }
 
@@ -144,7 +145,7 @@ func (t *Trail) AppendMany(ctx context.Context, es []Entry) ([]Record, error) {
 // commit chains a run of callers' entries to the head and writes them in one step, chaining again to a
 // head that another process moved meanwhile.
 func (t *Trail) commit(ctx context.Context, run []*appendReq, n int) ([]Record, error) {
-	items := make([]store.AuditItem, 0, n)
+	items := make([]auditlog.Item, 0, n)
 	recs := make([]Record, 0, n)
 	for try := range 200 {
 		if try >= 3 { // heavy contention: step aside for a moment
@@ -154,7 +155,7 @@ func (t *Trail) commit(ctx context.Context, run []*appendReq, n int) ([]Record, 
 			return nil, fmt.Errorf("append audit: %w", ctx.Err())
 		}
 		if !t.know {
-			h, err := t.st.AuditReadHead(ctx)
+			h, err := t.st.ReadHead(ctx)
 			if err != nil {
 				return nil, err
 			}
@@ -172,12 +173,12 @@ func (t *Trail) commit(ctx context.Context, run []*appendReq, n int) ([]Record, 
 				if err != nil {
 					return nil, fmt.Errorf("encode audit entry: %w", err)
 				}
-				items = append(items, store.AuditItem{Target: event.Target(e.Host, e.Container), JSON: raw, Hash: e.Hash})
+				items = append(items, auditlog.Item{Target: event.Target(e.Host, e.Container), JSON: raw, Hash: e.Hash})
 				recs = append(recs, Record{Entry: e})
 			}
 		}
-		ids, head, err := t.st.AuditAppend(ctx, t.head, t.head.Seq+1, items)
-		if errors.Is(err, store.ErrAuditConflict) {
+		ids, head, err := t.st.Append(ctx, t.head, t.head.Seq+1, items)
+		if errors.Is(err, auditlog.ErrConflict) {
 			t.head = head // another writer came first: chain to its entry
 			continue
 		}
@@ -226,12 +227,12 @@ func (t *Trail) Query(ctx context.Context, f Filter) ([]Record, error) {
 	end := "+"
 	start := startID(f.Since)
 	for {
-		var recs []store.AuditRecord
+		var recs []auditlog.Record
 		var err error
 		if f.Target != "" {
-			recs, err = t.st.AuditIndexRevRange(ctx, f.Target, end, start, chunk)
+			recs, err = t.st.IndexRevRange(ctx, f.Target, end, start, chunk)
 		} else {
-			recs, err = t.st.AuditRevRange(ctx, end, start, chunk)
+			recs, err = t.st.RevRange(ctx, end, start, chunk)
 		}
 		if err != nil {
 			return nil, err
@@ -261,7 +262,7 @@ func (t *Trail) Query(ctx context.Context, f Filter) ([]Record, error) {
 }
 
 // Head returns the newest entry's position as the chain's head records it.
-func (t *Trail) Head(ctx context.Context) (store.AuditHead, error) { return t.st.AuditReadHead(ctx) }
+func (t *Trail) Head(ctx context.Context) (schema.AuditHead, error) { return t.st.ReadHead(ctx) }
 
 // Follow calls fn for every entry (matching f) appended after the stream id after ("" for entries appended
 // after the call; "0" for all) until ctx is done.
@@ -271,7 +272,7 @@ func (t *Trail) Follow(ctx context.Context, f Filter, after string, fn func(Reco
 		last = "$"
 	}
 	for ctx.Err() == nil {
-		recs, err := t.st.AuditFollow(ctx, last, time.Second)
+		recs, err := t.st.Follow(ctx, last, time.Second)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -332,7 +333,7 @@ func (v *Verifier) lastSeq() int64 {
 func (v *Verifier) Count() int64 { return v.n }
 
 // Next checks one stored entry against its own hash and its predecessor.
-func (v *Verifier) Next(r store.AuditRecord) *Break {
+func (v *Verifier) Next(r auditlog.Record) *Break {
 	var e Entry
 	if err := json.Unmarshal(r.JSON, &e); err != nil {
 		return &Break{StreamID: r.ID, Kind: BreakMalformed, Detail: err.Error()}
@@ -365,7 +366,7 @@ func (v *Verifier) Next(r store.AuditRecord) *Break {
 }
 
 // End checks that the chain ends where the head says it does (no entries cut off the tail).
-func (v *Verifier) End(head store.AuditHead) *Break {
+func (v *Verifier) End(head schema.AuditHead) *Break {
 	lastSeq, lastHash := int64(0), ""
 	if v.n > 0 {
 		lastSeq, lastHash = v.prev.Seq, v.prev.Hash
@@ -395,7 +396,7 @@ func seqSpan(from, to int64) string {
 // VerifyReport summarises a verification.
 type VerifyReport struct {
 	Entries int64
-	Head    store.AuditHead
+	Head    schema.AuditHead
 	Break   *Break // nil when the chain is intact
 }
 
@@ -404,10 +405,10 @@ type VerifyReport struct {
 func (t *Trail) Verify(ctx context.Context) (VerifyReport, error) {
 	var v Verifier
 	start := "-"
-	var head store.AuditHead
+	var head schema.AuditHead
 	for round := 0; ; round++ {
 		for {
-			recs, err := t.st.AuditRange(ctx, start, "+", 1000)
+			recs, err := t.st.Range(ctx, start, "+", 1000)
 			if err != nil {
 				return VerifyReport{}, err
 			}
@@ -421,7 +422,7 @@ func (t *Trail) Verify(ctx context.Context) (VerifyReport, error) {
 				break
 			}
 		}
-		h, err := t.st.AuditReadHead(ctx)
+		h, err := t.st.ReadHead(ctx)
 		if err != nil {
 			return VerifyReport{}, err
 		}

@@ -15,15 +15,16 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/hemostat/hemostat/pkg/audit"
+	"github.com/hemostat/hemostat/pkg/conn"
 	"github.com/hemostat/hemostat/pkg/event"
 	"github.com/hemostat/hemostat/pkg/store"
 	"github.com/hemostat/hemostat/pkg/testenv"
 )
 
-func setup(t *testing.T) (*audit.Trail, *store.Client, *redis.Client) {
+func setup(t *testing.T) (*audit.Trail, *store.Store, *redis.Client) {
 	t.Helper()
 	url := testenv.RequireRedis(t)
-	st, err := store.Open(store.Options{URL: url})
+	st, err := store.Open(conn.Options{URL: url})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,7 +32,7 @@ func setup(t *testing.T) (*audit.Trail, *store.Client, *redis.Client) {
 	o, _ := redis.ParseURL(url)
 	rdb := redis.NewClient(o)
 	t.Cleanup(func() { rdb.Close() })
-	return audit.NewTrail(st), st, rdb
+	return audit.NewTrail(st.Audit), st, rdb
 }
 
 var t0 = time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
@@ -78,7 +79,7 @@ func TestConcurrentWritersKeepOneChain(t *testing.T) {
 	_, st, _ := setup(t)
 	var wg sync.WaitGroup
 	for w := range 4 {
-		tr := audit.NewTrail(st) // one trail per writer, as separate responders would have
+		tr := audit.NewTrail(st.Audit) // one trail per writer, as separate responders would have
 		wg.Go(func() {
 			for i := range 10 {
 				if _, err := tr.Append(context.Background(), entry(i, fmt.Sprintf("c%d", w), "restart", "success")); err != nil {
@@ -88,7 +89,7 @@ func TestConcurrentWritersKeepOneChain(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	rep, err := audit.NewTrail(st).Verify(context.Background())
+	rep, err := audit.NewTrail(st.Audit).Verify(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +111,7 @@ func TestGroupCommitKeepsEveryCallersEntries(t *testing.T) {
 		recs []audit.Record
 	)
 	for p := range 3 {
-		tr := audit.NewTrail(st)
+		tr := audit.NewTrail(st.Audit)
 		for g := range 8 {
 			wg.Go(func() {
 				for i := range 10 {
@@ -148,7 +149,7 @@ func TestGroupCommitKeepsEveryCallersEntries(t *testing.T) {
 		}
 	}
 	wg.Wait()
-	rep, err := audit.NewTrail(st).Verify(ctx)
+	rep, err := audit.NewTrail(st.Audit).Verify(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,7 +157,7 @@ func TestGroupCommitKeepsEveryCallersEntries(t *testing.T) {
 		t.Fatalf("verify: %d entries (want %d, returned %d), break %v", rep.Entries, want, len(recs), rep.Break)
 	}
 	for _, r := range recs {
-		stored, err := st.AuditRange(ctx, r.StreamID, r.StreamID, 1)
+		stored, err := st.Audit.Range(ctx, r.StreamID, r.StreamID, 1)
 		if err != nil || len(stored) != 1 {
 			t.Fatalf("entry %s: %v", r.StreamID, err)
 		}
@@ -233,7 +234,7 @@ func TestVerify(t *testing.T) {
 			if tt.tamper != nil {
 				tt.tamper(t, rdb, recs)
 			}
-			rep, err := audit.NewTrail(storeOf(t, rdb)).Verify(context.Background())
+			rep, err := audit.NewTrail(storeOf(t, rdb).Audit).Verify(context.Background())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -253,9 +254,9 @@ func TestVerify(t *testing.T) {
 	}
 }
 
-func storeOf(t *testing.T, rdb *redis.Client) *store.Client {
+func storeOf(t *testing.T, rdb *redis.Client) *store.Store {
 	o := rdb.Options()
-	st, err := store.Open(store.Options{URL: fmt.Sprintf("redis://%s/%d", o.Addr, o.DB)})
+	st, err := store.Open(conn.Options{URL: fmt.Sprintf("redis://%s/%d", o.Addr, o.DB)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/hemostat/hemostat/pkg/analyze"
 	"github.com/hemostat/hemostat/pkg/bench"
 	"github.com/hemostat/hemostat/pkg/bus"
+	"github.com/hemostat/hemostat/pkg/conn"
 	"github.com/hemostat/hemostat/pkg/container"
 	"github.com/hemostat/hemostat/pkg/docker"
 	"github.com/hemostat/hemostat/pkg/event"
@@ -27,6 +28,7 @@ import (
 	"github.com/hemostat/hemostat/pkg/respond"
 	"github.com/hemostat/hemostat/pkg/respond/respondtest"
 	"github.com/hemostat/hemostat/pkg/store"
+	"github.com/hemostat/hemostat/pkg/store/schema"
 	"github.com/hemostat/hemostat/pkg/testenv"
 )
 
@@ -80,14 +82,14 @@ func latencyRow(what string, ds []time.Duration, target time.Duration) []string 
 var latencyHeader = []string{"what", "samples", "p50", "p95", "p99", "max", "target", "verdict"}
 
 // openBus opens an isolated database of the test redis-server and a bus on it.
-func openBus(t *testing.T, o bus.Options) (*store.Client, *bus.Bus) {
+func openBus(t *testing.T, o bus.Options) (*store.Store, *bus.Bus) {
 	t.Helper()
-	st, err := store.Open(store.Options{URL: testenv.RequireRedis(t)})
+	st, err := store.Open(conn.Options{URL: testenv.RequireRedis(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	return st, bus.New(st, o)
+	return st, bus.New(st.Conn, o)
 }
 
 // detectionLatency is Docker's event time to the health_alert entry on the bus, for a crash, an OOM kill
@@ -105,7 +107,7 @@ func detectionLatency(ctx context.Context, t *testing.T, cfg config, fl *fleet) 
 	o := monitor.Options{Host: benchHost, SamplerName: samplerName,
 		Watch:  monitor.WatchRules{Include: []string{prefix + "-*", "hemostat-bench-" + cfg.run + "-*"}},
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
-	m := monitor.New(o, fl.dc, sampler, st, b)
+	m := monitor.New(o, fl.dc, sampler, monitor.Stores{Incidents: st.Incidents, State: st.Containers}, b)
 	mctx, stopMonitor := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer func() { stopMonitor(); wg.Wait() }()
@@ -294,7 +296,7 @@ func (e *eventTimes) reference(name, class string) (time.Time, bool) {
 // chain is the analyze and respond agents in-process on one bus, respond acting on a recording fake
 // engine that restarts instantly (so Docker's own restart time is excluded).
 type chain struct {
-	st       *store.Client
+	st       *store.Store
 	b        *bus.Bus
 	a        *analyze.Analyzer
 	r        *respond.Responder
@@ -317,8 +319,8 @@ func startChain(t *testing.T, cfg respond.Config, bo bus.Options, containers []d
 		}
 	}}
 	cfg.Host = benchHost
-	c.a = analyze.New(analyze.Options{Consumer: "bench"}, st, b)
-	c.r = respond.New(cfg, rec, st, b, respond.Options{Instance: "bench"})
+	c.a = analyze.New(analyze.Options{Consumer: "bench"}, analyze.Stores{Incidents: st.Incidents, Stats: st.Containers, Ledger: st.Ledger}, b)
+	c.r = respond.New(cfg, rec, respondStores(st), st.Audit, b, respond.Options{Instance: "bench"})
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() { // exits when ctx is cancelled
@@ -602,12 +604,12 @@ func loadedBytes(path string) (uint64, error) {
 
 // watchedContainers counts the watched containers named prefix* in the hemostat:containers table.
 func watchedContainers(ctx context.Context, url, prefix string) (int, error) {
-	st, err := store.Open(store.Options{URL: url})
+	st, err := store.Open(conn.Options{URL: url})
 	if err != nil {
 		return 0, err
 	}
 	defer st.Close()
-	all, err := st.Redis().HGetAll(ctx, event.KeyContainers).Result()
+	all, err := st.Conn.Client().HGetAll(ctx, schema.KeyContainers).Result()
 	if err != nil {
 		return 0, err
 	}
@@ -625,4 +627,9 @@ func watchedContainers(ctx context.Context, url, prefix string) (int, error) {
 func lastLines(out []byte, n int) string {
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 	return strings.Join(lines[max(0, len(lines)-n):], " / ")
+}
+
+// respondStores is the responder's view of a store.
+func respondStores(st *store.Store) respond.Stores {
+	return respond.Stores{Ledger: st.Ledger, Incidents: st.Incidents, Hosts: st.Containers}
 }

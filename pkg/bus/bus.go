@@ -4,16 +4,18 @@ package bus
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/hemostat/hemostat/pkg/conn"
 	"github.com/hemostat/hemostat/pkg/event"
-	"github.com/hemostat/hemostat/pkg/store"
 )
 
 // Options tune the bus. Zero values take the defaults.
@@ -80,10 +82,10 @@ type Stats struct {
 	Reclaimed    atomic.Int64
 }
 
-// New returns a bus over the store's Redis connection.
-func New(c *store.Client, o Options) *Bus {
+// New returns a bus over a Redis connection.
+func New(c *conn.Conn, o Options) *Bus {
 	o.defaults()
-	return &Bus{rdb: c.Redis(), o: o}
+	return &Bus{rdb: c.Client(), o: o}
 }
 
 // Stats returns the bus's counters.
@@ -136,7 +138,8 @@ func (b *Bus) PublishBatch(ctx context.Context, stream string, envs []event.Enve
 type Entry struct {
 	Stream string
 	ID     string
-	Raw    []byte
+	Raw    []byte            // the envelope (field event.Field)
+	Extra  map[string]string // the entry's other fields: a dead letter's reason, stream, entry_id, ...
 }
 
 // Time is the entry's append time, from its id.
@@ -159,7 +162,16 @@ func IDTime(id string) time.Time {
 
 func toEntry(stream string, m redis.XMessage) Entry {
 	raw, _ := m.Values[event.Field].(string)
-	return Entry{Stream: stream, ID: m.ID, Raw: []byte(raw)}
+	e := Entry{Stream: stream, ID: m.ID, Raw: []byte(raw)}
+	for k, v := range m.Values {
+		if s, ok := v.(string); ok && k != event.Field {
+			if e.Extra == nil {
+				e.Extra = map[string]string{}
+			}
+			e.Extra[k] = s
+		}
+	}
+	return e
 }
 
 // Range returns up to count entries of a stream between start and end ids ("-" and "+" for all), oldest first.
@@ -191,9 +203,19 @@ func (b *Bus) RevRange(ctx context.Context, stream, end, start string, count int
 // Follow reads entries appended after the given ids (one per stream, "$" for new only), blocking up to block.
 // It returns nil entries when nothing arrived.
 func (b *Bus) Follow(ctx context.Context, streams map[string]string, block time.Duration) ([]Entry, error) {
-	res, err := store.ReadAfter(ctx, b.rdb, streams, block)
+	args := make([]string, 0, 2*len(streams))
+	for s := range streams {
+		args = append(args, s)
+	}
+	for _, s := range args[:len(streams)] {
+		args = append(args, streams[s])
+	}
+	res, err := b.rdb.XRead(ctx, &redis.XReadArgs{Streams: args, Count: followCount, Block: block}).Result()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("follow streams: %w", err)
 	}
 	var out []Entry
 	for _, s := range res {
@@ -202,6 +224,34 @@ func (b *Bus) Follow(ctx context.Context, streams map[string]string, block time.
 		}
 	}
 	return out, nil
+}
+
+// followCount caps the entries one Follow returns.
+const followCount = 500
+
+// Follower returns a bus over a new one-connection pool to the same server, for one long blocking reader
+// (Follow). Closing it interrupts a blocking read at once, which cancelling the read's context does not;
+// the caller closes it.
+func (b *Bus) Follower() *Bus {
+	o := *b.rdb.Options()
+	o.PoolSize = 1
+	o.MinIdleConns = 0
+	return &Bus{rdb: redis.NewClient(&o), o: b.o}
+}
+
+// Close closes the bus's connections; only a Follower's own.
+func (b *Bus) Close() error { return b.rdb.Close() }
+
+// Touch resets the idle time of a pending entry its consumer is still working on (XCLAIM JUSTID to
+// itself), so other instances of the group do not reclaim it while a long action is verified. JUSTID does
+// not count a delivery.
+func (b *Bus) Touch(ctx context.Context, stream, group, consumer, id string) error {
+	err := b.rdb.XClaimJustID(ctx, &redis.XClaimArgs{Stream: stream, Group: group, Consumer: consumer,
+		MinIdle: 0, Messages: []string{id}}).Err()
+	if err != nil {
+		return fmt.Errorf("touch pending %s %s: %w", stream, id, err)
+	}
+	return nil
 }
 
 // Len returns the number of entries in a stream.
@@ -233,4 +283,27 @@ func (b *Bus) Lag(ctx context.Context, stream, group string) (int64, error) {
 		}
 	}
 	return -1, nil
+}
+
+// GroupInfo is one consumer group of a stream.
+type GroupInfo struct {
+	Name    string
+	Pending int64 // delivered, not acknowledged
+	Lag     int64 // not delivered yet; -1 when Redis cannot tell
+}
+
+// Groups returns the consumer groups of a stream; a stream that does not exist has none.
+func (b *Bus) Groups(ctx context.Context, stream string) ([]GroupInfo, error) {
+	gs, err := b.rdb.XInfoGroups(ctx, stream).Result()
+	if err != nil {
+		if strings.Contains(err.Error(), "no such key") || errors.Is(err, redis.Nil) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("groups of %s: %w", stream, err)
+	}
+	out := make([]GroupInfo, len(gs))
+	for i, g := range gs {
+		out[i] = GroupInfo{Name: g.Name, Pending: g.Pending, Lag: g.Lag}
+	}
+	return out, nil
 }

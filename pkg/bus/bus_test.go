@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/hemostat/hemostat/pkg/bus"
+	"github.com/hemostat/hemostat/pkg/conn"
 	"github.com/hemostat/hemostat/pkg/event"
 	"github.com/hemostat/hemostat/pkg/store"
 	"github.com/hemostat/hemostat/pkg/testenv"
@@ -19,18 +20,18 @@ import (
 
 const stream = event.StreamHealthAlert
 
-func newBus(t *testing.T, url string, o bus.Options) (*bus.Bus, *store.Client) {
+func newBus(t *testing.T, url string, o bus.Options) (*bus.Bus, *store.Store) {
 	return newBusTB(t, url, o)
 }
 
-func newBusTB(t testing.TB, url string, o bus.Options) (*bus.Bus, *store.Client) {
+func newBusTB(t testing.TB, url string, o bus.Options) (*bus.Bus, *store.Store) {
 	t.Helper()
-	c, err := store.Open(store.Options{URL: url})
+	c, err := store.Open(conn.Options{URL: url})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	return bus.New(c, o), c
+	return bus.New(c.Conn, o), c
 }
 
 func alert(i int) event.Envelope {
@@ -104,7 +105,7 @@ func TestPublishConsumeAck(t *testing.T) {
 	b, c := newBus(t, url, bus.Options{Block: 100 * time.Millisecond})
 	ctx := context.Background()
 
-	sub := c.Redis().Subscribe(ctx, stream)
+	sub := c.Conn.Client().Subscribe(ctx, stream)
 	defer sub.Close()
 	if _, err := sub.Receive(ctx); err != nil {
 		t.Fatal(err)
@@ -179,7 +180,7 @@ func TestDeadConsumerEntriesAreReclaimed(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A consumer reads the entry and dies before acking.
-	rdb := c.Redis()
+	rdb := c.Conn.Client()
 	if err := rdb.XGroupCreateMkStream(ctx, stream, "analyze", "0").Err(); err != nil {
 		t.Fatal(err)
 	}

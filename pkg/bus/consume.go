@@ -11,8 +11,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/hemostat/hemostat/pkg/conn"
 	"github.com/hemostat/hemostat/pkg/event"
-	"github.com/hemostat/hemostat/pkg/store"
 )
 
 // Group names a consumer group, the consumer (instance) within it, and the streams it reads.
@@ -185,7 +185,7 @@ func (c *consumer) ensureGroups(ctx context.Context) error {
 	for _, s := range c.g.Streams {
 		err := c.b.rdb.XGroupCreateMkStream(ctx, s, c.g.Name, c.g.StartID).Err()
 		if err != nil && !strings.HasPrefix(err.Error(), "BUSYGROUP") {
-			if store.IsUnavailable(err) {
+			if conn.IsUnavailable(err) {
 				return err
 			}
 			return fmt.Errorf("create group %s on %s: %w", c.g.Name, s, err)

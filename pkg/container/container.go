@@ -3,6 +3,7 @@
 package container
 
 import (
+	"slices"
 	"time"
 
 	"github.com/hemostat/hemostat/pkg/event"
@@ -46,6 +47,11 @@ type Sample struct {
 type History struct {
 	CPU    []float64 `json:"cpu"`
 	Memory []float64 `json:"memory"`
+}
+
+// Clone returns a copy that shares no memory with h.
+func (h History) Clone() History {
+	return History{CPU: slices.Clone(h.CPU), Memory: slices.Clone(h.Memory)}
 }
 
 // Labels hemostat reads on containers.

@@ -8,6 +8,8 @@ import (
 
 	tea "charm.land/bubbletea/v2"
 
+	"github.com/hemostat/hemostat/pkg/bus"
+	"github.com/hemostat/hemostat/pkg/conn"
 	"github.com/hemostat/hemostat/pkg/container"
 	"github.com/hemostat/hemostat/pkg/event"
 	"github.com/hemostat/hemostat/pkg/store"
@@ -40,15 +42,6 @@ func BenchmarkRender(b *testing.B) {
 	}
 }
 
-// BenchmarkDecodeState decodes one raw read of 106 containers into a snapshot.
-func BenchmarkDecodeState(b *testing.B) {
-	raw := bigFixture(t0, 100).raw()
-	b.ReportAllocs()
-	for b.Loop() {
-		_ = decodeState(raw, t0)
-	}
-}
-
 // BenchmarkRedisSnapshot is one refresh against real Redis with 106 containers (after the first, which
 // reads the audit trail in full; later refreshes read only what was appended).
 func BenchmarkRedisSnapshot(b *testing.B) {
@@ -60,7 +53,7 @@ func BenchmarkRedisSnapshot(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer c.Close()
-	src := NewRedisSource(c)
+	src := NewRedisSource(redisSources(c))
 	ctx := context.Background()
 	if _, err := src.Snapshot(ctx); err != nil {
 		b.Fatal(err)
@@ -73,17 +66,17 @@ func BenchmarkRedisSnapshot(b *testing.B) {
 	}
 }
 
-func openBenchStore(url string) (*store.Client, error) { return store.Open(store.Options{URL: url}) }
+func openBenchStore(url string) (*store.Store, error) { return store.Open(conn.Options{URL: url}) }
 
 // BenchmarkEventBatch is one live batch of 500 events: decoding the entries and the model's update (the
 // rate the timeline keeps up with is 500 events divided by this).
 func BenchmarkEventBatch(b *testing.B) {
 	f := newFixture(t0)
-	var entries []store.DashEntry
+	var entries []bus.Entry
 	for i := range 500 {
 		e := f.events[i%len(f.events)]
 		stream, _ := event.StreamFor(e.EventType)
-		entries = append(entries, store.DashEntry{Stream: stream, ID: fmt.Sprintf("%d-%d", t0.UnixMilli(), i), Value: mustJSON(e)})
+		entries = append(entries, bus.Entry{Stream: stream, ID: fmt.Sprintf("%d-%d", t0.UnixMilli(), i), Raw: []byte(mustJSON(e))})
 	}
 	m := populated(newTestModel(120, 40))
 	b.ReportAllocs()

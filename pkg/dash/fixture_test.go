@@ -11,9 +11,12 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/hemostat/hemostat/pkg/audit"
+	"github.com/hemostat/hemostat/pkg/bus"
 	"github.com/hemostat/hemostat/pkg/container"
 	"github.com/hemostat/hemostat/pkg/event"
-	"github.com/hemostat/hemostat/pkg/store"
+	"github.com/hemostat/hemostat/pkg/store/schema"
+	"slices"
+	"strings"
 )
 
 // t0 is the fixed "now" of the golden tests.
@@ -29,10 +32,24 @@ type fixture struct {
 	histories  map[string]container.History
 	ledgers    map[string]map[string]string
 	shadows    map[string]map[string]string
-	incidents  []store.DashIncident
+	incidents  []fixtureIncident
 	audit      []audit.Entry // oldest first, hash-chained
-	agents     []store.AgentInfo
+	agents     []fixtureAgent
 	events     []event.Envelope // oldest first
+}
+
+// fixtureIncident is an open incident as the monitor and the analyzer write it: its key, its opening time
+// (the open set's score) and its hash.
+type fixtureIncident struct {
+	ID       string
+	OpenedMS int64
+	Fields   map[string]string
+}
+
+// fixtureAgent is a heartbeat hash.
+type fixtureAgent struct {
+	Kind, Instance string
+	Fields         map[string]string
 }
 
 func ms(t time.Time) string { return strconv.FormatInt(t.UnixMilli(), 10) }
@@ -112,7 +129,7 @@ func newFixture(now time.Time) fixture {
 	}
 	web := event.IncidentKey("node-a", "web-1", event.ClassUnhealthy)
 	worker := event.IncidentKey("node-a", "worker-1", event.ClassOOMKilled)
-	f.incidents = []store.DashIncident{
+	f.incidents = []fixtureIncident{
 		{ID: web, OpenedMS: now.Add(-6 * time.Minute).UnixMilli(), Fields: map[string]string{
 			"state": "open", "class": event.ClassUnhealthy, "host": "node-a", "container": "web-1",
 			"container_id": f.containers[0].ID, "opened_at": now.Add(-6 * time.Minute).Format(time.RFC3339Nano),
@@ -167,7 +184,7 @@ func newFixture(now time.Time) fixture {
 	}
 
 	for _, k := range []string{"monitor", "analyze", "respond"} {
-		f.agents = append(f.agents, store.AgentInfo{Kind: k, Instance: "node-a-1", Fields: map[string]string{
+		f.agents = append(f.agents, fixtureAgent{Kind: k, Instance: "node-a-1", Fields: map[string]string{
 			"kind": k, "instance": "node-a-1", "version": "v0.1.0", "host": "node-a",
 			"started_at": now.Add(-time.Hour).Format(time.RFC3339), "last_heartbeat": now.Add(-2 * time.Second).Format(time.RFC3339Nano),
 		}})
@@ -209,24 +226,36 @@ func newFixture(now time.Time) fixture {
 	return f
 }
 
-// raw is what store.DashState would return for the fixture.
-func (f fixture) raw() store.DashState {
-	st := store.DashState{
-		Containers: map[string]string{}, Stats: map[string]map[string]string{},
-		Ledgers: f.ledgers, Shadows: f.shadows, Incidents: f.incidents, Agents: f.agents,
-	}
-	for _, c := range f.containers {
-		st.Containers[c.Target()] = mustJSON(c)
-		if s, ok := f.samples[c.Target()]; ok {
-			st.Stats[c.Target()] = map[string]string{"sample": mustJSON(s), "history": mustJSON(f.histories[c.Target()])}
-		}
-	}
-	return st
-}
-
-// snapshot is the fixture as the model sees it.
+// snapshot is the fixture as the model sees it: its records decoded as the Redis source decodes them.
 func (f fixture) snapshot() Snapshot {
-	s := decodeState(f.raw(), f.now)
+	s := Snapshot{Time: f.now}
+	for _, c := range f.containers {
+		t := c.Target()
+		v := Container{Summary: c}
+		if smp, ok := f.samples[t]; ok {
+			v.Sample, v.History = &smp, f.histories[t]
+		}
+		if m, ok := f.ledgers[t]; ok {
+			l, _ := schema.DecodeLedger(m)
+			v.Ledger = ledgerView(l)
+		}
+		if m, ok := f.shadows[t]; ok {
+			l, _ := schema.DecodeLedger(m)
+			v.Shadow = ledgerView(l)
+		}
+		s.Containers = append(s.Containers, v)
+	}
+	slices.SortFunc(s.Containers, func(a, b Container) int { return strings.Compare(a.Target(), b.Target()) })
+	for _, in := range f.incidents {
+		rec, _ := schema.DecodeIncident(in.ID, in.Fields)
+		s.Incidents = append(s.Incidents, incidentView(rec))
+	}
+	for _, a := range f.agents {
+		rec, _ := schema.DecodeAgent(schema.AgentKey(a.Kind, a.Instance), a.Fields)
+		s.Agents = append(s.Agents, Agent{Kind: rec.Kind, Instance: rec.Instance, Version: rec.Version, Host: rec.Host,
+			StartedAt: rec.StartedAt, LastHeartbeat: rec.LastHeartbeat})
+	}
+	slices.SortFunc(s.Agents, func(a, b Agent) int { return strings.Compare(a.Kind+":"+a.Instance, b.Kind+":"+b.Instance) })
 	for i := len(f.audit) - 1; i >= 0; i-- {
 		s.Audit = append(s.Audit, f.audit[i])
 	}
@@ -239,8 +268,8 @@ func (f fixture) streamEvents() []Event {
 	var out []Event
 	for i, e := range f.events {
 		stream, _ := event.StreamFor(e.EventType)
-		out = append(out, decodeEvent(store.DashEntry{
-			Stream: stream, ID: fmt.Sprintf("%d-%d", e.Timestamp.UnixMilli(), i), Value: mustJSON(e),
+		out = append(out, decodeEvent(bus.Entry{
+			Stream: stream, ID: fmt.Sprintf("%d-%d", e.Timestamp.UnixMilli(), i), Raw: []byte(mustJSON(e)),
 		}))
 	}
 	return out
@@ -268,21 +297,21 @@ func (f fixture) seed(t testing.TB, url string) {
 	p := rdb.Pipeline()
 	for _, c := range f.containers {
 		target := c.Target()
-		p.HSet(ctx, event.KeyContainers, target, mustJSON(c))
+		p.HSet(ctx, schema.KeyContainers, target, mustJSON(c))
 		if s, ok := f.samples[target]; ok {
-			k := event.StatsKey(c.Host, c.Name)
+			k := schema.StatsKey(schema.Target(c.Host, c.Name))
 			p.HSet(ctx, k, "sample", mustJSON(s), "history", mustJSON(f.histories[target]))
 			p.Expire(ctx, k, time.Hour)
 		}
 		if l, ok := f.ledgers[target]; ok {
-			p.HSet(ctx, event.LedgerKey(c.Host, c.Name), l)
+			p.HSet(ctx, schema.LedgerKey(schema.Target(c.Host, c.Name)), l)
 		}
 		if l, ok := f.shadows[target]; ok {
-			p.HSet(ctx, store.RespondKeys(c.Host, c.Name, true).Ledger, l)
+			p.HSet(ctx, schema.RespondKeys(c.Host, c.Name, true).Ledger, l)
 		}
 	}
 	for _, in := range f.incidents {
-		p.HSet(ctx, event.IncidentHashKey(in.ID), in.Fields)
+		p.HSet(ctx, schema.IncidentKey(in.ID), in.Fields)
 		p.ZAdd(ctx, "hemostat:incidents:open", redis.Z{Score: float64(in.OpenedMS), Member: in.ID})
 	}
 	for i, e := range f.audit {
@@ -291,7 +320,7 @@ func (f fixture) seed(t testing.TB, url string) {
 		p.XAdd(ctx, &redis.XAddArgs{Stream: "hemostat:audit:idx:{" + e.Host + "/" + e.Container + "}", ID: id, Values: []any{"id", id}})
 	}
 	for _, a := range f.agents {
-		k := event.AgentKey(a.Kind, a.Instance)
+		k := schema.AgentKey(a.Kind, a.Instance)
 		p.HSet(ctx, k, a.Fields)
 		p.Expire(ctx, k, time.Hour)
 	}
@@ -300,10 +329,10 @@ func (f fixture) seed(t testing.TB, url string) {
 		raw := mustJSON(e)
 		p.XAdd(ctx, &redis.XAddArgs{Stream: stream, ID: fmt.Sprintf("%d-%d", e.Timestamp.UnixMilli(), i), Values: []any{event.Field, raw}})
 		item := fmt.Sprintf(`{"timestamp":%q,"event_type":%q,"event":%s}`, e.Timestamp.Format(time.RFC3339Nano), e.EventType, raw)
-		p.LPush(ctx, event.KeyEventsAll, item)
-		p.LPush(ctx, event.EventsKey(e.EventType), item)
+		p.LPush(ctx, schema.KeyEventsAll, item)
+		p.LPush(ctx, schema.EventsKey(e.EventType), item)
 	}
-	p.LTrim(ctx, event.KeyEventsAll, 0, 999)
+	p.LTrim(ctx, schema.KeyEventsAll, 0, 999)
 	if _, err := p.Exec(ctx); err != nil {
 		t.Fatalf("seed redis: %v", err)
 	}

@@ -9,8 +9,11 @@ import (
 	tea "charm.land/bubbletea/v2"
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/alicebob/miniredis/v2"
+	"github.com/hemostat/hemostat/pkg/bus"
 	"github.com/hemostat/hemostat/pkg/event"
-	"github.com/hemostat/hemostat/pkg/store"
+	"github.com/hemostat/hemostat/pkg/store/schema"
+	"github.com/redis/go-redis/v9"
 )
 
 func names(cs []Container) []string {
@@ -284,21 +287,23 @@ func TestExplain(t *testing.T) {
 }
 
 func TestDecodeTolerance(t *testing.T) {
-	raw := store.DashState{
-		Containers: map[string]string{"a/good": `{"name":"good","host":"a","state":"running"}`, "a/bad": `{"name":`, "b/nameless": `{}`},
-		Stats:      map[string]map[string]string{"a/good": {"sample": "nope", "history": `{"cpu":[1,2]}`}},
-		Ledgers:    map[string]map[string]string{"a/good": {"attempts": "garbage", "next_allowed_ms": "x"}},
-		Incidents: []store.DashIncident{
-			{ID: "a/good/crashed", OpenedMS: 1000, Fields: map[string]string{}},
-			{ID: "a/good/unhealthy", OpenedMS: 900, Fields: map[string]string{"state": "closed"}},
-		},
+	url := "redis://" + miniredis.RunT(t).Addr() + "/0"
+	rdb := rawClient(t, url)
+	ctx := context.Background()
+	rdb.HSet(ctx, schema.KeyContainers, "a/good", `{"name":"good","host":"a","state":"running"}`, "a/bad", `{"name":`, "b/nameless", `{}`)
+	rdb.HSet(ctx, schema.StatsKey("a/good"), schema.FieldSample, "nope", schema.FieldHistory, `{"cpu":[1,2]}`)
+	rdb.HSet(ctx, schema.LedgerKey("a/good"), schema.FieldLedgerAttempts, "garbage", schema.FieldNextAllowedMS, "x")
+	rdb.ZAdd(ctx, schema.KeyIncidentsOpen, redis.Z{Score: 1000, Member: "a/good/crashed"}, redis.Z{Score: 900, Member: "a/good/unhealthy"})
+	rdb.HSet(ctx, schema.IncidentKey("a/good/unhealthy"), schema.FieldState, schema.StateClosed)
+	s, err := openSource(t, url).Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
 	}
-	s := decodeState(raw, t0)
 	if got := names(s.Containers); !cmp.Equal(got, []string{"good", "nameless"}) {
 		t.Errorf("containers: got %v", got)
 	}
-	if len(s.Problems) != 2 {
-		t.Errorf("problems: got %v, want the bad summary and the bad sample", s.Problems)
+	if len(s.Problems) != 3 {
+		t.Errorf("problems: got %v, want the bad summary, the bad sample and the bad ledger", s.Problems)
 	}
 	c := s.Containers[0]
 	if c.Sample != nil || len(c.History.CPU) != 2 || c.Ledger == nil || c.Ledger.Breaker != "closed" || !c.Ledger.NextAllowed.IsZero() {
@@ -311,10 +316,10 @@ func TestDecodeTolerance(t *testing.T) {
 	if in.Host != "a" || in.Container != "good" || in.Class != "crashed" || in.State != "open" || in.OpenedAt.UnixMilli() != 1000 {
 		t.Errorf("incident from its id: %+v", in)
 	}
-	if ev := decodeEvent(store.DashEntry{Stream: "s", ID: "1-0", Value: "{bad"}); ev.Type != "malformed" || ev.Raw != "{bad" {
+	if ev := decodeEvent(bus.Entry{Stream: "s", ID: "1-0", Raw: []byte("{bad")}); ev.Type != "malformed" || ev.Raw != "{bad" {
 		t.Errorf("malformed event: %+v", ev)
 	}
-	dl := decodeEvent(store.DashEntry{Stream: event.StreamDeadLetter, ID: "1-0", Value: "{bad", Extra: map[string]string{"reason": "malformed"}})
+	dl := decodeEvent(bus.Entry{Stream: event.StreamDeadLetter, ID: "1-0", Raw: []byte("{bad"), Extra: map[string]string{"reason": "malformed"}})
 	if dl.Type != TypeDeadLetter || dl.Raw != `{"event":"{bad","reason":"malformed"}` {
 		t.Errorf("malformed dead letter: %+v", dl)
 	}

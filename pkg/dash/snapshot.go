@@ -14,14 +14,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/hemostat/hemostat/pkg/audit"
+	"github.com/hemostat/hemostat/pkg/bus"
 	"github.com/hemostat/hemostat/pkg/container"
 	"github.com/hemostat/hemostat/pkg/event"
-	"github.com/hemostat/hemostat/pkg/store"
+	"github.com/hemostat/hemostat/pkg/store/schema"
 )
 
 // Source is where the dashboard reads from: a snapshot on every refresh, and live events.
@@ -122,116 +122,93 @@ type EventBatch struct {
 	Err      error // the follow failed and is retrying
 }
 
-// decodeState turns the raw Redis read into a snapshot, skipping values it cannot decode.
-func decodeState(raw store.DashState, now time.Time) Snapshot {
-	s := Snapshot{Time: now}
-	problem := func(key string, err error) {
-		s.Problems = append(s.Problems, fmt.Sprintf("%s: %v", key, err))
-	}
-	for target, js := range raw.Containers {
-		var c Container
-		if err := json.Unmarshal([]byte(js), &c.Summary); err != nil {
-			problem(event.KeyContainers+" "+target, err)
-			continue
-		}
-		if c.Host == "" || c.Name == "" {
-			c.Host, c.Name, _ = strings.Cut(target, "/")
-		}
-		if st := raw.Stats[target]; st != nil {
-			if v, ok := st["sample"]; ok {
-				var smp container.Sample
-				if err := json.Unmarshal([]byte(v), &smp); err != nil {
-					problem("stats "+target, err)
-				} else {
-					c.Sample = &smp
-				}
-			}
-			if v, ok := st["history"]; ok {
-				if err := json.Unmarshal([]byte(v), &c.History); err != nil {
-					problem("stats history "+target, err)
-				}
-			}
-		}
-		if f := raw.Ledgers[target]; f != nil {
-			c.Ledger = decodeLedger(f)
-		}
-		if f := raw.Shadows[target]; f != nil {
-			c.Shadow = decodeLedger(f)
-		}
-		s.Containers = append(s.Containers, c)
-	}
-	slices.SortFunc(s.Containers, func(a, b Container) int { return strings.Compare(a.Target(), b.Target()) })
-	for _, in := range raw.Incidents {
-		if i := decodeIncident(in); i.State != "closed" { // closed between the monitor's two writes
-			s.Incidents = append(s.Incidents, i)
+// readState reads containers, their latest samples, ledgers and shadow ledgers, the open incidents and
+// the live agents, a few round trips whatever the number of containers, and turns them into a snapshot.
+// Values that do not decode are skipped and reported in Problems.
+func (s *RedisSource) readState(ctx context.Context, now time.Time) (Snapshot, error) {
+	snap := Snapshot{Time: now}
+	problems := func(errs []error) {
+		for _, e := range errs {
+			snap.Problems = append(snap.Problems, e.Error())
 		}
 	}
-	for _, a := range raw.Agents {
-		s.Agents = append(s.Agents, Agent{
-			Kind:          a.Kind,
-			Instance:      a.Instance,
-			Version:       a.Fields["version"],
-			Host:          a.Fields["host"],
-			StartedAt:     parseTime(a.Fields["started_at"]),
-			LastHeartbeat: parseTime(a.Fields["last_heartbeat"]),
-		})
+	sums, probs, err := s.c.Containers.All(ctx)
+	if err != nil {
+		return snap, err
 	}
-	slices.SortFunc(s.Agents, func(a, b Agent) int {
+	problems(probs)
+	targets := make([]string, 0, len(sums))
+	keys := make([]string, 0, 2*len(sums))
+	for t := range sums {
+		targets = append(targets, t)
+		keys = append(keys, schema.LedgerKey(t), schema.ShadowKey(t))
+	}
+	stats, probs, err := s.c.Containers.Stats(ctx, targets)
+	if err != nil {
+		return snap, err
+	}
+	problems(probs)
+	ledgers, probs, err := s.c.Ledgers.GetMany(ctx, keys)
+	if err != nil {
+		return snap, err
+	}
+	problems(probs)
+	for t, sum := range sums {
+		c := Container{Summary: sum}
+		if st, ok := stats[t]; ok {
+			c.Sample, c.History = st.Sample, st.History
+		}
+		if l, ok := ledgers[schema.LedgerKey(t)]; ok {
+			c.Ledger = ledgerView(l)
+		}
+		if l, ok := ledgers[schema.ShadowKey(t)]; ok {
+			c.Shadow = ledgerView(l)
+		}
+		snap.Containers = append(snap.Containers, c)
+	}
+	slices.SortFunc(snap.Containers, func(a, b Container) int { return strings.Compare(a.Target(), b.Target()) })
+	incs, probs, err := s.c.Incidents.ListOpen(ctx, MaxIncidents)
+	if err != nil {
+		return snap, err
+	}
+	problems(probs)
+	for _, in := range incs {
+		if in.State != schema.StateClosed { // closed between the monitor's two writes
+			snap.Incidents = append(snap.Incidents, incidentView(in))
+		}
+	}
+	agents, probs, err := s.c.Agents.List(ctx)
+	if err != nil {
+		return snap, fmt.Errorf("read agents: %w", err)
+	}
+	problems(probs)
+	for _, a := range agents {
+		snap.Agents = append(snap.Agents, Agent{Kind: a.Kind, Instance: a.Instance, Version: a.Version, Host: a.Host,
+			StartedAt: a.StartedAt, LastHeartbeat: a.LastHeartbeat})
+	}
+	slices.SortFunc(snap.Agents, func(a, b Agent) int {
 		return strings.Compare(a.Kind+":"+a.Instance, b.Kind+":"+b.Instance)
 	})
-	return s
+	return snap, nil
 }
 
-func decodeLedger(f map[string]string) *Ledger {
-	l := &Ledger{
-		BackoffStep:  atoi(f["backoff_step"]),
-		NextAllowed:  msTime(f["next_allowed_ms"]),
-		Breaker:      f["breaker"],
-		BreakerUntil: msTime(f["breaker_until_ms"]),
-		LastAction:   f["last_action"],
-		LastActionAt: msTime(f["last_action_ms"]),
-		LastDecision: f["last_decision"],
-		LastResult:   f["last_result"],
-		LastReason:   f["last_reason"],
-		HealthySince: msTime(f["healthy_since_ms"]),
-	}
-	if l.Breaker == "" {
-		l.Breaker = "closed"
-	}
-	var ms []int64
-	if err := json.Unmarshal([]byte(f["attempts"]), &ms); err == nil {
-		for _, v := range ms {
-			l.Attempts = append(l.Attempts, time.UnixMilli(v).UTC())
-		}
-	}
-	return l
+// ledgerView is the dashboard's view of a ledger.
+func ledgerView(l schema.Ledger) *Ledger {
+	return &Ledger{Attempts: l.AttemptTimes(), BackoffStep: l.BackoffStep, NextAllowed: l.NextAllowed(),
+		Breaker: l.Breaker, BreakerUntil: l.BreakerUntil(), LastAction: l.LastAction, LastActionAt: l.LastActionAt(),
+		LastDecision: l.LastDecision, LastResult: l.LastResult, LastReason: l.LastReason, HealthySince: l.HealthySince()}
 }
 
-func decodeIncident(in store.DashIncident) Incident {
-	f := in.Fields
+// incidentView is the dashboard's view of an incident; what the hash lacks (it may have expired or be
+// partly written) comes from its key, host/name/class.
+func incidentView(in schema.Incident) Incident {
 	i := Incident{
-		ID:          in.ID,
-		State:       f["state"],
-		Class:       f["class"],
-		Host:        f["host"],
-		Container:   f["container"],
-		ContainerID: f["container_id"],
-		Severity:    f["severity"],
-		OpenedAt:    parseTime(f["opened_at"]),
-		AlertID:     f["alert_id"],
-		Action:      f["action"],
-		Method:      f["analysis_method"],
-		Reason:      f["reason"],
-		RootCause:   f["root_cause"],
-		LLMError:    f["llm_error"],
-		DecidedAt:   parseTime(f["decided_at"]),
+		ID: in.Key, State: in.State, Class: in.Class, Host: in.Host, Container: in.Container,
+		ContainerID: in.ContainerID, Severity: in.Severity, OpenedAt: in.OpenedAt, AlertID: in.AlertID,
+		Action: in.Action, Confidence: in.Confidence, Method: in.Method, Reason: in.Reason, RootCause: in.RootCause,
+		Evidence: in.Evidence, LLMError: in.LLM.Error, DecidedAt: in.DecidedAt,
 	}
-	if c, err := strconv.ParseFloat(f["confidence"], 64); err == nil {
-		i.Confidence = c
-	}
-	_ = json.Unmarshal([]byte(f["evidence"]), &i.Evidence)
-	// The id is host/name/class; fill what the hash lacks (it may have expired or be partly written).
-	parts := strings.SplitN(in.ID, "/", 3)
+	parts := strings.SplitN(in.Key, "/", 3)
 	if len(parts) == 3 {
 		if i.Host == "" {
 			i.Host = parts[0]
@@ -243,11 +220,8 @@ func decodeIncident(in store.DashIncident) Incident {
 			i.Class = parts[2]
 		}
 	}
-	if i.OpenedAt.IsZero() && in.OpenedMS > 0 {
-		i.OpenedAt = time.UnixMilli(in.OpenedMS).UTC()
-	}
 	if i.State == "" {
-		i.State = "open"
+		i.State = schema.StateOpen
 	}
 	return i
 }
@@ -256,10 +230,10 @@ func decodeIncident(in store.DashIncident) Incident {
 const TypeDeadLetter = "dead_letter"
 
 // decodeEvent turns one stream entry (an envelope) into an event; bad JSON still shows, raw.
-func decodeEvent(e store.DashEntry) Event {
-	ev := Event{Stream: e.Stream, ID: e.ID, Time: e.Time(), Raw: e.Value}
+func decodeEvent(e bus.Entry) Event {
+	ev := Event{Stream: e.Stream, ID: e.ID, Time: e.Time(), Raw: string(e.Raw)}
 	var env event.Envelope
-	err := json.Unmarshal([]byte(e.Value), &env)
+	err := json.Unmarshal(e.Raw, &env)
 	if err == nil {
 		fillFromEnvelope(&ev, env)
 	}
@@ -271,9 +245,9 @@ func decodeEvent(e store.DashEntry) Event {
 			doc[k] = v
 		}
 		if err == nil {
-			doc[event.Field] = json.RawMessage(e.Value)
+			doc[event.Field] = json.RawMessage(e.Raw)
 		} else {
-			doc[event.Field] = e.Value
+			doc[event.Field] = string(e.Raw)
 		}
 		b, _ := json.Marshal(doc)
 		ev.Raw = string(b)
@@ -307,17 +281,10 @@ func fillFromEnvelope(ev *Event, env event.Envelope) {
 	}
 }
 
-// decodeListItem turns one item of hemostat:events:all ({"timestamp", "event_type", "event"}) into an event.
-func decodeListItem(s string) (Event, bool) {
-	var item struct {
-		Timestamp time.Time       `json:"timestamp"`
-		EventType string          `json:"event_type"`
-		Event     json.RawMessage `json:"event"`
-	}
-	if err := json.Unmarshal([]byte(s), &item); err != nil || len(item.Event) == 0 {
-		return Event{}, false
-	}
-	ev := Event{Time: item.Timestamp, Type: item.EventType, Raw: string(item.Event)}
+// decodeListItem turns one item of hemostat:events:all into an event.
+func decodeListItem(item schema.StoredEvent) (Event, bool) {
+	t, _ := time.Parse(time.RFC3339Nano, item.Timestamp)
+	ev := Event{Time: t, Type: item.EventType, Raw: string(item.Event)}
 	var env event.Envelope
 	if err := json.Unmarshal(item.Event, &env); err == nil {
 		fillFromEnvelope(&ev, env)
@@ -327,25 +294,4 @@ func decodeListItem(s string) (Event, bool) {
 		}
 	}
 	return ev, true
-}
-
-func atoi(s string) int {
-	n, _ := strconv.Atoi(s)
-	return n
-}
-
-func msTime(s string) time.Time {
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n <= 0 {
-		return time.Time{}
-	}
-	return time.UnixMilli(n).UTC()
-}
-
-func parseTime(s string) time.Time {
-	t, err := time.Parse(time.RFC3339Nano, s)
-	if err != nil {
-		return time.Time{}
-	}
-	return t
 }

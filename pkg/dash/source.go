@@ -12,9 +12,63 @@ import (
 
 	"github.com/hemostat/hemostat/pkg/agent"
 	"github.com/hemostat/hemostat/pkg/audit"
+	"github.com/hemostat/hemostat/pkg/bus"
+	"github.com/hemostat/hemostat/pkg/container"
 	"github.com/hemostat/hemostat/pkg/event"
-	"github.com/hemostat/hemostat/pkg/store"
+	"github.com/hemostat/hemostat/pkg/store/auditlog"
+	"github.com/hemostat/hemostat/pkg/store/schema"
 )
+
+// ContainerReader reads the container table and the latest samples; *containers.Store implements it.
+type ContainerReader interface {
+	All(ctx context.Context) (map[string]container.Summary, []error, error)
+	Stats(ctx context.Context, targets []string) (map[string]schema.Stats, []error, error)
+}
+
+// LedgerReader reads safety ledgers by key; *ledger.Store implements it.
+type LedgerReader interface {
+	GetMany(ctx context.Context, keys []string) (map[string]schema.Ledger, []error, error)
+}
+
+// IncidentReader reads the open incidents; *incidents.Store implements it.
+type IncidentReader interface {
+	ListOpen(ctx context.Context, limit int64) ([]schema.Incident, []error, error)
+}
+
+// AgentLister lists the live agents; *agents.Store implements it.
+type AgentLister interface {
+	List(ctx context.Context) ([]schema.Agent, []error, error)
+}
+
+// AuditReader reads the audit trail's stream and index; *auditlog.Store implements it.
+type AuditReader interface {
+	Range(ctx context.Context, start, end string, count int64) ([]auditlog.Record, error)
+	RevRange(ctx context.Context, end, start string, count int64) ([]auditlog.Record, error)
+	IndexRevRange(ctx context.Context, target, end, start string, count int64) ([]auditlog.Record, error)
+}
+
+// EventLister reads the capped list of recent events; *notify.Store implements it.
+type EventLister interface {
+	Events(ctx context.Context, n int64) ([]schema.StoredEvent, error)
+}
+
+// StreamReader reads the work streams; *bus.Bus implements it.
+type StreamReader interface {
+	Range(ctx context.Context, stream, start, end string, count int64) ([]bus.Entry, error)
+	RevRange(ctx context.Context, stream, end, start string, count int64) ([]bus.Entry, error)
+	Follower() *bus.Bus
+}
+
+// Sources are what the Redis source reads.
+type Sources struct {
+	Containers ContainerReader
+	Ledgers    LedgerReader
+	Incidents  IncidentReader
+	Agents     AgentLister
+	Audit      AuditReader
+	Events     EventLister
+	Streams    StreamReader
+}
 
 // Sizes of what the Redis source keeps and reads.
 const (
@@ -22,14 +76,15 @@ const (
 	AuditKeep = 2000
 	// EventBackfill is how many recent entries of each stream are shown when the dashboard starts.
 	EventBackfill = 200
-	auditField    = "entry"
-	readChunk     = 1000
+	// MaxIncidents caps how many open incidents one refresh reads.
+	MaxIncidents = 500
+	readChunk    = 1000
 )
 
 // RedisSource reads the dashboard's data from Redis. Audit entries and false alarms are read incrementally:
 // after the first refresh, each refresh fetches only what was appended since.
 type RedisSource struct {
-	c        *store.Client
+	c        Sources
 	block    time.Duration // XREAD BLOCK of the follow
 	retryMax time.Duration // longest wait between follow retries while Redis is away
 
@@ -41,19 +96,18 @@ type RedisSource struct {
 	problems    []string
 }
 
-// NewRedisSource returns a source over an open store client.
-func NewRedisSource(c *store.Client) *RedisSource {
+// NewRedisSource returns a source over the stores and the bus.
+func NewRedisSource(c Sources) *RedisSource {
 	return &RedisSource{c: c, block: 2 * time.Second, retryMax: 2 * time.Second}
 }
 
 // Snapshot implements Source.
 func (s *RedisSource) Snapshot(ctx context.Context) (Snapshot, error) {
-	raw, err := s.c.DashState(ctx)
+	now := time.Now()
+	snap, err := s.readState(ctx, now)
 	if err != nil {
 		return Snapshot{}, err
 	}
-	now := time.Now()
-	snap := decodeState(raw, now)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.readAudit(ctx); err != nil {
@@ -70,18 +124,21 @@ func (s *RedisSource) Snapshot(ctx context.Context) (Snapshot, error) {
 
 // ContainerAudit implements Source through the container's audit index.
 func (s *RedisSource) ContainerAudit(ctx context.Context, host, name string, n int) ([]audit.Entry, error) {
-	raw, err := s.c.DashAuditOf(ctx, event.Target(host, name), int64(n))
+	raw, err := s.c.Audit.IndexRevRange(ctx, event.Target(host, name), "+", "-", int64(n))
 	if err != nil {
 		return nil, err
 	}
 	out := make([]audit.Entry, 0, len(raw))
 	for _, r := range raw {
+		if len(r.JSON) == 0 {
+			continue // the entry was trimmed from the trail
+		}
 		var e audit.Entry
-		if err := json.Unmarshal([]byte(r.Value), &e); err != nil {
+		if err := json.Unmarshal(r.JSON, &e); err != nil {
 			continue // reported by Snapshot's read of the trail
 		}
 		if e.Time.IsZero() {
-			e.Time = r.Time()
+			e.Time = bus.IDTime(r.ID)
 		}
 		out = append(out, e)
 	}
@@ -109,7 +166,7 @@ func splitID(id string) (int64, int64) {
 // newest id went backwards (the stream was deleted and rebuilt).
 func (s *RedisSource) readAudit(ctx context.Context) error {
 	if s.auditLast != "" {
-		tail, err := s.c.DashStreamTail(ctx, event.StreamAudit, auditField, time.Time{}, 1)
+		tail, err := s.c.Audit.RevRange(ctx, "+", "-", 1)
 		if err != nil {
 			return err
 		}
@@ -117,16 +174,17 @@ func (s *RedisSource) readAudit(ctx context.Context) error {
 			s.audit, s.auditLast, s.problems = nil, "", nil
 		}
 	}
-	var fresh []store.DashEntry
+	var fresh []auditlog.Record
 	if s.auditLast == "" {
-		tail, err := s.c.DashStreamTail(ctx, event.StreamAudit, auditField, time.Time{}, AuditKeep)
+		tail, err := s.c.Audit.RevRange(ctx, "+", "-", AuditKeep)
 		if err != nil {
 			return err
 		}
+		slices.Reverse(tail)
 		fresh = tail
 	} else {
 		for {
-			chunk, err := s.c.DashStreamAfter(ctx, event.StreamAudit, auditField, s.auditLast, readChunk)
+			chunk, err := s.c.Audit.Range(ctx, "("+s.auditLast, "+", readChunk)
 			if err != nil {
 				return err
 			}
@@ -144,12 +202,12 @@ func (s *RedisSource) readAudit(ctx context.Context) error {
 	add := make([]audit.Entry, 0, len(fresh))
 	for i := len(fresh) - 1; i >= 0; i-- { // newest first
 		var e audit.Entry
-		if err := json.Unmarshal([]byte(fresh[i].Value), &e); err != nil {
-			s.problems = append(s.problems, fmt.Sprintf("%s %s: %v", event.StreamAudit, fresh[i].ID, err))
+		if err := json.Unmarshal(fresh[i].JSON, &e); err != nil {
+			s.problems = append(s.problems, fmt.Sprintf("%s %s: %v", schema.KeyAudit, fresh[i].ID, err))
 			continue
 		}
 		if e.Time.IsZero() {
-			e.Time = fresh[i].Time()
+			e.Time = bus.IDTime(fresh[i].ID)
 		}
 		add = append(add, e)
 	}
@@ -166,15 +224,16 @@ func (s *RedisSource) readAudit(ctx context.Context) error {
 // readFalseAlarms keeps the times of the false alarms of the last 24 hours.
 func (s *RedisSource) readFalseAlarms(ctx context.Context, now time.Time) error {
 	since := now.Add(-24 * time.Hour)
-	var fresh []store.DashEntry
+	var fresh []bus.Entry
 	if s.faLast == "" {
-		tail, err := s.c.DashStreamTail(ctx, event.StreamFalseAlarm, event.Field, since, 10*readChunk)
+		tail, err := s.c.Streams.RevRange(ctx, event.StreamFalseAlarm, "+", strconv.FormatInt(since.UnixMilli(), 10), 10*readChunk)
 		if err != nil {
 			return err
 		}
+		slices.Reverse(tail)
 		fresh = tail
 	} else {
-		chunk, err := s.c.DashStreamAfter(ctx, event.StreamFalseAlarm, event.Field, s.faLast, 10*readChunk)
+		chunk, err := s.c.Streams.Range(ctx, event.StreamFalseAlarm, "("+s.faLast, "+", 10*readChunk)
 		if err != nil {
 			return err
 		}
@@ -206,7 +265,7 @@ func (s *RedisSource) Follow(ctx context.Context, out chan<- EventBatch) error {
 	}
 	// A client of its own for the blocking XREAD, closed as soon as ctx is done so that quitting does not
 	// wait for the block to time out.
-	fc := s.c.DashFollower()
+	fc := s.c.Streams.Follower()
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -237,7 +296,7 @@ func (s *RedisSource) Follow(ctx context.Context, out chan<- EventBatch) error {
 				return nil
 			}
 		}
-		entries, err := fc.DashFollow(ctx, last, event.Field, s.block)
+		entries, err := fc.Follow(ctx, last, s.block)
 		if err != nil {
 			if ctx.Err() != nil || !send(EventBatch{Err: err}) || !agent.Sleep(ctx, bo.Next()) {
 				return nil
@@ -266,10 +325,11 @@ func (s *RedisSource) backfill(ctx context.Context) ([]Event, map[string]string,
 	ids := make(map[string]string, len(streams))
 	var evs []Event
 	for _, stream := range streams {
-		tail, err := s.c.DashStreamTail(ctx, stream, event.Field, time.Time{}, EventBackfill)
+		tail, err := s.c.Streams.RevRange(ctx, stream, "+", "-", EventBackfill)
 		if err != nil {
 			return nil, nil, err
 		}
+		slices.Reverse(tail)
 		ids[stream] = "0-0"
 		for _, e := range tail {
 			evs = append(evs, decodeEvent(e))
@@ -277,7 +337,7 @@ func (s *RedisSource) backfill(ctx context.Context) ([]Event, map[string]string,
 		}
 	}
 	if len(evs) == 0 {
-		items, err := s.c.DashEventList(ctx, event.KeyEventsAll, EventBackfill)
+		items, err := s.c.Events.Events(ctx, EventBackfill)
 		if err != nil {
 			return nil, nil, err
 		}

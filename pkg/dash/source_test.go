@@ -13,6 +13,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/hemostat/hemostat/pkg/audit"
+	"github.com/hemostat/hemostat/pkg/bus"
+	"github.com/hemostat/hemostat/pkg/conn"
 	"github.com/hemostat/hemostat/pkg/event"
 	"github.com/hemostat/hemostat/pkg/store"
 	"github.com/hemostat/hemostat/pkg/testenv"
@@ -25,12 +27,12 @@ func eventually(t testing.TB, timeout time.Duration, cond func() bool) bool {
 
 func openSource(t *testing.T, url string) *RedisSource {
 	t.Helper()
-	c, err := store.Open(store.Options{URL: url})
+	c, err := store.Open(conn.Options{URL: url})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	s := NewRedisSource(c)
+	s := NewRedisSource(redisSources(c))
 	s.block = 100 * time.Millisecond
 	s.retryMax = 100 * time.Millisecond
 	return s
@@ -259,7 +261,7 @@ func TestRedisSourceOutage(t *testing.T) {
 	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
 	_, err := src.Snapshot(sctx)
 	scancel()
-	if !store.IsUnavailable(err) {
+	if !conn.IsUnavailable(err) {
 		t.Errorf("Snapshot during the outage: got %v, want an unavailable error", err)
 	}
 	srv.Start()
@@ -378,4 +380,10 @@ func TestRedisSourceContainerAudit(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("worker-1 decisions, newest first (-want +got):\n%s", diff)
 	}
+}
+
+// redisSources are the dashboard's sources over a store.
+func redisSources(st *store.Store) Sources {
+	return Sources{Containers: st.Containers, Ledgers: st.Ledger, Incidents: st.Incidents, Agents: st.Agents,
+		Audit: st.Audit, Events: st.Notify, Streams: bus.New(st.Conn, bus.Options{})}
 }

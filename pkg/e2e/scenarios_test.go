@@ -8,6 +8,7 @@ import (
 
 	"github.com/hemostat/hemostat/pkg/docker"
 	"github.com/hemostat/hemostat/pkg/event"
+	"github.com/hemostat/hemostat/pkg/store/schema"
 )
 
 const (
@@ -156,7 +157,7 @@ func TestUserStop(t *testing.T) {
 	s.start()
 	stoppedID, stopped := s.container(docker.CreateOptions{})
 	s.eventually(detectTimeout, "the container watched", func() bool {
-		ok, _ := s.rdb.HExists(context.Background(), event.KeyContainers, event.Target(s.host, stopped)).Result()
+		ok, _ := s.rdb.HExists(context.Background(), schema.KeyContainers, event.Target(s.host, stopped)).Result()
 		return ok
 	})
 	ctx := context.Background()
@@ -225,7 +226,7 @@ func TestKilledMidRemediation(t *testing.T) {
 		Labels: map[string]string{"hemostat.stop_timeout": "4"},
 		Cmd:    []string{"-once", "-ignore-sigterm", "-health-addr", "127.0.0.1:8080", "-unhealthy-after", "1s"}})
 	_, detect := s.waitAlert(name, event.ClassUnhealthy, detectTimeout)
-	ledger := event.LedgerKey(s.host, name)
+	ledger := schema.LedgerKey(schema.Target(s.host, name))
 	s.eventually(remediateTimeout, "a remediation in flight", func() bool {
 		v, _ := s.rdb.HGet(context.Background(), ledger, "inflight_event").Result()
 		return v != ""

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"crypto/sha256"
 	"github.com/google/uuid"
 	"github.com/segmentio/encoding/json"
 )
@@ -225,4 +226,20 @@ func DecodeData[T any, PT interface {
 		return nil, &DecodeError{Field: "event_type", Reason: fmt.Sprintf("got %s, want %s", e.EventType, PT(new(T)).EventType())}
 	}
 	return (*T)(t), nil
+}
+
+// DeriveID returns the id of an event that must be the same every time it is made again: a UUIDv7 with
+// the time at and bits from a hash of seed. A follow-up taken twice gets one id, so it is handled once.
+func DeriveID(seed string, at time.Time) string {
+	sum := sha256.Sum256([]byte("hemostat/" + seed))
+	var u uuid.UUID
+	copy(u[:], sum[:16])
+	ms := uint64(at.UnixMilli())
+	for i := 5; i >= 0; i-- {
+		u[i] = byte(ms)
+		ms >>= 8
+	}
+	u[6] = (u[6] & 0x0f) | 0x70 // version 7
+	u[8] = (u[8] & 0x3f) | 0x80 // RFC 9562 variant
+	return u.String()
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/hemostat/hemostat/pkg/event"
+	"github.com/hemostat/hemostat/pkg/store/schema"
 )
 
 func sampleAlert() *event.ContainerUnhealthy {
@@ -164,7 +165,7 @@ func TestStreamFor(t *testing.T) {
 }
 
 func TestKeysShareHashTag(t *testing.T) {
-	for _, k := range []string{event.LedgerKey("h", "web"), event.LeaseKey("h", "web"), event.StatsKey("h", "web")} {
+	for _, k := range []string{schema.LedgerKey(schema.Target("h", "web")), schema.RespondKeys("h", "web", false).Lease, schema.StatsKey(schema.Target("h", "web"))} {
 		if !strings.Contains(k, "{h/web}") {
 			t.Errorf("%s lacks the {h/web} hash tag", k)
 		}

@@ -1,5 +1,5 @@
-// Package event owns hemostat's wire protocol: the envelope, the typed payloads, the stream and key names,
-// and strict decoding.
+// Package event owns hemostat's wire protocol: the envelope, the typed payloads, the stream names, and
+// strict decoding. The keys of the state in Redis are named in pkg/store/schema.
 package event
 
 import "fmt"
@@ -46,7 +46,7 @@ func StreamFor(eventType string) (string, error) {
 	return "", fmt.Errorf("unknown event type %q", eventType)
 }
 
-// Failure classes detected by the monitor (ARCHITECTURE section 4).
+// Failure classes detected by the monitor (docs/architecture.md, detection).
 const (
 	ClassCrashed        = "crashed"
 	ClassOOMKilled      = "oom_killed"
@@ -105,39 +105,8 @@ const (
 // Statuses lists every result status.
 var Statuses = []string{StatusSuccess, StatusFailed, StatusSkipped, StatusDenied, StatusHeld, StatusEscalated, StatusDryRun}
 
-// Redis keys (ARCHITECTURE section 3). Braces are Cluster hash tags.
-const (
-	KeyContainers = "hemostat:containers"
-	KeyAudit      = StreamAudit
-	KeyEventsAll  = "hemostat:events:all"
-)
-
-// Target names one container on one host: "host/name". It is the hash tag of per-container keys.
+// Target names one container on one host: "host/name".
 func Target(host, name string) string { return host + "/" + name }
 
 // IncidentKey is the deterministic incident key host/container-name/failure-class.
 func IncidentKey(host, name, class string) string { return host + "/" + name + "/" + class }
-
-// StatsKey holds the latest sample of a container.
-func StatsKey(host, name string) string { return "hemostat:stats:{" + Target(host, name) + "}" }
-
-// LedgerKey holds the safety state of a container.
-func LedgerKey(host, name string) string { return "hemostat:ledger:{" + Target(host, name) + "}" }
-
-// LeaseKey is the one-actor-per-container lease.
-func LeaseKey(host, name string) string { return "hemostat:lease:{" + Target(host, name) + "}" }
-
-// DoneKey marks a request event as handled.
-func DoneKey(eventID string) string { return "hemostat:done:" + eventID }
-
-// IncidentHashKey holds the state of an open incident.
-func IncidentHashKey(incident string) string { return "hemostat:incident:" + incident }
-
-// EventsKey is the capped list of recent events of one type.
-func EventsKey(eventType string) string { return "hemostat:events:" + eventType }
-
-// AgentKey is the heartbeat hash of one agent instance.
-func AgentKey(kind, instance string) string { return "hemostat:agents:" + kind + ":" + instance }
-
-// AgentKeyPattern matches every heartbeat key.
-const AgentKeyPattern = "hemostat:agents:*"

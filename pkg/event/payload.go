@@ -170,6 +170,16 @@ type RemediationComplete struct {
 	Evidence       []string  `json:"evidence,omitempty"`
 	RetryAfterMS   int64     `json:"retry_after_ms,omitempty"` // cooldown left when denied
 	EventTime      time.Time `json:"event_time,omitzero"`      // Docker's time of the detection
+	// The incident's reconciliation, when the request belongs to one.
+	FollowUp     bool      `json:"follow_up,omitempty"`    // hemostat looked again on its own schedule
+	Attempts     int       `json:"attempts,omitempty"`     // actions executed for the incident so far
+	MaxAttempts  int       `json:"max_attempts,omitempty"` // actions the breaker allows within its window
+	GaveUp       bool      `json:"gave_up,omitempty"`      // this decision opened the breaker: no action until reset or cool-off
+	BreakerUntil time.Time `json:"breaker_until,omitzero"` // when the breaker's cool-off ends
+	Errors       []string  `json:"errors,omitempty"`       // the incident's verification errors, when it gave up
+	NextAt       time.Time `json:"next_at,omitzero"`       // when hemostat looks again; zero: it will not
+	Relapse      string    `json:"relapse,omitempty"`      // "relapsed 4s after restart 2"
+	OpenedAt     time.Time `json:"opened_at,omitzero"`     // when the incident opened
 }
 
 // EventType implements Payload.
@@ -194,6 +204,7 @@ type ContainerRecovered struct {
 	ContainerName string    `json:"container_name"`
 	Class         string    `json:"class"`
 	OpenedAt      time.Time `json:"opened_at,omitzero"`
+	Attempts      int       `json:"attempts,omitempty"` // actions hemostat took for the incident
 }
 
 // EventType implements Payload.

@@ -3,7 +3,6 @@ package export_test
 import (
 	"context"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +14,7 @@ import (
 	"github.com/hemostat/hemostat/pkg/alert/alerttest"
 	alertslack "github.com/hemostat/hemostat/pkg/alert/slack"
 	"github.com/hemostat/hemostat/pkg/event"
+	"github.com/hemostat/hemostat/pkg/store/schema"
 )
 
 // TestAcceptanceIncidentSequence is the "done when": a scripted incident sequence, through the
@@ -25,7 +25,7 @@ func TestAcceptanceIncidentSequence(t *testing.T) {
 	slack := alerttest.NewSlack(t)
 	recv := alerttest.NewReceiver(t, "acceptance-secret")
 	a := alert.New(alert.Options{Instance: "a1", NotifyOnOpen: true, Delivery: alert.DeliveryOptions{MinBackoff: 10 * time.Millisecond}},
-		e.st, []alert.Sink{
+		alert.Stores{Notify: e.st.Notify, Incidents: e.st.Incidents}, []alert.Sink{
 			{Name: "slack", Notifier: alertslack.NewWebhook(alertslack.WebhookOptions{URL: slack.WebhookURL("hook")})},
 			{Name: "webhook", Notifier: alert.NewWebhook(alert.WebhookOptions{URL: recv.URL, Secret: "acceptance-secret"})},
 		}, nil)
@@ -49,7 +49,7 @@ func TestAcceptanceIncidentSequence(t *testing.T) {
 		eventually(t, 5*time.Second, func() bool { return e.exp.Processed() == int64(published) })
 		if env.EventType != event.TypeRemediationNeeded { // the alert agent does not read requests
 			eventually(t, 5*time.Second, func() bool {
-				raw, _ := e.st.Redis().LRange(context.Background(), event.KeyEventsAll, 0, 0).Result()
+				raw, _ := e.st.Conn.Client().LRange(context.Background(), schema.KeyEventsAll, 0, 0).Result()
 				return len(raw) == 1 && strings.Contains(raw[0], env.ID)
 			})
 		}
@@ -87,8 +87,9 @@ func TestAcceptanceIncidentSequence(t *testing.T) {
 	// Every decision is counted: once the counts add up, no other message can still come.
 	const wantSent = 9
 	eventually(t, 10*time.Second, func() bool {
-		c, _ := e.st.NotifyCounters(context.Background())
-		return c["sent:slack"] == strconv.Itoa(wantSent) && c["sent:webhook"] == strconv.Itoa(wantSent)
+		c, _, _ := e.st.Notify.Counters(context.Background())
+		return c[schema.NotifyCounter{Counter: schema.CounterSent, Label: "slack"}] == wantSent &&
+			c[schema.NotifyCounter{Counter: schema.CounterSent, Label: "webhook"}] == wantSent
 	})
 	want := []string{
 		"Dry run: would have restarted web-4",
@@ -183,10 +184,10 @@ hemostat_respond_remediations_total{action="restart",result="success"} 1
 		t.Errorf("incident histograms [count, sum] (-want +got):\n%s", diff)
 	}
 	ctxb := context.Background()
-	if n := e.st.Redis().LLen(ctxb, event.KeyEventsAll).Val(); n != 13 {
+	if n := e.st.Conn.Client().LLen(ctxb, schema.KeyEventsAll).Val(); n != 13 {
 		t.Errorf("hemostat:events:all holds %d events, want 13", n)
 	}
-	if n := e.st.Redis().LLen(ctxb, event.EventsKey(event.TypeContainerUnhealthy)).Val(); n != 3 {
+	if n := e.st.Conn.Client().LLen(ctxb, schema.EventsKey(event.TypeContainerUnhealthy)).Val(); n != 3 {
 		t.Errorf("hemostat:events:container_unhealthy holds %d events, want 3", n)
 	}
 }

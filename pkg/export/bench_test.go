@@ -9,6 +9,7 @@ import (
 	"github.com/hemostat/hemostat/pkg/container"
 	"github.com/hemostat/hemostat/pkg/event"
 	"github.com/hemostat/hemostat/pkg/export"
+	"github.com/hemostat/hemostat/pkg/store/schema"
 )
 
 // BenchmarkScrape measures one scrape (state read from Redis and encoding) with 100 containers.
@@ -20,14 +21,14 @@ func BenchmarkScrape(b *testing.B) {
 		sum := container.Summary{ID: name, Name: name, Host: "node-a", Image: "nginx", State: "running", RestartCount: i, Mode: "auto"}
 		smp := container.Sample{Time: time.Now(), Metrics: event.Metrics{CPUPercent: 12.5, MemoryPercent: 40, MemoryUsage: 1 << 27,
 			MemoryLimit: 1 << 29, NetworkRxBytes: 1 << 20, NetworkTxBytes: 1 << 20, PIDs: 5}}
-		if err := e.st.Redis().HSet(ctx, event.KeyContainers, "node-a/"+name, mustJSON(b, sum)).Err(); err != nil {
+		if err := e.st.Conn.Client().HSet(ctx, schema.KeyContainers, "node-a/"+name, mustJSON(b, sum)).Err(); err != nil {
 			b.Fatal(err)
 		}
-		if err := e.st.Redis().HSet(ctx, event.StatsKey("node-a", name), "sample", mustJSON(b, smp)).Err(); err != nil {
+		if err := e.st.Conn.Client().HSet(ctx, schema.StatsKey(schema.Target("node-a", name)), "sample", mustJSON(b, smp)).Err(); err != nil {
 			b.Fatal(err)
 		}
 	}
-	exp := export.New(ctx, export.Options{}, e.st)
+	exp := export.New(ctx, export.Options{}, sourcesOf(e.st, e.bus))
 	for b.Loop() {
 		fams, err := exp.Registry().Gather()
 		if err != nil || len(fams) == 0 {

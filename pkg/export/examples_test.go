@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hemostat/hemostat/pkg/store/schema"
 	dto "github.com/prometheus/client_model/go"
 )
 
@@ -23,7 +24,7 @@ var metricName = regexp.MustCompile(`\bhemostat_[a-z0-9_]+`)
 func exported(t *testing.T) map[string]dto.MetricType {
 	t.Helper()
 	e := open(t)
-	if err := e.st.Heartbeat(context.Background(), "monitor", "m1", map[string]string{"version": "v1"}, time.Minute); err != nil {
+	if err := e.st.Agents.Heartbeat(context.Background(), schema.Agent{Kind: "monitor", Instance: "m1", Version: "v1"}, time.Now(), time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	n := e.script()

@@ -49,7 +49,7 @@ type Exporter struct {
 }
 
 // New builds an exporter over the state reader. Its base context bounds the scrape-time reads.
-func New(base context.Context, o Options, src StateReader) *Exporter {
+func New(base context.Context, o Options, src Sources) *Exporter {
 	if o.Listen == "" {
 		o.Listen = ":9090"
 	}

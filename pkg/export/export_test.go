@@ -18,10 +18,12 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/hemostat/hemostat/pkg/bus"
+	"github.com/hemostat/hemostat/pkg/conn"
 	"github.com/hemostat/hemostat/pkg/container"
 	"github.com/hemostat/hemostat/pkg/event"
 	"github.com/hemostat/hemostat/pkg/export"
 	"github.com/hemostat/hemostat/pkg/store"
+	"github.com/hemostat/hemostat/pkg/store/schema"
 	"github.com/hemostat/hemostat/pkg/testenv"
 )
 
@@ -34,7 +36,7 @@ func eventually(t *testing.T, timeout time.Duration, cond func() bool) {
 
 type env struct {
 	t   testing.TB
-	st  *store.Client
+	st  *store.Store
 	bus *bus.Bus
 	exp *export.Exporter
 	url string
@@ -43,19 +45,19 @@ type env struct {
 func open(t testing.TB) *env {
 	t.Helper()
 	url := testenv.RequireRedis(t)
-	st, err := store.Open(store.Options{URL: url})
+	st, err := store.Open(conn.Options{URL: url})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	return &env{t: t, st: st, bus: bus.New(st, bus.Options{Block: 50 * time.Millisecond})}
+	return &env{t: t, st: st, bus: bus.New(st.Conn, bus.Options{Block: 50 * time.Millisecond})}
 }
 
 // start runs the exporter on a loopback port until the test ends.
 func (e *env) start() {
 	t := e.t
 	ctx, cancel := context.WithCancel(context.Background())
-	e.exp = export.New(ctx, export.Options{Listen: "127.0.0.1:0", Instance: "x1"}, e.st)
+	e.exp = export.New(ctx, export.Options{Listen: "127.0.0.1:0", Instance: "x1"}, sourcesOf(e.st, e.bus))
 	l, err := e.exp.Listen()
 	if err != nil {
 		t.Fatal(err)
@@ -90,7 +92,7 @@ func (e *env) publish(ts time.Time, host, incident, causation string, p event.Pa
 
 func (e *env) hset(key string, kv ...any) {
 	e.t.Helper()
-	if err := e.st.Redis().HSet(context.Background(), key, kv...).Err(); err != nil {
+	if err := e.st.Conn.Client().HSet(context.Background(), key, kv...).Err(); err != nil {
 		e.t.Fatal(err)
 	}
 }
@@ -109,20 +111,22 @@ func mustJSON(t testing.TB, v any) string {
 func (e *env) script() int {
 	t := e.t
 	ctx := context.Background()
-	e.hset(event.KeyContainers,
+	e.hset(schema.KeyContainers,
 		"node-a/web-1", mustJSON(t, container.Summary{ID: "aaa", Name: "web-1", Host: "node-a", Image: "nginx:1.27", State: "running",
 			Health: "healthy", RestartCount: 3, Mode: "auto", Watched: true}),
 		"node-a/web-2", mustJSON(t, container.Summary{ID: "bbb", Name: "web-2", Host: "node-a", Image: "api:2", State: "exited",
 			ExitCode: 137, Mode: "observe", Watched: true}))
-	e.hset(event.StatsKey("node-a", "web-1"), "sample", mustJSON(t, container.Sample{Time: t0, Source: "cgroup", Metrics: event.Metrics{
+	e.hset(schema.StatsKey(schema.Target("node-a", "web-1")), "sample", mustJSON(t, container.Sample{Time: t0, Source: "cgroup", Metrics: event.Metrics{
 		CPUPercent: 42.5, MemoryPercent: 25, MemoryUsage: 128 << 20, MemoryLimit: 512 << 20, NetworkRxBytes: 1000, NetworkTxBytes: 2000,
 		BlkioReadBytes: 4096, BlkioWriteBytes: 8192, PIDs: 7}}))
-	e.hset(store.KeyMonitorMetrics, "round_seconds", "0.012", "rounds_total", "42", "rounds_skipped_total", "1",
-		"sample_errors_total", "2", "events_total", "300", "alerts_dropped_total", "0", "alerts_buffered", "0", "sampler", "cgroup")
-	e.hset(store.KeyNotifyMetrics, "sent:slack", "5", "failed:webhook", "1", "retried:slack", "2", "deduplicated:remediated", "4",
+	if err := e.st.Containers.WriteHost(ctx, schema.HostStatus{Host: "node-a", RoundSeconds: 0.012, Rounds: 42, RoundsSkipped: 1,
+		SampleErrors: 2, Events: 300, Sampler: "cgroup", Watched: 2}); err != nil {
+		t.Fatal(err)
+	}
+	e.hset(schema.KeyNotifyMetrics, "sent:slack", "5", "failed:webhook", "1", "retried:slack", "2", "deduplicated:remediated", "4",
 		"suppressed:cooldown", "1")
-	e.st.Redis().ZAdd(ctx, store.KeyIncidentsOpen, redisZ(1, "node-a/web-2/oom_killed"))
-	e.st.Redis().XAdd(ctx, xadd(event.StreamDeadLetter))
+	e.st.Conn.Client().ZAdd(ctx, schema.KeyIncidentsOpen, redisZ(1, "node-a/web-2/oom_killed"))
+	e.st.Conn.Client().XAdd(ctx, xadd(event.StreamDeadLetter))
 
 	crash := e.publish(t0.Add(120*time.Millisecond), "node-a", "node-a/web-1/crashed", "", &event.ContainerUnhealthy{
 		ContainerID: "aaa", ContainerName: "web-1", Class: event.ClassCrashed, Severity: "critical", ExitCode: 1, EventTime: t0})
@@ -173,7 +177,7 @@ var goldenNames = []string{
 
 func TestMetricsGolden(t *testing.T) {
 	e := open(t)
-	if err := e.st.Heartbeat(context.Background(), "monitor", "m1", map[string]string{"version": "v1.2.3", "host": "node-a"}, time.Minute); err != nil {
+	if err := e.st.Agents.Heartbeat(context.Background(), schema.Agent{Kind: "monitor", Instance: "m1", Version: "v1.2.3", Host: "node-a"}, time.Now(), time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	n := e.script()
@@ -239,7 +243,7 @@ func TestScrapeOverHTTPAndSeriesDisappear(t *testing.T) {
 		}
 	}
 	// The monitor forgets web-1 (destroyed): its series go with it.
-	if err := e.st.Redis().HDel(context.Background(), event.KeyContainers, "node-a/web-1").Err(); err != nil {
+	if err := e.st.Conn.Client().HDel(context.Background(), schema.KeyContainers, "node-a/web-1").Err(); err != nil {
 		t.Fatal(err)
 	}
 	body = string(scrape(t, e.url+"/metrics"))
@@ -253,12 +257,12 @@ func TestScrapeOverHTTPAndSeriesDisappear(t *testing.T) {
 
 func TestRedisDownIsAMetricNotAFailure(t *testing.T) {
 	srv := testenv.StartRedis(t)
-	st, err := store.Open(store.Options{URL: srv.URL()})
+	st, err := store.Open(conn.Options{URL: srv.URL()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	exp := export.New(context.Background(), export.Options{ReadTimeout: time.Second}, st)
+	exp := export.New(context.Background(), export.Options{ReadTimeout: time.Second}, sourcesOf(st, bus.New(st.Conn, bus.Options{})))
 	srv.Stop()
 	want := "# HELP hemostat_export_redis_up 1 when the exporter could read the state from Redis at this scrape.\n" +
 		"# TYPE hemostat_export_redis_up gauge\nhemostat_export_redis_up 0\n"
@@ -348,4 +352,9 @@ func redisZ(score float64, member string) redis.Z { return redis.Z{Score: score,
 
 func xadd(stream string) *redis.XAddArgs {
 	return &redis.XAddArgs{Stream: stream, Values: []any{"event", "{}", "reason", "test"}}
+}
+
+// sourcesOf is the exporter's view of a store and a bus.
+func sourcesOf(st *store.Store, b *bus.Bus) export.Sources {
+	return export.Sources{Containers: st.Containers, Incidents: st.Incidents, Notify: st.Notify, Agents: st.Agents, Streams: b}
 }

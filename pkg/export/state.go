@@ -2,25 +2,17 @@ package export
 
 import (
 	"context"
-	"encoding/json"
 	"log/slog"
 	"sort"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/hemostat/hemostat/pkg/container"
 	"github.com/hemostat/hemostat/pkg/event"
-	"github.com/hemostat/hemostat/pkg/store"
+	"github.com/hemostat/hemostat/pkg/store/schema"
 )
-
-// StateReader reads the shared state at each scrape; *store.Client implements it.
-type StateReader interface {
-	ExportRead(ctx context.Context, streams []string) (*store.ExportSnapshot, error)
-}
 
 var containerLabels = []string{"host", "container"}
 
@@ -31,7 +23,7 @@ func desc(name, help string, labels ...string) *prometheus.Desc {
 // stateCollector builds const metrics from Redis at scrape time, so a container's series disappear with
 // the container (its entry in hemostat:containers or its stats key) and nothing stale is kept in memory.
 type stateCollector struct {
-	src     StateReader
+	src     Sources
 	base    context.Context
 	timeout time.Duration
 	log     *slog.Logger
@@ -49,14 +41,14 @@ type stateCollector struct {
 	monitorFields                                             []monitorField
 }
 
-// monitorField maps a field of hemostat:metrics:monitor to a metric.
+// monitorField maps a figure of a host's monitor (schema.HostStatus) to a metric labelled by host.
 type monitorField struct {
-	field string
 	desc  *prometheus.Desc
 	typ   prometheus.ValueType
+	value func(schema.HostStatus) float64
 }
 
-func newStateCollector(base context.Context, src StateReader, timeout time.Duration, log *slog.Logger) *stateCollector {
+func newStateCollector(base context.Context, src Sources, timeout time.Duration, log *slog.Logger) *stateCollector {
 	return &stateCollector{
 		src: src, base: base, timeout: timeout, log: log,
 		redisUp:     desc("hemostat_export_redis_up", "1 when the exporter could read the state from Redis at this scrape."),
@@ -92,16 +84,21 @@ func newStateCollector(base context.Context, src StateReader, timeout time.Durat
 			"Repeats of an incident state within the re-notify window, counted and not sent, by state.", "state"),
 		notifySuppressed: desc("hemostat_alert_notifications_suppressed_total",
 			"Outcomes counted but never sent (cooldown denials, skips), by reason.", "reason"),
-		roundSeconds: desc("hemostat_monitor_round_duration_seconds", "Duration of the monitor's latest sampling round."),
-		rounds:       desc("hemostat_monitor_rounds_total", "Sampling rounds the monitor completed."),
+		roundSeconds: desc("hemostat_monitor_round_duration_seconds", "Duration of the monitor's latest sampling round.", "host"),
+		rounds:       desc("hemostat_monitor_rounds_total", "Sampling rounds the monitor completed.", "host"),
 		monitorFields: []monitorField{
-			{"rounds_skipped_total", desc("hemostat_monitor_rounds_skipped_total",
-				"Sampling rounds skipped because the previous one was still running."), prometheus.CounterValue},
-			{"sample_errors_total", desc("hemostat_monitor_sample_errors_total", "Container samples that failed."), prometheus.CounterValue},
-			{"events_total", desc("hemostat_monitor_docker_events_total", "Docker engine events the monitor received."), prometheus.CounterValue},
-			{"alerts_dropped_total", desc("hemostat_monitor_alerts_dropped_total",
-				"Health alerts the monitor could not buffer while Redis was away."), prometheus.CounterValue},
-			{"alerts_buffered", desc("hemostat_monitor_alerts_buffered", "Health alerts waiting in the monitor's buffer for Redis."), prometheus.GaugeValue},
+			{desc("hemostat_monitor_rounds_skipped_total", "Sampling rounds skipped because the previous one was still running.", "host"),
+				prometheus.CounterValue, func(h schema.HostStatus) float64 { return float64(h.RoundsSkipped) }},
+			{desc("hemostat_monitor_sample_errors_total", "Container samples that failed.", "host"),
+				prometheus.CounterValue, func(h schema.HostStatus) float64 { return float64(h.SampleErrors) }},
+			{desc("hemostat_monitor_docker_events_total", "Docker engine events the monitor received.", "host"),
+				prometheus.CounterValue, func(h schema.HostStatus) float64 { return float64(h.Events) }},
+			{desc("hemostat_monitor_alerts_dropped_total", "Health alerts the monitor could not buffer while Redis was away.", "host"),
+				prometheus.CounterValue, func(h schema.HostStatus) float64 { return float64(h.AlertsDropped) }},
+			{desc("hemostat_monitor_alerts_buffered", "Health alerts waiting in the monitor's buffer for Redis.", "host"),
+				prometheus.GaugeValue, func(h schema.HostStatus) float64 { return float64(h.AlertsBuffered) }},
+			{desc("hemostat_monitor_containers_watched", "Containers the monitor watches (the blast radius's denominator).", "host"),
+				prometheus.GaugeValue, func(h schema.HostStatus) float64 { return float64(h.Watched) }},
 		},
 	}
 }
@@ -128,7 +125,7 @@ func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(c.base, c.timeout)
 	defer cancel()
-	s, err := c.src.ExportRead(ctx, event.WorkStreams)
+	s, err := c.src.read(ctx)
 	gauge := func(d *prometheus.Desc, v float64, lv ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, lv...)
 	}
@@ -141,70 +138,66 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(c.redisUp, 0)
 		return
 	}
+	c.errors.Add(int64(s.problems))
 	gauge(c.redisUp, 1)
 	c.containers(s, gauge, counter)
-	gauge(c.openIncidents, float64(s.OpenIncidents))
+	gauge(c.openIncidents, float64(s.openIncidents))
 
 	now := time.Now()
-	for _, a := range s.Agents {
+	for _, a := range s.agents {
 		up := 1.0
-		if t, err := time.Parse(time.RFC3339Nano, a.Fields["last_heartbeat"]); err == nil {
+		if t := a.LastHeartbeat; !t.IsZero() {
 			gauge(c.agentHeartbeat, float64(t.UnixNano())/1e9, a.Kind, a.Instance)
-			if now.Sub(t) > 30*time.Second {
+			if now.Sub(t) > agentStale {
 				up = 0
 			}
 		}
 		gauge(c.agentUp, up, a.Kind, a.Instance)
-		gauge(c.agentInfo, 1, a.Kind, a.Instance, a.Fields["version"], a.Fields["host"])
+		gauge(c.agentInfo, 1, a.Kind, a.Instance, a.Version, a.Host)
 	}
 
 	for _, st := range event.WorkStreams {
-		gauge(c.streamEntries, float64(s.StreamLen[st]), st)
+		gauge(c.streamEntries, float64(s.streamLen[st]), st)
 	}
-	for _, g := range s.Groups {
-		gauge(c.pending, float64(g.Pending), g.Stream, g.Group)
+	for _, g := range s.groups {
+		gauge(c.pending, float64(g.Pending), g.stream, g.Name)
 		if g.Lag >= 0 {
-			gauge(c.lag, float64(g.Lag), g.Stream, g.Group)
+			gauge(c.lag, float64(g.Lag), g.stream, g.Name)
 		}
 	}
-	gauge(c.deadLetters, float64(s.DeadLetters))
+	gauge(c.deadLetters, float64(s.deadLetters))
 
-	for _, field := range sortedKeys(s.NotifyCounters) {
-		v, err := strconv.ParseFloat(s.NotifyCounters[field], 64)
-		kind, label, ok := strings.Cut(field, ":")
-		if err != nil || !ok {
-			continue
-		}
-		switch kind {
-		case "sent":
-			counter(c.notifySent, v, label)
-		case "failed":
-			counter(c.notifyFailed, v, label)
-		case "retried":
-			counter(c.notifyRetried, v, label)
-		case "deduplicated":
-			counter(c.notifyDedup, v, label)
-		case "suppressed":
-			counter(c.notifySuppressed, v, label)
+	for _, k := range sortedCounters(s.counters) {
+		v := float64(s.counters[k])
+		switch k.Counter {
+		case schema.CounterSent:
+			counter(c.notifySent, v, k.Label)
+		case schema.CounterFailed:
+			counter(c.notifyFailed, v, k.Label)
+		case schema.CounterRetried:
+			counter(c.notifyRetried, v, k.Label)
+		case schema.CounterDeduplicated:
+			counter(c.notifyDedup, v, k.Label)
+		case schema.CounterSuppressed:
+			counter(c.notifySuppressed, v, k.Label)
 		}
 	}
-	if v, err := strconv.ParseFloat(s.Monitor["round_seconds"], 64); err == nil {
-		gauge(c.roundSeconds, v)
-	}
-	if v, err := strconv.ParseFloat(s.Monitor["rounds_total"], 64); err == nil {
-		counter(c.rounds, v)
-	}
-	for _, f := range c.monitorFields {
-		if v, err := strconv.ParseFloat(s.Monitor[f.field], 64); err == nil {
-			ch <- prometheus.MustNewConstMetric(f.desc, f.typ, v)
+	for _, h := range s.hosts {
+		gauge(c.roundSeconds, h.RoundSeconds, h.Host)
+		counter(c.rounds, float64(h.Rounds), h.Host)
+		for _, f := range c.monitorFields {
+			ch <- prometheus.MustNewConstMetric(f.desc, f.typ, f.value(h), h.Host)
 		}
 	}
 }
 
-func (c *stateCollector) containers(s *store.ExportSnapshot, gauge, counter func(*prometheus.Desc, float64, ...string)) {
-	for _, target := range sortedKeys(s.Containers) {
-		var sum container.Summary
-		if err := json.Unmarshal([]byte(s.Containers[target]), &sum); err != nil || sum.Name == "" {
+// agentStale is how long after its last heartbeat an agent counts as down.
+const agentStale = 30 * time.Second
+
+func (c *stateCollector) containers(s *state, gauge, counter func(*prometheus.Desc, float64, ...string)) {
+	for _, target := range sortedKeys(s.containers) {
+		sum := s.containers[target]
+		if sum.Name == "" {
 			c.errors.Add(1)
 			continue
 		}
@@ -221,15 +214,11 @@ func (c *stateCollector) containers(s *store.ExportSnapshot, gauge, counter func
 		gauge(c.running, running, h, n)
 		counter(c.restarts, float64(sum.RestartCount), h, n)
 
-		raw, ok := s.Samples[target]
-		if !ok {
+		st, ok := s.samples[target]
+		if !ok || st.Sample == nil {
 			continue
 		}
-		var smp container.Sample
-		if err := json.Unmarshal([]byte(raw), &smp); err != nil {
-			c.errors.Add(1)
-			continue
-		}
+		smp := st.Sample
 		m := smp.Metrics
 		gauge(c.cpu, m.CPUPercent/100, h, n)
 		gauge(c.memWS, float64(m.MemoryUsage), h, n)
@@ -248,7 +237,16 @@ func (c *stateCollector) containers(s *store.ExportSnapshot, gauge, counter func
 	}
 }
 
-func sortedKeys(m map[string]string) []string {
+func sortedCounters(m map[schema.NotifyCounter]int64) []schema.NotifyCounter {
+	out := make([]schema.NotifyCounter, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Field() < out[j].Field() })
+	return out
+}
+
+func sortedKeys[V any](m map[string]V) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)

@@ -13,6 +13,7 @@ import (
 	"github.com/hemostat/hemostat/pkg/docker"
 	"github.com/hemostat/hemostat/pkg/event"
 	"github.com/hemostat/hemostat/pkg/monitor"
+	"github.com/hemostat/hemostat/pkg/store/schema"
 	"github.com/hemostat/hemostat/pkg/testenv"
 )
 
@@ -168,7 +169,7 @@ func TestMemoryPressureWithLabelThreshold(t *testing.T) {
 	if p := got[0].p; p.Metrics.MemoryLimit != 64<<20 || p.Metrics.MemoryPercent <= 50 || p.Severity != event.SeverityWarning {
 		t.Errorf("payload: %+v", p)
 	}
-	if raw := h.st.Redis().HGet(context.Background(), event.StatsKey(testHost, name), "sample").Val(); !strings.Contains(raw, `"source":"cgroup"`) &&
+	if raw := h.st.Conn.Client().HGet(context.Background(), schema.StatsKey(schema.Target(testHost, name)), "sample").Val(); !strings.Contains(raw, `"source":"cgroup"`) &&
 		cgroup.NewReader(cgroup.Options{}).Available() == nil {
 		t.Errorf("auto sampler did not read cgroup files: %s", raw)
 	}
@@ -225,18 +226,22 @@ func TestDeliberateStopsAndHealthyContainersOpenNothing(t *testing.T) {
 	}
 	var stats map[string]string
 	eventually(t, 5*time.Second, func() bool {
-		stats = h.st.Redis().HGetAll(ctx, event.StatsKey(testHost, healthyName)).Val()
+		stats = h.st.Conn.Client().HGetAll(ctx, schema.StatsKey(schema.Target(testHost, healthyName))).Val()
 		return stats["sample"] != ""
 	})
 	if stats["sample"] == "" || stats["history"] == "" {
 		t.Errorf("stats of %s: %v", healthyName, stats)
 	}
-	if ttl := h.st.Redis().PTTL(ctx, event.StatsKey(testHost, healthyName)).Val(); ttl <= 0 || ttl > 3*5*time.Second {
+	if ttl := h.st.Conn.Client().PTTL(ctx, schema.StatsKey(schema.Target(testHost, healthyName))).Val(); ttl <= 0 || ttl > 3*5*time.Second {
 		t.Errorf("stats ttl %v, want up to 3 periods", ttl)
 	}
-	metrics := h.st.Redis().HGetAll(ctx, "hemostat:metrics:monitor").Val()
-	if metrics["sampler"] != "" && metrics["rounds_total"] == "" || metrics["round_seconds"] == "" {
-		t.Errorf("metrics hash: %v", metrics)
+	var hs schema.HostStatus
+	eventually(t, 5*time.Second, func() bool {
+		hs, _, _ = h.st.Containers.Host(ctx, testHost)
+		return hs.Rounds > 0
+	})
+	if hs.Host != testHost || hs.Rounds == 0 || hs.Watched == 0 || hs.UpdatedAt.IsZero() {
+		t.Errorf("host figures: %+v", hs)
 	}
 }
 

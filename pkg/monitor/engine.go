@@ -9,7 +9,7 @@ import (
 	"github.com/hemostat/hemostat/pkg/container"
 	"github.com/hemostat/hemostat/pkg/docker"
 	"github.com/hemostat/hemostat/pkg/event"
-	"github.com/hemostat/hemostat/pkg/store"
+	"github.com/hemostat/hemostat/pkg/store/schema"
 )
 
 // Notice kinds: what happened to an incident.
@@ -714,7 +714,7 @@ func (g *engine) onTick(now time.Time) []Notice {
 }
 
 // load resumes incidents a previous run left open, so a restart does not alert again.
-func (g *engine) load(list []store.Incident) {
+func (g *engine) load(list []schema.Incident) {
 	for _, in := range list {
 		if in.Class == "" || in.Container == "" {
 			continue

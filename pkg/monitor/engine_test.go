@@ -9,7 +9,7 @@ import (
 	"github.com/hemostat/hemostat/pkg/container"
 	"github.com/hemostat/hemostat/pkg/docker"
 	"github.com/hemostat/hemostat/pkg/event"
-	"github.com/hemostat/hemostat/pkg/store"
+	"github.com/hemostat/hemostat/pkg/store/schema"
 )
 
 func testConfig() engineConfig {
@@ -279,7 +279,7 @@ func TestEngineOptOut(t *testing.T) {
 
 func TestEngineReconcile(t *testing.T) {
 	g := newEngine(testConfig())
-	g.load([]store.Incident{{Key: "h/old/crashed", Class: "crashed", Host: "h", Container: "old", OpenedAt: t0, LastAlertAt: t0}})
+	g.load([]schema.Incident{{Key: "h/old/crashed", Detection: schema.Detection{Class: "crashed", Host: "h", Container: "old", OpenedAt: t0, LastAlertAt: t0}}})
 	now := t0.Add(time.Minute)
 	list := []docker.Container{
 		{ID: "c1", Name: "web", State: "exited"},
@@ -330,7 +330,7 @@ func TestEngineReconcile(t *testing.T) {
 
 func TestEngineResumedIncidentDoesNotRealert(t *testing.T) {
 	g := newEngine(testConfig())
-	g.load([]store.Incident{{Key: "h/web/crashed", Class: "crashed", Host: "h", Container: "web", OpenedAt: t0, LastAlertAt: t0}})
+	g.load([]schema.Incident{{Key: "h/web/crashed", Detection: schema.Detection{Class: "crashed", Host: "h", Container: "web", OpenedAt: t0, LastAlertAt: t0}}})
 	now := t0.Add(time.Minute)
 	g.onList([]docker.Container{{ID: "c1", Name: "web", State: "exited"}}, now, now)
 	g.takeInspects()

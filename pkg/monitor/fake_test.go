@@ -10,11 +10,14 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/hemostat/hemostat/pkg/container"
 	"github.com/hemostat/hemostat/pkg/docker"
 	"github.com/hemostat/hemostat/pkg/event"
 	"github.com/hemostat/hemostat/pkg/monitor"
 	"github.com/hemostat/hemostat/pkg/monitor/monitortest"
-	"github.com/hemostat/hemostat/pkg/store"
+	"github.com/hemostat/hemostat/pkg/store/containers"
+	"github.com/hemostat/hemostat/pkg/store/incidents"
+	"github.com/hemostat/hemostat/pkg/store/schema"
 )
 
 // memStore is an in-memory monitor.Store and monitor.Publisher that can be made to fail.
@@ -22,13 +25,13 @@ type memStore struct {
 	mu        sync.Mutex
 	down      bool
 	published []event.Envelope
-	open      map[string]store.Incident
-	preload   []store.Incident
+	open      map[string]schema.Detection
+	preload   []schema.Incident
 }
 
 var errRedisDown = errors.New("redis down")
 
-func newMemStore() *memStore { return &memStore{open: map[string]store.Incident{}} }
+func newMemStore() *memStore { return &memStore{open: map[string]schema.Detection{}} }
 
 func (s *memStore) setDown(v bool) { s.mu.Lock(); s.down = v; s.mu.Unlock() }
 
@@ -39,23 +42,29 @@ func (s *memStore) err() error {
 	return nil
 }
 
-func (s *memStore) OpenIncident(_ context.Context, in store.Incident) error {
+func (s *memStore) Open(_ context.Context, key string, d schema.Detection) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.down {
 		return errRedisDown
 	}
-	s.open[in.Key] = in
+	s.open[key] = d
 	return nil
 }
 
-func (s *memStore) RealertIncident(context.Context, string, string, time.Time) error {
+func (s *memStore) SetCondition(context.Context, string, incidents.Change) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.err()
 }
 
-func (s *memStore) CloseIncident(_ context.Context, key string, _ time.Time, _ string) error {
+func (s *memStore) Realert(context.Context, string, string, time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err()
+}
+
+func (s *memStore) Close(_ context.Context, key string, _ time.Time, _ string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.down {
@@ -65,25 +74,25 @@ func (s *memStore) CloseIncident(_ context.Context, key string, _ time.Time, _ s
 	return nil
 }
 
-func (s *memStore) OpenIncidents(context.Context, string) ([]store.Incident, error) {
+func (s *memStore) OpenIncidents(context.Context, string) ([]schema.Incident, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.preload, s.err()
 }
 
-func (s *memStore) WriteContainers(context.Context, string, map[string][]byte) error {
+func (s *memStore) WriteContainers(context.Context, string, []container.Summary) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.err()
 }
 
-func (s *memStore) WriteStats(context.Context, []store.StatsEntry, time.Duration) error {
+func (s *memStore) WriteStats(context.Context, []containers.StatsEntry, time.Duration) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.err()
 }
 
-func (s *memStore) WriteMonitorMetrics(context.Context, map[string]string) error {
+func (s *memStore) WriteHost(context.Context, schema.HostStatus) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.err()
@@ -129,7 +138,7 @@ func startFake(t *testing.T, rt *monitortest.Runtime, st *memStore, o monitor.Op
 	}
 	o.ReconcileInterval = time.Hour
 	o.Hysteresis = 100 * time.Millisecond
-	r := &fakeRig{rt: rt, st: st, m: monitor.New(o, rt, rt, st, st)}
+	r := &fakeRig{rt: rt, st: st, m: monitor.New(o, rt, rt, monitor.Stores{Incidents: st, State: st}, st)}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- r.m.Run(ctx) }()
@@ -225,7 +234,7 @@ func TestFakeRedisDownBuffersAndDropsOldest(t *testing.T) {
 func TestFakeResumesOpenIncidents(t *testing.T) {
 	st := newMemStore()
 	opened := time.Now().Add(-time.Minute)
-	st.preload = []store.Incident{{Key: "h/web/unhealthy", Class: "unhealthy", Host: "h", Container: "web", OpenedAt: opened, LastAlertAt: opened}}
+	st.preload = []schema.Incident{{Key: "h/web/unhealthy", Detection: schema.Detection{Class: "unhealthy", Host: "h", Container: "web", OpenedAt: opened, LastAlertAt: opened}}}
 	rt := monitortest.New()
 	rt.Set(docker.Details{ID: "c1", Name: "web", State: "running", Health: "unhealthy", StartedAt: opened.Add(-time.Minute),
 		Healthcheck: &docker.Healthcheck{Test: []string{"CMD", "true"}}})

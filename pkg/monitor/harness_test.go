@@ -9,11 +9,13 @@ import (
 	"time"
 
 	"github.com/hemostat/hemostat/pkg/bus"
+	"github.com/hemostat/hemostat/pkg/conn"
 	"github.com/hemostat/hemostat/pkg/container"
 	"github.com/hemostat/hemostat/pkg/docker"
 	"github.com/hemostat/hemostat/pkg/event"
 	"github.com/hemostat/hemostat/pkg/monitor"
 	"github.com/hemostat/hemostat/pkg/store"
+	"github.com/hemostat/hemostat/pkg/store/schema"
 	"github.com/hemostat/hemostat/pkg/testenv"
 )
 
@@ -29,7 +31,7 @@ type syncBuffer = testenv.SyncBuffer
 type harness struct {
 	t      testing.TB
 	dc     *docker.Client
-	st     *store.Client
+	st     *store.Store
 	bus    *bus.Bus
 	m      *monitor.Monitor
 	o      monitor.Options
@@ -55,13 +57,13 @@ func newHarness(t testing.TB, prefix string, redisURL string, o monitor.Options)
 	if redisURL == "" {
 		redisURL = testenv.RequireRedis(t)
 	}
-	st, err := store.Open(store.Options{URL: redisURL})
+	st, err := store.Open(conn.Options{URL: redisURL})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
 	o.Watch.Include = append(o.Watch.Include, prefix+"-*")
-	h := &harness{t: t, dc: dc, st: st, bus: bus.New(st, bus.Options{}), o: o, prefix: prefix, out: &syncBuffer{}}
+	h := &harness{t: t, dc: dc, st: st, bus: bus.New(st.Conn, bus.Options{}), o: o, prefix: prefix, out: &syncBuffer{}}
 	h.start()
 	t.Cleanup(func() { h.stop() })
 	return h
@@ -80,7 +82,7 @@ func (h *harness) start() {
 		}
 		sampler, o.SamplerName = s, name
 	}
-	h.m = monitor.New(o, h.dc, sampler, h.st, h.bus)
+	h.m = monitor.New(o, h.dc, sampler, monitor.Stores{Incidents: h.st.Incidents, State: h.st.Containers}, h.bus)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	m := h.m
@@ -181,7 +183,7 @@ func (h *harness) classes() []string {
 
 // summary reads a container's entry of hemostat:containers.
 func (h *harness) summary(name string) (container.Summary, bool) {
-	raw, err := h.st.Redis().HGet(context.Background(), event.KeyContainers, event.Target(testHost, name)).Result()
+	raw, err := h.st.Conn.Client().HGet(context.Background(), schema.KeyContainers, event.Target(testHost, name)).Result()
 	if err != nil {
 		return container.Summary{}, false
 	}
@@ -203,11 +205,11 @@ func (h *harness) waitState(name, state string, timeout time.Duration) container
 }
 
 func (h *harness) incident(key string) map[string]string {
-	return h.st.Redis().HGetAll(context.Background(), event.IncidentHashKey(key)).Val()
+	return h.st.Conn.Client().HGetAll(context.Background(), schema.IncidentKey(key)).Val()
 }
 
 func (h *harness) openIncidents() []string {
-	return h.st.Redis().ZRange(context.Background(), store.KeyIncidentsOpen, 0, -1).Val()
+	return h.st.Conn.Client().ZRange(context.Background(), schema.KeyIncidentsOpen, 0, -1).Val()
 }
 
 // stdoutLines returns the monitor's JSON lines.

@@ -34,12 +34,10 @@ package monitor
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
 	"runtime"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -47,7 +45,8 @@ import (
 	"github.com/hemostat/hemostat/pkg/agent"
 	"github.com/hemostat/hemostat/pkg/container"
 	"github.com/hemostat/hemostat/pkg/docker"
-	"github.com/hemostat/hemostat/pkg/store"
+	"github.com/hemostat/hemostat/pkg/store/containers"
+	"github.com/hemostat/hemostat/pkg/store/schema"
 )
 
 // Options configure a monitor. Zero values take the defaults in brackets.
@@ -152,7 +151,7 @@ type Monitor struct {
 	o       Options
 	rt      Runtime
 	sampler Sampler
-	st      Store
+	st      Stores
 	pub     Publisher
 	// Counters are updated while Run runs.
 	Counters Counters
@@ -160,7 +159,7 @@ type Monitor struct {
 }
 
 // New returns a monitor over its collaborators: the engine, a sampler, the Redis state and the bus.
-func New(o Options, rt Runtime, s Sampler, st Store, pub Publisher) *Monitor {
+func New(o Options, rt Runtime, s Sampler, st Stores, pub Publisher) *Monitor {
 	o.defaults()
 	return &Monitor{o: o, rt: rt, sampler: s, st: st, pub: pub, q: newQueue(o.Buffer)}
 }
@@ -226,9 +225,9 @@ func (m *Monitor) Run(ctx context.Context) error {
 	go func() { defer prWG.Done(); pr.run(printerDone) }() // exits when printerDone closes, after Run's goroutines
 	defer func() { close(printerDone); prWG.Wait() }()
 
-	pub := &publisher{st: m.st, pub: m.pub, q: m.q, log: log, published: func() { m.Counters.Published.Add(1) }}
+	pub := &publisher{st: m.st.Incidents, pub: m.pub, q: m.q, log: log, published: func() { m.Counters.Published.Add(1) }}
 	goFn(func() { pub.run(ctx) }) // exits at ctx done, after a short flush
-	wr := &writer{st: m.st, host: o.Host, in: make(chan snapshot, 1), log: log}
+	wr := &writer{st: m.st.State, host: o.Host, in: make(chan snapshot, 1), log: log}
 	goFn(func() { wr.run(ctx) }) // exits at ctx done
 	goFn(func() { m.watchEvents(ctx, evCh, connCh) })
 	for range 4 {
@@ -346,10 +345,12 @@ func (m *Monitor) Run(ctx context.Context) error {
 		sums := eng.summaries(now)
 		// The stats keys live three periods; a round slower than the interval (the stats API's one-second
 		// tick) stretches the period.
-		snap := snapshot{ttl: 3 * max(o.Interval, lastRound), containers: make(map[string][]byte, len(sums))}
-		for k, s := range sums {
-			if b, err := json.Marshal(s); err == nil {
-				snap.containers[k] = b
+		snap := snapshot{ttl: 3 * max(o.Interval, lastRound), containers: make([]container.Summary, 0, len(sums))}
+		watched := 0
+		for _, s := range sums {
+			snap.containers = append(snap.containers, s)
+			if s.Watched {
+				watched++
 			}
 		}
 		for _, r := range results {
@@ -357,11 +358,9 @@ func (m *Monitor) Run(ctx context.Context) error {
 			if r.Err != nil || en == nil || !en.haveLast {
 				continue
 			}
-			sb, err1 := json.Marshal(en.last)
-			hb, err2 := json.Marshal(en.hist)
-			if err1 == nil && err2 == nil {
-				snap.stats = append(snap.stats, store.StatsEntry{Host: o.Host, Name: en.name, Sample: sb, History: hb})
-			}
+			last := en.last
+			snap.stats = append(snap.stats, containers.StatsEntry{Target: schema.Target(o.Host, en.name),
+				Stats: schema.Stats{Sample: &last, History: en.hist.Clone()}})
 		}
 		buffered, dropped := m.q.stats()
 		running := 0
@@ -370,18 +369,12 @@ func (m *Monitor) Run(ctx context.Context) error {
 				running++
 			}
 		}
-		snap.metrics = map[string]string{
-			"host": o.Host, "sampler": o.SamplerName, "workers": strconv.Itoa(o.Workers),
-			"round_seconds":        strconv.FormatFloat(lastRound.Seconds(), 'f', 6, 64),
-			"rounds_total":         strconv.FormatInt(m.Counters.Rounds.Load(), 10),
-			"rounds_skipped_total": strconv.FormatInt(m.Counters.RoundsSkip.Load(), 10),
-			"sample_errors_total":  strconv.FormatInt(m.Counters.SampleErrors.Load(), 10),
-			"events_total":         strconv.FormatInt(m.Counters.Events.Load(), 10),
-			"alerts_buffered":      strconv.Itoa(buffered),
-			"alerts_dropped_total": strconv.FormatInt(dropped, 10),
-			"containers":           strconv.Itoa(len(sums)),
-			"running":              strconv.Itoa(running),
-			"updated_at":           now.UTC().Format(time.RFC3339Nano),
+		snap.host = schema.HostStatus{
+			Host: o.Host, Sampler: o.SamplerName, Workers: o.Workers, RoundSeconds: lastRound.Seconds(),
+			Rounds: m.Counters.Rounds.Load(), RoundsSkipped: m.Counters.RoundsSkip.Load(),
+			SampleErrors: m.Counters.SampleErrors.Load(), Events: m.Counters.Events.Load(),
+			AlertsBuffered: buffered, AlertsDropped: dropped, Containers: len(sums), Running: running,
+			Watched: watched, UpdatedAt: now.UTC(),
 		}
 		wr.post(snap)
 		dirty = false
@@ -462,7 +455,7 @@ func (m *Monitor) loadIncidents(ctx context.Context, eng *engine) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		c, cancel := context.WithTimeout(ctx, 3*time.Second)
-		list, err := m.st.OpenIncidents(c, m.o.Host)
+		list, err := m.st.Incidents.OpenIncidents(c, m.o.Host)
 		cancel()
 		if err == nil {
 			eng.load(list)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hemostat/hemostat/pkg/bus"
+	"github.com/hemostat/hemostat/pkg/conn"
 	"github.com/hemostat/hemostat/pkg/docker"
 	"github.com/hemostat/hemostat/pkg/event"
 	"github.com/hemostat/hemostat/pkg/monitor"
@@ -96,15 +97,15 @@ func TestDockerOutageIsSurvived(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer dc.Close()
-	st, err := store.Open(store.Options{URL: testenv.RequireRedis(t)})
+	st, err := store.Open(conn.Options{URL: testenv.RequireRedis(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	b := bus.New(st, bus.Options{})
+	b := bus.New(st.Conn, bus.Options{})
 	o := fastOptions()
 	o.Watch.Include = []string{"mon-dockerdown-*"}
-	m := monitor.New(o, dc, monitor.APISampler{Client: dc}, st, b)
+	m := monitor.New(o, dc, monitor.APISampler{Client: dc}, monitor.Stores{Incidents: st.Incidents, State: st.Containers}, b)
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- m.Run(rctx) }()

@@ -7,19 +7,33 @@ import (
 	"time"
 
 	"github.com/hemostat/hemostat/pkg/agent"
+	"github.com/hemostat/hemostat/pkg/container"
 	"github.com/hemostat/hemostat/pkg/event"
-	"github.com/hemostat/hemostat/pkg/store"
+	"github.com/hemostat/hemostat/pkg/store/containers"
+	"github.com/hemostat/hemostat/pkg/store/incidents"
+	"github.com/hemostat/hemostat/pkg/store/schema"
 )
 
-// Store is the Redis state the monitor writes; *store.Client implements it.
-type Store interface {
-	OpenIncident(ctx context.Context, in store.Incident) error
-	RealertIncident(ctx context.Context, incident, alertID string, at time.Time) error
-	CloseIncident(ctx context.Context, incident string, at time.Time, reason string) error
-	OpenIncidents(ctx context.Context, host string) ([]store.Incident, error)
-	WriteContainers(ctx context.Context, host string, summaries map[string][]byte) error
-	WriteStats(ctx context.Context, entries []store.StatsEntry, ttl time.Duration) error
-	WriteMonitorMetrics(ctx context.Context, fields map[string]string) error
+// IncidentStore is the incident state the monitor keeps; *incidents.Store implements it.
+type IncidentStore interface {
+	Open(ctx context.Context, key string, d schema.Detection) error
+	Realert(ctx context.Context, key, alertID string, at time.Time) error
+	SetCondition(ctx context.Context, key string, c incidents.Change) error
+	Close(ctx context.Context, key string, at time.Time, reason string) error
+	OpenIncidents(ctx context.Context, host string) ([]schema.Incident, error)
+}
+
+// StateStore is the container state the monitor writes for the views; *containers.Store implements it.
+type StateStore interface {
+	WriteContainers(ctx context.Context, host string, sums []container.Summary) error
+	WriteStats(ctx context.Context, entries []containers.StatsEntry, ttl time.Duration) error
+	WriteHost(ctx context.Context, h schema.HostStatus) error
+}
+
+// Stores are the monitor's two bodies of state.
+type Stores struct {
+	Incidents IncidentStore
+	State     StateStore
 }
 
 // Publisher puts envelopes on the bus; *bus.Bus implements it.
@@ -91,7 +105,7 @@ func (q *queue) stats() (buffered int, dropped int64) {
 // publisher delivers notices in order: the incident hash first, then the envelope on the bus. While Redis
 // is away it retries with backoff, logging the state change once, and the queue holds what waits.
 type publisher struct {
-	st        Store
+	st        IncidentStore
 	pub       Publisher
 	q         *queue
 	log       *slog.Logger
@@ -155,10 +169,10 @@ func (p *publisher) deliver(ctx context.Context, n Notice) error {
 		}
 		var err error
 		if n.Kind == NoticeOpened {
-			err = p.st.OpenIncident(ctx, store.Incident{Key: n.Incident, Class: n.Class, Host: n.Host, Container: n.Container,
+			err = p.st.Open(ctx, n.Incident, schema.Detection{Class: n.Class, Host: n.Host, Container: n.Container,
 				ContainerID: n.ContainerID, Severity: n.Severity, AlertID: n.Envelope.ID, OpenedAt: n.OpenedAt, LastAlertAt: n.Time})
 		} else {
-			err = p.st.RealertIncident(ctx, n.Incident, n.Envelope.ID, n.Time)
+			err = p.st.Realert(ctx, n.Incident, n.Envelope.ID, n.Time)
 		}
 		if err != nil {
 			return err
@@ -166,7 +180,7 @@ func (p *publisher) deliver(ctx context.Context, n Notice) error {
 		_, err = p.pub.Publish(ctx, event.StreamHealthAlert, *n.Envelope)
 		return err
 	case NoticeCleared, NoticeClosed:
-		if err := p.st.CloseIncident(ctx, n.Incident, n.Time, n.Reason); err != nil {
+		if err := p.st.Close(ctx, n.Incident, n.Time, n.Reason); err != nil {
 			return err
 		}
 		if n.Envelope == nil {
@@ -181,14 +195,14 @@ func (p *publisher) deliver(ctx context.Context, n Notice) error {
 // snapshot is the state the views read, written after each round (latest wins).
 type snapshot struct {
 	ttl        time.Duration // of the stats keys
-	containers map[string][]byte
-	stats      []store.StatsEntry
-	metrics    map[string]string
+	containers []container.Summary
+	stats      []containers.StatsEntry
+	host       schema.HostStatus
 }
 
 // writer writes snapshots; a snapshot that cannot be written (Redis away) is dropped for the next one.
 type writer struct {
-	st   Store
+	st   StateStore
 	host string
 	in   chan snapshot
 	log  *slog.Logger
@@ -221,7 +235,7 @@ func (w *writer) run(ctx context.Context) {
 				err = w.st.WriteStats(c, s.stats, s.ttl)
 			}
 			if err == nil {
-				err = w.st.WriteMonitorMetrics(c, s.metrics)
+				err = w.st.WriteHost(c, s.host)
 			}
 			cancel()
 			if err != nil && ctx.Err() == nil {

@@ -9,7 +9,8 @@ import (
 	"github.com/hemostat/hemostat/pkg/audit"
 	"github.com/hemostat/hemostat/pkg/bus"
 	"github.com/hemostat/hemostat/pkg/event"
-	"github.com/hemostat/hemostat/pkg/store"
+	"github.com/hemostat/hemostat/pkg/store/ledger"
+	"github.com/hemostat/hemostat/pkg/store/schema"
 )
 
 // The batch path. A storm of requests is mostly decisions that touch no engine: denials by the breaker or
@@ -36,12 +37,14 @@ type item struct {
 	tgt      Target
 	cfg      Config
 	simulate bool
-	keys     store.LedgerKeys
+	keys     schema.LedgerKeys
 	token    string
 	snap     Snapshot
 	d        Decision
 	out      Outcome
 	entry    audit.Entry
+
+	started, nextAllowed time.Time // of a committed decision
 }
 
 // batchHandler is the bus handler of one consumer: the requests of a read, decided together.
@@ -54,7 +57,7 @@ func (r *Responder) batchHandler(consumer string) bus.BatchHandler {
 // ProcessBatch handles the requests of one read and returns what the bus is told of each (nil acks;
 // bus.ErrSkipAck leaves it pending).
 func (r *Responder) ProcessBatch(ctx context.Context, ms []bus.Message, consumer string) []error {
-	start := time.Now()
+	start := r.now()
 	errs := make([]error, len(ms))
 	var items []*item
 	var careful []int
@@ -113,20 +116,25 @@ func (r *Responder) decideAll(ctx context.Context, items []*item, errs []error, 
 	if len(items) == 0 {
 		return nil, careful
 	}
-	qs := make([]store.LedgerQuery, len(items))
+	qs := make([]ledger.Query, len(items))
 	for k, it := range items {
-		qs[k] = store.LedgerQuery{Keys: it.keys, EventID: it.req.EventID}
+		qs[k] = ledger.Query{Keys: it.keys, EventID: it.req.EventID}
 	}
-	raw, err := r.st.LedgerReadMany(ctx, r.cfg.Host, qs, time.Now()) // running actions expire on the wall clock
+	now := r.now()
+	raw, err := r.led.ReadMany(ctx, qs, now)
 	if err != nil {
 		r.failAll(items, errs, err)
 		return nil, careful
 	}
-	now := r.now()
+	load, err := r.load(ctx)
+	if err != nil {
+		r.failAll(items, errs, err)
+		return nil, careful
+	}
 	decided := items[:0]
 	var commits []*item
 	for k, it := range items {
-		it.snap = SnapshotFrom(raw[k])
+		it.snap = SnapshotFrom(raw[k], load)
 		s := it.snap
 		if s.Done || s.Reporting || s.Lease != "" || s.Ledger.InflightEvent != "" || s.Ledger.LastEventIs(it.req.EventID) {
 			careful = append(careful, it.i) // a redelivery, or a container being acted on
@@ -145,19 +153,20 @@ func (r *Responder) decideAll(ctx context.Context, items []*item, errs []error, 
 	if len(commits) == 0 {
 		return r.markDecided(decided), careful
 	}
-	ks := make([]store.LedgerKeys, len(commits))
-	cms := make([]store.LedgerCommit, len(commits))
+	ks := make([]schema.LedgerKeys, len(commits))
+	cms := make([]ledger.Commit, len(commits))
 	for k, it := range commits {
 		ks[k], cms[k] = it.keys, commitOf(now, it.cfg, it.req, it.tgt, it.snap, it.d)
+		it.started, it.nextAllowed = now, cms[k].To.NextAllowed()
 	}
-	_, cerrs, err := r.st.LedgerApplyMany(ctx, ks, cms)
+	_, cerrs, err := r.led.ApplyMany(ctx, ks, cms)
 	if err != nil {
 		r.failAll(commits, errs, err)
 		return r.markDecided(decided), careful
 	}
 	for k, it := range commits {
 		switch {
-		case errors.Is(cerrs[k], store.ErrLedgerConflict), errors.Is(cerrs[k], store.ErrLeaseHeld):
+		case errors.Is(cerrs[k], ledger.ErrConflict), errors.Is(cerrs[k], ledger.ErrLeaseHeld):
 			careful = append(careful, it.i) // the ledger moved since the snapshot: decide again, alone
 		case cerrs[k] != nil:
 			errs[it.i] = r.failure(cerrs[k])
@@ -171,7 +180,7 @@ func (r *Responder) decideAll(ctx context.Context, items []*item, errs []error, 
 // markDecided counts the decisions and records them in their outcomes.
 func (r *Responder) markDecided(items []*item) []*item {
 	for _, it := range items {
-		it.out = Outcome{Request: it.req}
+		it.out = Outcome{Request: it.req, Started: it.started, NextAllowed: it.nextAllowed, MaxAttempts: it.cfg.MaxActionsPerHour}
 		r.decided(&it.out, it.d, it.simulate)
 	}
 	return items
@@ -193,7 +202,7 @@ func (r *Responder) reportAll(ctx context.Context, items []*item, errs []error, 
 	for k, it := range items {
 		ids[k], tokens[k] = it.req.EventID, it.token
 	}
-	claimed, err := r.st.LedgerClaimReports(ctx, ids, tokens, 2*r.cfg.LeaseTTL)
+	claimed, err := r.led.ClaimReports(ctx, ids, tokens, 2*r.cfg.LeaseTTL)
 	if err != nil {
 		r.failAll(items, errs, err)
 		return
@@ -209,9 +218,18 @@ func (r *Responder) reportAll(ctx context.Context, items []*item, errs []error, 
 	if len(mine) == 0 {
 		return
 	}
+	outs := make([]*Outcome, len(mine))
+	for k, it := range mine {
+		outs[k] = &it.out
+	}
+	if err := r.advance(ctx, outs); err != nil {
+		r.failAll(mine, errs, err)
+		return
+	}
 	entries := make([]audit.Entry, len(mine))
 	for k, it := range mine {
-		it.out.Duration = time.Since(start)
+		it.out.Details = withRelapse(it.req, it.out.Details)
+		it.out.Duration = r.now().Sub(start)
 		it.entry = r.auditEntry(it.out, it.tgt)
 		entries[k] = it.entry
 	}
@@ -239,7 +257,7 @@ func (r *Responder) reportAll(ctx context.Context, items []*item, errs []error, 
 		it.out.Published = true
 		done[k] = it.req.EventID
 	}
-	if err := r.st.LedgerMarkDone(ctx, r.cfg.DoneTTL, done...); err != nil {
+	if err := r.led.MarkDone(ctx, r.cfg.DoneTTL, done...); err != nil {
 		r.failAll(mine, errs, err)
 		return
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/hemostat/hemostat/pkg/audit"
 	"github.com/hemostat/hemostat/pkg/bus"
+	"github.com/hemostat/hemostat/pkg/conn"
 	"github.com/hemostat/hemostat/pkg/container"
 	"github.com/hemostat/hemostat/pkg/docker"
 	"github.com/hemostat/hemostat/pkg/event"
@@ -124,7 +125,7 @@ func TestBatchPathDecidesLikeTheOneRequestPath(t *testing.T) {
 	if s := rn.Stats(); s.Ignored.Load() != 1 || s.Handled.Load() != 8 {
 		t.Errorf("batch stats: ignored %d, handled %d; want 1 and 8", s.Ignored.Load(), s.Handled.Load())
 	}
-	rep, err := audit.NewTrail(many.st).Verify(ctx)
+	rep, err := audit.NewTrail(many.st.Audit).Verify(ctx)
 	if err != nil || rep.Break != nil || rep.Entries != 9 {
 		t.Errorf("audit trail: %d entries, break %v, err %v; want 9, whole", rep.Entries, rep.Break, err)
 	}
@@ -144,7 +145,7 @@ func TestBatchRedeliveryRepeatsNothing(t *testing.T) {
 		}
 	}
 	published, restarts := len(h.completes()), h.rec.Count("restart")
-	head, err := h.st.AuditReadHead(ctx)
+	head, err := h.st.Audit.ReadHead(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +154,7 @@ func TestBatchRedeliveryRepeatsNothing(t *testing.T) {
 			t.Errorf("redelivered request %d: %v", i+1, err)
 		}
 	}
-	again, err := h.st.AuditReadHead(ctx)
+	again, err := h.st.Audit.ReadHead(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,13 +176,13 @@ func TestBatchRedeliveryRepeatsNothing(t *testing.T) {
 // this host stays pending (bus.ErrSkipAck), none fails or is dropped.
 func TestBatchWithRedisAwayLeavesEveryRequestPending(t *testing.T) {
 	t.Parallel()
-	st, err := store.Open(store.Options{URL: "redis://127.0.0.1:1/0"})
+	st, err := store.Open(conn.Options{URL: "redis://127.0.0.1:1/0"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Close()
 	h := newHarness(t, respond.Config{}, batchFleet()...)
-	r := respond.New(h.cfg, h.rec, st, bus.New(st, bus.Options{}), respond.Options{Instance: "away", Now: h.clk.Now})
+	r := respond.New(h.cfg, h.rec, respondStores(st), st.Audit, bus.New(st.Conn, bus.Options{}), respond.Options{Instance: "away", Now: h.clk.Now})
 	ms := batchRequests(t)
 	errs := r.ProcessBatch(context.Background(), ms, "away-0")
 	for i, err := range errs {
@@ -217,11 +218,11 @@ func TestStormThroughTwoResponders(t *testing.T) {
 	}
 	// No blast-radius hold (a hold pages once and audits the rest): every request gets its own outcome.
 	h := newHarness(t, respond.Config{MaxConcurrent: 1 << 20, MaxUnhealthy: 1 << 20}, fleet...)
-	b := bus.New(h.st, bus.Options{Block: 20 * time.Millisecond, Batch: 16, RetryDelay: 20 * time.Millisecond})
+	b := bus.New(h.st.Conn, bus.Options{Block: 20 * time.Millisecond, Batch: 16, RetryDelay: 20 * time.Millisecond})
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	for _, name := range []string{"r1", "r2"} {
-		r := respond.New(h.cfg, h.rec, h.st, b, respond.Options{Instance: name, Workers: 2, Now: h.clk.Now})
+		r := respond.New(h.cfg, h.rec, respondStores(h.st), h.st.Audit, b, respond.Options{Instance: name, Workers: 2, Now: h.clk.Now})
 		wg.Go(func() { _ = r.Run(ctx, b) }) // exits when ctx is cancelled
 	}
 	defer func() { cancel(); wg.Wait() }()
@@ -274,7 +275,7 @@ func TestStormThroughTwoResponders(t *testing.T) {
 	if n, _ := b.Len(ctx, event.StreamDeadLetter); n != 0 {
 		t.Errorf("%d requests dead-lettered", n)
 	}
-	rep, err := audit.NewTrail(h.st).Verify(ctx)
+	rep, err := audit.NewTrail(h.st.Audit).Verify(ctx)
 	if err != nil || rep.Break != nil || rep.Entries != int64(len(envs)) {
 		t.Errorf("audit: %d entries, break %v, err %v; want %d, whole", rep.Entries, rep.Break, err, len(envs))
 	}

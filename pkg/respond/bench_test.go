@@ -14,6 +14,8 @@ import (
 	"github.com/hemostat/hemostat/pkg/respond"
 	"github.com/hemostat/hemostat/pkg/respond/respondtest"
 	"github.com/hemostat/hemostat/pkg/store"
+	"github.com/hemostat/hemostat/pkg/store/ledger"
+	"github.com/hemostat/hemostat/pkg/store/schema"
 	"github.com/hemostat/hemostat/pkg/testenv"
 )
 
@@ -24,7 +26,7 @@ import (
 //	HEMOSTAT_TEST_REDIS_URL=redis://127.0.0.1:6390 go test -run '^$' -bench RequestToRestart -benchtime 2000x ./pkg/respond/
 func BenchmarkRequestToRestart(b *testing.B) {
 	st := openStore(b, testenv.RequireRedis(b))
-	bs := bus.New(st, bus.Options{Block: 100 * time.Millisecond})
+	bs := bus.New(st.Conn, bus.Options{Block: 100 * time.Millisecond})
 	fake := respondtest.NewFake(web("web-1", nil))
 	calls := make(chan time.Time, 1)
 	rec := &respondtest.Recorder{Inner: fake, OnWrite: func(c respondtest.Call) {
@@ -34,7 +36,7 @@ func BenchmarkRequestToRestart(b *testing.B) {
 	}}
 	cfg := fastConfig(respond.Config{BackoffBase: time.Nanosecond, Cooldown: time.Nanosecond,
 		BreakerWindow: time.Millisecond, MaxActionsPerHour: 1 << 30, StableFor: time.Nanosecond})
-	r := respond.New(cfg, rec, st, bs, respond.Options{Instance: "bench"})
+	r := respond.New(cfg, rec, respondStores(st), st.Audit, bs, respond.Options{Instance: "bench"})
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = r.Run(ctx, bs) }) // exits when ctx is cancelled
@@ -72,8 +74,8 @@ func BenchmarkRequestToRestart(b *testing.B) {
 	b.ReportMetric(pct(0.99), "p99-ms")
 }
 
-func doneMarked(ctx context.Context, st *store.Client, id string) bool {
-	s, err := st.LedgerRead(ctx, store.RespondKeys(host, "web-1", false), host, id, time.Now())
+func doneMarked(ctx context.Context, st *store.Store, id string) bool {
+	s, err := st.Ledger.Read(ctx, ledger.Query{Keys: schema.RespondKeys(host, "web-1", false), EventID: id}, time.Now())
 	return err == nil && s.Done
 }
 
@@ -84,7 +86,7 @@ func doneMarked(ctx context.Context, st *store.Client, id string) bool {
 //	HEMOSTAT_TEST_REDIS_URL=redis://127.0.0.1:6390 go test -run '^$' -bench Throughput -benchtime 5000x ./pkg/respond/
 func BenchmarkThroughput(b *testing.B) {
 	st := openStore(b, testenv.RequireRedis(b))
-	bs := bus.New(st, bus.Options{Block: 100 * time.Millisecond, Batch: 1})
+	bs := bus.New(st.Conn, bus.Options{Block: 100 * time.Millisecond, Batch: 1})
 	fake := respondtest.NewFake()
 	names := make([]string, b.N)
 	for i := range names {
@@ -94,7 +96,7 @@ func BenchmarkThroughput(b *testing.B) {
 		names[i] = c.Name
 	}
 	cfg := fastConfig(respond.Config{MaxConcurrent: 1 << 20, MaxUnhealthy: 1 << 20})
-	r := respond.New(cfg, fake, st, bs, respond.Options{Instance: "bench", Workers: 16})
+	r := respond.New(cfg, fake, respondStores(st), st.Audit, bs, respond.Options{Instance: "bench", Workers: 16})
 	envs := make([]event.Envelope, b.N)
 	for i := range envs {
 		envs[i] = request(b, names[i], event.ActionRestart)
@@ -138,13 +140,13 @@ func waitOutcomes(ctx context.Context, b *testing.B, bs *bus.Bus) {
 //	HEMOSTAT_TEST_REDIS_URL=redis://127.0.0.1:6390 go test -run '^$' -bench Storm -benchtime 50000x ./pkg/respond/
 func BenchmarkStorm(b *testing.B) {
 	st := openStore(b, testenv.RequireRedis(b))
-	bs := bus.New(st, bus.Options{Block: 20 * time.Millisecond, Batch: 64, MaxLen: 10_000_000})
+	bs := bus.New(st.Conn, bus.Options{Block: 20 * time.Millisecond, Batch: 64, MaxLen: 10_000_000})
 	fake := respondtest.NewFake()
 	const containers = 1000
 	for i := range containers {
 		fake.Add(web(fmt.Sprintf("svc-%d", i), nil))
 	}
-	r := respond.New(fastConfig(respond.Config{DryRun: true}), fake, st, bs, respond.Options{Instance: "bench"})
+	r := respond.New(fastConfig(respond.Config{DryRun: true}), fake, respondStores(st), st.Audit, bs, respond.Options{Instance: "bench"})
 	envs := make([]event.Envelope, b.N)
 	for i := range envs {
 		envs[i] = request(b, fmt.Sprintf("svc-%d", i%containers), event.ActionRestart)

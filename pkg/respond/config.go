@@ -54,6 +54,10 @@ type Config struct {
 	ExecOutputMax int           // bytes of exec output kept, default 4096
 	ActionTimeout time.Duration // engine call deadline (plus the stop timeout), default 60s
 
+	HoldRetry    time.Duration // look again at a request held by the blast radius after this, default 5s
+	FollowupPoll time.Duration // longest wait between reads of the follow-up schedule, default 1s
+	FollowupHold time.Duration // a taken follow-up comes back after this if its taker dies, default 1m
+
 	SettleDefault time.Duration // wait for running without a healthcheck, default 30s
 	SettleMax     time.Duration // cap of the settle window derived from a healthcheck, default 3m
 	StableFor     time.Duration // without a healthcheck: must stay running this long, default 3s
@@ -102,6 +106,9 @@ func (c Config) WithDefaults() Config {
 	def(&c.StopTimeout, 10*time.Second)
 	def(&c.ExecTimeout, 30*time.Second)
 	def(&c.ActionTimeout, 60*time.Second)
+	def(&c.HoldRetry, 5*time.Second)
+	def(&c.FollowupPoll, time.Second)
+	def(&c.FollowupHold, time.Minute)
 	def(&c.SettleDefault, 30*time.Second)
 	def(&c.SettleMax, 3*time.Minute)
 	def(&c.StableFor, 3*time.Second)

@@ -11,7 +11,9 @@ import (
 	"github.com/hemostat/hemostat/pkg/container"
 	"github.com/hemostat/hemostat/pkg/docker"
 	"github.com/hemostat/hemostat/pkg/event"
-	"github.com/hemostat/hemostat/pkg/store"
+	"github.com/hemostat/hemostat/pkg/store/incidents"
+	"github.com/hemostat/hemostat/pkg/store/ledger"
+	"github.com/hemostat/hemostat/pkg/store/schema"
 )
 
 // Request is one remediation request as the responder sees it.
@@ -30,6 +32,8 @@ type Request struct {
 	RootCause      string
 	Evidence       []string
 	EventTime      time.Time
+	FollowUp       bool   // hemostat looked again on its own schedule; no alert asked
+	Relapse        string // "relapsed 4s after restart 2", when the condition came back after an action
 }
 
 // RequestFrom builds a request from a remediation_needed envelope and its payload.
@@ -49,89 +53,38 @@ type Target struct {
 	State    docker.TargetState
 }
 
-// Ledger is a container's safety state, parsed from its ledger hash (shared contract field names).
-type Ledger struct {
-	Rev            string
-	Attempts       []int64 // unix ms of actions in the last window
-	BackoffStep    int
-	NextAllowedMS  int64
-	Breaker        string // closed or open
-	BreakerUntilMS int64
-	LastAction     string
-	LastActionMS   int64
-	LastDecision   string
-	LastResult     string
-	LastReason     string
-	HealthySinceMS int64
-	InflightEvent  string // the request being acted on: a redelivery verifies instead of acting again
-	InflightAction string
-	InflightMS     int64
-	LastEvent      string // the last request whose decision was recorded
-}
-
-// LastEventIs reports whether the ledger's last recorded decision answered the request.
-func (l Ledger) LastEventIs(id string) bool { return id != "" && l.LastEvent == id }
-
-// Ledger hash fields.
-const (
-	fRev            = "rev"
-	fAttempts       = "attempts"
-	fBackoffStep    = "backoff_step"
-	fNextAllowed    = "next_allowed_ms"
-	fBreaker        = "breaker"
-	fBreakerUntil   = "breaker_until_ms"
-	fLastAction     = "last_action"
-	fLastActionMS   = "last_action_ms"
-	fLastDecision   = "last_decision"
-	fLastResult     = "last_result"
-	fLastReason     = "last_reason"
-	fHealthySince   = "healthy_since_ms"
-	fInflightEvent  = "inflight_event"
-	fInflightAction = "inflight_action"
-	fInflightMS     = "inflight_ms"
-	fContainerID    = "container_id"
-	fUpdatedMS      = "updated_ms"
-	fLastEvent      = "last_event"
-)
-
-// Breaker states.
-const (
-	BreakerClosed = "closed"
-	BreakerOpen   = "open"
-)
-
-// ParseLedger reads a ledger hash; missing or bad fields take their zero values.
-func ParseLedger(m map[string]string) Ledger {
-	i64 := func(k string) int64 { v, _ := strconv.ParseInt(m[k], 10, 64); return v }
-	l := Ledger{
-		Rev: m[fRev], BackoffStep: int(i64(fBackoffStep)), NextAllowedMS: i64(fNextAllowed),
-		Breaker: m[fBreaker], BreakerUntilMS: i64(fBreakerUntil), LastAction: m[fLastAction],
-		LastActionMS: i64(fLastActionMS), LastDecision: m[fLastDecision], LastResult: m[fLastResult],
-		LastReason: m[fLastReason], HealthySinceMS: i64(fHealthySince), InflightEvent: m[fInflightEvent],
-		InflightAction: m[fInflightAction], InflightMS: i64(fInflightMS), LastEvent: m[fLastEvent],
-	}
-	if l.Breaker == "" {
-		l.Breaker = BreakerClosed
-	}
-	_ = json.Unmarshal([]byte(m[fAttempts]), &l.Attempts)
-	return l
-}
-
 // Snapshot is everything a decision reads from Redis.
 type Snapshot struct {
-	Ledger    Ledger
-	Lease     string // lease token, "" when free
+	Ledger    schema.Ledger
+	Lease     string        // lease token, "" when free
+	LeaseLeft time.Duration // until the lease expires, when held
 	Done      bool
 	Reporting bool // another responder is publishing this request's outcome
 	Active    int  // actions running on the host
-	Unhealthy int  // containers of the host with an open incident
-	Watched   int  // watched containers of the host
+	Load
 }
 
-// SnapshotFrom parses a store snapshot.
-func SnapshotFrom(s store.LedgerSnapshot) Snapshot {
-	return Snapshot{Ledger: ParseLedger(s.Fields), Lease: s.Lease, Done: s.Done, Reporting: s.Reporting, Active: s.Active,
-		Unhealthy: s.Unhealthy, Watched: s.Watched}
+// Load is how much of a host is failing: the blast radius's numerator and denominator.
+type Load struct {
+	Unhealthy int // containers of the host whose failure condition holds now
+	Watched   int // watched containers of the host
+}
+
+// LoadOf counts the distinct containers among a host's failing incidents (keys host/name/class): a
+// container with two failing incidents counts once. Containers verified healthy, even while their
+// incidents wait out the recovery hysteresis, are not among them.
+func LoadOf(failing []string, watched int) Load {
+	seen := make(map[string]bool, len(failing))
+	for _, key := range failing {
+		seen[incidents.ContainerOf(key)] = true
+	}
+	return Load{Unhealthy: len(seen), Watched: watched}
+}
+
+// SnapshotFrom combines a ledger read with the host's load.
+func SnapshotFrom(s ledger.Snapshot, l Load) Snapshot {
+	return Snapshot{Ledger: s.Ledger, Lease: s.Lease, LeaseLeft: s.LeaseLeft, Done: s.Done, Reporting: s.Reporting,
+		Active: s.Active, Load: l}
 }
 
 // Steps of the decision sequence, as recorded in Decision.Step; a denial, hold or skip is its wire code.
@@ -308,10 +261,15 @@ func CheckAllowed(cfg Config, req Request, t Target) (Decision, []string, bool) 
 	return Decision{}, nil, false
 }
 
-// CheckBusy is step 5: one actor per container.
-func CheckBusy(s Snapshot) (Decision, bool) {
+// CheckBusy is step 5: one actor per container. It is busy until the lease ends.
+func CheckBusy(cfg Config, s Snapshot) (Decision, bool) {
 	if s.Lease != "" {
-		return deny(StepBusy, event.StatusSkipped, DecisionSkipped, "another responder is acting on the container"), true
+		d := deny(StepBusy, event.StatusSkipped, DecisionSkipped, "another responder is acting on the container")
+		d.RetryAfter = s.LeaseLeft
+		if d.RetryAfter <= 0 {
+			d.RetryAfter = cfg.LeaseTTL
+		}
+		return d, true
 	}
 	return Decision{}, false
 }
@@ -349,9 +307,9 @@ func pruneAttempts(a []int64, now time.Time, window time.Duration) []int64 {
 
 // CheckBreaker is step 7: after MaxActionsPerHour actions within the window the breaker opens (one
 // escalation) and denies until the cool-off passes or a human resets it.
-func CheckBreaker(now time.Time, cfg Config, l Ledger) (Decision, bool) {
+func CheckBreaker(now time.Time, cfg Config, l schema.Ledger) (Decision, bool) {
 	var d Decision
-	if l.Breaker == BreakerOpen {
+	if l.Breaker == schema.BreakerOpen {
 		until := time.UnixMilli(l.BreakerUntilMS)
 		if now.Before(until) {
 			d = deny(StepCircuitOpen, event.StatusDenied, DecisionDenied, "breaker open until %s (or `hemostat respond reset`)", until.UTC().Format(time.RFC3339))
@@ -381,7 +339,7 @@ func Gap(cfg Config, step int) time.Duration {
 
 // healthyReset reports whether the container has been healthy long enough since its last action for the
 // backoff to start again. The failure's own time bounds the healthy period when the request carries it.
-func healthyReset(now time.Time, cfg Config, req Request, l Ledger) bool {
+func healthyReset(now time.Time, cfg Config, req Request, l schema.Ledger) bool {
 	if l.HealthySinceMS == 0 || l.HealthySinceMS < l.LastActionMS || l.BackoffStep == 0 {
 		return false
 	}
@@ -394,7 +352,7 @@ func healthyReset(now time.Time, cfg Config, req Request, l Ledger) bool {
 
 // CheckBackoff is step 8: actions on one container are spaced by the backoff gap, unless the container
 // has been healthy long enough since the last one.
-func CheckBackoff(now time.Time, cfg Config, req Request, l Ledger) (Decision, bool) {
+func CheckBackoff(now time.Time, cfg Config, req Request, l schema.Ledger) (Decision, bool) {
 	if healthyReset(now, cfg, req, l) {
 		return Decision{BackoffReset: true}, false
 	}
@@ -438,7 +396,7 @@ func Decide(now time.Time, cfg Config, req Request, t Target, s Snapshot, simula
 	if stop {
 		return d
 	}
-	if d, stop := CheckBusy(s); stop {
+	if d, stop := CheckBusy(cfg, s); stop {
 		return d
 	}
 	if d, stop := CheckBlastRadius(cfg, s, simulate); stop {
@@ -450,7 +408,7 @@ func Decide(now time.Time, cfg Config, req Request, t Target, s Snapshot, simula
 		return br
 	}
 	if br.BreakerClosed {
-		l.Attempts, l.Breaker = nil, BreakerClosed
+		l.Attempts, l.Breaker = nil, schema.BreakerClosed
 	}
 	bo, stop := CheckBackoff(now, cfg, req, l)
 	if stop {
@@ -469,79 +427,70 @@ func Decide(now time.Time, cfg Config, req Request, t Target, s Snapshot, simula
 	return out
 }
 
-// Plan returns the ledger fields a decision writes (set) and removes (del). It is pure: the caller commits
-// it with a compare-and-set on the ledger's revision.
-func Plan(now time.Time, cfg Config, req Request, t Target, l Ledger, d Decision) (set map[string]string, del []string) {
+// Plan returns the ledger a decision leaves, from the ledger l it was taken on. It is pure: the caller
+// commits the difference with a compare-and-set on l's revision. The request is recorded as the last one
+// decided, except for an action, which records it when it finishes (PlanFinish).
+func Plan(now time.Time, cfg Config, req Request, t Target, l schema.Ledger, d Decision) schema.Ledger {
 	ms := now.UnixMilli()
-	set = map[string]string{
-		fLastDecision: d.Decision,
-		fLastResult:   d.Status,
-		fLastReason:   d.Details,
-		fUpdatedMS:    itoa(ms),
-	}
+	n := l
+	n.LastDecision, n.LastResult, n.LastReason, n.UpdatedMS = d.Decision, d.Status, d.Details, ms
 	if t.State.ID != "" {
-		set[fContainerID] = t.State.ID
+		n.ContainerID = t.State.ID
 	}
-	set[fBreaker] = l.Breaker // written every time, so the hash always says closed or open
-	if l.Breaker == "" {
-		set[fBreaker] = BreakerClosed
+	if n.Breaker == "" {
+		n.Breaker = schema.BreakerClosed
 	}
 	attempts := pruneAttempts(l.Attempts, now, cfg.BreakerWindow)
 	step := l.BackoffStep
 	if d.BreakerClosed {
 		attempts = attempts[:0]
-		set[fBreaker], set[fBreakerUntil] = BreakerClosed, "0"
+		n.Breaker, n.BreakerUntilMS = schema.BreakerClosed, 0
 	}
 	if d.BreakerOpened {
-		set[fBreaker], set[fBreakerUntil] = BreakerOpen, itoa(now.Add(cfg.BreakerCooloff).UnixMilli())
+		n.Breaker, n.BreakerUntilMS = schema.BreakerOpen, now.Add(cfg.BreakerCooloff).UnixMilli()
 	}
 	if d.BackoffReset {
 		step = 0
-		set[fBackoffStep] = "0"
-		set[fNextAllowed] = itoa(l.LastActionMS + cfg.BackoffBase.Milliseconds())
+		n.BackoffStep = 0
+		n.NextAllowedMS = l.LastActionMS + cfg.BackoffBase.Milliseconds()
 	}
+	n.LastEvent = req.EventID
 	if d.Acts() {
 		attempts = append(attempts, ms)
-		set[fBackoffStep] = itoa(int64(step + 1))
-		set[fNextAllowed] = itoa(now.Add(Gap(cfg, step)).UnixMilli())
-		set[fLastAction] = req.Action
-		set[fLastActionMS] = itoa(ms)
+		n.BackoffStep = step + 1
+		n.NextAllowedMS = now.Add(Gap(cfg, step)).UnixMilli()
+		n.LastAction, n.LastActionMS = req.Action, ms
 		if d.Step == StepSimulate {
-			set[fHealthySince] = itoa(ms) // a simulated action is assumed to verify
+			n.HealthySinceMS = ms // a simulated action is assumed to verify
 		} else {
-			set[fHealthySince] = "0"
-			set[fInflightEvent] = req.EventID
-			set[fInflightAction] = req.Action
-			set[fInflightMS] = itoa(ms)
+			n.HealthySinceMS = 0
+			n.InflightEvent, n.InflightAction, n.InflightMS = req.EventID, req.Action, ms
+			n.LastEvent = l.LastEvent // set when the action finishes
 		}
 	}
-	b, _ := json.Marshal(attempts)
-	set[fAttempts] = string(b)
-	return set, del
+	n.Attempts = attempts
+	return n
 }
 
-// PlanFinish returns the ledger fields written once an executed action has been verified (or not).
-func PlanFinish(now time.Time, d Decision) (set map[string]string, del []string) {
-	set = map[string]string{
-		fLastDecision: d.Decision,
-		fLastResult:   d.Status,
-		fLastReason:   d.Details,
-		fUpdatedMS:    itoa(now.UnixMilli()),
-		fHealthySince: "0",
-	}
+// PlanFinish returns the ledger once an executed action has been verified (or not), from the ledger l the
+// action started on.
+func PlanFinish(now time.Time, req Request, l schema.Ledger, d Decision) schema.Ledger {
+	n := l
+	n.LastDecision, n.LastResult, n.LastReason, n.UpdatedMS = d.Decision, d.Status, d.Details, now.UnixMilli()
+	n.HealthySinceMS = 0
 	if d.Status == event.StatusSuccess {
-		set[fHealthySince] = itoa(now.UnixMilli())
+		n.HealthySinceMS = now.UnixMilli()
 	}
-	return set, []string{fInflightEvent, fInflightAction, fInflightMS}
+	n.InflightEvent, n.InflightAction, n.InflightMS = "", "", 0
+	n.LastEvent = req.EventID
+	return n
 }
 
-// PlanReset returns the ledger fields a human reset writes: breaker closed, backoff cleared.
-func PlanReset(now time.Time, actor string) map[string]string {
-	return map[string]string{
-		fBreaker: BreakerClosed, fBreakerUntil: "0", fAttempts: "[]", fBackoffStep: "0", fNextAllowed: "0",
-		fLastDecision: DecisionReset, fLastResult: "", fLastReason: "reset by " + actor,
-		fUpdatedMS: itoa(now.UnixMilli()),
-	}
+// PlanReset returns the ledger a human reset leaves: breaker closed, backoff cleared.
+func PlanReset(now time.Time, l schema.Ledger, actor string) schema.Ledger {
+	n := l
+	n.Breaker, n.BreakerUntilMS, n.Attempts, n.BackoffStep, n.NextAllowedMS = schema.BreakerClosed, 0, nil, 0, 0
+	n.LastDecision, n.LastResult, n.LastReason = DecisionReset, "", "reset by "+actor
+	n.UpdatedMS = now.UnixMilli()
+	return n
 }
-
-func itoa(v int64) string { return strconv.FormatInt(v, 10) }

@@ -8,6 +8,8 @@ import (
 
 	"github.com/hemostat/hemostat/pkg/docker"
 	"github.com/hemostat/hemostat/pkg/event"
+	"github.com/hemostat/hemostat/pkg/store/schema"
+	"strconv"
 )
 
 var t0 = time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
@@ -58,7 +60,7 @@ func TestDecide(t *testing.T) {
 		{name: "configured list", target: func() Target { t := target(nil); t.State.Name = "db-1"; return t }(),
 			want: got{Step: StepProtected, Status: event.StatusDenied, Decision: DecisionDenied}},
 		{name: "protected wins over everything after it", target: target(map[string]string{"hemostat.protected": "1"}),
-			snap: Snapshot{Lease: "x", Unhealthy: 100},
+			snap: Snapshot{Lease: "x", Load: Load{Unhealthy: 100}},
 			want: got{Step: StepProtected, Status: event.StatusDenied, Decision: DecisionDenied}},
 		{name: "cleanup not in the default set", target: target(nil), req: func(r Request) Request { r.Action = event.ActionCleanup; return r },
 			want: got{Step: StepNotAllowed, Status: event.StatusDenied, Decision: DecisionDenied}},
@@ -84,47 +86,47 @@ func TestDecide(t *testing.T) {
 		{name: "scale outside swarm", target: target(map[string]string{"hemostat.actions": "scale"}),
 			req:  func(r Request) Request { r.Action = event.ActionScale; return r },
 			want: got{Step: StepNotAllowed, Status: event.StatusDenied, Decision: DecisionDenied}},
-		{name: "lease held", target: target(nil), snap: Snapshot{Lease: "other-event r2 abc"},
-			want: got{Step: StepBusy, Status: event.StatusSkipped, Decision: DecisionSkipped}},
-		{name: "too many unhealthy: 4 of 6 watched (limit 3)", target: target(nil), snap: Snapshot{Unhealthy: 4, Watched: 6},
+		{name: "lease held", target: target(nil), snap: Snapshot{Lease: "other-event r2 abc", LeaseLeft: 4 * time.Second},
+			want: got{Step: StepBusy, Status: event.StatusSkipped, Decision: DecisionSkipped, RetryAfter: 4 * time.Second}},
+		{name: "too many unhealthy: 4 of 6 watched (limit 3)", target: target(nil), snap: Snapshot{Load: Load{Unhealthy: 4, Watched: 6}},
 			want: got{Step: StepBlastRadius, Status: event.StatusHeld, Decision: DecisionHeld}},
-		{name: "half of 10 unhealthy is allowed", target: target(nil), snap: Snapshot{Unhealthy: 5, Watched: 10},
+		{name: "half of 10 unhealthy is allowed", target: target(nil), snap: Snapshot{Load: Load{Unhealthy: 5, Watched: 10}},
 			want: got{Step: StepExecute, Decision: DecisionExecuted}},
 		{name: "host concurrency full", target: target(nil), snap: Snapshot{Active: 2},
 			want: got{Step: StepBlastRadius, Status: event.StatusHeld, Decision: DecisionHeld}},
 		{name: "host concurrency does not apply to simulation", target: target(nil), snap: Snapshot{Active: 2}, simulate: true,
 			want: got{Step: StepSimulate, Status: event.StatusDryRun, Decision: DecisionDryRun}},
 		{name: "breaker opens at the limit", target: target(nil),
-			snap: Snapshot{Ledger: Ledger{Breaker: BreakerClosed, Attempts: []int64{ms(t0.Add(-50 * time.Minute)), ms(t0.Add(-20 * time.Minute)), ms(t0.Add(-5 * time.Minute))}}},
+			snap: Snapshot{Ledger: schema.Ledger{Breaker: schema.BreakerClosed, Attempts: []int64{ms(t0.Add(-50 * time.Minute)), ms(t0.Add(-20 * time.Minute)), ms(t0.Add(-5 * time.Minute))}}},
 			want: got{Step: StepCircuitOpen, Status: event.StatusEscalated, Decision: DecisionEscalated, RetryAfter: time.Hour, Opened: true}},
 		{name: "attempts older than the window do not count", target: target(nil),
-			snap: Snapshot{Ledger: Ledger{Attempts: []int64{ms(t0.Add(-70 * time.Minute)), ms(t0.Add(-20 * time.Minute)), ms(t0.Add(-5 * time.Minute))}}},
+			snap: Snapshot{Ledger: schema.Ledger{Attempts: []int64{ms(t0.Add(-70 * time.Minute)), ms(t0.Add(-20 * time.Minute)), ms(t0.Add(-5 * time.Minute))}}},
 			want: got{Step: StepExecute, Decision: DecisionExecuted}},
 		{name: "breaker open denies with time left", target: target(nil),
-			snap: Snapshot{Ledger: Ledger{Breaker: BreakerOpen, BreakerUntilMS: ms(t0.Add(40 * time.Minute))}},
+			snap: Snapshot{Ledger: schema.Ledger{Breaker: schema.BreakerOpen, BreakerUntilMS: ms(t0.Add(40 * time.Minute))}},
 			want: got{Step: StepCircuitOpen, Status: event.StatusDenied, Decision: DecisionDenied, RetryAfter: 40 * time.Minute}},
 		{name: "breaker closes after the cool-off", target: target(nil),
-			snap: Snapshot{Ledger: Ledger{Breaker: BreakerOpen, BreakerUntilMS: ms(t0.Add(-time.Second)),
+			snap: Snapshot{Ledger: schema.Ledger{Breaker: schema.BreakerOpen, BreakerUntilMS: ms(t0.Add(-time.Second)),
 				Attempts: []int64{ms(t0.Add(-59 * time.Minute)), ms(t0.Add(-58 * time.Minute)), ms(t0.Add(-57 * time.Minute))}}},
 			want: got{Step: StepExecute, Decision: DecisionExecuted, Closed: true}},
 		{name: "cooldown denies with time left", target: target(nil),
-			snap: Snapshot{Ledger: Ledger{BackoffStep: 1, LastActionMS: ms(t0.Add(-10 * time.Second)), NextAllowedMS: ms(t0.Add(20 * time.Second))}},
+			snap: Snapshot{Ledger: schema.Ledger{BackoffStep: 1, LastActionMS: ms(t0.Add(-10 * time.Second)), NextAllowedMS: ms(t0.Add(20 * time.Second))}},
 			want: got{Step: StepCooldown, Status: event.StatusDenied, Decision: DecisionDenied, RetryAfter: 20 * time.Second}},
 		{name: "cooldown over", target: target(nil),
-			snap: Snapshot{Ledger: Ledger{BackoffStep: 1, LastActionMS: ms(t0.Add(-40 * time.Second)), NextAllowedMS: ms(t0.Add(-10 * time.Second))}},
+			snap: Snapshot{Ledger: schema.Ledger{BackoffStep: 1, LastActionMS: ms(t0.Add(-40 * time.Second)), NextAllowedMS: ms(t0.Add(-10 * time.Second))}},
 			want: got{Step: StepExecute, Decision: DecisionExecuted}},
 		{name: "healthy for 10 minutes resets the backoff", target: target(nil),
-			snap: Snapshot{Ledger: Ledger{BackoffStep: 5, LastActionMS: ms(t0.Add(-11 * time.Minute)), HealthySinceMS: ms(t0.Add(-10*time.Minute - time.Second)),
+			snap: Snapshot{Ledger: schema.Ledger{BackoffStep: 5, LastActionMS: ms(t0.Add(-11 * time.Minute)), HealthySinceMS: ms(t0.Add(-10*time.Minute - time.Second)),
 				NextAllowedMS: ms(t0.Add(5 * time.Minute))}},
 			want: got{Step: StepExecute, Decision: DecisionExecuted, Reset: true}},
 		{name: "healthy for less than 10 minutes keeps the cooldown", target: target(nil),
-			snap: Snapshot{Ledger: Ledger{BackoffStep: 5, LastActionMS: ms(t0.Add(-6 * time.Minute)), HealthySinceMS: ms(t0.Add(-5 * time.Minute)),
+			snap: Snapshot{Ledger: schema.Ledger{BackoffStep: 5, LastActionMS: ms(t0.Add(-6 * time.Minute)), HealthySinceMS: ms(t0.Add(-5 * time.Minute)),
 				NextAllowedMS: ms(t0.Add(10 * time.Minute))}},
 			want: got{Step: StepCooldown, Status: event.StatusDenied, Decision: DecisionDenied, RetryAfter: 10 * time.Minute}},
 		{name: "dry run simulates", target: target(nil), simulate: true,
 			want: got{Step: StepSimulate, Status: event.StatusDryRun, Decision: DecisionDryRun}},
 		{name: "dry run still respects the cooldown", target: target(nil), simulate: true,
-			snap: Snapshot{Ledger: Ledger{BackoffStep: 1, LastActionMS: ms(t0), NextAllowedMS: ms(t0.Add(30 * time.Second))}},
+			snap: Snapshot{Ledger: schema.Ledger{BackoffStep: 1, LastActionMS: ms(t0), NextAllowedMS: ms(t0.Add(30 * time.Second))}},
 			want: got{Step: StepCooldown, Status: event.StatusDenied, Decision: DecisionDenied, RetryAfter: 30 * time.Second}},
 	}
 	for _, tt := range tests {
@@ -160,30 +162,30 @@ func TestPlan(t *testing.T) {
 	tgt := target(nil)
 	tests := []struct {
 		name   string
-		ledger Ledger
+		ledger schema.Ledger
 		d      Decision
-		want   map[string]string // a subset of the fields written
+		want   map[string]string // a subset of the fields of the ledger left ("" for absent)
 	}{
 		{name: "first action", d: Decision{Step: StepExecute, Decision: DecisionExecuted},
-			want: map[string]string{fAttempts: "[" + itoa(ms(t0)) + "]", fBackoffStep: "1", fNextAllowed: itoa(ms(t0.Add(30 * time.Second))),
-				fLastAction: "restart", fInflightEvent: "e1", fHealthySince: "0", fBreaker: BreakerClosed}},
-		{name: "third action waits 2 minutes next", ledger: Ledger{Breaker: BreakerClosed, BackoffStep: 2, Attempts: []int64{ms(t0.Add(-3 * time.Minute))}},
+			want: map[string]string{schema.FieldLedgerAttempts: "[" + itoa(ms(t0)) + "]", schema.FieldBackoffStep: "1", schema.FieldNextAllowedMS: itoa(ms(t0.Add(30 * time.Second))),
+				schema.FieldLastAction: "restart", schema.FieldInflightEvent: "e1", schema.FieldHealthySinceMS: "", schema.FieldBreaker: schema.BreakerClosed}},
+		{name: "third action waits 2 minutes next", ledger: schema.Ledger{Breaker: schema.BreakerClosed, BackoffStep: 2, Attempts: []int64{ms(t0.Add(-3 * time.Minute))}},
 			d:    Decision{Step: StepExecute, Decision: DecisionExecuted},
-			want: map[string]string{fBackoffStep: "3", fNextAllowed: itoa(ms(t0.Add(2 * time.Minute)))}},
-		{name: "reset restarts the doubling", ledger: Ledger{Breaker: BreakerClosed, BackoffStep: 6},
+			want: map[string]string{schema.FieldBackoffStep: "3", schema.FieldNextAllowedMS: itoa(ms(t0.Add(2 * time.Minute)))}},
+		{name: "reset restarts the doubling", ledger: schema.Ledger{Breaker: schema.BreakerClosed, BackoffStep: 6},
 			d:    Decision{Step: StepExecute, Decision: DecisionExecuted, BackoffReset: true},
-			want: map[string]string{fBackoffStep: "1", fNextAllowed: itoa(ms(t0.Add(30 * time.Second)))}},
+			want: map[string]string{schema.FieldBackoffStep: "1", schema.FieldNextAllowedMS: itoa(ms(t0.Add(30 * time.Second)))}},
 		{name: "simulation is assumed healthy and leaves no inflight marker", d: Decision{Step: StepSimulate, Status: event.StatusDryRun, Decision: DecisionDryRun},
-			want: map[string]string{fBackoffStep: "1", fHealthySince: itoa(ms(t0)), fLastResult: event.StatusDryRun}},
-		{name: "breaker opens for the cool-off", ledger: Ledger{Breaker: BreakerClosed}, d: Decision{Step: StepCircuitOpen, BreakerOpened: true},
-			want: map[string]string{fBreaker: BreakerOpen, fBreakerUntil: itoa(ms(t0.Add(time.Hour)))}},
-		{name: "breaker closes and forgets the attempts", ledger: Ledger{Breaker: BreakerOpen, Attempts: []int64{ms(t0.Add(-time.Minute))}},
+			want: map[string]string{schema.FieldBackoffStep: "1", schema.FieldHealthySinceMS: itoa(ms(t0)), schema.FieldLastResult: event.StatusDryRun}},
+		{name: "breaker opens for the cool-off", ledger: schema.Ledger{Breaker: schema.BreakerClosed}, d: Decision{Step: StepCircuitOpen, BreakerOpened: true},
+			want: map[string]string{schema.FieldBreaker: schema.BreakerOpen, schema.FieldBreakerUntilMS: itoa(ms(t0.Add(time.Hour)))}},
+		{name: "breaker closes and forgets the attempts", ledger: schema.Ledger{Breaker: schema.BreakerOpen, Attempts: []int64{ms(t0.Add(-time.Minute))}},
 			d:    Decision{Step: StepCooldown, BreakerClosed: true},
-			want: map[string]string{fBreaker: BreakerClosed, fAttempts: "[]"}},
+			want: map[string]string{schema.FieldBreaker: schema.BreakerClosed, schema.FieldLedgerAttempts: "[]"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			set, _ := Plan(t0, cfg, req, tgt, tt.ledger, tt.d)
+			set := Plan(t0, cfg, req, tgt, tt.ledger, tt.d).Encode()
 			got := map[string]string{}
 			for k := range tt.want {
 				got[k] = set[k]
@@ -192,8 +194,8 @@ func TestPlan(t *testing.T) {
 				t.Errorf("Plan (-want +got):\n%s", diff)
 			}
 			if tt.d.Step == StepSimulate {
-				if _, ok := set[fInflightEvent]; ok {
-					t.Errorf("simulation wrote %s", fInflightEvent)
+				if _, ok := set[schema.FieldInflightEvent]; ok {
+					t.Errorf("simulation wrote %s", schema.FieldInflightEvent)
 				}
 			}
 		})
@@ -201,12 +203,15 @@ func TestPlan(t *testing.T) {
 }
 
 func TestLedgerRoundTrip(t *testing.T) {
-	set, _ := Plan(t0, Config{}.WithDefaults(), restartReq(), target(nil), Ledger{}, Decision{Step: StepExecute, Decision: DecisionExecuted})
-	got := ParseLedger(set)
-	want := Ledger{Attempts: []int64{ms(t0)}, BackoffStep: 1, NextAllowedMS: ms(t0.Add(30 * time.Second)), Breaker: BreakerClosed,
-		LastAction: "restart", LastActionMS: ms(t0), LastDecision: DecisionExecuted, InflightEvent: "e1", InflightAction: "restart", InflightMS: ms(t0)}
+	got, err := schema.DecodeLedger(Plan(t0, Config{}.WithDefaults(), restartReq(), target(nil), schema.Ledger{}, Decision{Step: StepExecute, Decision: DecisionExecuted}).Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := schema.Ledger{Attempts: []int64{ms(t0)}, BackoffStep: 1, NextAllowedMS: ms(t0.Add(30 * time.Second)), Breaker: schema.BreakerClosed,
+		LastAction: "restart", LastActionMS: ms(t0), LastDecision: DecisionExecuted, InflightEvent: "e1", InflightAction: "restart", InflightMS: ms(t0),
+		ContainerID: target(nil).State.ID, UpdatedMS: ms(t0)}
 	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("ParseLedger(Plan) (-want +got):\n%s", diff)
+		t.Errorf("DecodeLedger(Plan().Encode()) (-want +got):\n%s", diff)
 	}
 }
 
@@ -313,3 +318,4 @@ func TestForLabels(t *testing.T) {
 		})
 	}
 }
+func itoa(v int64) string { return strconv.FormatInt(v, 10) }

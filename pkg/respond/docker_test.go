@@ -76,7 +76,7 @@ func TestCrashedContainerIsRestartedAndVerified(t *testing.T) {
 	if !st.Running || st.Health != "healthy" || !st.StartedAt.After(crashed.StartedAt) {
 		t.Errorf("after the restart: running %v health %q started %s", st.Running, st.Health, st.StartedAt)
 	}
-	recs, err := audit.NewTrail(e.st).Query(context.Background(), audit.Filter{Target: event.Target(host, name)})
+	recs, err := audit.NewTrail(e.st.Audit).Query(context.Background(), audit.Filter{Target: event.Target(host, name)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +94,8 @@ func TestCrashedContainerIsRestartedAndVerified(t *testing.T) {
 func TestVerificationFailsForAContainerThatKeepsCrashing(t *testing.T) {
 	t.Parallel()
 	e := newEngine(t, respond.Config{})
-	e.cfg.SettleDefault = 2 * time.Second
+	// It exits 50ms after each start; stable means running for 2s, which it never is, even on a loaded machine.
+	e.cfg.SettleDefault, e.cfg.StableFor = 4*time.Second, 2*time.Second
 	id, name := testenv.RunContainer(t, e.dk, docker.CreateOptions{Name: "app", Cmd: []string{"-exit-code", "1", "-exit-after", "50ms"}})
 	e.waitFor(t, id, func(s docker.TargetState) bool { return !s.Running })
 	out := e.process(e.responder("r1"), request(t, name, event.ActionRestart))

@@ -12,7 +12,7 @@ import (
 	"github.com/hemostat/hemostat/pkg/container"
 	"github.com/hemostat/hemostat/pkg/docker"
 	"github.com/hemostat/hemostat/pkg/event"
-	"github.com/hemostat/hemostat/pkg/store"
+	"github.com/hemostat/hemostat/pkg/store/schema"
 )
 
 // Result is the outcome of an executed action.
@@ -61,7 +61,7 @@ func SettleWindow(cfg Config, hc *docker.Healthcheck) time.Duration {
 }
 
 // act performs the decided action on the engine and verifies it. The lease is renewed meanwhile.
-func (r *Responder) act(ctx context.Context, req Request, tgt Target, keys store.LedgerKeys, d Decision, token string, dlv *delivery) Result {
+func (r *Responder) act(ctx context.Context, req Request, tgt Target, keys schema.LedgerKeys, d Decision, token string, dlv *delivery) Result {
 	stop := r.keepLease(ctx, keys, token, dlv)
 	defer stop()
 	id := tgt.State.ID
@@ -140,13 +140,13 @@ func (r *Responder) verify(ctx context.Context, action string, tgt Target, prevS
 	id := tgt.State.ID
 	switch action {
 	case event.ActionStop:
-		deadline := time.Now().Add(r.cfg.SettleDefault)
+		deadline := r.now().Add(r.cfg.SettleDefault)
 		for {
 			st, err := r.rt.ContainerState(ctx, id)
 			if err == nil && !st.Running {
 				return Result{Status: event.StatusSuccess, Verified: true, Details: "stopped (" + st.Status + ")"}
 			}
-			if time.Now().After(deadline) || ctx.Err() != nil {
+			if r.now().After(deadline) || ctx.Err() != nil {
 				return Result{Status: event.StatusFailed, Details: "failed: verification: still running", Error: "still running after stop"}
 			}
 			agentSleep(ctx, r.cfg.PollInterval)
@@ -160,13 +160,13 @@ func (r *Responder) verify(ctx context.Context, action string, tgt Target, prevS
 	if hc == nil {
 		window += r.cfg.StableFor
 	}
-	deadline := time.Now().Add(window)
+	deadline := r.now().Add(window)
 	var stableSince time.Time
 	var stableStart time.Time
 	last := "not inspected"
 	for {
 		st, err := r.rt.ContainerState(ctx, id)
-		now := time.Now()
+		now := r.now()
 		switch {
 		case err != nil:
 			last = err.Error()

@@ -1,9 +1,9 @@
 // Package respond owns the responder agent: it consumes remediation requests for its own host, runs the
-// decision sequence of ARCHITECTURE section 6 against a safety ledger in Redis, acts on the engine,
+// decision sequence (docs/architecture.md, remediation) against a safety ledger in Redis, acts on the engine,
 // verifies, audits every decision and publishes remediation_complete.
 //
 // Consistency. Each decision is taken by pure functions (Decide, Plan) on one snapshot of the container's
-// ledger, lease and done marker, and committed by one Lua script (pkg/store/ledger.lua) that is a
+// ledger, lease and done marker, and committed by one Lua script (pkg/store/ledger/ledger.lua) that is a
 // compare-and-set on the ledger's revision and takes the lease in the same step: when anything changed
 // since the snapshot, nothing is written and the decision is taken again on a fresh snapshot. Any number
 // of responders are therefore safe: exactly one of them commits an action. Keys shared by the whole host
@@ -44,14 +44,19 @@ import (
 
 	"github.com/hemostat/hemostat/pkg/audit"
 	"github.com/hemostat/hemostat/pkg/bus"
+	"github.com/hemostat/hemostat/pkg/conn"
 	"github.com/hemostat/hemostat/pkg/docker"
 	"github.com/hemostat/hemostat/pkg/event"
-	"github.com/hemostat/hemostat/pkg/store"
+	"github.com/hemostat/hemostat/pkg/store/incidents"
+	"github.com/hemostat/hemostat/pkg/store/ledger"
+	"github.com/hemostat/hemostat/pkg/store/schema"
 )
 
-// Publisher publishes envelopes; *bus.Bus implements it.
+// Publisher publishes envelopes and keeps a request's stream entry from being reclaimed while it is
+// acted on; *bus.Bus implements it.
 type Publisher interface {
 	Publish(ctx context.Context, stream string, env event.Envelope) (string, error)
+	Touch(ctx context.Context, stream, group, consumer, id string) error
 }
 
 // Options are the responder's collaborators and tuning beyond its policy.
@@ -59,14 +64,16 @@ type Options struct {
 	Instance string           // consumer name within respond:<host>
 	Workers  int              // consumers of this instance, each handling one request at a time; default 4
 	Logger   *slog.Logger     // default: discard
-	Now      func() time.Time // the clock of the decisions, default time.Now (tests inject their own)
+	Now      func() time.Time // the responder's clock, default time.Now (tests inject their own)
 }
 
 // Responder handles remediation requests.
 type Responder struct {
 	cfg     Config
 	rt      Runtime
-	st      *store.Client
+	led     LedgerStore
+	inc     IncidentStore
+	hosts   HostStore
 	pub     Publisher
 	trail   *audit.Trail
 	log     *slog.Logger
@@ -74,6 +81,7 @@ type Responder struct {
 	inst    string
 	workers int
 	stats   Stats
+	wake    chan struct{} // a follow-up was scheduled sooner than the loop's next read
 }
 
 // Stats counts the responder's outcomes.
@@ -86,8 +94,8 @@ type Stats struct {
 	Deferred  atomic.Int64 // left pending (Redis away, another responder on the same request)
 }
 
-// New returns a responder.
-func New(cfg Config, rt Runtime, st *store.Client, pub Publisher, o Options) *Responder {
+// New returns a responder over the engine, its stores, the audit trail's store and the bus.
+func New(cfg Config, rt Runtime, st Stores, trail audit.Store, pub Publisher, o Options) *Responder {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -100,8 +108,9 @@ func New(cfg Config, rt Runtime, st *store.Client, pub Publisher, o Options) *Re
 	if o.Workers <= 0 {
 		o.Workers = 4
 	}
-	return &Responder{cfg: cfg.WithDefaults(), rt: rt, st: st, pub: pub, trail: audit.NewTrail(st),
-		log: o.Logger, now: o.Now, inst: o.Instance, workers: o.Workers}
+	return &Responder{cfg: cfg.WithDefaults(), rt: rt, led: st.Ledger, inc: st.Incidents, hosts: st.Hosts, pub: pub,
+		trail: audit.NewTrail(trail), log: o.Logger, now: o.Now, inst: o.Instance, workers: o.Workers,
+		wake: make(chan struct{}, 1)}
 }
 
 // Config returns the policy in force.
@@ -120,6 +129,7 @@ func Group(host string) string { return "respond:" + host }
 func (r *Responder) Run(ctx context.Context, b *bus.Bus) error {
 	errs := make([]error, r.workers)
 	var wg sync.WaitGroup
+	wg.Go(func() { r.runFollowups(ctx) }) // returns when ctx is done
 	for i := range r.workers {
 		consumer := fmt.Sprintf("%s-%d", r.inst, i)
 		// Each consumer returns when ctx is done.
@@ -130,19 +140,6 @@ func (r *Responder) Run(ctx context.Context, b *bus.Bus) error {
 	}
 	wg.Wait()
 	return errors.Join(errs...)
-}
-
-// Handle is a bus handler for a consumer named like the instance: nil acks, bus.ErrSkipAck leaves the
-// request pending.
-func (r *Responder) Handle(ctx context.Context, m bus.Message) error {
-	return r.handler(r.inst)(ctx, m)
-}
-
-func (r *Responder) handler(consumer string) bus.Handler {
-	return func(ctx context.Context, m bus.Message) error {
-		_, err := r.processDelivery(ctx, m.Envelope, &delivery{stream: m.Stream, id: m.ID, consumer: consumer})
-		return err
-	}
 }
 
 // delivery says which pending stream entry a request came from, so it can be kept from being reclaimed
@@ -166,6 +163,23 @@ type Outcome struct {
 	Duplicate bool   // already handled: acked, nothing else
 	Resumed   bool   // redelivered after a crash mid-action: verified, not acted again
 	Audit     string // audit stream id
+
+	// The incident's progress (filled when the outcome is recorded on its incident).
+	Started     time.Time // when the action started
+	NextAllowed time.Time // the backoff after this outcome
+	Next        Next      // when hemostat looks at the incident again
+	Attempts    int       // actions executed for the incident so far
+	OpenedAt    time.Time
+	Errors      []string // the incident's verification errors, when this outcome gave up
+	MaxAttempts int      // actions the breaker allows within its window, for this container
+}
+
+// withRelapse starts the details of a follow-up that answers a relapse with the relapse.
+func withRelapse(req Request, details string) string {
+	if req.Relapse == "" || details == "" {
+		return details
+	}
+	return req.Relapse + "; " + details
 }
 
 // errDeferred wraps conditions that leave a request pending without counting a failure.
@@ -179,7 +193,7 @@ func (r *Responder) Process(ctx context.Context, env event.Envelope) (Outcome, e
 }
 
 func (r *Responder) processDelivery(ctx context.Context, env event.Envelope, dlv *delivery) (Outcome, error) {
-	start := time.Now()
+	start := r.now()
 	req, ok, ignored := r.admit(env)
 	if !ok {
 		return Outcome{Request: req, Ignored: ignored}, nil
@@ -215,7 +229,7 @@ func (r *Responder) failure(err error) error {
 	switch {
 	case err == nil:
 		return nil
-	case store.IsUnavailable(err) || errors.Is(err, docker.ErrUnavailable):
+	case conn.IsUnavailable(err) || errors.Is(err, docker.ErrUnavailable):
 		r.stats.Deferred.Add(1) // nothing was done; wait for the dependency
 		return fmt.Errorf("%v: %w", err, bus.ErrSkipAck)
 	case errors.Is(err, bus.ErrSkipAck):
@@ -231,15 +245,16 @@ func (r *Responder) process(ctx context.Context, req Request, dlv *delivery, sta
 		return out, err
 	}
 	cfg, simulate, keys, token := r.prepare(req, tgt)
+	out.MaxAttempts = cfg.MaxActionsPerHour
 	var d Decision
+	var planned schema.Ledger // the ledger the committed decision left
 	committed := false
 	for try := 0; try < 10 && !committed; try++ {
 		now := r.now()
-		raw, err := r.st.LedgerRead(ctx, keys, r.cfg.Host, req.EventID, time.Now()) // running actions expire on the wall clock, like leases
+		snap, err := r.snapshot(ctx, keys, req.EventID, now)
 		if err != nil {
 			return out, err
 		}
-		snap := SnapshotFrom(raw)
 		switch {
 		case snap.Done:
 			r.stats.Duplicate.Add(1)
@@ -260,7 +275,7 @@ func (r *Responder) process(ctx context.Context, req Request, dlv *delivery, sta
 		cm := commitOf(now, cfg, req, tgt, snap, d)
 		slot := false
 		if d.Step == StepExecute {
-			ok, err := r.st.LedgerAcquireSlot(ctx, keys, token, r.cfg.MaxConcurrent, r.cfg.LeaseTTL, time.Now())
+			ok, err := r.led.AcquireSlot(ctx, keys, token, r.cfg.MaxConcurrent, r.cfg.LeaseTTL, now)
 			if err != nil {
 				return out, err
 			}
@@ -268,20 +283,21 @@ func (r *Responder) process(ctx context.Context, req Request, dlv *delivery, sta
 				continue // the host filled up since the snapshot: decide again (held)
 			}
 			slot = true
-			cm.Lease, cm.Token, cm.LeaseTTL = store.LeaseTake, token, r.cfg.LeaseTTL
-			delete(cm.Set, fLastEvent) // set when the action finishes
+			cm.Lease, cm.Token, cm.LeaseTTL = ledger.LeaseTake, token, r.cfg.LeaseTTL
 		}
-		_, err = r.st.LedgerApply(ctx, keys, cm)
+		_, err = r.led.Apply(ctx, keys, cm)
 		if err != nil && slot {
-			_ = r.st.LedgerReleaseSlot(context.WithoutCancel(ctx), keys, token)
+			_ = r.led.ReleaseSlot(context.WithoutCancel(ctx), keys, token)
 		}
 		switch {
-		case errors.Is(err, store.ErrLedgerConflict), errors.Is(err, store.ErrLeaseHeld):
+		case errors.Is(err, ledger.ErrConflict), errors.Is(err, ledger.ErrLeaseHeld):
 			continue
 		case err != nil:
 			return out, err
 		}
+		planned = cm.To
 		committed = true
+		out.Started, out.NextAllowed = now, planned.NextAllowed()
 	}
 	if !committed {
 		return out, deferred("ledger of %s kept changing", req.Container)
@@ -289,7 +305,7 @@ func (r *Responder) process(ctx context.Context, req Request, dlv *delivery, sta
 	r.decided(&out, d, simulate)
 	publish := true
 	if d.Step == StepBlastRadius {
-		first, err := r.st.LedgerHoldOnce(ctx, keys, r.cfg.HoldPeriod)
+		first, err := r.led.HoldOnce(ctx, keys, r.cfg.HoldPeriod)
 		if err != nil {
 			return out, err
 		}
@@ -301,26 +317,50 @@ func (r *Responder) process(ctx context.Context, req Request, dlv *delivery, sta
 	if d.Step == StepExecute {
 		res := r.act(ctx, req, tgt, keys, d, token, dlv)
 		out.Status, out.Details, out.Error, out.Verified = res.Status, res.Details, res.Error, res.Verified
-		if err := r.finish(ctx, req, keys, token, out); err != nil {
+		if err := r.finish(ctx, req, keys, token, planned, out); err != nil {
 			return out, err
 		}
 	}
-	out.Duration = time.Since(start)
+	out.Duration = r.now().Sub(start)
 	return r.report(ctx, out, tgt, token, publish)
 }
 
 // prepare returns the policy, mode, ledger keys and a fresh lease token of a resolved request.
-func (r *Responder) prepare(req Request, tgt Target) (cfg Config, simulate bool, keys store.LedgerKeys, token string) {
+func (r *Responder) prepare(req Request, tgt Target) (cfg Config, simulate bool, keys schema.LedgerKeys, token string) {
 	cfg = r.cfg.ForLabels(tgt.State.Labels)
 	simulate = Simulated(cfg, tgt.State.Labels)
-	return cfg, simulate, store.RespondKeys(cfg.Host, req.Container, simulate), req.EventID + " " + r.inst + " " + nonce()
+	return cfg, simulate, schema.RespondKeys(cfg.Host, req.Container, simulate), req.EventID + " " + r.inst + " " + nonce()
+}
+
+// snapshot reads one request's ledger snapshot and the host's load.
+func (r *Responder) snapshot(ctx context.Context, keys schema.LedgerKeys, eventID string, now time.Time) (Snapshot, error) {
+	raw, err := r.led.Read(ctx, ledger.Query{Keys: keys, EventID: eventID}, now)
+	if err != nil {
+		return Snapshot{}, err
+	}
+	load, err := r.load(ctx)
+	if err != nil {
+		return Snapshot{}, err
+	}
+	return SnapshotFrom(raw, load), nil
+}
+
+// load reads how much of the host is failing now.
+func (r *Responder) load(ctx context.Context) (Load, error) {
+	failing, err := r.inc.Failing(ctx, r.cfg.Host)
+	if err != nil {
+		return Load{}, err
+	}
+	h, _, err := r.hosts.Host(ctx, r.cfg.Host)
+	if err != nil && conn.IsUnavailable(err) {
+		return Load{}, err
+	}
+	return LoadOf(failing, h.Watched), nil
 }
 
 // commitOf is the ledger commit of a decision taken on snap.
-func commitOf(now time.Time, cfg Config, req Request, tgt Target, snap Snapshot, d Decision) store.LedgerCommit {
-	set, del := Plan(now, cfg, req, tgt, snap.Ledger, d)
-	set[fLastEvent] = req.EventID
-	return store.LedgerCommit{Rev: snap.Ledger.Rev, Set: set, Del: del}
+func commitOf(now time.Time, cfg Config, req Request, tgt Target, snap Snapshot, d Decision) ledger.Commit {
+	return ledger.Commit{From: snap.Ledger, To: Plan(now, cfg, req, tgt, snap.Ledger, d)}
 }
 
 // decided counts a committed decision and records it in the outcome.
@@ -359,35 +399,42 @@ func (r *Responder) resolve(ctx context.Context, req Request) (Target, error) {
 	return Target{Found: true, State: st}, nil
 }
 
-// finish records the verified outcome of an action and frees the lease and the host slot. It retries
-// briefly: until it lands, a redelivery of the request resumes (verifies) instead of acting.
-func (r *Responder) finish(ctx context.Context, req Request, keys store.LedgerKeys, token string, out Outcome) error {
+// finish records the verified outcome of an action on the ledger the action started on, and frees the
+// lease and the host slot. It retries briefly: until it lands, a redelivery of the request resumes
+// (verifies) instead of acting.
+func (r *Responder) finish(ctx context.Context, req Request, keys schema.LedgerKeys, token string, started schema.Ledger, out Outcome) error {
 	d := out.Decision
 	d.Status, d.Details = out.Status, out.Details
-	set, del := PlanFinish(r.now(), d)
-	set[fLastEvent] = req.EventID
-	cm := store.LedgerCommit{Force: true, Set: set, Del: del, Lease: store.LeaseRelease, Token: token}
+	cm := ledger.Commit{From: started, To: PlanFinish(r.now(), req, started, d), Force: true, Lease: ledger.LeaseRelease, Token: token}
 	var err error
-	for i := range 3 {
-		if _, err = r.st.LedgerApply(ctx, keys, cm); err == nil {
+	for i := range finishTries {
+		if _, err = r.led.Apply(ctx, keys, cm); err == nil {
 			break
 		}
-		agentSleep(ctx, time.Duration(i+1)*200*time.Millisecond)
+		agentSleep(ctx, time.Duration(i+1)*finishRetry)
 	}
-	_ = r.st.LedgerReleaseSlot(context.WithoutCancel(ctx), keys, token)
+	_ = r.led.ReleaseSlot(context.WithoutCancel(ctx), keys, token)
 	return err
 }
 
+// finish's retries: finishTries attempts, waiting finishRetry more before each.
+const (
+	finishTries = 3
+	finishRetry = 200 * time.Millisecond
+)
+
 // resume handles the redelivery of a request whose action was started by a responder that died: the
 // action is not repeated; the container is verified and that outcome reported.
-func (r *Responder) resume(ctx context.Context, req Request, tgt Target, keys store.LedgerKeys, snap Snapshot, token string, dlv *delivery, start time.Time) (Outcome, error) {
-	out := Outcome{Request: req, Resumed: true}
+func (r *Responder) resume(ctx context.Context, req Request, tgt Target, keys schema.LedgerKeys, snap Snapshot, token string, dlv *delivery, start time.Time) (Outcome, error) {
+	out := Outcome{Request: req, Resumed: true, Started: snap.Ledger.InflightSince(), NextAllowed: snap.Ledger.NextAllowed()}
 	if snap.Lease != "" {
 		return out, deferred("request %s is being acted on", req.EventID)
 	}
-	_, err := r.st.LedgerApply(ctx, keys, store.LedgerCommit{Rev: snap.Ledger.Rev, Lease: store.LeaseTake, Token: token,
-		LeaseTTL: r.cfg.LeaseTTL, Set: map[string]string{fUpdatedMS: itoa(r.now().UnixMilli())}})
-	if errors.Is(err, store.ErrLedgerConflict) || errors.Is(err, store.ErrLeaseHeld) {
+	started := snap.Ledger
+	started.UpdatedMS = r.now().UnixMilli()
+	_, err := r.led.Apply(ctx, keys, ledger.Commit{From: snap.Ledger, To: started, Lease: ledger.LeaseTake, Token: token,
+		LeaseTTL: r.cfg.LeaseTTL})
+	if errors.Is(err, ledger.ErrConflict) || errors.Is(err, ledger.ErrLeaseHeld) {
 		return out, deferred("request %s: ledger moved while resuming", req.EventID)
 	}
 	if err != nil {
@@ -399,16 +446,15 @@ func (r *Responder) resume(ctx context.Context, req Request, tgt Target, keys st
 	stop := r.keepLease(ctx, keys, token, dlv)
 	res := Result{Status: event.StatusFailed, Details: "the container is gone"}
 	if tgt.Found {
-		since := time.UnixMilli(snap.Ledger.InflightMS)
-		res = r.verify(ctx, req.Action, tgt, since)
+		res = r.verify(ctx, req.Action, tgt, snap.Ledger.InflightSince())
 	}
 	stop()
 	out.Status, out.Verified, out.Error = res.Status, res.Verified, res.Error
 	out.Details = "resumed after a responder stopped mid-action; verified without acting again: " + res.Details
-	if err := r.finish(ctx, req, keys, token, out); err != nil {
+	if err := r.finish(ctx, req, keys, token, started, out); err != nil {
 		return out, err
 	}
-	out.Duration = time.Since(start)
+	out.Duration = r.now().Sub(start)
 	return r.report(ctx, out, tgt, token, true)
 }
 
@@ -421,7 +467,7 @@ func (r *Responder) republish(ctx context.Context, req Request, tgt Target, snap
 		out.Status = event.StatusFailed
 	}
 	out.Verified = out.Status == event.StatusSuccess
-	out.Duration = time.Since(start)
+	out.Duration = r.now().Sub(start)
 	return r.report(ctx, out, tgt, req.EventID+" "+r.inst+" "+nonce(), true)
 }
 
@@ -429,13 +475,17 @@ func (r *Responder) republish(ctx context.Context, req Request, tgt Target, snap
 // request done. It first claims the request's done key, so only one responder ever reports a request.
 func (r *Responder) report(ctx context.Context, out Outcome, tgt Target, token string, publish bool) (Outcome, error) {
 	req := out.Request
-	claimed, err := r.st.LedgerClaimReport(ctx, req.EventID, token, 2*r.cfg.LeaseTTL)
+	claimed, err := r.led.ClaimReport(ctx, req.EventID, token, 2*r.cfg.LeaseTTL)
 	if err != nil {
 		return out, err
 	}
 	if !claimed {
 		return out, deferred("request %s is being reported by another responder", req.EventID)
 	}
+	if err := r.advance(ctx, []*Outcome{&out}); err != nil {
+		return out, err
+	}
+	out.Details = withRelapse(req, out.Details)
 	e := r.auditEntry(out, tgt)
 	rec, err := r.trail.Append(ctx, e)
 	if err != nil {
@@ -452,7 +502,7 @@ func (r *Responder) report(ctx context.Context, out Outcome, tgt Target, token s
 		}
 		out.Published = true
 	}
-	if err := r.st.LedgerMarkDone(ctx, r.cfg.DoneTTL, req.EventID); err != nil {
+	if err := r.led.MarkDone(ctx, r.cfg.DoneTTL, req.EventID); err != nil {
 		return out, err
 	}
 	r.logOutcome(out, e)
@@ -476,6 +526,8 @@ func (r *Responder) auditEntry(out Outcome, tgt Target) audit.Entry {
 		Details: out.Details, RetryAfterMS: out.Decision.RetryAfter.Milliseconds(), Reason: req.Reason,
 		Confidence: req.Confidence, AnalysisMethod: req.AnalysisMethod, Actor: actor,
 		DurationMS: float64(out.Duration.Microseconds()) / 1000, Verified: out.Verified, DryRun: out.DryRun,
+		FollowUp: req.FollowUp, Attempts: out.Attempts, GaveUp: out.Decision.BreakerOpened, Errors: out.Errors,
+		NextAt: out.Next.At, NextReason: out.Next.Reason,
 	}
 }
 
@@ -491,7 +543,12 @@ func (r *Responder) completion(out Outcome, e audit.Entry) (event.Envelope, erro
 		Result: event.Result{Status: out.Status, Details: out.Details, Error: out.Error}, DryRun: out.DryRun,
 		Reason: req.Reason, Confidence: req.Confidence, AnalysisMethod: req.AnalysisMethod, Verified: out.Verified,
 		DurationMS: e.DurationMS, Class: req.Class, RootCause: req.RootCause, Evidence: req.Evidence,
-		RetryAfterMS: e.RetryAfterMS, EventTime: req.EventTime,
+		RetryAfterMS: e.RetryAfterMS, EventTime: req.EventTime, FollowUp: req.FollowUp, Attempts: out.Attempts,
+		MaxAttempts: out.MaxAttempts, GaveUp: out.Decision.BreakerOpened, Errors: out.Errors, NextAt: out.Next.At,
+		Relapse: req.Relapse, OpenedAt: out.OpenedAt,
+	}
+	if out.Decision.Step == StepCircuitOpen {
+		p.BreakerUntil = e.Time.Add(out.Decision.RetryAfter)
 	}
 	return event.New("respond", req.Host, incident, req.EventID, p)
 }
@@ -503,13 +560,32 @@ func (r *Responder) logOutcome(out Outcome, e audit.Entry) {
 }
 
 // Reset closes a container's breaker and clears its backoff (real and shadow ledgers), audited as the actor.
+// The container's open incidents are due at once: if it still fails, the reconciliation resumes.
 func (r *Responder) Reset(ctx context.Context, name, actor string) (audit.Record, error) {
 	now := r.now()
 	for _, shadow := range []bool{false, true} {
-		keys := store.RespondKeys(r.cfg.Host, name, shadow)
-		if _, err := r.st.LedgerApply(ctx, keys, store.LedgerCommit{Force: true, Set: PlanReset(now, actor)}); err != nil {
+		keys := schema.RespondKeys(r.cfg.Host, name, shadow)
+		l, _, err := r.led.Get(ctx, keys.Ledger)
+		if err != nil && conn.IsUnavailable(err) {
 			return audit.Record{}, err
 		}
+		if _, err := r.led.Apply(ctx, keys, ledger.Commit{From: l, To: PlanReset(now, l, actor), Force: true}); err != nil {
+			return audit.Record{}, err
+		}
+	}
+	open, err := r.inc.OpenIncidents(ctx, r.cfg.Host)
+	if err != nil {
+		return audit.Record{}, err
+	}
+	var steps []incidents.Step
+	for _, in := range open {
+		if in.Container == name {
+			steps = append(steps, incidents.Step{Incident: in.Key, Next: now, Reason: WaitReset, Outcome: incidents.Outcome{
+				EventID: "reset " + nonce(), At: now, Status: DecisionReset, Details: "reset by " + actor, Resumed: true}})
+		}
+	}
+	if _, err := r.inc.Advance(ctx, steps); err != nil {
+		return audit.Record{}, err
 	}
 	return r.trail.Append(ctx, audit.Entry{
 		Time: now, Host: r.cfg.Host, Container: name, Action: "reset", Decision: DecisionReset,
@@ -519,7 +595,7 @@ func (r *Responder) Reset(ctx context.Context, name, actor string) (audit.Record
 
 // keepLease renews the lease and host slot while an action runs, and keeps the request's stream entry from
 // being reclaimed by another instance; the returned stop waits for the renewer.
-func (r *Responder) keepLease(ctx context.Context, keys store.LedgerKeys, token string, dlv *delivery) (stop func()) {
+func (r *Responder) keepLease(ctx context.Context, keys schema.LedgerKeys, token string, dlv *delivery) (stop func()) {
 	cctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	// The renewer exits when stop cancels it.
@@ -531,11 +607,11 @@ func (r *Responder) keepLease(ctx context.Context, keys store.LedgerKeys, token 
 			case <-cctx.Done():
 				return
 			case <-t.C:
-				if _, err := r.st.LedgerRenew(cctx, keys, token, r.cfg.LeaseTTL, time.Now()); err != nil && cctx.Err() == nil {
+				if _, err := r.led.Renew(cctx, keys, token, r.cfg.LeaseTTL, r.now()); err != nil && cctx.Err() == nil {
 					r.log.Warn("lease renewal failed", "key", keys.Lease, "err", err)
 				}
 				if dlv != nil {
-					if err := r.st.LedgerTouchPending(cctx, dlv.stream, Group(r.cfg.Host), dlv.consumer, dlv.id); err != nil && cctx.Err() == nil {
+					if err := r.pub.Touch(cctx, dlv.stream, Group(r.cfg.Host), dlv.consumer, dlv.id); err != nil && cctx.Err() == nil {
 						r.log.Warn("keeping the request pending failed", "entry", dlv.id, "err", err)
 					}
 				}

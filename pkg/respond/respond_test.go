@@ -2,7 +2,6 @@ package respond_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -14,29 +13,42 @@ import (
 
 	"github.com/hemostat/hemostat/pkg/audit"
 	"github.com/hemostat/hemostat/pkg/bus"
-	"github.com/hemostat/hemostat/pkg/container"
+	"github.com/hemostat/hemostat/pkg/conn"
 	"github.com/hemostat/hemostat/pkg/docker"
 	"github.com/hemostat/hemostat/pkg/event"
 	"github.com/hemostat/hemostat/pkg/respond"
 	"github.com/hemostat/hemostat/pkg/respond/respondtest"
 	"github.com/hemostat/hemostat/pkg/store"
+	"github.com/hemostat/hemostat/pkg/store/schema"
 	"github.com/hemostat/hemostat/pkg/testenv"
 )
 
 const host = "node-a"
 
-// clock is the injected time of the decisions.
+// clock is the responder's injected time: it runs with the real clock from t, and Add jumps it ahead
+// (past a backoff, a breaker's cool-off), so waits the responder measures itself (verification) still end.
 type clock struct {
-	mu sync.Mutex
-	t  time.Time
+	mu    sync.Mutex
+	t     time.Time
+	since time.Time // when t was set
 }
 
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func newClock(t time.Time) *clock { return &clock{t: t, since: time.Now()} }
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t.Add(time.Since(c.since))
+}
+
 func (c *clock) Add(d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
+	c.t, c.since = c.t.Add(d), time.Now() // each step starts at exactly the time it names
 }
+
+// secs rounds a wait the responder computed to whole seconds: the clock runs on while it decides.
+func secs(d time.Duration) time.Duration { return d.Round(time.Second) }
 
 func eventually(t testing.TB, timeout time.Duration, cond func() bool) {
 	t.Helper()
@@ -45,7 +57,7 @@ func eventually(t testing.TB, timeout time.Duration, cond func() bool) {
 
 type harness struct {
 	t    testing.TB
-	st   *store.Client
+	st   *store.Store
 	bus  *bus.Bus
 	fake *respondtest.Fake
 	rec  *respondtest.Recorder
@@ -67,9 +79,9 @@ func fastConfig(cfg respond.Config) respond.Config {
 	return cfg
 }
 
-func openStore(t testing.TB, url string) *store.Client {
+func openStore(t testing.TB, url string) *store.Store {
 	t.Helper()
-	st, err := store.Open(store.Options{URL: url})
+	st, err := store.Open(conn.Options{URL: url})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,12 +93,12 @@ func newHarness(t testing.TB, cfg respond.Config, cs ...docker.TargetState) *har
 	t.Helper()
 	st := openStore(t, testenv.RequireRedis(t))
 	fake := respondtest.NewFake(cs...)
-	return &harness{t: t, st: st, bus: bus.New(st, bus.Options{}), fake: fake,
-		rec: &respondtest.Recorder{Inner: fake}, clk: &clock{t: time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)}, cfg: fastConfig(cfg)}
+	return &harness{t: t, st: st, bus: bus.New(st.Conn, bus.Options{}), fake: fake,
+		rec: &respondtest.Recorder{Inner: fake}, clk: newClock(time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)), cfg: fastConfig(cfg)}
 }
 
 func (h *harness) responder(instance string) *respond.Responder {
-	return respond.New(h.cfg, h.rec, h.st, h.bus, respond.Options{Instance: instance, Now: h.clk.Now})
+	return respond.New(h.cfg, h.rec, respondStores(h.st), h.st.Audit, h.bus, respond.Options{Instance: instance, Now: h.clk.Now})
 }
 
 func web(name string, labels map[string]string) docker.TargetState {
@@ -166,7 +178,7 @@ func (h *harness) run(r *respond.Responder, name string, steps []step) []respond
 		if s.code != "" && (len(out.Details) < len(s.code) || out.Details[:len(s.code)] != s.code) {
 			h.t.Errorf("request %d: details %q, want code %q", i+1, out.Details, s.code)
 		}
-		if got := out.Decision.RetryAfter; got != s.retry {
+		if got := secs(out.Decision.RetryAfter); got != s.retry {
 			h.t.Errorf("request %d: retry after %s, want %s", i+1, got, s.retry)
 		}
 	}
@@ -259,15 +271,15 @@ func TestBlastRadiusHoldsAndPagesOnce(t *testing.T) {
 	rdb := redis.NewClient(mustParse(t, h.st))
 	defer rdb.Close()
 	ctx := context.Background()
-	for i := range 6 {
-		s := container.Summary{Name: fmt.Sprintf("c%d", i), Host: host, Watched: true}
-		b, _ := json.Marshal(s)
-		rdb.HSet(ctx, event.KeyContainers, event.Target(host, s.Name), b)
+	if err := h.st.Containers.WriteHost(ctx, schema.HostStatus{Host: host, Watched: 6}); err != nil {
+		t.Fatal(err)
 	}
-	for i := range 4 { // 4 of 6 unhealthy: more than max(3, 50%)
-		rdb.ZAdd(ctx, "hemostat:incidents:open", redis.Z{Score: 1, Member: event.IncidentKey(host, fmt.Sprintf("c%d", i), event.ClassCrashed)})
+	for i := range 4 { // 4 of 6 failing now: more than max(3, 50%)
+		rdb.ZAdd(ctx, schema.FailingKey(host), redis.Z{Score: 1, Member: event.IncidentKey(host, fmt.Sprintf("c%d", i), event.ClassCrashed)})
 	}
-	rdb.ZAdd(ctx, "hemostat:incidents:open", redis.Z{Score: 1, Member: event.IncidentKey("node-b", "x", event.ClassCrashed)}) // other host
+	// A second failing incident of the same container counts once; another host's not at all.
+	rdb.ZAdd(ctx, schema.FailingKey(host), redis.Z{Score: 1, Member: event.IncidentKey(host, "c0", event.ClassCPUSaturated)})
+	rdb.ZAdd(ctx, schema.FailingKey("node-b"), redis.Z{Score: 1, Member: event.IncidentKey("node-b", "x", event.ClassCrashed)})
 	r := h.responder("r1")
 	a := h.process(r, request(t, "web-1", event.ActionRestart))
 	b := h.process(r, request(t, "web-2", event.ActionRestart))
@@ -282,7 +294,7 @@ func TestBlastRadiusHoldsAndPagesOnce(t *testing.T) {
 	if n := len(h.rec.Writes()); n != 0 {
 		t.Errorf("engine writes during a hold: %d", n)
 	}
-	recs, err := audit.NewTrail(h.st).Query(ctx, audit.Filter{})
+	recs, err := audit.NewTrail(h.st.Audit).Query(ctx, audit.Filter{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -290,14 +302,14 @@ func TestBlastRadiusHoldsAndPagesOnce(t *testing.T) {
 		t.Errorf("audit entries = %d, want both holds audited", len(recs))
 	}
 	// Back to 3 of 6: actions resume.
-	rdb.ZRem(ctx, "hemostat:incidents:open", event.IncidentKey(host, "c3", event.ClassCrashed))
+	rdb.ZRem(ctx, schema.FailingKey(host), event.IncidentKey(host, "c3", event.ClassCrashed))
 	if o := h.process(r, request(t, "web-1", event.ActionRestart)); o.Status != event.StatusSuccess {
 		t.Errorf("after the storm: %s %s, want success", o.Status, o.Details)
 	}
 }
 
-func mustParse(t testing.TB, st *store.Client) *redis.Options {
-	o := st.Redis().Options()
+func mustParse(t testing.TB, st *store.Store) *redis.Options {
+	o := st.Conn.Client().Options()
 	return &redis.Options{Addr: o.Addr, DB: o.DB}
 }
 
@@ -483,7 +495,7 @@ func TestRedisDownDoesNothing(t *testing.T) {
 	st := openStore(t, srv.URL())
 	fake := respondtest.NewFake(web("web-1", nil))
 	rec := &respondtest.Recorder{Inner: fake}
-	r := respond.New(fastConfig(respond.Config{}), rec, st, bus.New(st, bus.Options{}), respond.Options{})
+	r := respond.New(fastConfig(respond.Config{}), rec, respondStores(st), st.Audit, bus.New(st.Conn, bus.Options{}), respond.Options{})
 	srv.Stop()
 	env := request(t, "web-1", event.ActionRestart)
 	_, err := r.Process(context.Background(), env)
@@ -494,7 +506,7 @@ func TestRedisDownDoesNothing(t *testing.T) {
 		t.Errorf("engine writes with Redis down: %+v", w)
 	}
 	srv.Start()
-	eventually(t, 5*time.Second, func() bool { return st.Ping(context.Background()) == nil })
+	eventually(t, 5*time.Second, func() bool { return st.Conn.Ping(context.Background()) == nil })
 	o, err := r.Process(context.Background(), env)
 	if err != nil || o.Status != event.StatusSuccess {
 		t.Errorf("after Redis came back: %v %s", err, o.Status)
@@ -520,8 +532,9 @@ func TestDryRunMakesNoWritesAndPredictsTheRealRun(t *testing.T) {
 		if want == event.StatusSuccess {
 			want = event.StatusDryRun
 		}
-		if b.Status != want || c.Status != want || a.Decision.RetryAfter != b.Decision.RetryAfter {
-			t.Errorf("request %d: real %s (%s), dry-run %s (%s), suggest %s", i+1, a.Status, a.Details, b.Status, b.Details, c.Status)
+		if b.Status != want || c.Status != want || secs(a.Decision.RetryAfter) != secs(b.Decision.RetryAfter) {
+			t.Errorf("request %d: real %s (%s, retry %s), dry-run %s (%s, retry %s), suggest %s (%s)", i+1, a.Status, a.Details,
+				a.Decision.RetryAfter, b.Status, b.Details, b.Decision.RetryAfter, c.Status, c.Details)
 		}
 		if !b.DryRun || !c.DryRun {
 			t.Errorf("request %d: dry_run flag not set", i+1)
@@ -531,12 +544,12 @@ func TestDryRunMakesNoWritesAndPredictsTheRealRun(t *testing.T) {
 		if w := h.rec.Writes(); len(w) != 0 {
 			t.Errorf("%s made engine writes: %+v", name, w)
 		}
-		l, err := h.st.LedgerFields(context.Background(), store.RespondKeys(host, "web-1", false))
+		l, found, err := h.st.Ledger.Get(context.Background(), schema.RespondKeys(host, "web-1", false).Ledger)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(l) != 0 {
-			t.Errorf("%s wrote the real ledger: %v", name, l)
+		if found {
+			t.Errorf("%s wrote the real ledger: %+v", name, l)
 		}
 	}
 	if real.rec.Count("restart") == 0 {
@@ -554,7 +567,7 @@ func TestAuditTrailRecordsEveryDecisionAndVerifies(t *testing.T) {
 	h.process(r, request(t, "gone-1", event.ActionRestart))
 	h.process(r, request(t, "web-1", event.ActionNone))
 	ctx := context.Background()
-	trail := audit.NewTrail(h.st)
+	trail := audit.NewTrail(h.st.Audit)
 	recs, err := trail.Query(ctx, audit.Filter{Target: event.Target(host, "web-1")})
 	if err != nil {
 		t.Fatal(err)
@@ -576,11 +589,11 @@ func TestAuditTrailRecordsEveryDecisionAndVerifies(t *testing.T) {
 func TestRunConsumesItsHostsRequestsAndAcksOthers(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, respond.Config{}, web("web-1", nil))
-	b := bus.New(h.st, bus.Options{Block: 50 * time.Millisecond})
+	b := bus.New(h.st.Conn, bus.Options{Block: 50 * time.Millisecond})
 	r := h.responder("r1")
 	ocfg := h.cfg
 	ocfg.Host = "node-b"
-	other := respond.New(ocfg, h.rec, h.st, b, respond.Options{Instance: "b1"})
+	other := respond.New(ocfg, h.rec, respondStores(h.st), h.st.Audit, b, respond.Options{Instance: "b1"})
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = r.Run(ctx, b) })     // exits when ctx is cancelled
@@ -656,11 +669,11 @@ func TestLabelsTuneTheBreaker(t *testing.T) {
 func TestLongActionKeepsItsRequestFromBeingReclaimed(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, respond.Config{LeaseTTL: 150 * time.Millisecond}, web("web-1", nil))
-	b := bus.New(h.st, bus.Options{Block: 20 * time.Millisecond, Batch: 1, ClaimIdle: 200 * time.Millisecond,
+	b := bus.New(h.st.Conn, bus.Options{Block: 20 * time.Millisecond, Batch: 1, ClaimIdle: 200 * time.Millisecond,
 		MaxDeliveries: 2, RetryDelay: 50 * time.Millisecond})
 	h.rec.OnWrite = func(respondtest.Call) { time.Sleep(1200 * time.Millisecond) } // a slow restart
-	r1 := respond.New(h.cfg, h.rec, h.st, b, respond.Options{Instance: "r1", Workers: 2, Now: h.clk.Now})
-	r2 := respond.New(h.cfg, h.rec, h.st, b, respond.Options{Instance: "r2", Workers: 2, Now: h.clk.Now})
+	r1 := respond.New(h.cfg, h.rec, respondStores(h.st), h.st.Audit, b, respond.Options{Instance: "r1", Workers: 2, Now: h.clk.Now})
+	r2 := respond.New(h.cfg, h.rec, respondStores(h.st), h.st.Audit, b, respond.Options{Instance: "r2", Workers: 2, Now: h.clk.Now})
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = r1.Run(ctx, b) }) // exits when ctx is cancelled
@@ -695,4 +708,9 @@ func processUntilAcked(t *testing.T, r *respond.Responder, env event.Envelope, p
 		}
 		time.Sleep(pause)
 	}
+}
+
+// respondStores is the responder's view of a store.
+func respondStores(st *store.Store) respond.Stores {
+	return respond.Stores{Ledger: st.Ledger, Incidents: st.Incidents, Hosts: st.Containers}
 }

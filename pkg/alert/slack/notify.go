@@ -61,11 +61,12 @@ type strippedError struct {
 func (e *strippedError) Error() string { return e.msg }
 func (e *strippedError) Unwrap() error { return e.err }
 
-// ThreadStore remembers the first message of each incident's thread; *store.Client implements it.
+// ThreadStore remembers the first message of each incident's thread; *notify.Store (pkg/store/notify)
+// implements it.
 type ThreadStore interface {
-	NotifyThread(ctx context.Context, incident string) (channel, ts string, err error)
-	NotifySetThread(ctx context.Context, incident, channel, ts string) error
-	NotifyClearThread(ctx context.Context, incident string) error
+	Thread(ctx context.Context, incident string) (channel, ts string, err error)
+	SetThread(ctx context.Context, incident, channel, ts string) error
+	ClearThread(ctx context.Context, incident string) error
 }
 
 // BotOptions configure the bot-token sink.
@@ -102,7 +103,7 @@ func NewBot(o BotOptions) *Bot {
 func (b *Bot) Notify(ctx context.Context, n alert.Notification) (bool, error) {
 	var threadTS string
 	if b.o.Threads != nil && n.Incident != "" {
-		if ch, ts, err := b.o.Threads.NotifyThread(ctx, n.Incident); err == nil && ch == b.o.Channel {
+		if ch, ts, err := b.o.Threads.Thread(ctx, n.Incident); err == nil && ch == b.o.Channel {
 			threadTS = ts
 		}
 	}
@@ -121,9 +122,9 @@ func (b *Bot) Notify(ctx context.Context, n alert.Notification) (bool, error) {
 	switch {
 	case n.State == alert.StateRecovered:
 		// Best effort: a stale thread only means the next occurrence replies in the old thread.
-		_ = b.o.Threads.NotifyClearThread(ctx, n.Incident)
+		_ = b.o.Threads.ClearThread(ctx, n.Incident)
 	case threadTS == "" && ts != "":
-		_ = b.o.Threads.NotifySetThread(ctx, n.Incident, b.o.Channel, ts)
+		_ = b.o.Threads.SetThread(ctx, n.Incident, b.o.Channel, ts)
 	}
 	return false, nil
 }

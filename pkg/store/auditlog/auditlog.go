@@ -1,0 +1,198 @@
+// Package auditlog owns the audit trail's storage: the schema.KeyAudit stream (one entry per decision,
+// field schema.AuditField), its head hash schema.KeyAuditHead (hash, seq and stream id of the newest entry,
+// so a truncated tail is detected too) and one index stream per container, schema.AuditIndexKey, whose
+// entries point at audit stream ids. pkg/audit chains, verifies and formats the entries.
+package auditlog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/hemostat/hemostat/pkg/conn"
+	"github.com/hemostat/hemostat/pkg/store/schema"
+)
+
+// Store appends to and reads the trail.
+type Store struct{ rdb *redis.Client }
+
+// New returns the store over a connection.
+func New(c *conn.Conn) *Store { return &Store{rdb: c.Client()} }
+
+// auditAppendScript appends a run of entries if the chain's head is still the one the first of them was
+// chained to: one script for the entries of many concurrent writers.
+//
+// KEYS[1] audit stream, KEYS[2] head hash, KEYS[3..] the containers' index streams
+// ARGV[1] expected head hash ("" for the first entry), ARGV[2] expected seq of the first new entry,
+// then per entry: JSON, hash, position of its index key in KEYS
+// returns {1, stream ids...} or {0, head hash, head seq} when another append came first.
+var appendScript = redis.NewScript(`
+local head = redis.call('HMGET', KEYS[2], '` + schema.FieldHeadHash + `', '` + schema.FieldHeadSeq + `')
+local h = head[1] or ''
+local seq = tonumber(head[2] or '0') or 0
+local first = tonumber(ARGV[2])
+if h ~= ARGV[1] or seq + 1 ~= first then return {0, h, tostring(seq)} end
+local out = {1}
+local id, hash
+local n = (#ARGV - 2) / 3
+for i = 0, n - 1 do
+  local a = 3 + 3 * i
+  id = redis.call('XADD', KEYS[1], '*', '` + schema.AuditField + `', ARGV[a])
+  hash = ARGV[a + 1]
+  redis.call('XADD', KEYS[tonumber(ARGV[a + 2])], '*', '` + schema.AuditIndexField + `', id)
+  out[#out + 1] = id
+end
+redis.call('HSET', KEYS[2], '` + schema.FieldHeadHash + `', hash, '` + schema.FieldHeadSeq + `', tostring(first + n - 1), '` + schema.FieldHeadID + `', id)
+return out
+`)
+
+// ErrConflict means another writer appended first: chain to the returned head and try again.
+var ErrConflict = errors.New("audit head moved")
+
+// ReadHead returns the chain's head (zero when the trail is empty).
+func (s *Store) ReadHead(ctx context.Context) (schema.AuditHead, error) {
+	m, err := s.rdb.HGetAll(ctx, schema.KeyAuditHead).Result()
+	if err != nil {
+		return schema.AuditHead{}, fmt.Errorf("read audit head: %w", err)
+	}
+	h, err := schema.DecodeAuditHead(m)
+	if err != nil {
+		return h, fmt.Errorf("audit head: %w", err)
+	}
+	return h, nil
+}
+
+// Item is one entry to append: its container ("host/name", for the index), JSON and hash.
+type Item struct {
+	Target string
+	JSON   []byte
+	Hash   string
+}
+
+// Append appends entries (JSON) chained to prev, the first at position seq and the others after it, each
+// indexed under its container, in one atomic step. It returns their stream ids and the new head. When
+// another writer appended first it returns ErrConflict and the current head, and appends nothing.
+func (s *Store) Append(ctx context.Context, prev schema.AuditHead, seq int64, items []Item) ([]string, schema.AuditHead, error) {
+	if len(items) == 0 {
+		return nil, prev, nil
+	}
+	keys := []string{schema.KeyAudit, schema.KeyAuditHead}
+	pos := map[string]int{}
+	args := make([]any, 0, 2+3*len(items))
+	args = append(args, prev.Hash, seq)
+	for _, it := range items {
+		k, ok := pos[it.Target]
+		if !ok {
+			keys = append(keys, schema.AuditIndexKey(it.Target))
+			k = len(keys)
+			pos[it.Target] = k
+		}
+		args = append(args, it.JSON, it.Hash, k)
+	}
+	res, err := appendScript.Run(ctx, s.rdb, keys, args...).Slice()
+	if err != nil {
+		return nil, schema.AuditHead{}, fmt.Errorf("append audit: %w", err)
+	}
+	if n, _ := res[0].(int64); n == 1 && len(res) == len(items)+1 {
+		ids := make([]string, len(items))
+		for i := range ids {
+			ids[i], _ = res[i+1].(string)
+		}
+		last := items[len(items)-1]
+		return ids, schema.AuditHead{Hash: last.Hash, Seq: seq + int64(len(items)) - 1, ID: ids[len(ids)-1]}, nil
+	}
+	var h schema.AuditHead
+	if len(res) >= 3 {
+		h.Hash, _ = res[1].(string)
+		if s, ok := res[2].(string); ok {
+			fmt.Sscan(s, &h.Seq)
+		}
+	}
+	return nil, h, ErrConflict
+}
+
+// Record is one stored audit entry: its stream id and JSON.
+type Record struct {
+	ID      string
+	JSON    []byte
+	IndexID string // the id of the index entry it was read through, for paging a container's index
+}
+
+func records(msgs []redis.XMessage) []Record {
+	out := make([]Record, 0, len(msgs))
+	for _, m := range msgs {
+		raw, _ := m.Values[schema.AuditField].(string)
+		out = append(out, Record{ID: m.ID, JSON: []byte(raw)})
+	}
+	return out
+}
+
+// Range returns up to count entries with ids in [start, end] ("-" and "+" for open ends), oldest first.
+func (s *Store) Range(ctx context.Context, start, end string, count int64) ([]Record, error) {
+	msgs, err := s.rdb.XRangeN(ctx, schema.KeyAudit, start, end, count).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read audit: %w", err)
+	}
+	return records(msgs), nil
+}
+
+// RevRange returns up to count entries with ids in [start, end], newest first.
+func (s *Store) RevRange(ctx context.Context, end, start string, count int64) ([]Record, error) {
+	msgs, err := s.rdb.XRevRangeN(ctx, schema.KeyAudit, end, start, count).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read audit: %w", err)
+	}
+	return records(msgs), nil
+}
+
+// IndexRevRange returns up to count of one container's entries with ids in [start, end], newest first,
+// reading its index and then only the entries it points at.
+func (s *Store) IndexRevRange(ctx context.Context, target, end, start string, count int64) ([]Record, error) {
+	idx, err := s.rdb.XRevRangeN(ctx, schema.AuditIndexKey(target), end, start, count).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read audit index: %w", err)
+	}
+	if len(idx) == 0 {
+		return nil, nil
+	}
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.XMessageSliceCmd, 0, len(idx))
+	for _, m := range idx {
+		id, _ := m.Values[schema.AuditIndexField].(string)
+		cmds = append(cmds, pipe.XRangeN(ctx, schema.KeyAudit, id, id, 1))
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("read audit: %w", err)
+	}
+	var out []Record
+	for i, cmd := range cmds {
+		for _, r := range records(cmd.Val()) { // an entry deleted from the trail is simply absent here
+			r.IndexID = idx[i].ID
+			out = append(out, r)
+		}
+	}
+	if len(out) == 0 || out[len(out)-1].IndexID != idx[len(idx)-1].ID {
+		// Keep paging possible when the oldest pointed-at entry is gone: a placeholder without JSON.
+		out = append(out, Record{IndexID: idx[len(idx)-1].ID})
+	}
+	return out, nil
+}
+
+// Follow blocks up to block for entries after the id (use "$" for only new ones), oldest first.
+func (s *Store) Follow(ctx context.Context, after string, block time.Duration) ([]Record, error) {
+	res, err := s.rdb.XRead(ctx, &redis.XReadArgs{Streams: []string{schema.KeyAudit, after}, Count: 500, Block: block}).Result()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("follow audit: %w", err)
+	}
+	var out []Record
+	for _, st := range res {
+		out = append(out, records(st.Messages)...)
+	}
+	return out, nil
+}

@@ -1,0 +1,209 @@
+// Package containers owns what the monitors write about containers and hosts: the container table
+// (schema.KeyContainers, one summary per host/name), each container's latest sample (schema.Stats), and
+// each host's monitor figures (schema.HostStatus).
+package containers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/hemostat/hemostat/pkg/conn"
+	"github.com/hemostat/hemostat/pkg/container"
+	"github.com/hemostat/hemostat/pkg/store/schema"
+)
+
+// Store reads and writes the container table, the samples and the host figures.
+type Store struct{ rdb *redis.Client }
+
+// New returns the store over a connection.
+func New(c *conn.Conn) *Store { return &Store{rdb: c.Client()} }
+
+// WriteContainers replaces one host's part of the container table: the summaries given are set, the
+// host's other containers are deleted, in one round trip after reading the table's field names.
+func (s *Store) WriteContainers(ctx context.Context, host string, sums []container.Summary) error {
+	fields, err := s.rdb.HKeys(ctx, schema.KeyContainers).Result()
+	if err != nil {
+		return fmt.Errorf("write containers: %w", err)
+	}
+	vals := make([]any, 0, 2*len(sums))
+	keep := make(map[string]bool, len(sums))
+	for _, sum := range sums {
+		b, err := schema.EncodeContainer(sum)
+		if err != nil {
+			return fmt.Errorf("write container %s: %w", sum.Target(), err)
+		}
+		keep[sum.Target()] = true
+		vals = append(vals, sum.Target(), b)
+	}
+	var stale []string
+	for _, f := range fields {
+		if strings.HasPrefix(f, host+"/") && !keep[f] {
+			stale = append(stale, f)
+		}
+	}
+	pipe := s.rdb.Pipeline()
+	if len(stale) > 0 {
+		pipe.HDel(ctx, schema.KeyContainers, stale...)
+	}
+	if len(vals) > 0 {
+		pipe.HSet(ctx, schema.KeyContainers, vals...)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("write containers: %w", err)
+	}
+	return nil
+}
+
+// StatsEntry is one container's latest sample and history.
+type StatsEntry struct {
+	Target string // host/name
+	Stats  schema.Stats
+}
+
+// WriteStats writes the latest samples in one round trip; each key expires after ttl.
+func (s *Store) WriteStats(ctx context.Context, entries []StatsEntry, ttl time.Duration) error {
+	if len(entries) == 0 {
+		return nil
+	}
+	pipe := s.rdb.Pipeline()
+	for _, e := range entries {
+		f, err := e.Stats.Encode()
+		if err != nil {
+			return fmt.Errorf("write stats of %s: %w", e.Target, err)
+		}
+		key := schema.StatsKey(e.Target)
+		pipe.HSet(ctx, key, f)
+		pipe.PExpire(ctx, key, ttl)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("write stats: %w", err)
+	}
+	return nil
+}
+
+// WriteHost writes a host's monitor figures and lists the host among the known ones.
+func (s *Store) WriteHost(ctx context.Context, h schema.HostStatus) error {
+	pipe := s.rdb.Pipeline()
+	pipe.HSet(ctx, schema.HostKey(h.Host), h.Encode())
+	pipe.SAdd(ctx, schema.KeyHosts, h.Host)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("write host %s: %w", h.Host, err)
+	}
+	return nil
+}
+
+// All returns the container table by host/name. A summary that does not decode is left out and reported
+// in problems.
+func (s *Store) All(ctx context.Context) (map[string]container.Summary, []error, error) {
+	raw, err := s.rdb.HGetAll(ctx, schema.KeyContainers).Result()
+	if err != nil {
+		return nil, nil, fmt.Errorf("read containers: %w", err)
+	}
+	out := make(map[string]container.Summary, len(raw))
+	var problems []error
+	for target, v := range raw {
+		sum, err := schema.DecodeContainer([]byte(v))
+		if err != nil {
+			problems = append(problems, fmt.Errorf("%s %s: %w", schema.KeyContainers, target, err))
+			continue
+		}
+		if sum.Host == "" || sum.Name == "" {
+			sum.Host, sum.Name, _ = strings.Cut(target, "/")
+		}
+		out[target] = sum
+	}
+	return out, problems, nil
+}
+
+// Targets returns the host/name of every known container, for completion.
+func (s *Store) Targets(ctx context.Context) ([]string, error) {
+	f, err := s.rdb.HKeys(ctx, schema.KeyContainers).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read containers: %w", err)
+	}
+	return f, nil
+}
+
+// Stats returns the latest samples of the given containers (host/name) that have one, in one round trip.
+// A sample that does not decode is reported in problems (with what did decode kept).
+func (s *Store) Stats(ctx context.Context, targets []string) (map[string]schema.Stats, []error, error) {
+	out := make(map[string]schema.Stats, len(targets))
+	if len(targets) == 0 {
+		return out, nil, nil
+	}
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.MapStringStringCmd, len(targets))
+	for i, t := range targets {
+		cmds[i] = pipe.HGetAll(ctx, schema.StatsKey(t))
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, nil, fmt.Errorf("read stats: %w", err)
+	}
+	var problems []error
+	for i, t := range targets {
+		m := cmds[i].Val()
+		if len(m) == 0 {
+			continue
+		}
+		st, err := schema.DecodeStats(m)
+		if err != nil {
+			problems = append(problems, fmt.Errorf("stats %s: %w", t, err))
+		}
+		out[t] = st
+	}
+	return out, problems, nil
+}
+
+// Hosts returns the figures of every host whose monitor wrote them.
+func (s *Store) Hosts(ctx context.Context) ([]schema.HostStatus, []error, error) {
+	hosts, err := s.rdb.SMembers(ctx, schema.KeyHosts).Result()
+	if err != nil {
+		return nil, nil, fmt.Errorf("read hosts: %w", err)
+	}
+	if len(hosts) == 0 {
+		return nil, nil, nil
+	}
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.MapStringStringCmd, len(hosts))
+	for i, h := range hosts {
+		cmds[i] = pipe.HGetAll(ctx, schema.HostKey(h))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, nil, fmt.Errorf("read hosts: %w", err)
+	}
+	var out []schema.HostStatus
+	var problems []error
+	for i, h := range hosts {
+		m := cmds[i].Val()
+		if len(m) == 0 {
+			continue
+		}
+		st, err := schema.DecodeHostStatus(m)
+		if err != nil {
+			problems = append(problems, fmt.Errorf("host %s: %w", h, err))
+		}
+		if st.Host == "" {
+			st.Host = h
+		}
+		out = append(out, st)
+	}
+	return out, problems, nil
+}
+
+// Host returns one host's figures; found is false when its monitor never wrote them.
+func (s *Store) Host(ctx context.Context, host string) (schema.HostStatus, bool, error) {
+	m, err := s.rdb.HGetAll(ctx, schema.HostKey(host)).Result()
+	if err != nil {
+		return schema.HostStatus{}, false, fmt.Errorf("read host %s: %w", host, err)
+	}
+	h, err := schema.DecodeHostStatus(m)
+	if err != nil {
+		err = fmt.Errorf("host %s: %w", host, err)
+	}
+	return h, len(m) > 0, err
+}
