@@ -137,6 +137,9 @@ func (a *Agent) Handle(ctx context.Context, m bus.Message) error {
 		switch {
 		case err != nil:
 			a.log.Warn("deduplication unavailable; sending anyway", "incident", n.Incident, "state", string(n.State), "err", err)
+		case seen > 1 && (n.Escalation || n.Relapse != ""):
+			// Never a repeat: a human must act, or the incident came back. The claim above still counts it,
+			// so a later plain repeat of the state (a denial by the open breaker) is suppressed.
 		case seen > 1:
 			a.count(ctx, schema.NotifyCounter{Counter: schema.CounterDeduplicated, Label: string(n.State)})
 			a.log.Debug("repeat not sent", "incident", n.Incident, "state", string(n.State), "seen", seen)

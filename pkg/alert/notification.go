@@ -21,7 +21,7 @@ const (
 	StateRemediated State = "remediated"  // remediation_complete success
 	StateFailed     State = "failed"      // remediation_complete failed
 	StateEscalated  State = "escalated"   // status escalated, action none, or denied so that a human must act
-	StateGaveUp     State = "gave_up"     // denied: circuit_open (the breaker is open)
+	StateGaveUp     State = "gave_up"     // the breaker opened on the incident (or denies while open)
 	StateHeld       State = "held"        // held: blast_radius
 	StateDryRun     State = "dry_run"     // what a real run would have done
 	StateFalseAlarm State = "false_alarm" // the analyzer found nothing to do
@@ -56,6 +56,35 @@ type Notification struct {
 	Time        time.Time `json:"time"` // when the event happened, UTC
 	EventID     string    `json:"event_id"`
 	EventType   string    `json:"event_type"`
+	// The incident's reconciliation.
+	Attempts     int       `json:"attempts,omitempty"`     // actions hemostat took for the incident so far
+	MaxAttempts  int       `json:"max_attempts,omitempty"` // actions the breaker allows within its window
+	Relapse      string    `json:"relapse,omitempty"`      // "relapsed 4s after restart 2"
+	Errors       []string  `json:"errors,omitempty"`       // each verification error, when hemostat gave up
+	BreakerUntil time.Time `json:"breaker_until,omitzero"` // when hemostat may act again, when it gave up
+	NextAt       time.Time `json:"next_at,omitzero"`       // when hemostat looks again
+	// Escalation marks a notification that asks a human to act: it is never suppressed as a repeat of the
+	// incident's state (only a redelivery of the same event is).
+	Escalation bool `json:"escalation,omitempty"`
+}
+
+// attemptText is ", attempt 2 of 3" when the incident counts attempts.
+func (n Notification) attemptText() string {
+	switch {
+	case n.Attempts > 0 && n.MaxAttempts > 0:
+		return fmt.Sprintf(", attempt %d of %d", n.Attempts, n.MaxAttempts)
+	case n.Attempts > 0:
+		return fmt.Sprintf(", attempt %d", n.Attempts)
+	}
+	return ""
+}
+
+// relapseText is "; relapsed 4s after restart 2" when the outcome answers a relapse.
+func (n Notification) relapseText() string {
+	if n.Relapse == "" {
+		return ""
+	}
+	return "; " + n.Relapse
 }
 
 // Title is the one-line headline of a notification.
@@ -72,12 +101,19 @@ func (n Notification) Title() string {
 	case StateOpened:
 		return fmt.Sprintf("Incident opened: %s %s%s", c, orDash(n.Class), dry)
 	case StateRemediated:
-		return fmt.Sprintf("Remediated: %s (%s)%s", c, orDash(n.Action), dry)
+		return fmt.Sprintf("Remediated: %s (%s%s%s)%s", c, orDash(n.Action), n.attemptText(), n.relapseText(), dry)
 	case StateFailed:
-		return fmt.Sprintf("Remediation failed: %s (%s)%s", c, orDash(n.Action), dry)
+		return fmt.Sprintf("Remediation failed: %s (%s%s%s)%s", c, orDash(n.Action), n.attemptText(), n.relapseText(), dry)
 	case StateEscalated:
 		return fmt.Sprintf("Needs a human: %s%s", c, dry)
 	case StateGaveUp:
+		if n.Attempts > 0 {
+			until := ""
+			if !n.BreakerUntil.IsZero() {
+				until = " until " + n.BreakerUntil.UTC().Format("15:04 MST")
+			}
+			return fmt.Sprintf("Gave up on %s after %d attempts: circuit breaker open%s%s", c, n.Attempts, until, dry)
+		}
 		return fmt.Sprintf("Gave up on %s: circuit breaker open%s", c, dry)
 	case StateHeld:
 		return fmt.Sprintf("Held: %s (blast radius)%s", c, dry)
@@ -86,6 +122,12 @@ func (n Notification) Title() string {
 	case StateFalseAlarm:
 		return fmt.Sprintf("False alarm: %s%s", c, dry)
 	case StateRecovered:
+		switch {
+		case n.Attempts == 1:
+			return fmt.Sprintf("Recovered: %s after 1 attempt%s", c, dry)
+		case n.Attempts > 1:
+			return fmt.Sprintf("Recovered: %s after %d attempts%s", c, n.Attempts, dry)
+		}
 		return fmt.Sprintf("Recovered: %s%s", c, dry)
 	}
 	return fmt.Sprintf("%s: %s", n.State, c)

@@ -62,14 +62,15 @@ func isWordByte(b byte) bool {
 //	event                 condition                              state        sent
 //	health_alert          --notify-on-open                       opened       yes
 //	health_alert          otherwise                              -            no (stored only)
-//	remediation_complete  action none (any status)               escalated    yes
+//	remediation_complete  gave_up (the breaker opened)           gave_up      yes, an escalation
+//	remediation_complete  action none (any status)               escalated    yes, an escalation
 //	remediation_complete  success                                remediated   yes
 //	remediation_complete  failed                                 failed       yes
-//	remediation_complete  escalated                              escalated    yes
+//	remediation_complete  escalated                              escalated    yes, an escalation
 //	remediation_complete  denied circuit_open                    gave_up      yes
 //	remediation_complete  denied cooldown                        -            counted (suppressed:cooldown)
-//	remediation_complete  denied protected / action_not_allowed  escalated    yes: hemostat will not act, a human must
-//	remediation_complete  denied, other or no code               escalated    yes
+//	remediation_complete  denied protected / action_not_allowed  escalated    yes, an escalation: a human must act
+//	remediation_complete  denied, other or no code               escalated    yes, an escalation
 //	remediation_complete  held (blast_radius)                    held         yes (once: "page once")
 //	remediation_complete  skipped (gone, busy)                   -            counted (suppressed:skipped)
 //	remediation_complete  dry_run                                dry_run      yes: "would have <action>"
@@ -77,7 +78,9 @@ func isWordByte(b byte) bool {
 //	container_recovered                                          recovered    yes
 //
 // Dry-run flags on other statuses keep their state and are marked "(dry run)". Every sent state is then
-// deduplicated on incident + state within the re-notify window.
+// deduplicated on incident + state within the re-notify window, except escalations (a human must act:
+// never suppressed as a repeat) and outcomes that answer a relapse (the incident came back: say so).
+// Outcomes and recoveries carry the incident's attempts.
 func Decide(env event.Envelope, notifyOnOpen bool) (Decision, error) {
 	p, err := env.Payload()
 	if err != nil {
@@ -98,21 +101,25 @@ func Decide(env event.Envelope, notifyOnOpen bool) (Decision, error) {
 		n.State, n.Reason, n.Confidence, n.Method = StateFalseAlarm, p.Reason, conf(p.Confidence), p.AnalysisMethod
 	case *event.ContainerRecovered:
 		n.Container, n.ContainerID, n.Class = p.ContainerName, p.ContainerID, p.Class
-		n.State = StateRecovered
+		n.State, n.Attempts = StateRecovered, p.Attempts
 	case *event.RemediationComplete:
 		n.Container, n.ContainerID, n.Class, n.Action = p.Container, p.ContainerID, p.Class, p.Action
 		n.Result, n.Reason, n.Details, n.Error = p.Result.Status, p.Reason, p.Result.Details, p.Result.Error
 		n.RootCause, n.Evidence, n.Confidence, n.Method = p.RootCause, p.Evidence, conf(p.Confidence), p.AnalysisMethod
 		n.DryRun, n.Verified = p.DryRun, p.Verified
+		n.Attempts, n.MaxAttempts, n.Relapse, n.Errors, n.BreakerUntil, n.NextAt = p.Attempts, p.MaxAttempts, p.Relapse,
+			p.Errors, p.BreakerUntil, p.NextAt
 		switch code := DenialCode(p); {
+		case p.GaveUp:
+			n.State, n.Escalation = StateGaveUp, true
 		case p.Action == event.ActionNone:
-			n.State = StateEscalated
+			n.State, n.Escalation = StateEscalated, true
 		case p.Result.Status == event.StatusSuccess:
 			n.State = StateRemediated
 		case p.Result.Status == event.StatusFailed:
 			n.State = StateFailed
 		case p.Result.Status == event.StatusEscalated:
-			n.State = StateEscalated
+			n.State, n.Escalation = StateEscalated, true
 		case p.Result.Status == event.StatusDryRun:
 			n.State, n.DryRun = StateDryRun, true
 		case p.Result.Status == event.StatusHeld:
@@ -124,7 +131,7 @@ func Decide(env event.Envelope, notifyOnOpen bool) (Decision, error) {
 		case p.Result.Status == event.StatusDenied && code == event.CodeCooldown:
 			return Decision{Suppressed: "cooldown", Notification: fill(n)}, nil
 		default: // other denials: hemostat will not act on this incident, so a human must
-			n.State = StateEscalated
+			n.State, n.Escalation = StateEscalated, true
 		}
 	default:
 		return Decision{}, nil

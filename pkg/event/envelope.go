@@ -243,3 +243,18 @@ func DeriveID(seed string, at time.Time) string {
 	u[8] = (u[8] & 0x3f) | 0x80 // RFC 9562 variant
 	return u.String()
 }
+
+// WithPayload returns the envelope carrying payload instead, with the same id, time and routing: a
+// publisher that learns more before it publishes (the monitor adds the attempts to a recovery) keeps the
+// event's identity.
+func (e Envelope) WithPayload(payload Payload) (Envelope, error) {
+	if payload.EventType() != e.EventType {
+		return e, fmt.Errorf("payload %s for a %s envelope", payload.EventType(), e.EventType)
+	}
+	data, err := stdjson.Marshal(payload)
+	if err != nil {
+		return e, fmt.Errorf("encode %s: %w", payload.EventType(), err)
+	}
+	e.Data, e.payload = data, nil
+	return e, nil
+}

@@ -70,11 +70,15 @@ func TestAcceptanceIncidentSequence(t *testing.T) {
 	step(8*time.Second, "node-a/web-1/crashed", need.ID, &event.RemediationComplete{Container: "web-1", Action: "restart",
 		Result: event.Result{Status: "success"}, Verified: true, DurationMS: 7000, Confidence: 0.9, AnalysisMethod: "rules"})
 	step(9*time.Second, "node-a/web-2/oom_killed", "", denied("web-2", "cooldown: 20s left"))
-	step(10*time.Second, "node-a/web-2/oom_killed", "", denied("web-2", "circuit_open"))
-	step(11*time.Second, "node-a/web-2/oom_killed", "", denied("web-2", "circuit_open"))
+	step(10*time.Second, "node-a/web-2/oom_killed", "", &event.RemediationComplete{Container: "web-2", Action: "restart",
+		Result: event.Result{Status: "escalated", Details: "circuit_open: breaker opened after 3 actions within 1h0m0s"},
+		GaveUp: true, Attempts: 3, MaxAttempts: 3, OpenedAt: t0, BreakerUntil: t0.Add(time.Hour),
+		Errors: []string{"exited again", "exited again", "not healthy within 3s"}}) // gave up: an escalation
+	step(11*time.Second, "node-a/web-2/oom_killed", "", denied("web-2", "circuit_open")) // the breaker still open: counted
 	step(12*time.Second, "node-a/web-3/cpu_saturated", "", &event.FalseAlarm{Container: "web-3", Confidence: 0.7,
 		AnalysisMethod: "llm:anthropic:claude-haiku", DurationMS: 900})
-	step(60*time.Second, "node-a/web-1/crashed", "", &event.ContainerRecovered{ContainerID: "a", ContainerName: "web-1", Class: "crashed"})
+	step(60*time.Second, "node-a/web-1/crashed", "", &event.ContainerRecovered{ContainerID: "a", ContainerName: "web-1", Class: "crashed",
+		OpenedAt: t0, Attempts: 1})
 	step(61*time.Second, "node-b/web-4/unhealthy", "", &event.RemediationComplete{Container: "web-4", Action: "restart",
 		Result: event.Result{Status: "dry_run"}, DryRun: true})
 	step(62*time.Second, "node-b/web-5/crashed", "", &event.RemediationComplete{Container: "web-5", Action: "restart",
@@ -94,12 +98,12 @@ func TestAcceptanceIncidentSequence(t *testing.T) {
 	want := []string{
 		"Dry run: would have restarted web-4",
 		"False alarm: web-3",
-		"Gave up on web-2: circuit breaker open",
+		"Gave up on web-2 after 3 attempts: circuit breaker open until 11:30 UTC",
 		"Held: web-6 (blast radius)",
 		"Incident opened: web-1 crashed",
 		"Incident opened: web-2 oom_killed",
 		"Needs a human: web-7",
-		"Recovered: web-1",
+		"Recovered: web-1 after 1 attempt",
 		"Remediated: web-1 (restart)",
 	}
 	var gotSlack, gotHook []string
@@ -145,7 +149,8 @@ hemostat_analyze_analyses_total{method="rules",outcome="remediation"} 1
 # HELP hemostat_respond_remediations_total Remediation decisions by action and result status (success, failed, skipped, denied, held, escalated, dry_run).
 # TYPE hemostat_respond_remediations_total counter
 hemostat_respond_remediations_total{action="none",result="escalated"} 1
-hemostat_respond_remediations_total{action="restart",result="denied"} 3
+hemostat_respond_remediations_total{action="restart",result="denied"} 2
+hemostat_respond_remediations_total{action="restart",result="escalated"} 1
 hemostat_respond_remediations_total{action="restart",result="dry_run"} 1
 hemostat_respond_remediations_total{action="restart",result="held"} 1
 hemostat_respond_remediations_total{action="restart",result="skipped"} 1
@@ -179,6 +184,10 @@ hemostat_respond_remediations_total{action="restart",result="success"} 1
 		"hemostat_incident_time_to_detect_seconds/crashed":    {1, 0.1},
 		"hemostat_incident_time_to_detect_seconds/oom_killed": {1, 0.2},
 		"hemostat_incident_time_to_remediate_seconds/crashed": {1, 8},
+		"hemostat_incident_attempts/gave_up":                  {1, 3},
+		"hemostat_incident_attempts/recovered":                {1, 1},
+		"hemostat_incident_duration_seconds/gave_up":          {1, 10},
+		"hemostat_incident_duration_seconds/recovered":        {1, 60},
 	}
 	if diff := cmp.Diff(wantH, got); diff != "" {
 		t.Errorf("incident histograms [count, sum] (-want +got):\n%s", diff)

@@ -18,6 +18,14 @@ var (
 	remediationBuckets = []float64{0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120}
 	detectBuckets      = []float64{0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}
 	remediateBuckets   = []float64{0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1800}
+	attemptBuckets     = []float64{0, 1, 2, 3, 4, 5, 6, 8, 10}
+	incidentBuckets    = []float64{10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400, 43200, 86400}
+)
+
+// How an incident's reconciliation ended, the label of hemostat_incident_duration_seconds.
+const (
+	endRecovered = "recovered"
+	endGaveUp    = "gave_up"
 )
 
 // eventMetrics are the metrics derived from the events the exporter's consumer group reads.
@@ -32,6 +40,9 @@ type eventMetrics struct {
 	remediationSecs *prometheus.HistogramVec
 	timeToDetect    *prometheus.HistogramVec
 	timeToRemediate *prometheus.HistogramVec
+	attempts        *prometheus.HistogramVec
+	gaveUp          *prometheus.CounterVec
+	incidentSeconds *prometheus.HistogramVec
 
 	processed atomic.Int64
 	chain     *causes
@@ -61,10 +72,18 @@ func newEventMetrics(reg prometheus.Registerer) *eventMetrics {
 			Help: "From Docker's event time to the health alert on the bus, by failure class.", Buckets: detectBuckets}, []string{"class"}),
 		timeToRemediate: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "hemostat_incident_time_to_remediate_seconds",
 			Help: "From Docker's event time to the verified successful remediation, by failure class.", Buckets: remediateBuckets}, []string{"class"}),
+		attempts: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "hemostat_incident_attempts",
+			Help:    "Actions hemostat took for an incident by the time it ended, by how it ended (recovered or gave_up).",
+			Buckets: attemptBuckets}, []string{"outcome"}),
+		gaveUp: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hemostat_incidents_gave_up_total",
+			Help: "Incidents hemostat gave up on (the breaker opened) and escalated, by failure class."}, []string{"class"}),
+		incidentSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "hemostat_incident_duration_seconds",
+			Help:    "From an incident's opening to its end: recovered, or gave up (the breaker opened).",
+			Buckets: incidentBuckets}, []string{"outcome"}),
 		chain: newCauses(10000),
 	}
 	reg.MustRegister(m.events, m.alerts, m.recoveries, m.analyses, m.analysisSeconds, m.confidence, m.remediations,
-		m.remediationSecs, m.timeToDetect, m.timeToRemediate)
+		m.remediationSecs, m.timeToDetect, m.timeToRemediate, m.attempts, m.gaveUp, m.incidentSeconds)
 	return m
 }
 
@@ -102,6 +121,10 @@ func (m *eventMetrics) observe(env event.Envelope) {
 		m.confidence.Observe(p.Confidence)
 	case *event.RemediationComplete:
 		m.remediations.WithLabelValues(p.Action, p.Result.Status).Inc()
+		if p.GaveUp && !p.DryRun {
+			m.gaveUp.WithLabelValues(classOf(p.Class, env.Incident)).Inc()
+			m.ended(endGaveUp, p.Attempts, p.OpenedAt, env.Timestamp)
+		}
 		executed := !p.DryRun && (p.Result.Status == event.StatusSuccess || p.Result.Status == event.StatusFailed)
 		if executed && p.Action != event.ActionNone {
 			m.remediationSecs.WithLabelValues(p.Action).Observe(p.DurationMS / 1000)
@@ -119,6 +142,17 @@ func (m *eventMetrics) observe(env event.Envelope) {
 		}
 	case *event.ContainerRecovered:
 		m.recoveries.WithLabelValues(p.Class).Inc()
+		m.ended(endRecovered, p.Attempts, p.OpenedAt, env.Timestamp)
+	}
+}
+
+// ended observes an incident's end: its attempts, and its duration when its opening is known.
+func (m *eventMetrics) ended(outcome string, attempts int, opened, at time.Time) {
+	m.attempts.WithLabelValues(outcome).Observe(float64(attempts))
+	if !opened.IsZero() {
+		if d := at.Sub(opened); d >= 0 {
+			m.incidentSeconds.WithLabelValues(outcome).Observe(d.Seconds())
+		}
 	}
 }
 

@@ -148,10 +148,13 @@ func (e *env) script() int {
 	e.publish(t0.Add(30*time.Second), "node-a", "node-a/web-2/oom_killed", "", &event.RemediationComplete{
 		Container: "web-2", Action: "restart", Result: event.Result{Status: "success"}, Verified: true, DurationMS: 4000, EventTime: t0})
 	e.publish(t0.Add(40*time.Second), "node-a", "node-a/web-1/crashed", "", &event.ContainerRecovered{
-		ContainerID: "aaa", ContainerName: "web-1", Class: "crashed"})
+		ContainerID: "aaa", ContainerName: "web-1", Class: "crashed", OpenedAt: t0, Attempts: 1})
+	e.publish(t0.Add(45*time.Second), "node-a", "node-a/web-2/oom_killed", "", &event.RemediationComplete{
+		Container: "web-2", Action: "restart", Result: event.Result{Status: "escalated", Details: "circuit_open: breaker opened"},
+		Class: "oom_killed", GaveUp: true, Attempts: 3, MaxAttempts: 3, OpenedAt: t0})
 	e.publish(t0.Add(50*time.Second), "node-b", "node-b/web-4/unhealthy", "", &event.RemediationComplete{
 		Container: "web-4", Action: "restart", Result: event.Result{Status: "dry_run"}, DryRun: true, DurationMS: 3})
-	return 10
+	return 11
 }
 
 // goldenNames are the metrics compared with testdata/metrics.golden: all but those that depend on the
@@ -172,7 +175,8 @@ var goldenNames = []string{
 	"hemostat_monitor_alerts_total", "hemostat_monitor_recoveries_total", "hemostat_analyze_analyses_total",
 	"hemostat_analyze_duration_seconds", "hemostat_analyze_confidence_ratio", "hemostat_respond_remediations_total",
 	"hemostat_respond_remediation_duration_seconds", "hemostat_incident_time_to_detect_seconds",
-	"hemostat_incident_time_to_remediate_seconds",
+	"hemostat_incident_time_to_remediate_seconds", "hemostat_incident_attempts", "hemostat_incidents_gave_up_total",
+	"hemostat_incident_duration_seconds", "hemostat_monitor_containers_watched",
 }
 
 func TestMetricsGolden(t *testing.T) {
@@ -277,9 +281,9 @@ func TestPromtoolCheckMetrics(t *testing.T) {
 		t.Skip("promtool not installed")
 	}
 	e := open(t)
-	e.script()
+	n := e.script()
 	e.start()
-	eventually(t, 5*time.Second, func() bool { return e.exp.Processed() == 10 })
+	eventually(t, 5*time.Second, func() bool { return e.exp.Processed() == int64(n) })
 	cmd := exec.Command(promtool, "check", "metrics")
 	cmd.Stdin = bytes.NewReader(scrape(t, e.url+"/metrics"))
 	out, err := cmd.CombinedOutput()

@@ -18,6 +18,10 @@ const (
 	NoticeRealerted = "realerted" // still open after the re-alert interval: another health_alert
 	NoticeCleared   = "cleared"   // the condition stayed clear for the hysteresis: container_recovered
 	NoticeClosed    = "closed"    // closed without recovery (container removed or stopped, escalated)
+	// NoticeCondition: an open incident's condition changed. It cleared (the recovery hysteresis starts),
+	// or it came back after clearing (a relapse: the same incident continues, and the responder looks at
+	// once).
+	NoticeCondition = "condition"
 )
 
 // Notice is one incident state change, published on the bus and printed on stdout.
@@ -34,6 +38,11 @@ type Notice struct {
 	EventTime   time.Time                 `json:"event_time,omitzero"`
 	Reason      string                    `json:"reason,omitempty"`
 	Alert       *event.ContainerUnhealthy `json:"alert,omitempty"`
+	// Condition notices.
+	Condition    string        `json:"condition,omitempty"` // failing or clear
+	Relapse      bool          `json:"relapse,omitempty"`
+	Relapses     int           `json:"relapses,omitempty"`
+	RelapseAfter time.Duration `json:"relapse_after_ns,omitempty"` // from the container's latest start to the relapse
 	// Envelope is the health_alert (opened, realerted) or container_recovered (cleared) to publish.
 	Envelope *event.Envelope `json:"-"`
 }
@@ -79,6 +88,8 @@ type entry struct {
 	updatedAt       time.Time
 
 	lastKill      time.Time
+	kill          killOwner // who sent the latest stop or kill
+	killAction    string    // hemostat's action, when it did
 	lastOOM       time.Time
 	lastDie       time.Time
 	lastDieKilled bool // the latest die followed a stop/kill
@@ -98,6 +109,20 @@ type entry struct {
 	leak          LeakVerdict
 }
 
+// killOwner says who sent a container's latest stop or kill, as far as the monitor knows.
+type killOwner int
+
+const (
+	killUnknown  killOwner = iota // no stop or kill, or not asked yet
+	killChecking                  // hemostat's ledger is being read
+	killOwn                       // hemostat's responder, acting on an incident
+	killClient                    // someone else: a person, a script, an orchestrator
+)
+
+// ownCheckWait is how long a stopped container's incident waits for the answer to "was it hemostat?"
+// before the stop is taken for a client's.
+const ownCheckWait = 5 * time.Second
+
 // incident is one open incident.
 type incident struct {
 	key, class, severity string
@@ -106,6 +131,8 @@ type incident struct {
 	lastAlertAt          time.Time
 	lastFired            time.Time // event time of the latest occurrence of its condition
 	alertID              string
+	clear                bool // its condition has cleared (the hysteresis runs)
+	relapses             int
 }
 
 // engine owns the container table and the incidents. It does no I/O: the monitor feeds it events,
@@ -116,8 +143,9 @@ type engine struct {
 	byID      map[string]*entry
 	byName    map[string]*entry
 	incidents map[string]*incident
-	inspect   map[string]bool // ids to inspect; true when the result should be checked for missed failures
-	listed    bool            // a full list has been reconciled
+	inspect   map[string]bool      // ids to inspect; true when the result should be checked for missed failures
+	own       map[string]time.Time // ids whose latest stop or kill (at that time) may be hemostat's: read its ledger
+	listed    bool                 // a full list has been reconciled
 }
 
 func newEngine(cfg engineConfig) *engine {
@@ -128,7 +156,51 @@ func newEngine(cfg engineConfig) *engine {
 		cfg.LeakWindow = 60
 	}
 	return &engine{cfg: cfg, byID: map[string]*entry{}, byName: map[string]*entry{},
-		incidents: map[string]*incident{}, inspect: map[string]bool{}}
+		incidents: map[string]*incident{}, inspect: map[string]bool{}, own: map[string]time.Time{}}
+}
+
+// OwnCheck is a question for hemostat's ledger: was the stop or kill of a container at At hemostat's own
+// action?
+type OwnCheck struct {
+	ID, Name string
+	At       time.Time
+}
+
+// takeOwnChecks returns and forgets the questions waiting for the ledger.
+func (g *engine) takeOwnChecks() []OwnCheck {
+	if len(g.own) == 0 {
+		return nil
+	}
+	out := make([]OwnCheck, 0, len(g.own))
+	for id, at := range g.own {
+		if en := g.byID[id]; en != nil {
+			out = append(out, OwnCheck{ID: id, Name: en.name, At: at})
+		}
+	}
+	g.own = map[string]time.Time{}
+	return out
+}
+
+// onOwn applies the ledger's answer: whether the stop or kill at at was hemostat's action (and which).
+func (g *engine) onOwn(c OwnCheck, own bool, action string) {
+	en := g.byID[c.ID]
+	if en == nil || !en.lastKill.Equal(c.At) {
+		return // another stop or kill came since; its own question is on its way
+	}
+	en.kill, en.killAction = killClient, ""
+	if own {
+		en.kill, en.killAction = killOwn, action
+	}
+}
+
+// hasIncident reports whether a container has an open incident.
+func (g *engine) hasIncident(name string) bool {
+	for _, inc := range g.incidents {
+		if inc.name == name {
+			return true
+		}
+	}
+	return false
 }
 
 // takeInspects returns and forgets the ids waiting for an inspect.
@@ -211,6 +283,7 @@ func (g *engine) onEvent(e docker.Event, now time.Time) []Notice {
 		en.state = "running"
 		en.startedAt = e.Time
 		en.lastKill = time.Time{} // a new run: the stop or kill before it explains no later die
+		en.kill, en.killAction = killUnknown, ""
 		en.health = ""
 		if en.healthcheck != nil {
 			en.health = "starting"
@@ -224,6 +297,13 @@ func (g *engine) onEvent(e docker.Event, now time.Time) []Notice {
 		en.state = "paused"
 	case "kill", "stop":
 		en.lastKill = e.Time
+		en.kill, en.killAction = killUnknown, ""
+		if en.watched && g.hasIncident(en.name) {
+			// hemostat's own restart kills the container too: ask its ledger before a die after this is
+			// read as a client's stop.
+			en.kill = killChecking
+			g.own[en.id] = e.Time
+		}
 	case "die":
 		en.state = "exited"
 		en.finishedAt = e.Time
@@ -335,10 +415,23 @@ func (g *engine) open(en *entry, class string, at, now time.Time, anomalies []ev
 	if inc := g.incidents[key]; inc != nil {
 		inc.lastFired = at
 		inc.id = en.id
-		if now.Sub(inc.lastAlertAt) < g.cfg.Realert {
-			return nil
+		var out []Notice
+		if inc.clear {
+			// A relapse: the condition came back after it cleared (typically after hemostat's action). The
+			// same incident continues.
+			inc.clear = false
+			inc.relapses++
+			n := g.notice(inc, NoticeCondition, now)
+			n.Condition, n.Relapse, n.Relapses, n.EventTime = schema.ConditionFailing, true, inc.relapses, at.UTC()
+			if !en.startedAt.IsZero() && at.After(en.startedAt) {
+				n.RelapseAfter = at.Sub(en.startedAt)
+			}
+			out = append(out, n)
 		}
-		return []Notice{g.alert(en, inc, NoticeRealerted, now, now, anomalies, true)}
+		if now.Sub(inc.lastAlertAt) < g.cfg.Realert {
+			return out
+		}
+		return append(out, g.alert(en, inc, NoticeRealerted, now, now, anomalies, true))
 	}
 	inc := &incident{key: key, class: class, severity: severityOf(class), name: en.name, id: en.id,
 		openedAt: now, lastFired: at}
@@ -381,11 +474,17 @@ func (g *engine) alert(en *entry, inc *incident, kind string, at, now time.Time,
 	return n
 }
 
+// notice is a notice of kind about an incident.
+func (g *engine) notice(inc *incident, kind string, now time.Time) Notice {
+	return Notice{Kind: kind, Time: now, Incident: inc.key, Class: inc.class, Severity: inc.severity, Host: g.cfg.Host,
+		Container: inc.name, ContainerID: inc.id, OpenedAt: inc.openedAt}
+}
+
 // close removes an incident; a cleared one carries a container_recovered envelope.
 func (g *engine) close(inc *incident, kind string, now time.Time, reason string) Notice {
 	delete(g.incidents, inc.key)
-	n := Notice{Kind: kind, Time: now, Incident: inc.key, Class: inc.class, Severity: inc.severity, Host: g.cfg.Host,
-		Container: inc.name, ContainerID: inc.id, OpenedAt: inc.openedAt, Reason: reason}
+	n := g.notice(inc, kind, now)
+	n.Reason = reason
 	if kind == NoticeCleared {
 		p := &event.ContainerRecovered{ContainerID: inc.id, ContainerName: inc.name, Class: inc.class, OpenedAt: inc.openedAt.UTC()}
 		if env, err := event.New("monitor", g.cfg.Host, inc.key, inc.alertID, p); err == nil {
@@ -645,6 +744,14 @@ func (g *engine) clearState(inc *incident, en *entry, now time.Time) (clear bool
 	}
 	running := en.state == "running"
 	if !running && en.lastDieKilled && (en.state == "exited" || en.state == "dead") && en.lastDie.After(inc.lastFired) {
+		switch {
+		case en.kill == killChecking && now.Sub(en.lastDie) < ownCheckWait:
+			return false, time.Time{}, "" // asking hemostat's ledger whose stop it was
+		case en.kill == killOwn && en.killAction == event.ActionStop:
+			return false, time.Time{}, "container stopped by hemostat's " + event.ActionStop + " action"
+		case en.kill == killOwn:
+			return false, time.Time{}, "" // hemostat's own restart: it comes back, or the responder says it did not
+		}
 		return false, time.Time{}, "container stopped by a client"
 	}
 	later := func(a, b time.Time) time.Time {
@@ -706,6 +813,13 @@ func (g *engine) onTick(now time.Time) []Notice {
 			out = append(out, g.close(inc, NoticeClosed, now, reason))
 		case clear && now.Sub(since) >= g.cfg.Hysteresis:
 			out = append(out, g.close(inc, NoticeCleared, now, "condition clear for "+g.cfg.Hysteresis.String()))
+		case clear && !inc.clear:
+			// Clear, not yet for the hysteresis: the container is not failing now, so it leaves the blast
+			// radius; a relapse before the hysteresis ends continues this incident.
+			inc.clear = true
+			n := g.notice(inc, NoticeCondition, now)
+			n.Condition, n.EventTime = schema.ConditionClear, since.UTC()
+			out = append(out, n)
 		case !clear && now.Sub(inc.lastAlertAt) >= g.cfg.Realert:
 			out = append(out, g.alert(en, inc, NoticeRealerted, now, now, nil, true))
 		}
@@ -720,7 +834,8 @@ func (g *engine) load(list []schema.Incident) {
 			continue
 		}
 		g.incidents[in.Key] = &incident{key: in.Key, class: in.Class, severity: in.Severity, name: in.Container,
-			id: in.ContainerID, openedAt: in.OpenedAt, lastAlertAt: in.LastAlertAt, lastFired: in.OpenedAt, alertID: in.AlertID}
+			id: in.ContainerID, openedAt: in.OpenedAt, lastAlertAt: in.LastAlertAt, lastFired: in.OpenedAt, alertID: in.AlertID,
+			clear: in.Condition == schema.ConditionClear, relapses: in.Relapses}
 	}
 }
 

@@ -60,12 +60,23 @@ type step struct {
 	e   docker.Event
 	d   *docker.Details
 	tic time.Time
+	own *ownAnswer // answers the pending "was it hemostat?" questions
+}
+
+// ownAnswer is hemostat's ledger's answer to the engine's questions about a stop or kill.
+type ownAnswer struct {
+	own    bool
+	action string
 }
 
 func runSteps(g *engine, steps []step) []string {
 	var got []string
 	for _, s := range steps {
 		switch {
+		case s.own != nil:
+			for _, c := range g.takeOwnChecks() {
+				g.onOwn(c, s.own.own, s.own.action)
+			}
 		case s.d != nil:
 			got = append(got, kinds(g.onDetails(*s.d, g.byID[s.d.ID].seqOr(0), false, s.d.StartedAt))...)
 		case !s.tic.IsZero():
@@ -111,16 +122,30 @@ func TestEngineEvents(t *testing.T) {
 			[]string{"opened crash_loop"}},
 		{"unhealthy opens", []step{start(0), {e: ev("c1", "", at(5), "health", "unhealthy")}}, []string{"opened unhealthy"}},
 		{"crash recovers after a restart and the hysteresis", []step{start(0), die(1, "3"), start(10), tick(30), tick(40.5)},
-			[]string{"opened crashed", "cleared crashed"}},
+			[]string{"opened crashed", "condition crashed", "cleared crashed"}},
 		{"unhealthy recovers when healthy long enough", []step{start(0), {e: ev("c1", "", at(5), "health", "unhealthy")},
 			{e: ev("c1", "", at(10), "health", "healthy")}, tick(20), {e: ev("c1", "", at(25), "health", "unhealthy")},
 			{e: ev("c1", "", at(30), "health", "healthy")}, tick(59), tick(61)},
-			[]string{"opened unhealthy", "cleared unhealthy"}},
+			[]string{"opened unhealthy", "condition unhealthy", "condition unhealthy", "condition unhealthy", "cleared unhealthy"}},
+		{"a crash after a restart that cleared it is a relapse of the same incident", []step{start(0), die(1, "3"), start(10),
+			tick(11), die(12, "3"), tick(13), start(20), tick(21), tick(51)},
+			[]string{"opened crashed", "condition crashed", "condition crashed", "condition crashed", "cleared crashed"}},
 		{"realert after the interval", []step{start(0), die(1, "3"), tick(60), tick(1801), tick(1900)},
 			[]string{"opened crashed", "realerted crashed"}},
 		{"destroy closes", []step{start(0), die(1, "3"), {e: ev("c1", "destroy", at(2))}}, []string{"opened crashed", "closed crashed"}},
-		{"stopped unhealthy container closes", []step{start(0), {e: ev("c1", "", at(5), "health", "unhealthy")},
-			{e: ev("c1", "kill", at(6), "signal", "15")}, die(6.1, "143"), tick(7)},
+		{"stopped unhealthy container closes once the ledger says it was not hemostat", []step{start(0),
+			{e: ev("c1", "", at(5), "health", "unhealthy")}, {e: ev("c1", "kill", at(6), "signal", "15")}, die(6.1, "143"),
+			tick(7), {own: &ownAnswer{}}, tick(8)},
+			[]string{"opened unhealthy", "closed unhealthy"}},
+		{"a stop nobody explains closes after the wait", []step{start(0), {e: ev("c1", "", at(5), "health", "unhealthy")},
+			{e: ev("c1", "kill", at(6), "signal", "15")}, die(6.1, "143"), tick(7), tick(12)},
+			[]string{"opened unhealthy", "closed unhealthy"}},
+		{"hemostat's own restart keeps the incident open", []step{start(0), {e: ev("c1", "", at(5), "health", "unhealthy")},
+			{e: ev("c1", "kill", at(6), "signal", "15")}, die(6.1, "143"), tick(7), {own: &ownAnswer{own: true, action: "restart"}},
+			tick(12), start(13), tick(14), {e: ev("c1", "", at(16), "health", "unhealthy")}},
+			[]string{"opened unhealthy"}},
+		{"hemostat's own stop closes it as such", []step{start(0), {e: ev("c1", "", at(5), "health", "unhealthy")},
+			{e: ev("c1", "kill", at(6), "signal", "15")}, die(6.1, "143"), {own: &ownAnswer{own: true, action: "stop"}}, tick(7)},
 			[]string{"opened unhealthy", "closed unhealthy"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -259,7 +284,7 @@ func TestEngineResourceClasses(t *testing.T) {
 			got = append(got, kinds(g.onSample("c1", sample(at, cpu, 100*mib, 512*mib), at))...)
 			got = append(got, kinds(g.onTick(at))...)
 		}
-		if diff := cmp.Diff([]string{"opened cpu_saturated", "cleared cpu_saturated"}, got); diff != "" {
+		if diff := cmp.Diff([]string{"opened cpu_saturated", "condition cpu_saturated", "cleared cpu_saturated"}, got); diff != "" {
 			t.Errorf("(-want +got):\n%s", diff)
 		}
 	})
@@ -338,5 +363,28 @@ func TestEngineResumedIncidentDoesNotRealert(t *testing.T) {
 	got = append(got, kinds(g.onTick(now))...)
 	if got != nil {
 		t.Errorf("resumed incident alerted again: %v", got)
+	}
+}
+
+// TestEngineRelapseSaysHowSoon: a relapse is a condition notice on the same incident, counting the
+// relapses and carrying the time since the container's latest start.
+func TestEngineRelapseSaysHowSoon(t *testing.T) {
+	g := newEngine(testConfig())
+	at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
+	g.onEvent(ev("c1", "start", at(0)), at(0))
+	opened := g.onEvent(ev("c1", "die", at(1), "exitCode", "3"), at(1))
+	g.onEvent(ev("c1", "start", at(10)), at(10))
+	cleared := g.onTick(at(11))
+	relapse := g.onEvent(ev("c1", "die", at(14), "exitCode", "3"), at(14))
+	if len(opened) != 1 || len(cleared) != 1 || len(relapse) != 1 {
+		t.Fatalf("notices: opened %v, cleared %v, relapse %v", kinds(opened), kinds(cleared), kinds(relapse))
+	}
+	if c := cleared[0]; c.Condition != schema.ConditionClear || c.Incident != opened[0].Incident || !c.EventTime.Equal(at(10)) {
+		t.Errorf("clear notice: %+v", c)
+	}
+	r := relapse[0]
+	if r.Kind != NoticeCondition || r.Condition != schema.ConditionFailing || !r.Relapse || r.Relapses != 1 ||
+		r.RelapseAfter != 4*time.Second || r.Incident != opened[0].Incident || r.Envelope != nil {
+		t.Errorf("relapse notice: %+v", r)
 	}
 }

@@ -58,6 +58,13 @@ func (s *memStore) SetCondition(context.Context, string, incidents.Change) error
 	return s.err()
 }
 
+func (s *memStore) Get(_ context.Context, key string) (schema.Incident, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d, ok := s.open[key]
+	return schema.Incident{Key: key, Detection: d}, ok, s.err()
+}
+
 func (s *memStore) Realert(context.Context, string, string, time.Time) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -43,6 +43,9 @@ func FormatNotice(n Notice, format string) ([]byte, error) {
 		if n.Kind == NoticeOpened && !n.EventTime.IsZero() {
 			fmt.Fprintf(&b, " detected_in=%s", n.Time.Sub(n.EventTime).Round(time.Millisecond))
 		}
+	case NoticeCondition:
+		fmt.Fprintf(&b, " relapse=%d after_start=%s open_for=%s", n.Relapses, n.RelapseAfter.Round(time.Millisecond),
+			n.Time.Sub(n.OpenedAt).Round(time.Second))
 	default:
 		fmt.Fprintf(&b, " open_for=%s reason=%q", n.Time.Sub(n.OpenedAt).Round(time.Second), n.Reason)
 	}
@@ -63,8 +66,8 @@ func newPrinter(w io.Writer, format string) *printer {
 }
 
 func (p *printer) push(n Notice) {
-	if p.w == nil {
-		return
+	if p.w == nil || (n.Kind == NoticeCondition && !n.Relapse) {
+		return // one line per incident state change; a condition that clears is not one, a relapse is
 	}
 	select {
 	case p.in <- n:

@@ -21,6 +21,7 @@ type IncidentStore interface {
 	SetCondition(ctx context.Context, key string, c incidents.Change) error
 	Close(ctx context.Context, key string, at time.Time, reason string) error
 	OpenIncidents(ctx context.Context, host string) ([]schema.Incident, error)
+	Get(ctx context.Context, key string) (schema.Incident, bool, error)
 }
 
 // StateStore is the container state the monitor writes for the views; *containers.Store implements it.
@@ -179,14 +180,37 @@ func (p *publisher) deliver(ctx context.Context, n Notice) error {
 		}
 		_, err = p.pub.Publish(ctx, event.StreamHealthAlert, *n.Envelope)
 		return err
+	case NoticeCondition:
+		since := n.EventTime
+		if since.IsZero() {
+			since = n.Time
+		}
+		return p.st.SetCondition(ctx, n.Incident, incidents.Change{Condition: n.Condition, Since: since, Relapse: n.Relapse,
+			Relapses: n.Relapses, RelapseAfter: n.RelapseAfter})
 	case NoticeCleared, NoticeClosed:
+		env := n.Envelope
+		if env != nil {
+			// The recovery says how many actions it took: the responder counted them on the incident.
+			in, found, err := p.st.Get(ctx, n.Incident)
+			if err != nil && !found {
+				return err
+			}
+			if found && in.Attempts > 0 {
+				if rec, err := event.DecodeData[event.ContainerRecovered](*env); err == nil {
+					rec.Attempts = in.Attempts
+					if e, err := env.WithPayload(rec); err == nil {
+						env = &e
+					}
+				}
+			}
+		}
 		if err := p.st.Close(ctx, n.Incident, n.Time, n.Reason); err != nil {
 			return err
 		}
-		if n.Envelope == nil {
+		if env == nil {
 			return nil
 		}
-		_, err := p.pub.Publish(ctx, event.StreamContainerRecovered, *n.Envelope)
+		_, err := p.pub.Publish(ctx, event.StreamContainerRecovered, *env)
 		return err
 	}
 	return nil

@@ -48,6 +48,16 @@ func Blocks(n alert.Notification, loc *time.Location) []slack.Block {
 	field("Confidence", n.ConfidenceText())
 	field("Method", n.Method)
 	field("Severity", n.Severity)
+	if n.Attempts > 0 {
+		a := fmt.Sprint(n.Attempts)
+		if n.MaxAttempts > 0 {
+			a += fmt.Sprintf(" of %d an hour", n.MaxAttempts)
+		}
+		field("Attempts", a)
+	}
+	if !n.BreakerUntil.IsZero() {
+		field("Breaker open until", alert.FormatTime(n.BreakerUntil, loc))
+	}
 	field("Time", alert.FormatTime(n.Time, loc))
 	blocks := []slack.Block{header, slack.NewSectionBlock(md(n.Emoji()+" *"+escape(stateText(n))+"*"), fields, nil)}
 
@@ -61,6 +71,14 @@ func Blocks(n alert.Notification, loc *time.Location) []slack.Block {
 		section("Error", n.Error)
 	} else if n.Details != "" && n.Details != n.Reason {
 		section("Details", n.Details)
+	}
+	section("Relapse", n.Relapse)
+	if len(n.Errors) > 0 {
+		var b strings.Builder
+		for i, e := range n.Errors {
+			fmt.Fprintf(&b, "%d. %s\n", i+1, e)
+		}
+		section("Each attempt's verification", strings.TrimSpace(b.String()))
 	}
 	section("Root cause", n.RootCause)
 	if len(n.Evidence) > 0 {
