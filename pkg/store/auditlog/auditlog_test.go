@@ -1,0 +1,176 @@
+package auditlog_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/hemostat/hemostat/pkg/store"
+	"github.com/hemostat/hemostat/pkg/store/auditlog"
+	"github.com/hemostat/hemostat/pkg/store/schema"
+	"github.com/hemostat/hemostat/pkg/store/storetest"
+)
+
+// jsons returns the records' JSON as strings ("" for a placeholder).
+func jsons(rs []auditlog.Record) []string {
+	var out []string
+	for _, r := range rs {
+		out = append(out, string(r.JSON))
+	}
+	return out
+}
+
+func TestAppendChainsOrConflicts(t *testing.T) {
+	t.Parallel()
+	storetest.Backends(t, func(t *testing.T, st *store.Store, rdb *redis.Client) {
+		ctx := context.Background()
+		if h, err := st.Audit.ReadHead(ctx); err != nil || h != (schema.AuditHead{}) {
+			t.Errorf("head of an empty trail = %+v %v", h, err)
+		}
+		if ids, head, err := st.Audit.Append(ctx, schema.AuditHead{}, 1, nil); ids != nil || head != (schema.AuditHead{}) || err != nil {
+			t.Errorf("append of nothing = %v %+v %v", ids, head, err)
+		}
+		ids, head, err := st.Audit.Append(ctx, schema.AuditHead{}, 1, []auditlog.Item{{Target: "node-a/web-1", JSON: []byte(`{"seq":1}`), Hash: "h1"}})
+		if err != nil || len(ids) != 1 || head != (schema.AuditHead{Hash: "h1", Seq: 1, ID: ids[0]}) {
+			t.Fatalf("first append: %q %+v %v", ids, head, err)
+		}
+		first := ids[0]
+		// A writer that chained to the empty trail, or to the right hash at the wrong position, comes second.
+		for _, stale := range []struct {
+			prev schema.AuditHead
+			seq  int64
+		}{{schema.AuditHead{}, 1}, {head, 1}, {head, 3}} {
+			_, cur, err := st.Audit.Append(ctx, stale.prev, stale.seq, []auditlog.Item{{Target: "node-a/web-1", JSON: []byte(`{}`), Hash: "hx"}})
+			if !errors.Is(err, auditlog.ErrConflict) || cur.Hash != "h1" || cur.Seq != 1 {
+				t.Errorf("append chained to %+v at %d: %+v %v, want the current head and ErrConflict", stale.prev, stale.seq, cur, err)
+			}
+		}
+		// A run of entries of two containers in one step: each indexed under its own container.
+		ids, head, err = st.Audit.Append(ctx, head, 2, []auditlog.Item{
+			{Target: "node-a/web-2", JSON: []byte(`{"seq":2}`), Hash: "h2a"},
+			{Target: "node-a/web-3", JSON: []byte(`{"seq":3}`), Hash: "h3"},
+			{Target: "node-a/web-2", JSON: []byte(`{"seq":4}`), Hash: "h4"},
+		})
+		if err != nil || len(ids) != 3 || head != (schema.AuditHead{Hash: "h4", Seq: 4, ID: ids[2]}) {
+			t.Fatalf("run append: %q %+v %v", ids, head, err)
+		}
+		if h, err := st.Audit.ReadHead(ctx); err != nil || h != head {
+			t.Errorf("stored head = %+v %v, want %+v", h, err, head)
+		}
+		if n := rdb.XLen(ctx, schema.KeyAudit).Val(); n != 4 {
+			t.Errorf("trail length = %d, want 4: a conflicting append wrote", n)
+		}
+		tests := []struct {
+			target string
+			want   []string
+		}{
+			{"node-a/web-1", []string{first}},
+			{"node-a/web-2", []string{ids[2], ids[0]}},
+			{"node-a/web-3", []string{ids[1]}},
+			{"node-a/none", nil},
+		}
+		for _, tt := range tests {
+			recs, err := st.Audit.IndexRevRange(ctx, tt.target, "+", "-", 10)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, r := range recs {
+				got = append(got, r.ID)
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("index of %s (-want +got):\n%s", tt.target, diff)
+			}
+		}
+	})
+}
+
+func TestRangeAndFollow(t *testing.T) {
+	t.Parallel()
+	storetest.Backends(t, func(t *testing.T, st *store.Store, rdb *redis.Client) {
+		ctx := context.Background()
+		var items []auditlog.Item
+		for _, s := range []string{"a", "b", "c", "d"} {
+			items = append(items, auditlog.Item{Target: "h/web", JSON: []byte(`"` + s + `"`), Hash: s})
+		}
+		ids, _, err := st.Audit.Append(ctx, schema.AuditHead{}, 1, items)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tests := []struct {
+			name string
+			read func() ([]auditlog.Record, error)
+			want []string
+		}{
+			{"all", func() ([]auditlog.Record, error) { return st.Audit.Range(ctx, "-", "+", 10) }, []string{`"a"`, `"b"`, `"c"`, `"d"`}},
+			{"from the second, two", func() ([]auditlog.Record, error) { return st.Audit.Range(ctx, ids[1], "+", 2) }, []string{`"b"`, `"c"`}},
+			{"newest first", func() ([]auditlog.Record, error) { return st.Audit.RevRange(ctx, "+", "-", 3) }, []string{`"d"`, `"c"`, `"b"`}},
+			{"newest up to the second", func() ([]auditlog.Record, error) { return st.Audit.RevRange(ctx, ids[1], "-", 10) }, []string{`"b"`, `"a"`}},
+			{"follow after the second", func() ([]auditlog.Record, error) { return st.Audit.Follow(ctx, ids[1], time.Second) }, []string{`"c"`, `"d"`}},
+			{"follow after the last", func() ([]auditlog.Record, error) { return st.Audit.Follow(ctx, ids[3], 10*time.Millisecond) }, nil},
+		}
+		for _, tt := range tests {
+			got, err := tt.read()
+			if err != nil {
+				t.Fatalf("%s: %v", tt.name, err)
+			}
+			if diff := cmp.Diff(tt.want, jsons(got)); diff != "" {
+				t.Errorf("%s (-want +got):\n%s", tt.name, diff)
+			}
+		}
+	})
+}
+
+// TestIndexRevRangeOfATrimmedTrail: index entries whose audit entry is gone read nothing, and when the
+// oldest one read is gone a placeholder keeps its index id, so paging goes on.
+func TestIndexRevRangeOfATrimmedTrail(t *testing.T) {
+	t.Parallel()
+	storetest.Backends(t, func(t *testing.T, st *store.Store, rdb *redis.Client) {
+		ctx := context.Background()
+		var head schema.AuditHead
+		for i, tgt := range []string{"h/a", "h/b", "h/a", "h/a"} {
+			_, h, err := st.Audit.Append(ctx, head, int64(i+1), []auditlog.Item{{Target: tgt, JSON: []byte(`"` + tgt + `"`), Hash: tgt}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			head = h
+		}
+		// The trail's oldest entry (h/a's first) is trimmed; h/b's index also points at a trimmed id.
+		if err := rdb.XTrimMaxLen(ctx, schema.KeyAudit, 3).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: schema.AuditIndexKey("h/b"), Values: []any{schema.AuditIndexField, "1-0"}}).Err(); err != nil {
+			t.Fatal(err)
+		}
+		idxA, err := rdb.XRange(ctx, schema.AuditIndexKey("h/a"), "-", "+").Result()
+		if err != nil || len(idxA) != 3 {
+			t.Fatalf("index of h/a: %v %v", idxA, err)
+		}
+		tests := []struct {
+			target string
+			count  int64
+			want   []string
+			last   string // the index id of the last record
+		}{
+			{"h/a", 10, []string{`"h/a"`, `"h/a"`, ""}, idxA[0].ID},
+			{"h/a", 2, []string{`"h/a"`, `"h/a"`}, idxA[1].ID},
+			{"h/b", 10, []string{`"h/b"`}, ""},
+		}
+		for _, tt := range tests {
+			recs, err := st.Audit.IndexRevRange(ctx, tt.target, "+", "-", tt.count)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.want, jsons(recs)); diff != "" {
+				t.Errorf("%s, %d (-want +got):\n%s", tt.target, tt.count, diff)
+			}
+			if tt.last != "" && (len(recs) == 0 || recs[len(recs)-1].IndexID != tt.last) {
+				t.Errorf("%s, %d: last record %+v, want index id %s", tt.target, tt.count, recs, tt.last)
+			}
+		}
+	})
+}
