@@ -17,6 +17,7 @@ import (
 	alertslack "github.com/hemostat/hemostat/pkg/alert/slack"
 	"github.com/hemostat/hemostat/pkg/bus"
 	"github.com/hemostat/hemostat/pkg/event"
+	"github.com/hemostat/hemostat/pkg/redact"
 	"github.com/hemostat/hemostat/pkg/store"
 	"github.com/hemostat/hemostat/pkg/testenv"
 )
@@ -42,7 +43,7 @@ type harness struct {
 	slack *alerttest.Slack
 	recv  *alerttest.Receiver
 	logs  *syncBuffer
-	red   *alert.Redactor
+	red   *redact.Redactor
 	stop  func() // stops the agent and waits for it
 }
 
@@ -68,7 +69,7 @@ func newHarness(t *testing.T) *harness {
 // start runs an alert agent until the test ends.
 func (h *harness) start(s setup) {
 	t := h.t
-	h.red = alert.NewRedactor(h.slack.WebhookURL(hookSecret), botToken, webhookSecret)
+	h.red = redact.New(nil).WithSecrets(h.slack.WebhookURL(hookSecret), botToken, webhookSecret)
 	var sinks []alert.Sink
 	for _, name := range s.sinks {
 		switch name {

@@ -15,9 +15,9 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/hemostat/hemostat/pkg/analyze/llm"
-	"github.com/hemostat/hemostat/pkg/analyze/redact"
 	"github.com/hemostat/hemostat/pkg/bus"
 	"github.com/hemostat/hemostat/pkg/event"
+	"github.com/hemostat/hemostat/pkg/redact"
 	"github.com/hemostat/hemostat/pkg/store"
 )
 
