@@ -129,9 +129,6 @@ func (s *State) Set(err error) bool {
 	return up
 }
 
-// Up reports the last recorded state.
-func (s *State) Up() bool { return s.up }
-
 // Backoff is capped exponential backoff: Min, doubling to Max.
 type Backoff struct {
 	Min, Max time.Duration
