@@ -126,6 +126,9 @@ func connectDocker(ctx context.Context, d *Deps) (*docker.Client, error) {
 	bo := agent.Backoff{Min: 500 * time.Millisecond, Max: 10 * time.Second}
 	for {
 		c, err := d.Docker(ctx)
+		if err != nil && ctx.Err() != nil {
+			return nil, ctx.Err() // stopped while connecting: the ping's error does not wrap the cancellation
+		}
 		state.Set(err)
 		if err == nil {
 			return c, nil

@@ -2,6 +2,7 @@ package monitor_test
 
 import (
 	"context"
+	"log/slog"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -66,4 +67,49 @@ func TestRunKeepsItsScheduleAndJoinsItsGoroutines(t *testing.T) {
 			t.Errorf("output at the stop: %q", got)
 		}
 	})
+}
+
+// TestNormalStopLogsNoWarning stops the monitor (Ctrl-C) while it runs, and while it is still trying to
+// resume its open incidents from a Redis that does not answer: a stop is no outage, and nothing is logged
+// at warn level.
+func TestNormalStopLogsNoWarning(t *testing.T) {
+	tests := []struct {
+		name      string
+		redisDown bool
+	}{
+		{"while running", false},
+		{"while resuming the open incidents", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				rt := monitortest.New()
+				st := newMemStore()
+				st.setDown(tt.redisDown)
+				logs := &testenv.SyncBuffer{}
+				log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
+				m := monitor.New(monitor.Options{Host: "h", Logger: log}, rt, rt, st, st)
+				ctx, cancel := context.WithCancel(context.Background())
+				done := make(chan error, 1)
+				go func() { done <- m.Run(ctx) }()
+				time.Sleep(time.Second)
+				synctest.Wait()
+				if !tt.redisDown {
+					rt.Emit(dieEvent("c1", "web", 3, time.Now()))
+					time.Sleep(time.Second)
+					synctest.Wait()
+					if n := m.Counters.Published.Load(); n != 1 {
+						t.Errorf("published %d notices, want 1", n)
+					}
+				}
+				cancel()
+				if err := <-done; err != nil {
+					t.Fatalf("Run = %v", err)
+				}
+				if got := logs.String(); got != "" {
+					t.Errorf("a normal stop logged:\n%s", got)
+				}
+			})
+		})
+	}
 }

@@ -212,7 +212,10 @@ func (m *Monitor) loadIncidents(ctx context.Context, eng *engine) {
 			}
 			return
 		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
+		if ctx.Err() != nil {
+			return // stopped while starting: Run returns at once
+		}
+		if time.Now().After(deadline) {
 			m.o.Logger.Warn("open incidents not loaded; a restart may alert again", "err", err)
 			return
 		}
