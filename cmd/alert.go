@@ -14,6 +14,7 @@ import (
 	"github.com/hemostat/hemostat/pkg/alert"
 	alertslack "github.com/hemostat/hemostat/pkg/alert/slack"
 	"github.com/hemostat/hemostat/pkg/bus"
+	"github.com/hemostat/hemostat/pkg/redact"
 	"github.com/hemostat/hemostat/pkg/store/schema"
 )
 
@@ -101,8 +102,8 @@ func alertValidate(opts alertOptions) (*time.Location, error) {
 }
 
 // alertSinks builds the sinks and the redactor of their secrets.
-func alertSinks(d *Deps, opts alertOptions, loc *time.Location, threads alertslack.ThreadStore) ([]alert.Sink, *alert.Redactor) {
-	red := alert.NewRedactor(opts.SlackWebhookURL, opts.SlackToken, opts.WebhookURL, opts.WebhookSecret)
+func alertSinks(d *Deps, opts alertOptions, loc *time.Location, threads alertslack.ThreadStore) ([]alert.Sink, *redact.Redactor) {
+	red := redact.New(nil).WithSecrets(opts.SlackWebhookURL, opts.SlackToken, opts.WebhookURL, opts.WebhookSecret)
 	client := &http.Client{Timeout: 10 * time.Second}
 	var sinks []alert.Sink
 	if opts.SlackWebhookURL != "" {

@@ -99,13 +99,6 @@ func (d *Deps) Store(ctx context.Context) (*store.Store, error) {
 	return d.store, nil
 }
 
-// SetStore installs an already-open store (hemostat run with its embedded server).
-func (d *Deps) SetStore(c *store.Store) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.store = c
-}
-
 // Bus returns a bus over the store.
 func (d *Deps) Bus(ctx context.Context, o bus.Options) (*bus.Bus, error) {
 	c, err := d.Store(ctx)

@@ -127,6 +127,9 @@ func connectDocker(ctx context.Context, d *Deps) (*docker.Client, error) {
 	bo := agent.Backoff{Min: 500 * time.Millisecond, Max: 10 * time.Second}
 	for {
 		c, err := d.Docker(ctx)
+		if err != nil && ctx.Err() != nil {
+			return nil, ctx.Err() // stopped while connecting: the ping's error does not wrap the cancellation
+		}
 		state.Set(err)
 		if err == nil {
 			return c, nil
@@ -152,7 +155,7 @@ func buildMonitor(d *Deps, opts monitorOptions, dc *docker.Client, st *store.Sto
 		LeakHorizon: opts.LeakHorizon, LeakMinSamples: opts.LeakMinSamples, Hysteresis: opts.Hysteresis,
 		RealertInterval: opts.RealertInterval, KillWindow: opts.KillWindow, CatchUp: opts.CatchUp, Buffer: opts.Buffer,
 		SamplerName: name, Output: d.Out, Format: opts.Output, Logger: d.Logger.With("agent", "monitor"),
-	}, dc, sampler, monitor.Stores{Incidents: st.Incidents, State: st.Containers}, b), nil
+	}, dc, sampler, monitor.Stores{Incidents: st.Incidents, State: st.Containers, Ledger: st.Ledger}, b), nil
 }
 
 // monitorRun checks the flags, connects to Redis (unreachable at start: exit 3), then heartbeats while it

@@ -42,9 +42,6 @@ func UsageError(format string, args ...any) error {
 	return &ExitError{Code: ExitUsage, Err: fmt.Errorf(format, args...)}
 }
 
-// ErrNotImplemented is returned by subcommands that are not built yet.
-var ErrNotImplemented = errors.New("not implemented yet")
-
 // errUnavailable wraps errors about unreachable dependencies (exit 3); pkg/docker registers its own.
 var unavailableErrs = []error{conn.ErrUnavailable, docker.ErrUnavailable}
 
@@ -213,10 +210,4 @@ func noEnv(f *pflag.Flag) bool {
 
 func envNames(f *pflag.Flag) []string {
 	return append([]string{envName(f.Name)}, f.Annotations[annExtraEnv]...)
-}
-
-func notImplemented(name, issue string) func(*cobra.Command, []string) error {
-	return func(*cobra.Command, []string) error {
-		return fmt.Errorf("%s: %w (tracked in issue %s)", name, ErrNotImplemented, issue)
-	}
 }

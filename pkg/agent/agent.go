@@ -62,6 +62,9 @@ func Run(ctx context.Context, o Options, hb Heartbeater, fn func(ctx context.Con
 			c, cancel := context.WithTimeout(gctx, o.Interval)
 			err := hb.Heartbeat(c, rec, time.Now().UTC(), 3*o.Interval)
 			cancel()
+			if gctx.Err() != nil {
+				return nil // stopped during the heartbeat: its failure says nothing of Redis
+			}
 			state.Set(err)
 			select {
 			case <-gctx.Done():
@@ -99,7 +102,8 @@ func Run(ctx context.Context, o Options, hb Heartbeater, fn func(ctx context.Con
 	return nil
 }
 
-// State logs a dependency's state changes once each (connected, lost, back), not once per retry.
+// State logs a dependency's state changes once each (connected, lost, back), not once per retry. A
+// cancelled attempt is no outage: stopping (Ctrl-C) logs nothing.
 type State struct {
 	log  *slog.Logger
 	name string
@@ -111,8 +115,13 @@ type State struct {
 func NewState(log *slog.Logger, name string) *State { return &State{log: log, name: name} }
 
 // Set records the outcome of the latest attempt; it logs only when the state changes. It reports
-// whether the dependency is up.
+// whether the dependency is up. An error that wraps context.Canceled is not recorded: the attempt was
+// stopped, and says nothing of the dependency. A caller whose errors may lose the chain (one formatted
+// with %v) checks its context before calling Set.
 func (s *State) Set(err error) bool {
+	if errors.Is(err, context.Canceled) {
+		return false
+	}
 	up := err == nil
 	switch {
 	case !s.seen && up:
@@ -127,9 +136,6 @@ func (s *State) Set(err error) bool {
 	s.seen, s.up = true, up
 	return up
 }
-
-// Up reports the last recorded state.
-func (s *State) Up() bool { return s.up }
 
 // Backoff is capped exponential backoff: Min, doubling to Max.
 type Backoff struct {

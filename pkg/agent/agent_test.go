@@ -3,13 +3,17 @@ package agent_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/hemostat/hemostat/pkg/agent"
 	"github.com/hemostat/hemostat/pkg/store/schema"
@@ -114,6 +118,89 @@ func TestStateLogsOnlyChanges(t *testing.T) {
 	if !strings.Contains(buf.String(), "redis lost") || !strings.Contains(buf.String(), "redis back") {
 		t.Errorf("log = %s", buf.String())
 	}
+}
+
+func TestStateIgnoresCancellations(t *testing.T) {
+	down := errors.New("connection refused")
+	stopped := fmt.Errorf("heartbeat hemostat:agent:x: %w", context.Canceled)
+	tests := []struct {
+		name string
+		errs []error
+		want []string // the messages logged at warn level and above
+	}{
+		{"stopped before the first answer", []error{stopped}, nil},
+		{"stopped while up", []error{nil, stopped, stopped}, nil},
+		{"stopped while down", []error{down, stopped}, []string{"redis unreachable; retrying"}},
+		{"a cancellation between failures counts neither way", []error{nil, down, stopped, down, nil},
+			[]string{"redis lost; retrying"}},
+		{"an outage still logs", []error{nil, down, nil, down}, []string{"redis lost; retrying", "redis lost; retrying"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			s := agent.NewState(slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelWarn})), "redis")
+			for _, err := range tt.errs {
+				s.Set(err)
+			}
+			if diff := cmp.Diff(tt.want, messages(t, &buf)); diff != "" {
+				t.Errorf("warnings (-want +got):\n%s", diff)
+			}
+			if got := s.Set(stopped); got {
+				t.Error("Set(cancelled) reported the dependency up")
+			}
+		})
+	}
+}
+
+// messages returns the msg of each JSON log line in buf.
+func messages(t *testing.T, buf *bytes.Buffer) []string {
+	t.Helper()
+	var out []string
+	for _, line := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+		if line == "" {
+			continue
+		}
+		var rec struct{ Msg string }
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		out = append(out, rec.Msg)
+	}
+	return out
+}
+
+// stallHB is a Redis that does not answer: a heartbeat waits until its context is cancelled.
+type stallHB struct{}
+
+func (stallHB) Heartbeat(ctx context.Context, a schema.Agent, _ time.Time, _ time.Duration) error {
+	<-ctx.Done()
+	return fmt.Errorf("heartbeat %s/%s: %w", a.Kind, a.Instance, ctx.Err())
+}
+
+func (stallHB) Remove(context.Context, string, string) error { return nil }
+
+// TestNormalStopLogsNoWarning stops an agent (Ctrl-C) while a heartbeat is in flight: the heartbeat fails
+// with context canceled, which is the stop, not Redis going away.
+func TestNormalStopLogsNoWarning(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var buf bytes.Buffer
+		log := slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error)
+		go func() {
+			done <- agent.Run(ctx, agent.Options{Kind: "alert", Instance: "i1", Interval: time.Second, Logger: log}, stallHB{},
+				func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() })
+		}()
+		time.Sleep(500 * time.Millisecond)
+		synctest.Wait()
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatalf("Run = %v", err)
+		}
+		if got := messages(t, &buf); len(got) != 0 {
+			t.Errorf("a normal stop logged %q", got)
+		}
+	})
 }
 
 func TestBackoffCaps(t *testing.T) {

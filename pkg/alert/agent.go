@@ -8,6 +8,7 @@ import (
 
 	"github.com/hemostat/hemostat/pkg/bus"
 	"github.com/hemostat/hemostat/pkg/event"
+	"github.com/hemostat/hemostat/pkg/redact"
 	"github.com/hemostat/hemostat/pkg/store/schema"
 )
 
@@ -57,13 +58,13 @@ type Agent struct {
 	st    Store
 	inc   IncidentReader
 	sinks []Sink
-	red   *Redactor
+	red   *redact.Redactor
 	log   *slog.Logger
 	d     *dispatcher
 }
 
 // New builds an alert agent. red (may be nil) scrubs the sinks' secrets from every log line and stored error.
-func New(o Options, st Stores, sinks []Sink, red *Redactor) *Agent {
+func New(o Options, st Stores, sinks []Sink, red *redact.Redactor) *Agent {
 	if o.Renotify <= 0 {
 		o.Renotify = time.Hour
 	}
@@ -74,7 +75,7 @@ func New(o Options, st Stores, sinks []Sink, red *Redactor) *Agent {
 		o.Instance = "alert"
 	}
 	if red == nil {
-		red = NewRedactor()
+		red = redact.New(nil)
 	}
 	log := slog.New(red.Handler(o.Logger.Handler()))
 	a := &Agent{o: o, st: st.Notify, inc: st.Incidents, sinks: sinks, red: red, log: log}

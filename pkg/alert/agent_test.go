@@ -18,6 +18,7 @@ import (
 	"github.com/hemostat/hemostat/pkg/bus"
 	"github.com/hemostat/hemostat/pkg/conn"
 	"github.com/hemostat/hemostat/pkg/event"
+	"github.com/hemostat/hemostat/pkg/redact"
 	"github.com/hemostat/hemostat/pkg/store"
 	"github.com/hemostat/hemostat/pkg/store/schema"
 	"github.com/hemostat/hemostat/pkg/testenv"
@@ -45,7 +46,7 @@ type harness struct {
 	slack *alerttest.Slack
 	recv  *alerttest.Receiver
 	logs  *syncBuffer
-	red   *alert.Redactor
+	red   *redact.Redactor
 	stop  func() // stops the agent and waits for it
 }
 
@@ -71,7 +72,7 @@ func newHarness(t *testing.T) *harness {
 // start runs an alert agent until the test ends.
 func (h *harness) start(s setup) {
 	t := h.t
-	h.red = alert.NewRedactor(h.slack.WebhookURL(hookSecret), botToken, webhookSecret)
+	h.red = redact.New(nil).WithSecrets(h.slack.WebhookURL(hookSecret), botToken, webhookSecret)
 	var sinks []alert.Sink
 	for _, name := range s.sinks {
 		switch name {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hemostat/hemostat/pkg/agent"
+	"github.com/hemostat/hemostat/pkg/redact"
 	"github.com/hemostat/hemostat/pkg/store/schema"
 )
 
@@ -65,7 +66,7 @@ type dispatcher struct {
 	o      DeliveryOptions
 	sinks  []*sinkQueues
 	log    *slog.Logger
-	red    *Redactor
+	red    *redact.Redactor
 	st     Store
 	report func(sink string, n Notification, err error)
 
@@ -80,7 +81,7 @@ type sinkQueues struct {
 	queues []chan Notification
 }
 
-func newDispatcher(o DeliveryOptions, sinks []Sink, st Store, red *Redactor, log *slog.Logger,
+func newDispatcher(o DeliveryOptions, sinks []Sink, st Store, red *redact.Redactor, log *slog.Logger,
 	report func(string, Notification, error)) *dispatcher {
 	o.defaults()
 	d := &dispatcher{o: o, log: log, red: red, st: st, report: report, stopping: make(chan struct{})}

@@ -223,12 +223,6 @@ type Notifier interface {
 	Notify(ctx context.Context, n Notification) (retry bool, err error)
 }
 
-// NotifierFunc adapts a function to Notifier.
-type NotifierFunc func(ctx context.Context, n Notification) (bool, error)
-
-// Notify implements Notifier.
-func (f NotifierFunc) Notify(ctx context.Context, n Notification) (bool, error) { return f(ctx, n) }
-
 // RetryAfterError is a rate-limit answer: try again after After.
 type RetryAfterError struct {
 	After time.Duration

@@ -15,10 +15,10 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/hemostat/hemostat/pkg/analyze/llm"
-	"github.com/hemostat/hemostat/pkg/analyze/redact"
 	"github.com/hemostat/hemostat/pkg/bus"
 	"github.com/hemostat/hemostat/pkg/container"
 	"github.com/hemostat/hemostat/pkg/event"
+	"github.com/hemostat/hemostat/pkg/redact"
 	"github.com/hemostat/hemostat/pkg/store/incidents"
 	"github.com/hemostat/hemostat/pkg/store/schema"
 )

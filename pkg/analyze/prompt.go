@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/hemostat/hemostat/pkg/analyze/llm"
-	"github.com/hemostat/hemostat/pkg/analyze/redact"
 	"github.com/hemostat/hemostat/pkg/event"
+	"github.com/hemostat/hemostat/pkg/redact"
 )
 
 // LogLines is how many of the container's last log lines the LLM sees.

@@ -107,7 +107,7 @@ func detectionLatency(ctx context.Context, t *testing.T, cfg config, fl *fleet) 
 	o := monitor.Options{Host: benchHost, SamplerName: samplerName,
 		Watch:  monitor.WatchRules{Include: []string{prefix + "-*", "hemostat-bench-" + cfg.run + "-*"}},
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
-	m := monitor.New(o, fl.dc, sampler, monitor.Stores{Incidents: st.Incidents, State: st.Containers}, b)
+	m := monitor.New(o, fl.dc, sampler, monitor.Stores{Incidents: st.Incidents, State: st.Containers, Ledger: st.Ledger}, b)
 	mctx, stopMonitor := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer func() { stopMonitor(); wg.Wait() }()

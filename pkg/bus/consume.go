@@ -156,8 +156,12 @@ func (c *consumer) run(ctx context.Context) error {
 	return nil
 }
 
-// lost logs once that Redis is gone and waits with capped exponential backoff.
+// lost logs once that Redis is gone and waits with capped exponential backoff. A failure while ctx is
+// done is the stop cutting a call short, not an outage: it is neither logged nor waited on.
 func (c *consumer) lost(ctx context.Context, err error) {
+	if ctx.Err() != nil {
+		return
+	}
 	if !c.down {
 		c.log.Warn("redis lost; retrying", "err", err)
 		c.down = true

@@ -35,8 +35,8 @@ type CrashInput struct {
 	LoopCount  int
 }
 
-// detectCrash classifies a die event (ARCHITECTURE section 4): crashed when the exit code is not 0 and
-// no stop or kill preceded it within KillWindow (docker stop ends in 143 or 137 and is no crash);
+// detectCrash classifies a die event (the README's Detection table): crashed when the exit code is not 0
+// and no stop or kill preceded it within KillWindow (docker stop ends in 143 or 137 and is no crash);
 // oom when an oom event preceded it within OOMWindow; crash_loop when LoopCount or more unrequested dies
 // (whatever their exit code: a restart policy "always" loops on exit 0 too) fall within LoopWindow.
 func detectCrash(in CrashInput) CrashVerdict {

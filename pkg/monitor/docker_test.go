@@ -87,7 +87,11 @@ func TestOOMKilledOpensOneIncident(t *testing.T) {
 
 func TestCrashLoopEscalates(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, "mon-loop", "", fastOptions())
+	o := fastOptions()
+	// Each run lasts 100 ms once the process is up, but starting it can take longer than the harness's
+	// 300 ms hysteresis on a loaded machine: the first crash would recover between two restarts.
+	o.Hysteresis = 10 * time.Second
+	h := newHarness(t, "mon-loop", "", o)
 	_, name := h.run(docker.CreateOptions{RestartPolicy: "on-failure", Cmd: []string{"-exit-code", "1", "-exit-after", "100ms"}})
 	loop := h.waitAlerts(event.ClassCrashLoop, 1, 30*time.Second)
 	h.settle()
@@ -158,6 +162,9 @@ func TestMemoryPressureWithLabelThreshold(t *testing.T) {
 	t.Parallel()
 	o := fastOptions()
 	o.SamplerName = monitor.SamplerAuto // cgroup reads where readable
+	// The 40 MiB are touched at start, a ramp that takes seconds on a loaded machine: enough samples of it
+	// would look like a leak. This test is about the threshold alone.
+	o.LeakMinSamples = 1000
 	h := newHarness(t, "mon-mem", "", o)
 	_, name := h.run(docker.CreateOptions{MemoryBytes: 64 << 20, Cmd: []string{"-hold-mb", "40"},
 		Labels: map[string]string{"hemostat.memory_threshold": "50"}})

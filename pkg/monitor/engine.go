@@ -150,10 +150,10 @@ type engine struct {
 
 func newEngine(cfg engineConfig) *engine {
 	if cfg.HistoryLen <= 0 {
-		cfg.HistoryLen = 60
+		cfg.HistoryLen = historyLen
 	}
 	if cfg.LeakWindow <= 0 {
-		cfg.LeakWindow = 60
+		cfg.LeakWindow = leakWindow
 	}
 	return &engine{cfg: cfg, byID: map[string]*entry{}, byName: map[string]*entry{},
 		incidents: map[string]*incident{}, inspect: map[string]bool{}, own: map[string]time.Time{}}
@@ -211,6 +211,18 @@ func (g *engine) takeInspects() map[string]bool {
 	m := g.inspect
 	g.inspect = map[string]bool{}
 	return m
+}
+
+// requeueInspect asks again for an inspect that takeInspects returned but the monitor could not start.
+func (g *engine) requeueInspect(id string, catchUp bool) { g.inspect[id] = g.inspect[id] || catchUp }
+
+// seqOf returns a container's event counter (see onDetails), and false when it is not in the table.
+func (g *engine) seqOf(id string) (int, bool) {
+	en := g.byID[id]
+	if en == nil {
+		return 0, false
+	}
+	return en.seq, true
 }
 
 func (g *engine) requestInspect(en *entry, catchUp bool) {

@@ -82,7 +82,7 @@ func (h *harness) start() {
 		}
 		sampler, o.SamplerName = s, name
 	}
-	h.m = monitor.New(o, h.dc, sampler, monitor.Stores{Incidents: h.st.Incidents, State: h.st.Containers}, h.bus)
+	h.m = monitor.New(o, h.dc, sampler, monitor.Stores{Incidents: h.st.Incidents, State: h.st.Containers, Ledger: h.st.Ledger}, h.bus)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	m := h.m

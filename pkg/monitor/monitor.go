@@ -1,8 +1,8 @@
 // Package monitor is hemostat's detection agent: it keeps a table of the host's containers from the
 // engine's event stream (reconciled with a full list at start, after every reconnect and periodically),
-// samples the running ones with a bounded worker pool, decides the seven failure classes of ARCHITECTURE
-// section 4, and publishes edge-triggered health alerts and recoveries on the bus, writing the container
-// table, the latest samples and the incident state to Redis for the views.
+// samples the running ones with a bounded worker pool, decides the seven failure classes of the
+// README's Detection table, and publishes edge-triggered health alerts and recoveries on the bus, writing
+// the container table, the latest samples and the incident state to Redis for the views.
 //
 // Detection. crashed, oom_killed, crash_loop and unhealthy are decided on the event path, as each event
 // arrives, without waiting for a round or an inspect (Docker's event time travels in the alert as
@@ -34,7 +34,6 @@ package monitor
 
 import (
 	"context"
-	"errors"
 	"io"
 	"log/slog"
 	"runtime"
@@ -44,9 +43,6 @@ import (
 
 	"github.com/hemostat/hemostat/pkg/agent"
 	"github.com/hemostat/hemostat/pkg/container"
-	"github.com/hemostat/hemostat/pkg/docker"
-	"github.com/hemostat/hemostat/pkg/store/containers"
-	"github.com/hemostat/hemostat/pkg/store/schema"
 )
 
 // Options configure a monitor. Zero values take the defaults in brackets.
@@ -121,14 +117,25 @@ func (o *Options) defaults() {
 	}
 }
 
+// Detection settings without a flag (see the package comment).
+const (
+	leakMinR2     = 0.8     // a memory trend this steady or more is a leak
+	leakMinGrowth = 1 << 20 // bytes: a smaller growth is no leak
+	leakWindow    = 60      // working-set samples the trend is fitted on
+	oomWindow     = 5 * time.Second
+	loopWindow    = 5 * time.Minute // crash_loop: loopCount unrequested dies within this
+	loopCount     = 3
+	historyLen    = 60 // samples kept per container for the views
+)
+
 func (o Options) engineConfig() engineConfig {
 	return engineConfig{
 		Host: o.Host, Watch: o.Watch, CPUThreshold: o.CPUThreshold, MemoryThreshold: o.MemoryThreshold,
 		K:          o.Consecutive,
-		Leak:       LeakParams{MinSamples: o.LeakMinSamples, Horizon: o.LeakHorizon, MinR2: 0.8, MinGrowth: 1 << 20},
-		LeakWindow: 60, KillWindow: o.KillWindow, OOMWindow: 5 * time.Second, LoopWindow: 5 * time.Minute,
-		LoopCount: 3, Hysteresis: o.Hysteresis, Realert: o.RealertInterval, CatchUp: o.CatchUp,
-		HostCores: runtime.NumCPU(), HistoryLen: 60,
+		Leak:       LeakParams{MinSamples: o.LeakMinSamples, Horizon: o.LeakHorizon, MinR2: leakMinR2, MinGrowth: leakMinGrowth},
+		LeakWindow: leakWindow, KillWindow: o.KillWindow, OOMWindow: oomWindow, LoopWindow: loopWindow,
+		LoopCount: loopCount, Hysteresis: o.Hysteresis, Realert: o.RealertInterval, CatchUp: o.CatchUp,
+		HostCores: runtime.NumCPU(), HistoryLen: historyLen,
 	}
 }
 
@@ -167,24 +174,6 @@ func New(o Options, rt Runtime, s Sampler, st Stores, pub Publisher) *Monitor {
 // Buffered reports the notices waiting for Redis and how many were dropped because the buffer was full.
 func (m *Monitor) Buffered() (buffered int, dropped int64) { return m.q.stats() }
 
-type inspectJob struct {
-	id      string
-	seq     int
-	catchUp bool
-}
-
-type inspectResult struct {
-	job inspectJob
-	d   docker.Details
-	err error
-}
-
-type listResult struct {
-	list []docker.Container
-	at   time.Time
-	err  error
-}
-
 // SampleResult is one container's outcome in a round.
 type SampleResult struct {
 	Ref    ContainerRef
@@ -192,269 +181,28 @@ type SampleResult struct {
 	Err    error
 }
 
-type roundResult struct {
-	results []SampleResult
-	took    time.Duration
-}
-
 // Run watches until ctx is done. It returns nil on a clean stop; Docker and Redis outages are waited out.
+// The work is done by a loop (loop.go): one goroutine that owns the engine, and workers for the I/O.
 func (m *Monitor) Run(ctx context.Context) error {
-	o := m.o
-	log := o.Logger
-	eng := newEngine(o.engineConfig())
+	eng := newEngine(m.o.engineConfig())
 	m.loadIncidents(ctx, eng)
-
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg sync.WaitGroup
-	goFn := func(f func()) { wg.Add(1); go func() { defer wg.Done(); f() }() }
-
-	evCh := make(chan docker.Event, 1024)
-	connCh := make(chan struct{}, 1)
-	inspReq := make(chan inspectJob, 1024)
-	inspRes := make(chan inspectResult, 1024)
-	listReq := make(chan struct{}, 1)
-	listRes := make(chan listResult, 1)
-	roundReq := make(chan []ContainerRef, 1)
-	roundRes := make(chan roundResult, 1)
-
-	pr := newPrinter(o.Output, o.Format)
-	printerDone := make(chan struct{})
-	var prWG sync.WaitGroup
-	prWG.Add(1)
-	go func() { defer prWG.Done(); pr.run(printerDone) }() // exits when printerDone closes, after Run's goroutines
-	defer func() { close(printerDone); prWG.Wait() }()
-
-	pub := &publisher{st: m.st.Incidents, pub: m.pub, q: m.q, log: log, published: func() { m.Counters.Published.Add(1) }}
-	goFn(func() { pub.run(ctx) }) // exits at ctx done, after a short flush
-	wr := &writer{st: m.st.State, host: o.Host, in: make(chan snapshot, 1), log: log}
-	goFn(func() { wr.run(ctx) }) // exits at ctx done
-	goFn(func() { m.watchEvents(ctx, evCh, connCh) })
-	for range 4 {
-		goFn(func() { // inspect worker: exits at ctx done
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case j := <-inspReq:
-					c, cl := context.WithTimeout(ctx, 10*time.Second)
-					d, err := m.rt.Inspect(c, j.id)
-					cl()
-					select {
-					case inspRes <- inspectResult{job: j, d: d, err: err}:
-					case <-ctx.Done():
-						return
-					}
-				}
-			}
-		})
-	}
-	goFn(func() { // lister: exits at ctx done
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-listReq:
-				at := time.Now()
-				c, cl := context.WithTimeout(ctx, 30*time.Second)
-				list, err := m.rt.List(c)
-				cl()
-				select {
-				case listRes <- listResult{list: list, at: at, err: err}:
-				case <-ctx.Done():
-					return
-				}
-			}
-		}
-	})
-	goFn(func() { // sampler: one round at a time; exits at ctx done
-		timeout := max(o.Interval, 5*time.Second)
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case refs := <-roundReq:
-				start := time.Now()
-				workers := o.Workers
-				if usesAPI(m.sampler) {
-					workers = max(o.Workers, o.APIWorkers)
-				}
-				res := SampleRound(ctx, m.sampler, refs, workers, timeout)
-				if p, ok := m.sampler.(pruner); ok {
-					live := make(map[int]bool, len(refs))
-					for _, r := range refs {
-						live[r.Pid] = true
-					}
-					p.Prune(func(pid int) bool { return live[pid] })
-				}
-				select {
-				case roundRes <- roundResult{results: res, took: time.Since(start)}:
-				case <-ctx.Done():
-					return
-				}
-			}
-		}
-	})
-
-	handle := func(ns []Notice) {
-		for _, n := range ns {
-			m.Counters.Notices.Add(1)
-			m.q.push(n)
-			pr.push(n)
-			switch n.Kind {
-			case NoticeOpened:
-				log.Info("incident opened", "incident", n.Incident, "severity", n.Severity,
-					"detect_ms", n.Time.Sub(n.EventTime).Milliseconds())
-			case NoticeCleared, NoticeClosed:
-				log.Info("incident "+n.Kind, "incident", n.Incident, "reason", n.Reason)
-			}
-		}
-	}
-	requestList := func() {
-		select {
-		case listReq <- struct{}{}:
-		default:
-		}
-	}
-	dispatch := func() {
-		for id, catchUp := range eng.takeInspects() {
-			en := eng.byID[id]
-			if en == nil {
-				continue
-			}
-			select {
-			case inspReq <- inspectJob{id: id, seq: en.seq, catchUp: catchUp}:
-			default:
-				eng.inspect[id] = eng.inspect[id] || catchUp // retried on the next pass
-			}
-		}
-	}
-	tick := min(time.Second, max(o.Hysteresis/4, 50*time.Millisecond))
-	tickT := time.NewTicker(tick)
-	defer tickT.Stop()
-	roundT := time.NewTicker(o.Interval)
-	defer roundT.Stop()
-	recT := time.NewTicker(o.ReconcileInterval)
-	defer recT.Stop()
-	roundBusy := false
-	var lastRound time.Duration
-	dirty := false
-
-	post := func(results []SampleResult) {
-		now := time.Now()
-		sums := eng.summaries(now)
-		// The stats keys live three periods; a round slower than the interval (the stats API's one-second
-		// tick) stretches the period.
-		snap := snapshot{ttl: 3 * max(o.Interval, lastRound), containers: make([]container.Summary, 0, len(sums))}
-		watched := 0
-		for _, s := range sums {
-			snap.containers = append(snap.containers, s)
-			if s.Watched {
-				watched++
-			}
-		}
-		for _, r := range results {
-			en := eng.byID[r.Ref.ID]
-			if r.Err != nil || en == nil || !en.haveLast {
-				continue
-			}
-			last := en.last
-			snap.stats = append(snap.stats, containers.StatsEntry{Target: schema.Target(o.Host, en.name),
-				Stats: schema.Stats{Sample: &last, History: en.hist.Clone()}})
-		}
-		buffered, dropped := m.q.stats()
-		running := 0
-		for _, en := range eng.byID {
-			if en.state == "running" {
-				running++
-			}
-		}
-		snap.host = schema.HostStatus{
-			Host: o.Host, Sampler: o.SamplerName, Workers: o.Workers, RoundSeconds: lastRound.Seconds(),
-			Rounds: m.Counters.Rounds.Load(), RoundsSkipped: m.Counters.RoundsSkip.Load(),
-			SampleErrors: m.Counters.SampleErrors.Load(), Events: m.Counters.Events.Load(),
-			AlertsBuffered: buffered, AlertsDropped: dropped, Containers: len(sums), Running: running,
-			Watched: watched, UpdatedAt: now.UTC(),
-		}
-		wr.post(snap)
-		dirty = false
-	}
-
-	for {
-		var now time.Time
-		select {
-		case <-ctx.Done():
-			cancel()
-			wg.Wait()
-			return nil
-		case e := <-evCh:
-			now = time.Now()
-			m.Counters.Events.Add(1)
-			handle(eng.onEvent(e, now))
-			dirty = true
-		case <-connCh:
-			requestList()
-		case r := <-listRes:
-			now = time.Now()
-			if r.err != nil {
-				log.Debug("list failed", "err", r.err)
-				break
-			}
-			handle(eng.onList(r.list, r.at, now))
-			m.Counters.Reconciles.Add(1)
-			dirty = true
-		case r := <-inspRes:
-			now = time.Now()
-			switch {
-			case r.err == nil:
-				handle(eng.onDetails(r.d, r.job.seq, r.job.catchUp, now))
-			case errors.Is(r.err, docker.ErrNotFound):
-				// Removed meanwhile: its destroy event or the next reconcile drops it.
-			default:
-				log.Debug("inspect failed", "id", r.job.id, "err", r.err)
-			}
-		case r := <-roundRes:
-			now = time.Now()
-			roundBusy = false
-			lastRound = r.took
-			m.Counters.Rounds.Add(1)
-			m.Counters.LastRoundNS.Store(int64(r.took))
-			for _, s := range r.results {
-				if s.Err != nil {
-					m.Counters.SampleErrors.Add(1)
-					continue
-				}
-				handle(eng.onSample(s.Ref.ID, s.Sample, now))
-			}
-			handle(eng.onTick(now))
-			post(r.results)
-		case <-roundT.C:
-			if roundBusy {
-				m.Counters.RoundsSkip.Add(1)
-				break
-			}
-			refs := eng.running()
-			roundBusy = true
-			roundReq <- refs // never blocks: one round at a time
-		case <-recT.C:
-			requestList()
-		case <-tickT.C:
-			now = time.Now()
-			handle(eng.onTick(now))
-			if dirty {
-				post(nil)
-			}
-		}
-		dispatch()
-	}
+	return newLoop(m, eng).run(ctx)
 }
+
+// How long a starting monitor tries to resume the open incidents while Redis is away.
+const (
+	loadTimeout  = 10 * time.Second // in all, then it starts without them
+	loadTryLimit = 3 * time.Second  // per attempt
+	loadRetryMin = 200 * time.Millisecond
+	loadRetryMax = 2 * time.Second
+)
 
 // loadIncidents resumes the open incidents of this host, retrying briefly while Redis is away.
 func (m *Monitor) loadIncidents(ctx context.Context, eng *engine) {
-	bo := agent.Backoff{Min: 200 * time.Millisecond, Max: 2 * time.Second}
-	deadline := time.Now().Add(10 * time.Second)
+	bo := agent.Backoff{Min: loadRetryMin, Max: loadRetryMax}
+	deadline := time.Now().Add(loadTimeout)
 	for {
-		c, cancel := context.WithTimeout(ctx, 3*time.Second)
+		c, cancel := context.WithTimeout(ctx, loadTryLimit)
 		list, err := m.st.Incidents.OpenIncidents(c, m.o.Host)
 		cancel()
 		if err == nil {
@@ -464,135 +212,15 @@ func (m *Monitor) loadIncidents(ctx context.Context, eng *engine) {
 			}
 			return
 		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
+		if ctx.Err() != nil {
+			return // stopped while starting: Run returns at once
+		}
+		if time.Now().After(deadline) {
 			m.o.Logger.Warn("open incidents not loaded; a restart may alert again", "err", err)
 			return
 		}
 		agent.Sleep(ctx, bo.Next())
 	}
-}
-
-// watchEvents keeps the event stream connected: after a break it reconnects with backoff from the last
-// event's time minus a second, skips the events it has already seen, and asks for a reconcile after every
-// (re)connection. It exits when ctx is done.
-func (m *Monitor) watchEvents(ctx context.Context, out chan<- docker.Event, conn chan<- struct{}) {
-	state := agent.NewState(m.o.Logger, "docker")
-	bo := agent.Backoff{Min: 200 * time.Millisecond, Max: 5 * time.Second}
-	seen := newDedupe()
-	var last time.Time
-	first := true
-	for ctx.Err() == nil {
-		var since time.Time
-		if !last.IsZero() {
-			since = last.Add(-time.Second)
-		}
-		sctx, stop := context.WithCancel(ctx)
-		evs, errs := m.rt.Events(sctx, docker.EventsOptions{Since: since, Actions: docker.ContainerActions})
-		var err error
-		select { // a refused connection fails at once
-		case err = <-errs:
-		case <-time.After(100 * time.Millisecond):
-		case <-ctx.Done():
-		}
-		if err == nil && ctx.Err() == nil {
-			state.Set(nil)
-			bo.Reset()
-			if !first {
-				m.Counters.Reconnects.Add(1)
-			}
-			first = false
-			select {
-			case conn <- struct{}{}:
-			default:
-			}
-			err = m.forward(ctx, evs, errs, out, seen, &last)
-		}
-		stop()
-		if ctx.Err() != nil {
-			return
-		}
-		state.Set(err)
-		agent.Sleep(ctx, bo.Next())
-	}
-}
-
-// forward passes events on until the stream ends, returning its error.
-func (m *Monitor) forward(ctx context.Context, evs <-chan docker.Event, errs <-chan error, out chan<- docker.Event,
-	seen *dedupe, last *time.Time) error {
-	for {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case err := <-errs:
-			// Drain what was decoded before the break.
-			for {
-				select {
-				case e, ok := <-evs:
-					if !ok {
-						return err
-					}
-					m.pass(ctx, e, out, seen, last)
-				default:
-					return err
-				}
-			}
-		case e, ok := <-evs:
-			if !ok {
-				return errors.New("event stream closed")
-			}
-			m.pass(ctx, e, out, seen, last)
-		}
-	}
-}
-
-func (m *Monitor) pass(ctx context.Context, e docker.Event, out chan<- docker.Event, seen *dedupe, last *time.Time) {
-	if !seen.add(e) {
-		m.Counters.Duplicates.Add(1)
-		return
-	}
-	if e.Time.After(*last) {
-		*last = e.Time
-	}
-	select {
-	case out <- e:
-	case <-ctx.Done():
-	}
-}
-
-// dedupe remembers recent events by (id, action, time) so a replay after a reconnect is not handled twice.
-type dedupe struct {
-	seen    map[dedupeKey]struct{}
-	newest  int64
-	pruneAt int
-}
-
-type dedupeKey struct {
-	id, action string
-	nano       int64
-}
-
-func newDedupe() *dedupe { return &dedupe{seen: map[dedupeKey]struct{}{}, pruneAt: 4096} }
-
-// add records e and reports whether it is new.
-func (d *dedupe) add(e docker.Event) bool {
-	k := dedupeKey{e.ID, e.Action, e.TimeNano}
-	if _, ok := d.seen[k]; ok {
-		return false
-	}
-	d.seen[k] = struct{}{}
-	if e.TimeNano > d.newest {
-		d.newest = e.TimeNano
-	}
-	if len(d.seen) > d.pruneAt {
-		cut := d.newest - int64(2*time.Minute)
-		for k := range d.seen {
-			if k.nano < cut {
-				delete(d.seen, k)
-			}
-		}
-		d.pruneAt = max(4096, 2*len(d.seen))
-	}
-	return true
 }
 
 // SampleRound samples refs with at most workers calls at once, each bounded by timeout; the results are

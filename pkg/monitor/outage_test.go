@@ -105,7 +105,7 @@ func TestDockerOutageIsSurvived(t *testing.T) {
 	b := bus.New(st.Conn, bus.Options{})
 	o := fastOptions()
 	o.Watch.Include = []string{"mon-dockerdown-*"}
-	m := monitor.New(o, dc, monitor.APISampler{Client: dc}, monitor.Stores{Incidents: st.Incidents, State: st.Containers}, b)
+	m := monitor.New(o, dc, monitor.APISampler{Client: dc}, monitor.Stores{Incidents: st.Incidents, State: st.Containers, Ledger: st.Ledger}, b)
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- m.Run(rctx) }()

@@ -53,6 +53,9 @@ func FormatNotice(n Notice, format string) ([]byte, error) {
 	return []byte(b.String()), nil
 }
 
+// printQueueLen is how many lines may wait for a slow reader of the output before lines are dropped.
+const printQueueLen = 1024
+
 // printer writes notices to the output from its own goroutine, so a slow reader of stdout never delays
 // detection; when its buffer is full a line is dropped.
 type printer struct {
@@ -62,7 +65,7 @@ type printer struct {
 }
 
 func newPrinter(w io.Writer, format string) *printer {
-	return &printer{w: w, format: format, in: make(chan Notice, 1024)}
+	return &printer{w: w, format: format, in: make(chan Notice, printQueueLen)}
 }
 
 func (p *printer) push(n Notice) {

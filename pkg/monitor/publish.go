@@ -31,10 +31,17 @@ type StateStore interface {
 	WriteHost(ctx context.Context, h schema.HostStatus) error
 }
 
-// Stores are the monitor's two bodies of state.
+// LedgerReader reads a container's safety ledger, to tell hemostat's own stops and kills from a client's;
+// *ledger.Store implements it.
+type LedgerReader interface {
+	Get(ctx context.Context, key string) (schema.Ledger, bool, error)
+}
+
+// Stores are the bodies of state the monitor uses.
 type Stores struct {
 	Incidents IncidentStore
 	State     StateStore
+	Ledger    LedgerReader // nil: every stop waits ownCheckWait and is taken for a client's
 }
 
 // Publisher puts envelopes on the bus; *bus.Bus implements it.
@@ -103,6 +110,15 @@ func (q *queue) stats() (buffered int, dropped int64) {
 	return len(q.items), q.dropped
 }
 
+// Timeouts and backoff of the writes to Redis.
+const (
+	deliverTimeout  = 3 * time.Second // one notice: incident hash and envelope
+	flushTimeout    = 2 * time.Second // what is left at shutdown, in all
+	writeTimeout    = 5 * time.Second // one snapshot
+	publishRetryMin = 100 * time.Millisecond
+	publishRetryMax = 5 * time.Second
+)
+
 // publisher delivers notices in order: the incident hash first, then the envelope on the bus. While Redis
 // is away it retries with backoff, logging the state change once, and the queue holds what waits.
 type publisher struct {
@@ -115,7 +131,7 @@ type publisher struct {
 
 func (p *publisher) run(ctx context.Context) {
 	state := agent.NewState(p.log, "redis")
-	bo := agent.Backoff{Min: 100 * time.Millisecond, Max: 5 * time.Second}
+	bo := agent.Backoff{Min: publishRetryMin, Max: publishRetryMax}
 	for {
 		it, ok := p.q.peek()
 		if !ok {
@@ -149,7 +165,7 @@ func (p *publisher) run(ctx context.Context) {
 
 // flush tries, briefly, to deliver what is left at shutdown.
 func (p *publisher) flush() {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
 	defer cancel()
 	for {
 		it, ok := p.q.peek()
@@ -161,7 +177,7 @@ func (p *publisher) flush() {
 }
 
 func (p *publisher) deliver(ctx context.Context, n Notice) error {
-	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, deliverTimeout)
 	defer cancel()
 	switch n.Kind {
 	case NoticeOpened, NoticeRealerted:
@@ -253,7 +269,7 @@ func (w *writer) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case s := <-w.in:
-			c, cancel := context.WithTimeout(ctx, 5*time.Second)
+			c, cancel := context.WithTimeout(ctx, writeTimeout)
 			err := w.st.WriteContainers(c, w.host, s.containers)
 			if err == nil {
 				err = w.st.WriteStats(c, s.stats, s.ttl)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -12,6 +11,7 @@ import (
 	"github.com/hemostat/hemostat/pkg/container"
 	"github.com/hemostat/hemostat/pkg/docker"
 	"github.com/hemostat/hemostat/pkg/event"
+	"github.com/hemostat/hemostat/pkg/redact"
 	"github.com/hemostat/hemostat/pkg/store/schema"
 )
 
@@ -96,7 +96,7 @@ func (r *Responder) act(ctx context.Context, req Request, tgt Target, keys schem
 		if err != nil {
 			return fail("exec "+strings.Join(d.Command, " "), err)
 		}
-		out := Redact(res.Output, tgt.State.Env)
+		out := redact.New(tgt.State.Env).String(res.Output)
 		if res.Truncated {
 			out += " [truncated]"
 		}
@@ -215,34 +215,4 @@ func diedAgain(st docker.TargetState, prevStarted time.Time) bool {
 		return false
 	}
 	return st.RestartPolicy == "" || st.RestartPolicy == "no"
-}
-
-var secretPatterns = []*regexp.Regexp{
-	regexp.MustCompile(`(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}`),
-	regexp.MustCompile(`(?i)([a-z0-9_.-]*(password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key)[a-z0-9_.-]*\s*[=:]\s*)("[^"]*"|\S+)`),
-	regexp.MustCompile(`([a-z][a-z0-9+.-]*://[^:/@\s]+:)[^@\s]+(@)`),
-	regexp.MustCompile(`\b(AKIA|ASIA)[A-Z0-9]{16}\b`),
-	regexp.MustCompile(`\bxox[abpors]-[A-Za-z0-9-]{10,}`),
-	regexp.MustCompile(`\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}`),
-}
-
-// Redact removes secrets from exec output: values of the container's secret-looking environment variables
-// and the usual shapes of credentials.
-func Redact(s string, env []string) string {
-	for _, kv := range env {
-		k, v, ok := strings.Cut(kv, "=")
-		if !ok || len(v) < 6 {
-			continue
-		}
-		if secretPatterns[1].MatchString(k+"=x") || len(v) >= 16 {
-			s = strings.ReplaceAll(s, v, "[REDACTED]")
-		}
-	}
-	s = secretPatterns[0].ReplaceAllString(s, "$1 [REDACTED]")
-	s = secretPatterns[1].ReplaceAllString(s, "${1}[REDACTED]")
-	s = secretPatterns[2].ReplaceAllString(s, "${1}[REDACTED]${2}")
-	for _, p := range secretPatterns[3:] {
-		s = p.ReplaceAllString(s, "[REDACTED]")
-	}
-	return s
 }
