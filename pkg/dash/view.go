@@ -936,7 +936,7 @@ func ledgerLines(l *Ledger, now time.Time, loc *time.Location, w int) []string {
 	return out
 }
 
-// explain says, in plain words, whether hemostat will act on the container and why (ARCHITECTURE 6).
+// explain says, in plain words, whether hemostat will act on the container and why (docs/architecture.md, remediation).
 func explain(c Container, incs []Incident, now time.Time) []string {
 	var out []string
 	if !c.Watched {

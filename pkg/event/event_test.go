@@ -119,7 +119,7 @@ func TestDecodeErrors(t *testing.T) {
 }
 
 func TestPayloadJSONFieldNames(t *testing.T) {
-	// Tools written against hemostat rely on these names (ARCHITECTURE section 2).
+	// Tools written against hemostat rely on these names (docs/architecture.md, the envelope).
 	tests := []struct {
 		p    event.Payload
 		want []string

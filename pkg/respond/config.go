@@ -24,7 +24,7 @@ type Runtime interface {
 
 var _ Runtime = (*docker.Client)(nil)
 
-// Config is the responder's policy. Zero fields take the defaults of ARCHITECTURE section 6.
+// Config is the responder's policy. Zero fields take the defaults of docs/architecture.md (remediation).
 type Config struct {
 	Host       string   // this Docker host: only its requests are acted on
 	DryRun     bool     // simulate every request against the shadow ledger

@@ -379,7 +379,7 @@ func Simulated(cfg Config, labels map[string]string) bool {
 	return cfg.DryRun || Mode(labels) != container.ModeAuto
 }
 
-// Decide runs the decision sequence of ARCHITECTURE section 6 for one request. simulate selects step 9
+// Decide runs the decision sequence (docs/architecture.md, remediation) for one request. simulate selects step 9
 // (and means the snapshot is the shadow ledger's). The done check (step 4) and a redelivery of a request
 // already being acted on are handled before, by the caller: they produce no decision at all.
 func Decide(now time.Time, cfg Config, req Request, t Target, s Snapshot, simulate bool) Decision {
