@@ -98,7 +98,7 @@ func New(cfg Config, rt Runtime, st *store.Client, pub Publisher, o Options) *Re
 		o.Instance = "respond-" + nonce()
 	}
 	if o.Workers <= 0 {
-		o.Workers = 4
+		o.Workers = DefaultWorkers
 	}
 	return &Responder{cfg: cfg.WithDefaults(), rt: rt, st: st, pub: pub, trail: audit.NewTrail(st),
 		log: o.Logger, now: o.Now, inst: o.Instance, workers: o.Workers}
