@@ -47,15 +47,15 @@ entries are read through the container's index, not by scanning the trail.
   -o json    one JSON array; field names are those of the stream and stable for scripts
   -o jsonl   one JSON object per line (works with --follow)
 
---jq filters the JSON with a jq expression and --template formats it with a Go template, as gh does
-(the array with -o json, which they imply; each entry with -o jsonl or --follow).
+--jq filters and formats the JSON with a jq expression, as gh does: the array with -o json, which it
+implies, and each entry with -o jsonl or --follow.
 
 'hemostat audit verify' recomputes the chain. Exit codes: 0 ok (also when nothing matches), 2 usage,
 3 Redis unreachable, 4 the chain is broken (verify names the first edited or missing entry).`,
 		Example: `  hemostat audit
   hemostat audit web-1 --since 24h --result failed -o json
   hemostat audit --action restart --limit 0 --jq '.[] | select(.verified | not) | .container'
-  hemostat audit --template '{{range .}}{{.time}} {{.container}} {{.result}}{{"\n"}}{{end}}'
+  hemostat audit --jq '.[] | "\(.time) \(.container) \(.result)"'
   hemostat audit --follow -o jsonl | jq .reason
   hemostat audit verify`,
 		Args:              cobra.MaximumNArgs(1),
@@ -66,7 +66,7 @@ entries are read through the container's index, not by scanning the trail.
 				target = args[0]
 			}
 			if opts.Filter.active() && !cmd.Flags().Changed("output") {
-				opts.Output = audit.FormatJSON // --jq and --template work on JSON
+				opts.Output = audit.FormatJSON // --jq works on JSON
 				if opts.Follow {
 					opts.Output = audit.FormatJSONL
 				}
@@ -137,7 +137,7 @@ func auditRun(ctx context.Context, d *Deps, opts auditOptions, target string) er
 		return UsageError("--follow writes a stream: use -o jsonl or -o table")
 	}
 	if opts.Filter.active() && opts.Output == audit.FormatTable {
-		return UsageError("--jq and --template work on JSON: use -o json or -o jsonl")
+		return UsageError("--jq works on JSON: use -o json or -o jsonl")
 	}
 	if err := opts.Filter.compile(); err != nil {
 		return err
@@ -231,8 +231,7 @@ func auditRun(ctx context.Context, d *Deps, opts auditOptions, target string) er
 	return nil
 }
 
-// writeFiltered prints records through --jq or --template: the array with -o json, each record with
-// -o jsonl.
+// writeFiltered prints records through --jq: the array with -o json, each record with -o jsonl.
 func writeFiltered(ctx context.Context, d *Deps, opts auditOptions, recs []audit.Record) error {
 	if opts.Output == audit.FormatJSON {
 		if recs == nil {

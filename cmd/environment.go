@@ -72,7 +72,7 @@ func environmentHelp(root *cobra.Command) string {
 	var b strings.Builder
 	b.WriteString("Every configuration flag has an environment twin HEMOSTAT_<FLAG> (dashes become underscores).\n")
 	b.WriteString("Precedence: defaults, then the environment, then flags. Flags that say what one invocation does\n")
-	b.WriteString("(-o, --follow, --limit, --since, --jq, --template and the filters of audit and dash) have none.\n")
+	b.WriteString("(-o, --follow, --limit, --since, --jq and the filters of audit and dash) have none.\n")
 	b.WriteString("Secrets also read <NAME>_FILE, a file holding the value.\n")
 	b.WriteString("CI=true makes tests fail, not skip, when Redis or Docker is missing. NO_COLOR turns colour off in dash.\n")
 	b.WriteString("DOCKER_HOST, DOCKER_TLS_VERIFY, DOCKER_CERT_PATH and DOCKER_API_VERSION select the Docker engine.\n\n")

@@ -101,7 +101,7 @@ func TestFlagDefaultsAreTheAgentsDefaults(t *testing.T) {
 // per-invocation mark wherever it appears, and nothing else may: adding a name here is a decision that
 // the flag has no environment twin.
 var perInvocationFlags = []string{"output", "follow", "limit", "since", "action", "result", "incident", "jq",
-	"template", "filter", "min-score", "no-descriptions"}
+	"filter", "min-score", "no-descriptions"}
 
 // oneShotConfig are flags of one-shot commands that are configuration all the same: where the evaluation
 // set lives, like the LLM settings analyze eval shares with analyze.
