@@ -18,21 +18,25 @@ import (
 	"github.com/hemostat/hemostat/pkg/store/schema"
 )
 
+// alertOptions are the flags of hemostat alert: the alerter's settings, whose defaults are
+// alert.DefaultOptions(), and its sinks.
 type alertOptions struct {
+	Alert           alert.Options // Instance and Logger are set at run time
 	SlackWebhookURL string
 	SlackToken      string
 	SlackChannel    string
 	SlackAPIURL     string
 	WebhookURL      string
 	WebhookSecret   string
-	Renotify        time.Duration
-	NotifyOnOpen    bool
 	Timezone        string
 	Bus             bus.Options
 }
 
-func newAlertCmd(d *Deps) *cobra.Command {
-	var opts alertOptions
+func newAlertCmd(d *Deps, runF func(context.Context, *Deps, alertOptions) error) *cobra.Command {
+	if runF == nil {
+		runF = alertRun
+	}
+	opts := alertOptions{Alert: alert.DefaultOptions(), Bus: bus.DefaultOptions()}
 	c := &cobra.Command{
 		Use:   "alert",
 		Short: "Notify Slack and webhooks once per incident state change",
@@ -49,11 +53,15 @@ Receivers should recompute the HMAC and reject timestamps older than a few minut
 
 Every event consumed is also stored in the capped lists hemostat:events:<type> and hemostat:events:all.
 Webhook URLs and tokens never appear in logs; secrets can be read from files (HEMOSTAT_<FLAG>_FILE).`,
+		Example: `  HEMOSTAT_SLACK_WEBHOOK_URL_FILE=/run/secrets/slack hemostat alert
+  hemostat alert --slack-token "$(cat token)" --slack-channel C0123456 --notify-on-open
+  HEMOSTAT_WEBHOOK_SECRET_FILE=/run/secrets/hook hemostat alert --webhook-url https://ops.example.com/hemostat --timezone Europe/Paris`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return alertRun(cmd.Context(), d, opts)
+			return runF(cmd.Context(), d, opts)
 		},
 	}
+	c.Annotations = map[string]string{annAgent: "true"}
 	f := c.Flags()
 	f.StringVar(&opts.SlackWebhookURL, "slack-webhook-url", "", "Slack incoming webhook URL (Block Kit messages)")
 	markSecret(f, "slack-webhook-url", "SLACK_WEBHOOK_URL")
@@ -66,8 +74,8 @@ Webhook URLs and tokens never appear in logs; secrets can be read from files (HE
 	markSecret(f, "webhook-url")
 	f.StringVar(&opts.WebhookSecret, "webhook-secret", "", "HMAC-SHA256 key that signs the generic webhook")
 	markSecret(f, "webhook-secret")
-	f.DurationVar(&opts.Renotify, "renotify", time.Hour, "repeats of an incident state within this window are counted, not sent")
-	f.BoolVar(&opts.NotifyOnOpen, "notify-on-open", false, "also notify when an incident opens (before any remediation)")
+	f.DurationVar(&opts.Alert.Renotify, "renotify", opts.Alert.Renotify, "repeats of an incident state within this window are counted, not sent")
+	f.BoolVar(&opts.Alert.NotifyOnOpen, "notify-on-open", opts.Alert.NotifyOnOpen, "also notify when an incident opens (before any remediation)")
 	f.StringVar(&opts.Timezone, "timezone", "UTC", "time zone of the times shown in messages (IANA name, e.g. Europe/Paris)")
 	addBusFlags(c, &opts.Bus)
 	return c
@@ -81,8 +89,8 @@ func alertValidate(opts alertOptions) (*time.Location, error) {
 	if opts.WebhookSecret != "" && opts.WebhookURL == "" {
 		return nil, UsageError("--webhook-secret needs --webhook-url")
 	}
-	if opts.Renotify <= 0 {
-		return nil, UsageError("--renotify must be positive, got %s", opts.Renotify)
+	if opts.Alert.Renotify <= 0 {
+		return nil, UsageError("--renotify must be positive, got %s", opts.Alert.Renotify)
 	}
 	for name, raw := range map[string]string{"--slack-webhook-url": opts.SlackWebhookURL, "--webhook-url": opts.WebhookURL,
 		"--slack-api-url": opts.SlackAPIURL} {
@@ -146,9 +154,10 @@ func alertRun(ctx context.Context, d *Deps, opts alertOptions) error {
 	for i, s := range sinks {
 		names[i] = s.Name
 	}
-	log.Info("alert sinks", "sinks", strings.Join(names, ","), "renotify", opts.Renotify, "notify_on_open", opts.NotifyOnOpen)
-	a := alert.New(alert.Options{Instance: d.Instance(), Renotify: opts.Renotify, NotifyOnOpen: opts.NotifyOnOpen,
-		Logger: log}, alert.Stores{Notify: st.Notify, Incidents: st.Incidents}, sinks, red)
+	log.Info("alert sinks", "sinks", strings.Join(names, ","), "renotify", opts.Alert.Renotify, "notify_on_open", opts.Alert.NotifyOnOpen)
+	o := opts.Alert
+	o.Instance, o.Logger = d.Instance(), log
+	a := alert.New(o, alert.Stores{Notify: st.Notify, Incidents: st.Incidents}, sinks, red)
 	return agent.Run(ctx, agent.Options{Kind: "alert", Instance: d.Instance(), Version: Build().Version,
 		Record: schema.Agent{Host: d.HostName()}, Logger: log},
 		st.Agents, func(ctx context.Context) error { return a.Run(ctx, b) })

@@ -2,10 +2,8 @@ package cmd
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -16,30 +14,39 @@ import (
 	"github.com/hemostat/hemostat/pkg/store/schema"
 )
 
+// analyzeOptions are the flags of hemostat analyze: the analyzer's settings, whose defaults are
+// analyze.DefaultOptions(), the LLM's, and how many alerts it handles at once.
 type analyzeOptions struct {
-	MinConfidence  float64
-	OOMWindow      time.Duration
-	Provider       string
-	Model          string
-	BaseURL        string
-	AnthropicKey   string
-	OpenAIKey      string
-	LLMTimeout     time.Duration
-	LLMRetries     int
-	LLMMode        string
-	LLMConcurrency int
-	Concurrency    int
-	Bus            bus.Options
+	Analyze      analyze.Options // LLM, Inspector, Consumer and Logger are set at run time
+	Provider     string
+	Model        string
+	BaseURL      string
+	AnthropicKey string
+	OpenAIKey    string
+	LLMRetries   int
+	Concurrency  int
+	Bus          bus.Options
 }
+
+// defaultAnalyzeConcurrency is how many alerts one analyzer handles at once.
+const defaultAnalyzeConcurrency = 8
+
+// llmProviders are the choices of --llm-provider.
+var llmProviders = []string{llm.ProviderNone, llm.ProviderAnthropic, llm.ProviderOpenAI}
 
 type analyzeEvalOptions struct {
-	Dir      string
-	MinScore float64
-	Output   string
+	FixturesDir string
+	MinScore    float64
+	Output      string
 }
 
-func newAnalyzeCmd(d *Deps) *cobra.Command {
-	var opts analyzeOptions
+func newAnalyzeCmd(d *Deps, runF func(context.Context, *Deps, analyzeOptions) error) *cobra.Command {
+	if runF == nil {
+		runF = analyzeRun
+	}
+	opts := analyzeOptions{Analyze: analyze.DefaultOptions(), Provider: llm.ProviderNone, LLMRetries: llm.DefaultMaxRetries,
+		Concurrency: defaultAnalyzeConcurrency, Bus: bus.DefaultOptions()}
+	a := &opts.Analyze
 	c := &cobra.Command{
 		Use:   "analyze",
 		Short: "Diagnose health alerts with rules and an optional LLM",
@@ -55,27 +62,32 @@ resource classes only: crashed, oom_killed and unhealthy are never held up by an
 to the model with secrets redacted and fenced as untrusted input.
 
 'hemostat analyze eval' replays the evaluation set against the configured LLM, or the rules.`,
+		Example: `  hemostat analyze
+  OPENAI_API_KEY_FILE=/run/secrets/openai hemostat analyze --llm-provider openai
+  hemostat analyze --llm-provider openai --llm-base-url http://localhost:11434/v1 --llm-model qwen2.5:7b --llm-mode decide`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return analyzeRun(cmd.Context(), d, opts)
+			return runF(cmd.Context(), d, opts)
 		},
 	}
+	c.Annotations = map[string]string{annAgent: "true"}
 	pf := c.PersistentFlags()
-	pf.Float64Var(&opts.MinConfidence, "min-confidence", analyze.DefaultMinConfidence, "below this confidence an alert is a false alarm")
-	pf.DurationVar(&opts.OOMWindow, "oom-window", analyze.DefaultOOMWindow, "a second OOM kill within this window escalates (\"raise the memory limit\")")
-	pf.StringVar(&opts.Provider, "llm-provider", llm.ProviderNone, "LLM provider: anthropic, openai (or any OpenAI-compatible server) or none")
+	pf.Float64Var(&a.MinConfidence, "min-confidence", a.MinConfidence, "below this confidence an alert is a false alarm")
+	pf.DurationVar(&a.OOMWindow, "oom-window", a.OOMWindow, "a second OOM kill within this window escalates (\"raise the memory limit\")")
+	choiceVar(pf, &opts.Provider, "llm-provider", "", opts.Provider, "LLM provider: anthropic, openai (or any OpenAI-compatible server) or none", llmProviders...)
 	pf.StringVar(&opts.Model, "llm-model", "", fmt.Sprintf("LLM model (default %s for anthropic, %s for openai)", llm.DefaultAnthropicModel, llm.DefaultOpenAIModel))
 	pf.StringVar(&opts.BaseURL, "llm-base-url", "", "base URL of the LLM API, e.g. http://localhost:11434/v1 for Ollama")
-	pf.DurationVar(&opts.LLMTimeout, "llm-timeout", 10*time.Second, "time allowed for one incident's LLM diagnosis, context included")
-	pf.IntVar(&opts.LLMRetries, "llm-retries", 1, "retries of a 429 or 5xx answer within --llm-timeout")
-	pf.StringVar(&opts.LLMMode, "llm-mode", analyze.ModeAdvisory, "advisory (rules decide, the LLM enriches) or decide (the LLM decides when in time)")
+	pf.DurationVar(&a.LLMTimeout, "llm-timeout", a.LLMTimeout, "time allowed for one incident's LLM diagnosis, context included")
+	pf.IntVar(&opts.LLMRetries, "llm-retries", opts.LLMRetries, "retries of a 429 or 5xx answer within --llm-timeout")
+	choiceVar(pf, &a.LLMMode, "llm-mode", "", a.LLMMode, "advisory (rules decide, the LLM enriches) or decide (the LLM decides when in time)",
+		analyze.ModeAdvisory, analyze.ModeDecide)
 	pf.StringVar(&opts.AnthropicKey, "anthropic-api-key", "", "Anthropic API key (also ANTHROPIC_API_KEY, ANTHROPIC_API_KEY_FILE)")
 	markSecret(pf, "anthropic-api-key", "ANTHROPIC_API_KEY")
 	pf.StringVar(&opts.OpenAIKey, "openai-api-key", "", "OpenAI API key (also OPENAI_API_KEY, OPENAI_API_KEY_FILE)")
 	markSecret(pf, "openai-api-key", "OPENAI_API_KEY")
 	f := c.Flags()
-	f.IntVar(&opts.LLMConcurrency, "llm-concurrency", 4, "advisory LLM calls in flight at once; more incidents go without enrichment")
-	f.IntVar(&opts.Concurrency, "concurrency", 8, "alerts handled at once")
+	f.IntVar(&a.LLMConcurrency, "llm-concurrency", a.LLMConcurrency, "advisory LLM calls in flight at once; more incidents go without enrichment")
+	f.IntVar(&opts.Concurrency, "concurrency", opts.Concurrency, "alerts handled at once")
 	addBusFlags(c, &opts.Bus)
 	c.AddCommand(newAnalyzeEvalCmd(d, &opts))
 	return c
@@ -90,16 +102,23 @@ func newAnalyzeEvalCmd(d *Deps, opts *analyzeOptions) *cobra.Command {
 the configured LLM, or through the rules with --llm-provider none, and prints per-case results and the
 score. Without --dir it uses the set built into the binary (pkg/analyze/testdata/eval). Cases marked
 llm_only need the logs to be answered right; the rules are expected to pass every other case.
-With an LLM the model's validated answer is used for every class, as in decide mode.`,
+With an LLM the model's validated answer is used for every class, as in decide mode.
+
+Exit codes: 0 the score reaches --min-score, 1 it does not, 2 usage, 5 --fixtures-dir does not exist.`,
+		Example: `  hemostat analyze eval
+  hemostat analyze eval --llm-provider openai --min-score 0.9
+  hemostat analyze eval --fixtures-dir ./cases -o json --llm-provider anthropic`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return analyzeEvalRun(cmd.Context(), d, *opts, eo)
 		},
 	}
 	f := c.Flags()
-	f.StringVar(&eo.Dir, "dir", "", "directory of *.json fixtures (default: the built-in set)")
+	f.StringVar(&eo.FixturesDir, "fixtures-dir", "", "directory of *.json fixtures (default: the built-in set)")
+	deprecatedAlias(f, "dir", "fixtures-dir")
 	f.Float64Var(&eo.MinScore, "min-score", 0, "exit 1 when the score (0..1) is below this")
-	f.StringVarP(&eo.Output, "output", "o", "table", "output format: table or json")
+	addOutputFlag(f, &eo.Output, formatTable, formatJSON, formatJSONL)
+	perInvocation(f, "min-score")
 	return c
 }
 
@@ -129,17 +148,14 @@ func (o analyzeOptions) llmProvider() (llm.Provider, error) {
 }
 
 func (o analyzeOptions) validate() error {
-	if o.MinConfidence < 0 || o.MinConfidence > 1 {
-		return UsageError("--min-confidence %v: want 0..1", o.MinConfidence)
-	}
-	if o.LLMMode != analyze.ModeAdvisory && o.LLMMode != analyze.ModeDecide {
-		return UsageError("--llm-mode %q: want advisory or decide", o.LLMMode)
+	if o.Analyze.MinConfidence < 0 || o.Analyze.MinConfidence > 1 {
+		return UsageError("--min-confidence %v: want 0..1", o.Analyze.MinConfidence)
 	}
 	if o.LLMRetries < 0 {
 		return UsageError("--llm-retries %d: want 0 or more", o.LLMRetries)
 	}
-	if o.LLMTimeout <= 0 {
-		return UsageError("--llm-timeout %s: want more than 0", o.LLMTimeout)
+	if o.Analyze.LLMTimeout <= 0 {
+		return UsageError("--llm-timeout %s: want more than 0", o.Analyze.LLMTimeout)
 	}
 	return nil
 }
@@ -161,18 +177,15 @@ func analyzeRun(ctx context.Context, d *Deps, opts analyzeOptions) error {
 	if err != nil {
 		return err
 	}
-	inspector := analyzeInspector(ctx, d, p != nil)
-	a := analyze.New(analyze.Options{
-		MinConfidence: opts.MinConfidence, OOMWindow: opts.OOMWindow,
-		LLM: p, LLMMode: opts.LLMMode, LLMTimeout: opts.LLMTimeout, LLMConcurrency: opts.LLMConcurrency,
-		Inspector: inspector, Consumer: d.Instance(), Logger: d.Logger,
-	}, analyze.Stores{Incidents: st.Incidents, Stats: st.Containers, Ledger: st.Ledger}, b)
+	o := opts.Analyze
+	o.LLM, o.Inspector, o.Consumer, o.Logger = p, analyzeInspector(ctx, d, p != nil), d.Instance(), d.Logger
+	a := analyze.New(o, analyze.Stores{Incidents: st.Incidents, Stats: st.Containers, Ledger: st.Ledger}, b)
 	method := analyze.MethodRules
 	if p != nil {
 		method = p.Method()
 	}
 	return agent.Run(ctx, agent.Options{Kind: analyze.AgentName, Instance: d.Instance(), Version: Build().Version,
-		Record: schema.Agent{Host: d.HostName(), LLM: method, LLMMode: opts.LLMMode}, Logger: d.Logger},
+		Record: schema.Agent{Host: d.HostName(), LLM: method, LLMMode: o.LLMMode}, Logger: d.Logger},
 		st.Agents, a.Run)
 }
 
@@ -180,31 +193,26 @@ func analyzeEvalRun(ctx context.Context, d *Deps, opts analyzeOptions, eo analyz
 	if err := opts.validate(); err != nil {
 		return err
 	}
-	if eo.Output != "table" && eo.Output != "json" {
-		return UsageError("--output %q: want table or json", eo.Output)
-	}
 	p, err := opts.llmProvider()
 	if err != nil {
 		return err
 	}
 	var fixtures []analyze.Fixture
-	if eo.Dir == "" {
+	if eo.FixturesDir == "" {
 		fixtures, err = analyze.BuiltinFixtures()
 	} else {
-		if _, serr := os.Stat(eo.Dir); serr != nil {
+		if _, serr := os.Stat(eo.FixturesDir); serr != nil {
 			return &ExitError{Code: ExitNotFound, Err: fmt.Errorf("eval fixtures: %w", serr)}
 		}
-		fixtures, err = analyze.LoadFixtures(os.DirFS(eo.Dir), ".")
+		fixtures, err = analyze.LoadFixtures(os.DirFS(eo.FixturesDir), ".")
 	}
 	if err != nil {
 		return err
 	}
-	rep := analyze.Evaluate(ctx, fixtures, analyze.EvalOptions{LLM: p, Timeout: opts.LLMTimeout,
-		MinConfidence: opts.MinConfidence, OOMWindow: opts.OOMWindow})
-	if eo.Output == "json" {
-		enc := json.NewEncoder(d.Out)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(rep); err != nil {
+	rep := analyze.Evaluate(ctx, fixtures, analyze.EvalOptions{LLM: p, Timeout: opts.Analyze.LLMTimeout,
+		MinConfidence: opts.Analyze.MinConfidence, OOMWindow: opts.Analyze.OOMWindow})
+	if eo.Output != formatTable {
+		if err := writeJSON(d.Out, eo.Output, rep); err != nil {
 			return err
 		}
 	} else if err := rep.Write(d.Out); err != nil {

@@ -66,7 +66,7 @@ func TestAnalyzeEvalJSONAndDir(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "case.json"), src, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	code, out, errw := runHemostat(t, context.Background(), "analyze", "eval", "--dir", dir, "-o", "json")
+	code, out, errw := runHemostat(t, context.Background(), "analyze", "eval", "--fixtures-dir", dir, "-o", "json")
 	if code != cmd.ExitOK {
 		t.Fatalf("exit %d, stderr %s", code, errw)
 	}
@@ -77,8 +77,13 @@ func TestAnalyzeEvalJSONAndDir(t *testing.T) {
 	if rep.Total != 1 || rep.Passed != 1 || rep.Results[0].Got != "oom_killed/none" {
 		t.Errorf("report = %+v", rep)
 	}
-	if code, _, _ := runHemostat(t, context.Background(), "analyze", "eval", "--dir", filepath.Join(dir, "missing")); code != cmd.ExitNotFound {
-		t.Errorf("missing --dir: exit %d, want %d", code, cmd.ExitNotFound)
+	if code, _, _ := runHemostat(t, context.Background(), "analyze", "eval", "--fixtures-dir", filepath.Join(dir, "missing")); code != cmd.ExitNotFound {
+		t.Errorf("missing --fixtures-dir: exit %d, want %d", code, cmd.ExitNotFound)
+	}
+	// --dir, the deprecated name of --fixtures-dir, still works and says so.
+	code, _, errw = runHemostat(t, context.Background(), "analyze", "eval", "--dir", filepath.Join(dir, "missing"))
+	if code != cmd.ExitNotFound || !strings.Contains(errw, "--dir is deprecated: use --fixtures-dir") {
+		t.Errorf("missing --dir: exit %d (%s), want %d and a deprecation warning", code, errw, cmd.ExitNotFound)
 	}
 }
 
@@ -115,7 +120,7 @@ func TestAnalyzeEvalAnthropicKeyFromEnv(t *testing.T) {
 	t.Setenv("ANTHROPIC_API_KEY_FILE", keyFile)
 	t.Setenv("HEMOSTAT_LLM_PROVIDER", "anthropic")
 	t.Setenv("HEMOSTAT_LLM_BASE_URL", srv.URL())
-	code, out, errw := runHemostat(t, context.Background(), "analyze", "eval", "--llm-retries", "0", "--dir", filepath.Join("..", "pkg", "analyze", "testdata", "eval"))
+	code, out, errw := runHemostat(t, context.Background(), "analyze", "eval", "--llm-retries", "0", "--fixtures-dir", filepath.Join("..", "pkg", "analyze", "testdata", "eval"))
 	if code != cmd.ExitOK {
 		t.Fatalf("exit %d, stderr %s", code, errw)
 	}

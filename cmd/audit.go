@@ -2,7 +2,6 @@ package cmd
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"slices"
@@ -18,46 +17,75 @@ import (
 	"github.com/hemostat/hemostat/pkg/event"
 )
 
+// auditOptions are the flags of hemostat audit: all of them say what one invocation shows, so none has
+// an environment twin.
 type auditOptions struct {
-	Since  string
-	Action string
-	Result string
-	Limit  int
-	Output string
-	Follow bool
+	Since    string
+	Action   string
+	Result   string
+	Incident string
+	Limit    int
+	Output   string
+	Follow   bool
+	Filter   jsonFilter
 }
+
+// defaultAuditLimit is how many matching entries audit prints without --limit.
+const defaultAuditLimit = 50
 
 func newAuditCmd(d *Deps) *cobra.Command {
 	var opts auditOptions
 	c := &cobra.Command{
 		Use:   "audit [container]",
 		Short: "Show the remediation audit trail, or verify its hash chain",
-		Long: `audit prints the responder's decisions from the hash-chained trail hemostat:audit, oldest first: the
-newest --limit entries that match. A container is a name on this host (--host-name) or host/name; its
+		Long: `audit prints the responder's decisions from the hash-chained trail hemostat:audit, newest first: the
+newest --limit entries that match. With --follow it prints them oldest first, then each new entry as it
+is appended, until interrupted. A container is a name on this host (--host-name) or host/name; its
 entries are read through the container's index, not by scanning the trail.
 
   -o table   columns that fit the terminal (default)
   -o json    one JSON array; field names are those of the stream and stable for scripts
   -o jsonl   one JSON object per line (works with --follow)
 
+--jq filters and formats the JSON with a jq expression, as gh does: the array with -o json, which it
+implies, and each entry with -o jsonl or --follow.
+
 'hemostat audit verify' recomputes the chain. Exit codes: 0 ok (also when nothing matches), 2 usage,
 3 Redis unreachable, 4 the chain is broken (verify names the first edited or missing entry).`,
-		Args: cobra.MaximumNArgs(1),
+		Example: `  hemostat audit
+  hemostat audit web-1 --since 24h --result failed -o json
+  hemostat audit --action restart --limit 0 --jq '.[] | select(.verified | not) | .container'
+  hemostat audit --jq '.[] | "\(.time) \(.container) \(.result)"'
+  hemostat audit --follow -o jsonl | jq .reason
+  hemostat audit verify`,
+		Args:              cobra.MaximumNArgs(1),
+		ValidArgsFunction: d.completion(completeContainers, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			target := ""
 			if len(args) == 1 {
 				target = args[0]
+			}
+			if opts.Filter.active() && !cmd.Flags().Changed("output") {
+				opts.Output = audit.FormatJSON // --jq works on JSON
+				if opts.Follow {
+					opts.Output = audit.FormatJSONL
+				}
 			}
 			return auditRun(cmd.Context(), d, opts, target)
 		},
 	}
 	f := c.Flags()
 	f.StringVar(&opts.Since, "since", "", "only entries since a duration ago (90m, 24h, 7d) or a time (RFC 3339 or 2006-01-02)")
-	f.StringVar(&opts.Action, "action", "", "only this action: "+strings.Join(append(slices.Clone(event.Actions), "reset"), ", "))
-	f.StringVar(&opts.Result, "result", "", "only this result: "+strings.Join(event.Statuses, ", "))
-	f.IntVar(&opts.Limit, "limit", 50, "the newest N entries that match (0: all)")
-	f.StringVarP(&opts.Output, "output", "o", audit.FormatTable, "output format: table, json or jsonl")
+	actions := append(slices.Clone(event.Actions), "reset")
+	choiceVar(f, &opts.Action, "action", "", "", "only this action: "+strings.Join(actions, ", "), actions...)
+	choiceVar(f, &opts.Result, "result", "", "", "only this result: "+strings.Join(event.Statuses, ", "), event.Statuses...)
+	f.StringVar(&opts.Incident, "incident", "", "only entries of this incident (host/name/class)")
+	completeWith(f, "incident", completeIncidents)
+	f.IntVar(&opts.Limit, "limit", defaultAuditLimit, "the newest N entries that match (0: all)")
+	addOutputFlag(f, &opts.Output, audit.Formats...)
 	f.BoolVarP(&opts.Follow, "follow", "f", false, "keep printing new entries as they are appended")
+	addJSONFilterFlags(f, &opts.Filter)
+	perInvocation(f, "since", "action", "result", "incident", "limit", "follow")
 	c.AddCommand(newAuditVerifyCmd(d))
 	return c
 }
@@ -105,34 +133,43 @@ func termWidth(d *Deps) int {
 }
 
 func auditRun(ctx context.Context, d *Deps, opts auditOptions, target string) error {
-	if !slices.Contains(audit.Formats, opts.Output) {
-		return UsageError("-o %q: want table, json or jsonl", opts.Output)
-	}
 	if opts.Follow && opts.Output == audit.FormatJSON {
 		return UsageError("--follow writes a stream: use -o jsonl or -o table")
 	}
-	if opts.Action != "" && opts.Action != "reset" && !isAction(opts.Action) {
-		return UsageError("--action %q: want one of %s, reset", opts.Action, strings.Join(event.Actions, ", "))
+	if opts.Filter.active() && opts.Output == audit.FormatTable {
+		return UsageError("--jq works on JSON: use -o json or -o jsonl")
 	}
-	if opts.Result != "" && !slices.Contains(event.Statuses, opts.Result) {
-		return UsageError("--result %q: want one of %s", opts.Result, strings.Join(event.Statuses, ", "))
+	if err := opts.Filter.compile(); err != nil {
+		return err
 	}
 	if opts.Limit < 0 {
-		return UsageError("--limit must be 0 or more, got %d", opts.Limit)
+		return UsageError("--limit %d: want 0 (all) or more", opts.Limit)
 	}
 	since, err := parseSince(opts.Since, time.Now())
 	if err != nil {
 		return UsageError("%v", err)
 	}
-	f := audit.Filter{Since: since, Action: opts.Action, Result: opts.Result, Limit: opts.Limit}
+	f := audit.Filter{Since: since, Action: opts.Action, Result: opts.Result, Incident: opts.Incident, Limit: opts.Limit}
 	if opts.Limit == 0 {
 		f.Limit = -1
 	}
-	if target != "" {
-		f.Target = target
-		if !strings.Contains(target, "/") {
-			f.Target = event.Target(d.HostName(), target)
+	if opts.Incident != "" {
+		host, rest, ok := strings.Cut(opts.Incident, "/")
+		name, _, ok2 := strings.Cut(rest, "/")
+		if !ok || !ok2 || host == "" || name == "" {
+			return UsageError("--incident %q: want host/name/class", opts.Incident)
 		}
+		f.Target = event.Target(host, name) // read through the container's index
+	}
+	if target != "" {
+		t := target
+		if !strings.Contains(target, "/") {
+			t = event.Target(d.HostName(), target)
+		}
+		if f.Target != "" && f.Target != t {
+			return UsageError("--incident %q is not an incident of %s", opts.Incident, t)
+		}
+		f.Target = t
 	}
 	st, err := d.Store(ctx)
 	if err != nil {
@@ -149,6 +186,10 @@ func auditRun(ctx context.Context, d *Deps, opts auditOptions, target string) er
 	}
 	width := termWidth(d)
 	if !opts.Follow {
+		slices.Reverse(recs) // newest first
+		if opts.Filter.active() {
+			return writeFiltered(ctx, d, opts, recs)
+		}
 		return audit.Write(d.Out, opts.Output, recs, width)
 	}
 	table := audit.NewTable(width)
@@ -158,8 +199,11 @@ func auditRun(ctx context.Context, d *Deps, opts auditOptions, target string) er
 		}
 	}
 	print := func(r audit.Record) error {
-		if opts.Output == audit.FormatTable {
+		switch {
+		case opts.Output == audit.FormatTable:
 			return table.Row(d.Out, r)
+		case opts.Filter.active():
+			return opts.Filter.write(ctx, d.Out, r)
 		}
 		return audit.Write(d.Out, audit.FormatJSONL, []audit.Record{r}, width)
 	}
@@ -187,24 +231,42 @@ func auditRun(ctx context.Context, d *Deps, opts auditOptions, target string) er
 	return nil
 }
 
+// writeFiltered prints records through --jq: the array with -o json, each record with -o jsonl.
+func writeFiltered(ctx context.Context, d *Deps, opts auditOptions, recs []audit.Record) error {
+	if opts.Output == audit.FormatJSON {
+		if recs == nil {
+			recs = []audit.Record{}
+		}
+		return opts.Filter.write(ctx, d.Out, recs)
+	}
+	for _, r := range recs {
+		if err := opts.Filter.write(ctx, d.Out, r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func newAuditVerifyCmd(d *Deps) *cobra.Command {
 	var output string
 	c := &cobra.Command{
 		Use:   "verify",
 		Short: "Recompute the audit hash chain; exit 4 at the first edited or missing entry",
-		Args:  cobra.NoArgs,
+		Long: `verify recomputes the SHA-256 chain of hemostat:audit from the first entry to the head. Exit codes: 0 the
+chain is intact, 3 Redis unreachable, 4 an entry was edited or is missing (named, on stderr, and in the
+JSON with -o json).`,
+		Example: `  hemostat audit verify
+  hemostat audit verify -o json | jq .ok`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return auditVerifyRun(cmd.Context(), d, output)
 		},
 	}
-	c.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
+	addOutputFlag(c.Flags(), &output, formatText, formatJSON, formatJSONL)
 	return c
 }
 
 func auditVerifyRun(ctx context.Context, d *Deps, output string) error {
-	if output != "text" && output != "json" {
-		return UsageError("-o %q: want text or json", output)
-	}
 	st, err := d.Store(ctx)
 	if err != nil {
 		return err
@@ -213,7 +275,7 @@ func auditVerifyRun(ctx context.Context, d *Deps, output string) error {
 	if err != nil {
 		return auditStoreErr(err)
 	}
-	if output == "json" {
+	if output != formatText {
 		type brk struct {
 			StreamID string `json:"stream_id"`
 			Seq      int64  `json:"seq"`
@@ -229,9 +291,7 @@ func auditVerifyRun(ctx context.Context, d *Deps, output string) error {
 		if b := rep.Break; b != nil {
 			v.Break = &brk{b.StreamID, b.Seq, b.Kind, b.Detail}
 		}
-		enc := json.NewEncoder(d.Out)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(v); err != nil {
+		if err := writeJSON(d.Out, output, v); err != nil {
 			return err
 		}
 	} else if rep.Break == nil {

@@ -12,8 +12,25 @@ import (
 
 	"github.com/hemostat/hemostat/cmd"
 	"github.com/hemostat/hemostat/pkg/event"
+	"github.com/hemostat/hemostat/pkg/store/schema"
 	"github.com/hemostat/hemostat/pkg/testenv"
 )
+
+// watch puts containers in hemostat:containers, as a monitor would: respond reset acts only on known ones.
+func watch(t *testing.T, url string, targets ...string) {
+	t.Helper()
+	o, err := redis.ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(o)
+	defer rdb.Close()
+	for _, target := range targets {
+		if err := rdb.HSet(context.Background(), schema.KeyContainers, target, "{}").Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
 
 func auditRunCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
@@ -36,6 +53,13 @@ func TestAuditAndResetCommands(t *testing.T) {
 	if code, _, errs := auditRunCLI(t, with("audit", "verify")...); code != cmd.ExitOK {
 		t.Errorf("verify of an empty trail: code %d (%s)", code, errs)
 	}
+	if code, _, errs := auditRunCLI(t, with("respond", "reset", "web-1")...); code != cmd.ExitNotFound {
+		t.Errorf("reset of a container no monitor watches: code %d (%s), want %d", code, errs, cmd.ExitNotFound)
+	}
+	if code, out, _ := auditRunCLI(t, with("audit", "-o", "json")...); code != cmd.ExitOK || strings.TrimSpace(out) != "[]" {
+		t.Errorf("a refused reset wrote to the trail: %s", out)
+	}
+	watch(t, url, "node-a/web-1", "node-a/web-2")
 	for _, name := range []string{"web-1", "web-2", "web-1"} {
 		if code, out, errs := auditRunCLI(t, with("respond", "reset", name)...); code != cmd.ExitOK || !strings.Contains(out, "node-a/"+name) {
 			t.Fatalf("reset %s: code %d out %q err %q", name, code, out, errs)
@@ -110,6 +134,7 @@ type syncBuffer = testenv.SyncBuffer
 func TestAuditFollow(t *testing.T) {
 	url := testenv.RequireRedis(t)
 	g := []string{"--redis-url", url, "--host-name", "node-a"}
+	watch(t, url, "node-a/old-1", "node-a/new-1")
 	if code, _, errs := auditRunCLI(t, append([]string{"respond", "reset", "old-1"}, g...)...); code != cmd.ExitOK {
 		t.Fatal(errs)
 	}

@@ -2,6 +2,8 @@ package cmd
 
 import (
 	"context"
+	"net"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -11,14 +13,17 @@ import (
 	"github.com/hemostat/hemostat/pkg/store/schema"
 )
 
+// exportOptions are the flags of hemostat export; their defaults are export.DefaultOptions().
 type exportOptions struct {
-	Listen  string
-	Runtime bool
-	Bus     bus.Options
+	Export export.Options // Instance and Logger are set at run time
+	Bus    bus.Options
 }
 
-func newExportCmd(d *Deps) *cobra.Command {
-	var opts exportOptions
+func newExportCmd(d *Deps, runF func(context.Context, *Deps, exportOptions) error) *cobra.Command {
+	if runF == nil {
+		runF = exportRun
+	}
+	opts := exportOptions{Export: export.DefaultOptions(), Bus: bus.DefaultOptions()}
 	c := &cobra.Command{
 		Use:   "export",
 		Short: "Serve Prometheus metrics on /metrics",
@@ -28,20 +33,42 @@ Counters and histograms (alerts, analyses, remediations, time to detect and to r
 events its own consumer group "export" reads on every work stream: run several exporters and sum() them.
 Container, agent, stream and notification figures are read from Redis at each scrape, so a container's
 series disappear with the container. Example scrape config, alert rules and a Grafana dashboard are in
-examples/prometheus and examples/grafana.`,
+examples/prometheus and examples/grafana.
+
+An address that cannot be parsed is a usage error (exit 2); one that is busy or not allowed fails (exit 1).`,
+		Example: `  hemostat export
+  hemostat export --listen 127.0.0.1:` + strings.TrimPrefix(export.DefaultListen, ":") + `
+  curl -s localhost:` + strings.TrimPrefix(export.DefaultListen, ":") + `/metrics | grep hemostat_incidents_open`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return exportRun(cmd.Context(), d, opts)
+			return runF(cmd.Context(), d, opts)
 		},
 	}
+	c.Annotations = map[string]string{annAgent: "true"}
 	f := c.Flags()
-	f.StringVar(&opts.Listen, "listen", ":9090", "address to serve /metrics and /healthz on")
-	f.BoolVar(&opts.Runtime, "runtime-metrics", true, "also export the Go runtime and process metrics")
+	f.StringVar(&opts.Export.Listen, "listen", opts.Export.Listen, "address to serve /metrics and /healthz on (host:port; an empty host means every interface)")
+	f.BoolVar(&opts.Export.Runtime, "runtime-metrics", opts.Export.Runtime, "also export the Go runtime and process metrics")
 	addBusFlags(c, &opts.Bus)
 	return c
 }
 
+// checkListen makes an address that cannot be listened on by its form a usage error, before anything
+// connects.
+func checkListen(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err == nil && port != "" {
+		_, err = net.LookupPort("tcp", port) // a number from 0 to 65535, or a service name
+	}
+	if err != nil {
+		return UsageError("--listen %q: want host:port, e.g. %s or 127.0.0.1%s", addr, export.DefaultListen, export.DefaultListen)
+	}
+	return nil
+}
+
 func exportRun(ctx context.Context, d *Deps, opts exportOptions) error {
+	if err := checkListen(opts.Export.Listen); err != nil {
+		return err
+	}
 	st, err := d.Store(ctx)
 	if err != nil {
 		return err
@@ -50,8 +77,9 @@ func exportRun(ctx context.Context, d *Deps, opts exportOptions) error {
 	if err != nil {
 		return err
 	}
-	e := export.New(ctx, export.Options{Listen: opts.Listen, Instance: d.Instance(), Runtime: opts.Runtime, Logger: d.Logger},
-		export.Sources{Containers: st.Containers, Incidents: st.Incidents, Notify: st.Notify, Agents: st.Agents, Streams: b})
+	o := opts.Export
+	o.Instance, o.Logger = d.Instance(), d.Logger
+	e := export.New(ctx, o, export.Sources{Containers: st.Containers, Incidents: st.Incidents, Notify: st.Notify, Agents: st.Agents, Streams: b})
 	l, err := e.Listen()
 	if err != nil {
 		return err

@@ -16,31 +16,24 @@ import (
 	"github.com/hemostat/hemostat/pkg/store/schema"
 )
 
+// monitorOptions are the flags of hemostat monitor: the agent's own settings, whose defaults are
+// monitor.DefaultOptions(), and the command line's.
 type monitorOptions struct {
-	Interval          time.Duration
-	ReconcileInterval time.Duration
-	Workers           int
-	APIWorkers        int
-	Sampler           string
-	Watch             string
-	Include           []string
-	Exclude           []string
-	CPUThreshold      float64
-	MemoryThreshold   float64
-	Consecutive       int
-	LeakHorizon       time.Duration
-	LeakMinSamples    int
-	Hysteresis        time.Duration
-	RealertInterval   time.Duration
-	KillWindow        time.Duration
-	CatchUp           time.Duration
-	Buffer            int
-	Output            string
-	Bus               bus.Options
+	Monitor monitor.Options // Host, Output, Logger and SamplerName are set at run time
+	Sampler string
+	Output  string
+	Bus     bus.Options
 }
 
-func newMonitorCmd(d *Deps) *cobra.Command {
-	var opts monitorOptions
+// defaultExclude keeps hemostat's own containers out of the watch unless --exclude says otherwise.
+var defaultExclude = []string{"hemostat*"}
+
+func newMonitorCmd(d *Deps, runF func(context.Context, *Deps, monitorOptions) error) *cobra.Command {
+	if runF == nil {
+		runF = monitorRun
+	}
+	opts := monitorOptions{Monitor: monitor.DefaultOptions(), Bus: bus.DefaultOptions()}
+	m := &opts.Monitor
 	c := &cobra.Command{
 		Use:   "monitor",
 		Short: "Watch this host's containers and publish health alerts",
@@ -49,71 +42,61 @@ hemostat:health_alert, and one container_recovered when it clears.
 
 Failures carried by events (crashed, oom_killed, crash_loop, unhealthy) are reported as soon as Docker
 reports them; resource classes (cpu_saturated, memory_pressure, memory_leak) come from samples taken every
---interval by a pool of --workers. A docker stop or kill by a user is no crash. Containers labelled
+--interval by a pool of --sample-workers. A docker stop or kill by a user is no crash. Containers labelled
 hemostat.enable=false, hemostat.self=true, or named by an --exclude glob are not watched; with
 --watch labeled only those labelled hemostat.enable=true or autoheal=true are. The labels
 hemostat.cpu_threshold and hemostat.memory_threshold (percent) override the thresholds per container.
 
-stdout gets one line per incident opened, re-alerted, cleared or closed (-o jsonl for JSON lines);
-logs go to stderr. While Docker is away the monitor retries; while Redis is away it keeps watching and
-buffers up to --buffer notices, publishing them when Redis is back.`,
+stdout gets one line per incident opened, re-alerted, cleared or closed (-o jsonl for JSON lines, -o json
+for indented JSON objects); logs go to stderr. While Docker is away the monitor retries; while Redis is
+away it keeps watching and buffers up to --buffer notices, publishing them when Redis is back.`,
+		Example: `  hemostat monitor
+  hemostat monitor --watch labeled --interval 5s
+  hemostat monitor --exclude 'ci-*' --cpu-threshold 95 -o jsonl | jq -c 'select(.kind == "opened")'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return monitorRun(cmd.Context(), d, opts)
+			return runF(cmd.Context(), d, opts)
 		},
 	}
-	def := defaultMonitorOptions()
+	c.Annotations = map[string]string{annAgent: "true"}
 	f := c.Flags()
-	f.DurationVar(&opts.Interval, "interval", def.Interval, "sampling period")
-	f.DurationVar(&opts.ReconcileInterval, "reconcile-interval", def.ReconcileInterval, "period of the full list that catches missed events")
-	f.IntVar(&opts.Workers, "workers", def.Workers, "containers sampled at once")
-	f.IntVar(&opts.APIWorkers, "api-workers", def.APIWorkers, "stats API calls at once with the api sampler (each mostly waits for the daemon)")
-	f.StringVar(&opts.Sampler, "sampler", def.Sampler, "sampler: auto (cgroup files when readable, else the stats API), cgroup or api")
-	f.StringVar(&opts.Watch, "watch", def.Watch, "which containers: all, or labeled (hemostat.enable=true or autoheal=true)")
-	f.StringSliceVar(&opts.Include, "include", def.Include, "watch only containers whose name matches one of these globs")
-	f.StringSliceVar(&opts.Exclude, "exclude", def.Exclude, "never watch containers whose name matches one of these globs")
-	f.Float64Var(&opts.CPUThreshold, "cpu-threshold", def.CPUThreshold, "cpu_saturated above this percent of the CPU limit (host cores without one)")
-	f.Float64Var(&opts.MemoryThreshold, "memory-threshold", def.MemoryThreshold, "memory_pressure above this percent of the memory limit")
-	f.IntVar(&opts.Consecutive, "consecutive", def.Consecutive, "samples over a threshold before an incident opens")
-	f.DurationVar(&opts.LeakHorizon, "leak-horizon", def.LeakHorizon, "memory_leak when steady growth reaches the limit within this")
-	f.IntVar(&opts.LeakMinSamples, "leak-min-samples", def.LeakMinSamples, "fewest samples before judging a memory trend")
-	f.DurationVar(&opts.Hysteresis, "recovery-hysteresis", def.Hysteresis, "how long a condition must stay clear before container_recovered")
-	f.DurationVar(&opts.RealertInterval, "realert-interval", def.RealertInterval, "alert again for an incident still open after this")
-	f.DurationVar(&opts.KillWindow, "kill-window", def.KillWindow, "a container dying this soon after a docker stop or kill did not crash")
-	f.DurationVar(&opts.CatchUp, "catch-up", def.CatchUp, "at start and reconcile, report exits at most this old")
-	f.IntVar(&opts.Buffer, "buffer", def.Buffer, "notices kept while Redis is away (the oldest are dropped)")
-	f.StringVarP(&opts.Output, "output", "o", def.Output, "stdout format: text or jsonl")
+	f.DurationVar(&m.Interval, "interval", m.Interval, "sampling period")
+	f.DurationVar(&m.ReconcileInterval, "reconcile-interval", m.ReconcileInterval, "period of the full list that catches missed events")
+	f.IntVar(&m.Workers, "sample-workers", m.Workers, "containers sampled at once")
+	deprecatedAlias(f, "workers", "sample-workers")
+	f.IntVar(&m.APIWorkers, "api-workers", m.APIWorkers, "stats API calls at once with the api sampler (each mostly waits for the daemon)")
+	choiceVar(f, &opts.Sampler, "sampler", "", monitor.SamplerAuto, "sampler: auto (cgroup files when readable, else the stats API), cgroup or api",
+		monitor.SamplerAuto, monitor.SamplerCgroup, monitor.SamplerAPI)
+	choiceVar(f, &m.Watch.Mode, "watch", "", m.Watch.Mode, "which containers: all, or labeled (hemostat.enable=true or autoheal=true)",
+		monitor.WatchAll, monitor.WatchLabeled)
+	f.StringSliceVar(&m.Watch.Include, "include", m.Watch.Include, "watch only containers whose name matches one of these globs")
+	f.StringSliceVar(&m.Watch.Exclude, "exclude", defaultExclude, "never watch containers whose name matches one of these globs")
+	f.Float64Var(&m.CPUThreshold, "cpu-threshold", m.CPUThreshold, "cpu_saturated above this percent of the CPU limit (host cores without one)")
+	f.Float64Var(&m.MemoryThreshold, "memory-threshold", m.MemoryThreshold, "memory_pressure above this percent of the memory limit")
+	f.IntVar(&m.Consecutive, "consecutive", m.Consecutive, "samples over a threshold before an incident opens")
+	f.DurationVar(&m.LeakHorizon, "leak-horizon", m.LeakHorizon, "memory_leak when steady growth reaches the limit within this")
+	f.IntVar(&m.LeakMinSamples, "leak-min-samples", m.LeakMinSamples, "fewest samples before judging a memory trend")
+	f.DurationVar(&m.Hysteresis, "recovery-hysteresis", m.Hysteresis, "how long a condition must stay clear before container_recovered")
+	f.DurationVar(&m.RealertInterval, "realert-interval", m.RealertInterval, "alert again for an incident still open after this")
+	f.DurationVar(&m.KillWindow, "kill-window", m.KillWindow, "a container dying this soon after a docker stop or kill did not crash")
+	f.DurationVar(&m.CatchUp, "catch-up", m.CatchUp, "at start and reconcile, report exits at most this old")
+	f.IntVar(&m.Buffer, "buffer", m.Buffer, "notices kept while Redis is away (the oldest are dropped)")
+	addOutputFlag(f, &opts.Output, formatText, formatJSON, formatJSONL)
 	addBusFlags(c, &opts.Bus)
 	return c
 }
 
-// defaultMonitorOptions are the flags' defaults; hemostat run starts its monitor with them.
-func defaultMonitorOptions() monitorOptions {
-	return monitorOptions{
-		Interval: 10 * time.Second, ReconcileInterval: 15 * time.Second, Workers: 8, APIWorkers: 128,
-		Sampler: monitor.SamplerAuto, Watch: monitor.WatchAll, Exclude: []string{"hemostat*"},
-		CPUThreshold: 85, MemoryThreshold: 80, Consecutive: 3, LeakHorizon: 30 * time.Minute, LeakMinSamples: 10,
-		Hysteresis: 30 * time.Second, RealertInterval: 30 * time.Minute, KillWindow: 60 * time.Second,
-		CatchUp: time.Hour, Buffer: 1000, Output: monitor.FormatText,
-	}
-}
-
 func (o monitorOptions) validate() error {
+	m := o.Monitor
 	switch {
-	case o.Watch != monitor.WatchAll && o.Watch != monitor.WatchLabeled:
-		return UsageError("--watch %q: want all or labeled", o.Watch)
-	case o.Output != monitor.FormatText && o.Output != monitor.FormatJSONL:
-		return UsageError("--output %q: want text or jsonl", o.Output)
-	case o.Sampler != monitor.SamplerAuto && o.Sampler != monitor.SamplerCgroup && o.Sampler != monitor.SamplerAPI:
-		return UsageError("--sampler %q: want auto, cgroup or api", o.Sampler)
-	case o.Interval <= 0 || o.ReconcileInterval <= 0:
+	case m.Interval <= 0 || m.ReconcileInterval <= 0:
 		return UsageError("--interval and --reconcile-interval must be positive")
-	case o.Workers <= 0 || o.APIWorkers <= 0 || o.Buffer <= 0 || o.Consecutive <= 0:
-		return UsageError("--workers, --api-workers, --buffer and --consecutive must be positive")
-	case o.CPUThreshold <= 0 || o.CPUThreshold > 100 || o.MemoryThreshold <= 0 || o.MemoryThreshold > 100:
+	case m.Workers <= 0 || m.APIWorkers <= 0 || m.Buffer <= 0 || m.Consecutive <= 0:
+		return UsageError("--sample-workers, --api-workers, --buffer and --consecutive must be positive")
+	case m.CPUThreshold <= 0 || m.CPUThreshold > 100 || m.MemoryThreshold <= 0 || m.MemoryThreshold > 100:
 		return UsageError("--cpu-threshold and --memory-threshold are percentages in (0, 100]")
 	}
-	for _, g := range append(append([]string(nil), o.Include...), o.Exclude...) {
+	for _, g := range append(append([]string(nil), m.Watch.Include...), m.Watch.Exclude...) {
 		if _, err := pathMatch(g); err != nil {
 			return UsageError("glob %q: %v", g, err)
 		}
@@ -147,15 +130,16 @@ func buildMonitor(d *Deps, opts monitorOptions, dc *docker.Client, st *store.Sto
 		return nil, UsageError("%v", err)
 	}
 	d.Logger.Info("sampler selected", "sampler", name, "requested", opts.Sampler, "docker_api", dc.APIVersion)
-	return monitor.New(monitor.Options{
-		Host: d.HostName(), Interval: opts.Interval, ReconcileInterval: opts.ReconcileInterval, Workers: opts.Workers,
-		APIWorkers:   opts.APIWorkers,
-		Watch:        monitor.WatchRules{Mode: opts.Watch, Include: opts.Include, Exclude: opts.Exclude},
-		CPUThreshold: opts.CPUThreshold, MemoryThreshold: opts.MemoryThreshold, Consecutive: opts.Consecutive,
-		LeakHorizon: opts.LeakHorizon, LeakMinSamples: opts.LeakMinSamples, Hysteresis: opts.Hysteresis,
-		RealertInterval: opts.RealertInterval, KillWindow: opts.KillWindow, CatchUp: opts.CatchUp, Buffer: opts.Buffer,
-		SamplerName: name, Output: d.Out, Format: opts.Output, Logger: d.Logger.With("agent", "monitor"),
-	}, dc, sampler, monitor.Stores{Incidents: st.Incidents, State: st.Containers, Ledger: st.Ledger}, b), nil
+	o := opts.Monitor
+	o.Host, o.SamplerName, o.Logger = d.HostName(), name, d.Logger.With("agent", "monitor")
+	o.Output, o.Format = d.Out, monitor.FormatJSONL
+	switch opts.Output {
+	case formatText:
+		o.Format = monitor.FormatText
+	case formatJSON:
+		o.Output = &indentWriter{w: d.Out}
+	}
+	return monitor.New(o, dc, sampler, monitor.Stores{Incidents: st.Incidents, State: st.Containers, Ledger: st.Ledger}, b), nil
 }
 
 // monitorRun checks the flags, connects to Redis (unreachable at start: exit 3), then heartbeats while it

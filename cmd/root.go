@@ -12,7 +12,6 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
 
 	"github.com/hemostat/hemostat/pkg/conn"
 	"github.com/hemostat/hemostat/pkg/docker"
@@ -57,7 +56,7 @@ func Main() int {
 func Run(ctx context.Context, d *Deps, args []string) int {
 	root := NewRootCmd(d)
 	root.SetArgs(args)
-	err := root.ExecuteContext(ctx)
+	c, err := root.ExecuteContextC(ctx)
 	d.closeAll()
 	if err == nil {
 		return ExitOK
@@ -65,7 +64,7 @@ func Run(ctx context.Context, d *Deps, args []string) int {
 	code := exitCode(err)
 	fmt.Fprintf(d.Err, "hemostat: %v\n", err)
 	if code == ExitUsage && !strings.Contains(err.Error(), "--help") {
-		fmt.Fprintln(d.Err, "Run 'hemostat --help' for usage.")
+		fmt.Fprintf(d.Err, "Run '%s' for usage.\n", usageHint(c))
 	}
 	return code
 }
@@ -108,106 +107,95 @@ behind safety rails (cooldowns, backoff, circuit breakers, blast-radius limits, 
 recording every decision. Each subcommand runs one agent; the agents talk over Redis Streams.
 
 Run everything in one process with 'hemostat run'.`,
+		Example: `  hemostat run                                # every agent, on an embedded store when no Redis answers
+  hemostat dash                               # what hemostat sees and decides
+  hemostat audit web-1 --since 24h            # what it did to web-1, newest first
+  hemostat respond reset web-1                # close web-1's circuit breaker
+  hemostat help environment                   # every variable that configures hemostat`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
-			if err := applyEnv(cmd); err != nil {
+			if err := applyEnv(cmd, d.Err); err != nil {
 				return err
 			}
 			return d.init()
 		},
 	}
+	root.CompletionOptions.DisableDefaultCmd = true // newCompletionCmd: an unknown shell is a usage error
 	root.SetIn(d.In)
 	root.SetOut(d.Out)
 	root.SetErr(d.Err)
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
-		return &ExitError{Code: ExitUsage, Err: err}
-	})
+	root.SetFlagErrorFunc(flagError)
 	g := &d.Global
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.RedisURL, "redis-url", defaultRedisURL, "Redis URL (redis:// or rediss:// for TLS)")
 	pf.StringVar(&g.RedisPassword, "redis-password", "", "Redis password (overrides the URL's)")
 	markSecret(pf, "redis-password")
 	pf.StringVar(&g.HostName, "host-name", "", "name of this Docker host in incident keys (default: the OS host name)")
-	pf.StringVar(&g.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
-	pf.StringVar(&g.LogFormat, "log-format", "text", "log format: text or json")
+	choiceVar(pf, &g.LogLevel, "log-level", "", "info", "log level: "+orList(logLevels), logLevels...)
+	choiceVar(pf, &g.LogFormat, "log-format", "", "text", "log format: "+orList(logFormats)+" (logs go to stderr)", logFormats...)
 
 	root.AddCommand(
-		newMonitorCmd(d),
-		newAnalyzeCmd(d),
-		newRespondCmd(d),
-		newAlertCmd(d),
-		newExportCmd(d),
-		newDashCmd(d),
+		newMonitorCmd(d, nil),
+		newAnalyzeCmd(d, nil),
+		newRespondCmd(d, nil),
+		newAlertCmd(d, nil),
+		newExportCmd(d, nil),
+		newDashCmd(d, nil),
 		newAuditCmd(d),
 		newRunCmd(d),
 		newVersionCmd(d),
+		newCompletionCmd(root),
 	)
 	root.AddCommand(newEnvironmentTopic(root))
+	root.SetHelpCommand(newHelpCmd(root))
+	registerCompletions(root, d)
 	return root
 }
 
 const defaultRedisURL = "redis://127.0.0.1:6379/0"
 
-// envName is the environment twin of a flag: HEMOSTAT_<FLAG>.
-func envName(flag string) string {
-	return "HEMOSTAT_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
-}
-
-const (
-	annSecret   = "hemostat_secret"    // flag also reads <ENV>_FILE
-	annExtraEnv = "hemostat_extra_env" // further variable names, e.g. ANTHROPIC_API_KEY
+// Log levels and formats of --log-level and --log-format.
+var (
+	logLevels  = []string{"debug", "info", "warn", "error"}
+	logFormats = []string{"text", "json"}
 )
 
-// markSecret makes a flag also read HEMOSTAT_<FLAG>_FILE (and <EXTRA>_FILE) and hides its value in help.
-func markSecret(fs *pflag.FlagSet, name string, extraEnv ...string) {
-	_ = fs.SetAnnotation(name, annSecret, []string{"true"})
-	if len(extraEnv) > 0 {
-		_ = fs.SetAnnotation(name, annExtraEnv, extraEnv)
+// newHelpCmd replaces cobra's help command, which exits 0 on an unknown topic.
+func newHelpCmd(root *cobra.Command) *cobra.Command {
+	return &cobra.Command{
+		Use:   "help [command]",
+		Short: "Help about any command or topic",
+		Long:  "help prints the help of a command (hemostat help audit verify) or of a topic (hemostat help environment).",
+		Example: `  hemostat help respond reset
+  hemostat help environment`,
+		ValidArgsFunction: func(_ *cobra.Command, args []string, _ string) ([]cobra.Completion, cobra.ShellCompDirective) {
+			c, _, err := root.Find(args)
+			if err != nil {
+				return nil, cobra.ShellCompDirectiveNoFileComp
+			}
+			var out []cobra.Completion
+			for _, sub := range c.Commands() {
+				if sub.IsAvailableCommand() || sub.IsAdditionalHelpTopicCommand() {
+					out = append(out, cobra.CompletionWithDesc(sub.Name(), sub.Short))
+				}
+			}
+			return out, cobra.ShellCompDirectiveNoFileComp
+		},
+		RunE: func(_ *cobra.Command, args []string) error {
+			c, rest, err := root.Find(args)
+			if err != nil || c == nil || len(rest) > 0 {
+				return UsageError("unknown help topic %q", strings.Join(args, " "))
+			}
+			return c.Help()
+		},
 	}
 }
 
-// applyEnv fills every flag the user did not set from its environment twin. Precedence: defaults, then
-// env, then flags.
-func applyEnv(cmd *cobra.Command) error {
-	var errs []error
-	visit := func(f *pflag.Flag) {
-		if f.Changed || noEnv(f) {
-			return
-		}
-		for _, name := range envNames(f) {
-			v, ok := os.LookupEnv(name)
-			if ok && v != "" {
-				if err := f.Value.Set(v); err != nil {
-					errs = append(errs, UsageError("%s=%q: %v", name, v, err))
-				}
-				return
-			}
-			if _, secret := f.Annotations[annSecret]; secret {
-				if file, ok := os.LookupEnv(name + "_FILE"); ok && file != "" {
-					b, err := os.ReadFile(file)
-					if err != nil {
-						errs = append(errs, UsageError("%s_FILE: %v", name, err))
-						return
-					}
-					if err := f.Value.Set(strings.TrimSpace(string(b))); err != nil {
-						errs = append(errs, UsageError("%s_FILE: %v", name, err))
-					}
-					return
-				}
-			}
-		}
+// usageHint is the help to read after a usage error: the command's own.
+func usageHint(c *cobra.Command) string {
+	if c == nil || c.Name() == "help" || c.Root() == c {
+		return "hemostat --help"
 	}
-	cmd.Flags().VisitAll(visit)
-	cmd.InheritedFlags().VisitAll(visit)
-	return errors.Join(errs...)
-}
-
-// noEnv reports flags without an environment twin: output formats and help belong to one invocation.
-func noEnv(f *pflag.Flag) bool {
-	return f.Name == "output" || f.Name == "help" || f.Name == "no-descriptions"
-}
-
-func envNames(f *pflag.Flag) []string {
-	return append([]string{envName(f.Name)}, f.Annotations[annExtraEnv]...)
+	return c.CommandPath() + " --help"
 }

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -22,6 +24,9 @@ type runOptions struct {
 	EmbeddedAddr string
 	DataDir      string
 	Agents       []string
+	// ignoredEnv are the variables of the agents' deprecated flags, which run does not take: each meant a
+	// different setting in different agents.
+	ignoredEnv map[string][]string
 }
 
 // runAgents are the agents `hemostat run` starts, in start order.
@@ -30,17 +35,19 @@ var runAgents = []string{"export", "alert", "respond", "analyze", "monitor"}
 func newRunCmd(d *Deps) *cobra.Command {
 	opts := &runOptions{}
 	agents := map[string]*cobra.Command{
-		"monitor": newMonitorCmd(d),
-		"analyze": newAnalyzeCmd(d),
-		"respond": newRespondCmd(d),
-		"alert":   newAlertCmd(d),
-		"export":  newExportCmd(d),
+		"monitor": newMonitorCmd(d, nil),
+		"analyze": newAnalyzeCmd(d, nil),
+		"respond": newRespondCmd(d, nil),
+		"alert":   newAlertCmd(d, nil),
+		"export":  newExportCmd(d, nil),
 	}
 	c := &cobra.Command{
 		Use:   "run",
 		Short: "Run every agent in one process (monitor, analyze, respond, alert, export)",
 		Long: `run starts monitor, analyze, respond, alert and export in one process, sharing one Redis connection pool.
-It accepts every flag of those agents (a flag several agents share sets it for all of them).
+It accepts every flag of those agents. A flag several agents share means the same in each and sets it for
+all of them (--claim-idle, --max-deliveries, --stream-max-len); where agents' settings differ, so do their
+names (--sample-workers for monitor, --respond-workers for respond).
 
 With --redis-url (or HEMOSTAT_REDIS_URL) it uses that Redis. With neither, it uses the default address when a
 Redis answers there, and otherwise serves an embedded Redis-protocol store on --embedded-addr, so
@@ -48,16 +55,20 @@ Redis answers there, and otherwise serves an embedded Redis-protocol store on --
 the audit trail included, in --data-dir across restarts.
 
 Ctrl-C stops every agent gracefully: work in flight finishes, or stays pending for the next start.`,
+		Example: `  hemostat run
+  hemostat run --redis-url redis://redis:6379/0 --dry-run --watch labeled
+  hemostat run --agents monitor,analyze --llm-provider openai -o jsonl`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runRun(cmd, d, opts, agents)
 		},
 	}
+	c.Annotations = map[string]string{annAgent: "true"}
 	f := c.Flags()
 	f.StringVar(&opts.EmbeddedAddr, "embedded-addr", "127.0.0.1:6379", "address of the embedded store, when no Redis is configured or answering")
 	f.StringVar(&opts.DataDir, "data-dir", defaultDataDir(), "where the embedded store keeps its state")
-	f.StringSliceVar(&opts.Agents, "agents", runAgents, "agents to run")
-	mergeAgentFlags(f, agents)
+	choiceSliceVar(f, &opts.Agents, "agents", runAgents, "agents to run", runAgents...)
+	opts.ignoredEnv = mergeAgentFlags(f, agents)
 	return c
 }
 
@@ -73,8 +84,10 @@ func defaultDataDir() string {
 }
 
 // mergeAgentFlags adds every agent's flags to run's flag set. A name several agents define becomes one flag
-// whose value is set on all of them.
-func mergeAgentFlags(dst *pflag.FlagSet, agents map[string]*cobra.Command) {
+// whose value is set on all of them: TestRunFlagsHaveOneMeaning checks they mean the same in each. The
+// agents' deprecated aliases are left out; it returns their variables, each with what replaces it.
+func mergeAgentFlags(dst *pflag.FlagSet, agents map[string]*cobra.Command) (ignoredEnv map[string][]string) {
+	ignoredEnv = map[string][]string{}
 	byName := map[string][]*pflag.Flag{}
 	var order []string
 	names := make([]string, 0, len(agents))
@@ -85,6 +98,10 @@ func mergeAgentFlags(dst *pflag.FlagSet, agents map[string]*cobra.Command) {
 	owners := map[string][]string{}
 	for _, n := range names {
 		visit := func(fl *pflag.Flag) {
+			if r := replacedBy(fl); r != "" {
+				ignoredEnv[envName(fl.Name)] = append(ignoredEnv[envName(fl.Name)], envName(r))
+				return
+			}
 			if _, ok := byName[fl.Name]; !ok {
 				order = append(order, fl.Name)
 			}
@@ -104,21 +121,18 @@ func mergeAgentFlags(dst *pflag.FlagSet, agents map[string]*cobra.Command) {
 			continue
 		}
 		first := fls[0]
-		usage := first.Usage
-		for _, other := range fls[1:] {
-			if other.Usage != first.Usage {
-				usage = fmt.Sprintf("%s (%s); %s (%s)", first.Usage, owners[name][0], other.Usage, owners[name][1])
-				break
-			}
-		}
-		merged := &pflag.Flag{Name: name, Shorthand: first.Shorthand, Usage: usage, DefValue: first.DefValue,
-			NoOptDefVal: first.NoOptDefVal, Value: &fanout{flags: fls}, Annotations: first.Annotations, Hidden: first.Hidden}
+		merged := &pflag.Flag{Name: name, Shorthand: first.Shorthand, Usage: first.Usage, DefValue: first.DefValue,
+			NoOptDefVal: first.NoOptDefVal, Value: &fanout{flags: fls, owners: owners[name]}, Annotations: first.Annotations, Hidden: first.Hidden}
 		dst.AddFlag(merged)
 	}
+	return ignoredEnv
 }
 
 // fanout is a flag value that sets several agents' flags of the same name.
-type fanout struct{ flags []*pflag.Flag }
+type fanout struct {
+	flags  []*pflag.Flag
+	owners []string // the agents, in the order of flags
+}
 
 func (f *fanout) String() string { return f.flags[0].Value.String() }
 func (f *fanout) Type() string   { return f.flags[0].Value.Type() }
@@ -137,6 +151,11 @@ func runRun(cmd *cobra.Command, d *Deps, opts *runOptions, agents map[string]*co
 	for _, a := range opts.Agents {
 		if _, ok := agents[a]; !ok {
 			return UsageError("--agents: unknown agent %q (want %s)", a, strings.Join(runAgents, ", "))
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(opts.ignoredEnv)) {
+		if os.Getenv(name) != "" {
+			fmt.Fprintf(d.Err, "hemostat: warning: %s is ignored by hemostat run: use %s\n", name, strings.Join(opts.ignoredEnv[name], " or "))
 		}
 	}
 	if err := ensureStore(ctx, cmd, d, opts); err != nil {

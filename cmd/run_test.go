@@ -88,7 +88,7 @@ func TestRunMergesSharedFlags(t *testing.T) {
 	agents := 0
 	for _, name := range []string{"analyze", "respond", "alert", "export", "monitor"} {
 		var sub *cobra.Command
-		for _, c := range []*cobra.Command{newMonitorCmd(d), newAnalyzeCmd(d), newRespondCmd(d), newAlertCmd(d), newExportCmd(d)} {
+		for _, c := range []*cobra.Command{newMonitorCmd(d, nil), newAnalyzeCmd(d, nil), newRespondCmd(d, nil), newAlertCmd(d, nil), newExportCmd(d, nil)} {
 			if c.Name() == name {
 				sub = c
 			}
@@ -119,7 +119,7 @@ func TestRunRejectsAnUnknownAgent(t *testing.T) {
 	d, _ := runDeps(t, "redis://127.0.0.1:1/0")
 	run := newRunCmd(d)
 	run.SetContext(context.Background())
-	err := runRun(run, d, &runOptions{Agents: []string{"monitor", "bogus"}}, map[string]*cobra.Command{"monitor": newMonitorCmd(d)})
+	err := runRun(run, d, &runOptions{Agents: []string{"monitor", "bogus"}}, map[string]*cobra.Command{"monitor": newMonitorCmd(d, nil)})
 	if exitCode(err) != ExitUsage || !strings.Contains(err.Error(), `"bogus"`) {
 		t.Fatalf("got %v (exit %d), want a usage error naming the agent", err, exitCode(err))
 	}

@@ -1,7 +1,6 @@
 package cmd
 
 import (
-	"encoding/json"
 	"fmt"
 	"runtime"
 	"runtime/debug"
@@ -61,21 +60,18 @@ func newVersionCmd(d *Deps) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "version",
 		Short: "Print the version, commit, build date and Go version",
-		Args:  cobra.NoArgs,
+		Example: `  hemostat version
+  hemostat version -o json | jq -r .commit`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			b := Build()
-			switch opts.Output {
-			case "json":
-				enc := json.NewEncoder(d.Out)
-				enc.SetIndent("", "  ")
-				return enc.Encode(b)
-			case "text", "":
-				_, err := fmt.Fprintf(d.Out, "hemostat %s (commit %s, built %s, %s, %s)\n", b.Version, b.Commit, b.Date, b.GoVersion, b.Platform)
-				return err
+			if opts.Output != formatText {
+				return writeJSON(d.Out, opts.Output, b)
 			}
-			return UsageError("-o %q: want text or json", opts.Output)
+			_, err := fmt.Fprintf(d.Out, "hemostat %s (commit %s, built %s, %s, %s)\n", b.Version, b.Commit, b.Date, b.GoVersion, b.Platform)
+			return err
 		},
 	}
-	c.Flags().StringVarP(&opts.Output, "output", "o", "text", "output format: text or json")
+	addOutputFlag(c.Flags(), &opts.Output, formatText, formatJSON, formatJSONL)
 	return c
 }

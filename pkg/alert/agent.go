@@ -66,7 +66,7 @@ type Agent struct {
 // New builds an alert agent. red (may be nil) scrubs the sinks' secrets from every log line and stored error.
 func New(o Options, st Stores, sinks []Sink, red *redact.Redactor) *Agent {
 	if o.Renotify <= 0 {
-		o.Renotify = time.Hour
+		o.Renotify = DefaultRenotify
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)

@@ -197,16 +197,17 @@ func (t *Trail) commit(ctx context.Context, run []*appendReq, n int) ([]Record, 
 
 // Filter selects entries. Zero fields select everything.
 type Filter struct {
-	Target string    // "host/name": read through the container's index
-	Since  time.Time // entries at or after
-	Action string
-	Result string
-	Limit  int // newest N (default 100; negative: no limit)
+	Target   string    // "host/name": read through the container's index
+	Since    time.Time // entries at or after
+	Action   string
+	Result   string
+	Incident string // "host/name/class"
+	Limit    int    // newest N (default 100; negative: no limit)
 }
 
 func (f Filter) match(e Entry) bool {
 	return (f.Action == "" || e.Action == f.Action) && (f.Result == "" || e.Result == f.Result) &&
-		(f.Since.IsZero() || !e.Time.Before(f.Since))
+		(f.Incident == "" || e.Incident == f.Incident) && (f.Since.IsZero() || !e.Time.Before(f.Since))
 }
 
 func startID(since time.Time) string {

@@ -21,6 +21,8 @@ type Options struct {
 	ExpectedAgents []string      // kinds counted in "agents alive", default DefaultExpectedAgents
 	RedisAddr      string        // shown in the header
 	MaxEvents      int           // events kept in the timeline, default 1000
+	Filter         string        // initial filter of the overview, events and history views (the / filter)
+	Result         string        // initial result filter of the history view: one of ResultChoices, default all
 	Now            func() time.Time
 	Location       *time.Location // for clock times, default time.Local
 }
@@ -34,6 +36,9 @@ func (o *Options) defaults() {
 	}
 	if o.MaxEvents <= 0 {
 		o.MaxEvents = 1000
+	}
+	if o.Result == "" {
+		o.Result = resultChoices[0]
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -53,6 +58,9 @@ const (
 )
 
 var tabNames = []string{"Overview", "Events", "History"}
+
+// ResultChoices are the history view's result filters, cycled with f; Options.Result picks the first one shown.
+var ResultChoices = resultChoices
 
 // History filter choices, cycled with f and t.
 var (
@@ -110,16 +118,17 @@ type Model struct {
 func New(ctx context.Context, src Source, events <-chan EventBatch, o Options) Model {
 	o.defaults()
 	return Model{
-		ctx:     ctx,
-		src:     src,
-		events:  events,
-		o:       o,
-		st:      newStyles(o.Color),
-		width:   80,
-		height:  24,
-		filters: map[viewID]string{},
-		cursor:  map[viewID]int{},
-		counts:  map[string]int{},
+		ctx:        ctx,
+		src:        src,
+		events:     events,
+		o:          o,
+		st:         newStyles(o.Color),
+		width:      80,
+		height:     24,
+		filters:    map[viewID]string{viewOverview: o.Filter, viewEvents: o.Filter, viewHistory: o.Filter},
+		cursor:     map[viewID]int{},
+		counts:     map[string]int{},
+		histResult: max(slices.Index(resultChoices, o.Result), 0),
 	}
 }
 

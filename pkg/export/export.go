@@ -51,13 +51,13 @@ type Exporter struct {
 // New builds an exporter over the state reader. Its base context bounds the scrape-time reads.
 func New(base context.Context, o Options, src Sources) *Exporter {
 	if o.Listen == "" {
-		o.Listen = ":9090"
+		o.Listen = DefaultListen
 	}
 	if o.Instance == "" {
 		o.Instance = "export"
 	}
 	if o.ReadTimeout <= 0 {
-		o.ReadTimeout = 3 * time.Second
+		o.ReadTimeout = defaultReadTimeout
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)

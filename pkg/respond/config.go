@@ -64,6 +64,9 @@ type Config struct {
 	PollInterval  time.Duration // verification poll, default 250ms
 }
 
+// DefaultWorkers is the number of consumers a responder runs when Options.Workers is zero.
+const DefaultWorkers = 4
+
 // DefaultActions is the allowed set of a container without a hemostat.actions label.
 var DefaultActions = []string{event.ActionRestart, event.ActionStop, event.ActionStart}
 

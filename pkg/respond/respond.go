@@ -106,7 +106,7 @@ func New(cfg Config, rt Runtime, st Stores, trail audit.Store, pub Publisher, o 
 		o.Instance = "respond-" + nonce()
 	}
 	if o.Workers <= 0 {
-		o.Workers = 4
+		o.Workers = DefaultWorkers
 	}
 	return &Responder{cfg: cfg.WithDefaults(), rt: rt, led: st.Ledger, inc: st.Incidents, hosts: st.Hosts, pub: pub,
 		trail: audit.NewTrail(trail), log: o.Logger, now: o.Now, inst: o.Instance, workers: o.Workers,

@@ -4,6 +4,7 @@ package testenv
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -35,13 +36,33 @@ func unavailable(t testing.TB, format string, args ...any) {
 // before and after the test. It skips without a server, but fails under CI=true.
 func RequireRedis(t testing.TB) string {
 	t.Helper()
+	if os.Getenv(RedisURLEnv) == "" {
+		unavailable(t, "%s is not set: run the tests with scripts/test", RedisURLEnv)
+	}
+	url, release, err := NewRedisDB()
+	if errors.Is(err, errNoRedis) {
+		unavailable(t, "%v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(release)
+	return url
+}
+
+var errNoRedis = errors.New("no test redis-server")
+
+// NewRedisDB allocates a database of the test redis-server ($HEMOSTAT_TEST_REDIS_URL) that no other test
+// uses, flushed, and returns its URL and a release that flushes it again. It is RequireRedis for callers
+// without a testing.TB, such as testscript's setup.
+func NewRedisDB() (url string, release func(), err error) {
 	base := os.Getenv(RedisURLEnv)
 	if base == "" {
-		unavailable(t, "%s is not set: run the tests with scripts/test", RedisURLEnv)
+		return "", nil, fmt.Errorf("%w: %s is not set (run the tests with scripts/test)", errNoRedis, RedisURLEnv)
 	}
 	opt, err := redis.ParseURL(base)
 	if err != nil {
-		t.Fatalf("parse %s: %v", RedisURLEnv, err)
+		return "", nil, fmt.Errorf("parse %s: %w", RedisURLEnv, err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -49,7 +70,7 @@ func RequireRedis(t testing.TB) string {
 	admin := redis.NewClient(opt)
 	defer admin.Close()
 	if err := admin.Ping(ctx).Err(); err != nil {
-		unavailable(t, "redis at %s: %v", opt.Addr, err)
+		return "", nil, fmt.Errorf("%w: redis at %s: %v", errNoRedis, opt.Addr, err)
 	}
 	dbs := 16
 	if v, err := admin.ConfigGet(ctx, "databases").Result(); err == nil {
@@ -59,21 +80,22 @@ func RequireRedis(t testing.TB) string {
 	}
 	n, err := admin.Incr(ctx, "testenv:next_db").Result()
 	if err != nil {
-		t.Fatalf("allocate test database: %v", err)
+		return "", nil, fmt.Errorf("allocate test database: %w", err)
 	}
 	db := int(1 + (n-1)%int64(dbs-1))
 	opt.DB = db
 	c := redis.NewClient(opt)
 	if err := c.FlushDB(ctx).Err(); err != nil {
-		t.Fatalf("flush db %d: %v", db, err)
+		c.Close()
+		return "", nil, fmt.Errorf("flush db %d: %w", db, err)
 	}
-	t.Cleanup(func() {
+	release = func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		c.FlushDB(ctx)
 		c.Close()
-	})
-	return urlFor(opt.Addr, db)
+	}
+	return urlFor(opt.Addr, db), release, nil
 }
 
 func urlFor(addr string, db int) string { return fmt.Sprintf("redis://%s/%d", addr, db) }

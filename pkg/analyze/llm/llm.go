@@ -24,6 +24,9 @@ const (
 	DefaultOpenAIModel    = "gpt-4o-mini"
 )
 
+// DefaultMaxRetries is how often a 429 or 5xx answer is retried when Config.MaxRetries is zero.
+const DefaultMaxRetries = 1
+
 // Request is one structured completion.
 type Request struct {
 	System          string         // instructions
@@ -73,7 +76,7 @@ func (e *StatusError) Error() string {
 // New returns the configured provider, or nil for provider none or "".
 func New(c Config) (Provider, error) {
 	if c.MaxRetries == 0 {
-		c.MaxRetries = 1
+		c.MaxRetries = DefaultMaxRetries
 	}
 	if c.MaxRetries < 0 {
 		c.MaxRetries = 0

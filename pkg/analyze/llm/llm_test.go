@@ -104,8 +104,8 @@ func TestOpenAIWire(t *testing.T) {
 		t.Errorf("Authorization = %q", got)
 	}
 	body := r.JSON()
-	if body["model"] != "qwen2.5:7b" {
-		t.Errorf("model = %v", body["model"])
+	if body["model"] != "qwen2.5:7b" || body["max_tokens"] != float64(256) || body["temperature"] != float64(0) {
+		t.Errorf("model/max_tokens/temperature = %v/%v/%v", body["model"], body["max_tokens"], body["temperature"])
 	}
 	msgs := body["messages"].([]any)
 	if len(msgs) != 2 || msgs[0].(map[string]any)["role"] != "system" || msgs[0].(map[string]any)["content"] != "you diagnose containers" ||

@@ -7,9 +7,9 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/openai/openai-go"
-	"github.com/openai/openai-go/option"
-	"github.com/openai/openai-go/shared"
+	"github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/option"
+	"github.com/openai/openai-go/v3/shared"
 )
 
 // OpenAI calls Chat Completions with a strict JSON schema response format. With a base URL it speaks to
@@ -58,6 +58,8 @@ func (o *OpenAI) Complete(ctx context.Context, req Request) (json.RawMessage, er
 			openai.SystemMessage(req.System),
 			openai.UserMessage(req.User),
 		},
+		// max_tokens, not max_completion_tokens: every OpenAI-compatible server (Ollama, vLLM, LM Studio)
+		// reads it, and OpenAI still does for the chat models hemostat uses.
 		MaxTokens:   openai.Int(maxTokens(req.MaxTokens)),
 		Temperature: openai.Float(0),
 		ResponseFormat: openai.ChatCompletionNewParamsResponseFormatUnion{

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 
@@ -120,12 +121,13 @@ func (s *Store) All(ctx context.Context) (map[string]container.Summary, []error,
 	return out, problems, nil
 }
 
-// Targets returns the host/name of every known container, for completion.
+// Targets returns the host/name of every known container, sorted, for completion.
 func (s *Store) Targets(ctx context.Context) ([]string, error) {
 	f, err := s.rdb.HKeys(ctx, schema.KeyContainers).Result()
 	if err != nil {
 		return nil, fmt.Errorf("read containers: %w", err)
 	}
+	sort.Strings(f)
 	return f, nil
 }
 
@@ -206,4 +208,13 @@ func (s *Store) Host(ctx context.Context, host string) (schema.HostStatus, bool,
 		err = fmt.Errorf("host %s: %w", host, err)
 	}
 	return h, len(m) > 0, err
+}
+
+// Has reports whether a monitor watches the container (host/name).
+func (s *Store) Has(ctx context.Context, target string) (bool, error) {
+	ok, err := s.rdb.HExists(ctx, schema.KeyContainers, target).Result()
+	if err != nil {
+		return false, fmt.Errorf("container %s: %w", target, err)
+	}
+	return ok, nil
 }

@@ -181,3 +181,30 @@ func TestHosts(t *testing.T) {
 		}
 	})
 }
+
+func TestTargetsSortedAndHas(t *testing.T) {
+	storetest.Backends(t, func(t *testing.T, st *store.Store, rdb *redis.Client) {
+		ctx := context.Background()
+		if got, err := st.Containers.Targets(ctx); err != nil || len(got) != 0 {
+			t.Fatalf("empty: %v, %v", got, err)
+		}
+		for host, names := range map[string][]string{"h2": {"db"}, "h1": {"web", "api"}} {
+			var sums []container.Summary
+			for _, n := range names {
+				sums = append(sums, container.Summary{Host: host, Name: n})
+			}
+			if err := st.Containers.WriteContainers(ctx, host, sums); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got, err := st.Containers.Targets(ctx)
+		if d := cmp.Diff([]string{"h1/api", "h1/web", "h2/db"}, got); err != nil || d != "" {
+			t.Errorf("Targets (-want +got): %v\n%s", err, d)
+		}
+		for target, want := range map[string]bool{"h1/web": true, "h2/db": true, "h1/db": false} {
+			if ok, err := st.Containers.Has(ctx, target); err != nil || ok != want {
+				t.Errorf("Has(%s) = %v, %v; want %v", target, ok, err, want)
+			}
+		}
+	})
+}

@@ -237,3 +237,15 @@ func (s *Store) CountOpen(ctx context.Context) (int64, error) {
 	}
 	return n, nil
 }
+
+// OpenKeys returns the keys (host/name/class) of the open incidents, oldest first.
+func (s *Store) OpenKeys(ctx context.Context) ([]string, error) {
+	keys, err := s.rdb.ZRange(ctx, schema.KeyIncidentsOpen, 0, -1).Result()
+	if err != nil {
+		return nil, fmt.Errorf("open incidents: %w", err)
+	}
+	for i, k := range keys {
+		keys[i] = schema.IncidentOf(k)
+	}
+	return keys, nil
+}
