@@ -34,7 +34,7 @@ examples/prometheus and examples/grafana.`,
 		},
 	}
 	f := c.Flags()
-	f.StringVar(&opts.Listen, "listen", ":9090", "address to serve /metrics and /healthz on")
+	f.StringVar(&opts.Listen, "listen", export.DefaultListen, "address to serve /metrics and /healthz on")
 	f.BoolVar(&opts.Runtime, "runtime-metrics", true, "also export the Go runtime and process metrics")
 	addBusFlags(c, &opts.Bus)
 	return c

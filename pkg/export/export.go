@@ -31,9 +31,14 @@ type Consumer interface {
 	Consume(ctx context.Context, g bus.Group, h bus.Handler) error
 }
 
+// DefaultListen is the exporter's default address. Port 4366 ("HEMO" on a phone keypad) is on neither
+// list of Prometheus's default port allocations: not in the 9090-9999 band (9090 is Prometheus itself;
+// the exporter band 9100-9999 is fully allocated) and not among the exporters outside it.
+const DefaultListen = ":4366"
+
 // Options configure the exporter.
 type Options struct {
-	Listen      string        // address of /metrics and /healthz, default ":9090"
+	Listen      string        // address of /metrics and /healthz, default DefaultListen
 	Instance    string        // consumer name within the group
 	ReadTimeout time.Duration // bound on the state read of one scrape, default 3s
 	Runtime     bool          // also export the Go runtime and process collectors
@@ -51,7 +56,7 @@ type Exporter struct {
 // New builds an exporter over the state reader. Its base context bounds the scrape-time reads.
 func New(base context.Context, o Options, src StateReader) *Exporter {
 	if o.Listen == "" {
-		o.Listen = ":9090"
+		o.Listen = DefaultListen
 	}
 	if o.Instance == "" {
 		o.Instance = "export"
