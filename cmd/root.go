@@ -145,6 +145,7 @@ Run everything in one process with 'hemostat run'.`,
 		newAuditCmd(d),
 		newRunCmd(d),
 		newVersionCmd(d),
+		newDoctorCmd(d),
 	)
 	root.AddCommand(newEnvironmentTopic(root))
 	return root

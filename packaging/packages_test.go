@@ -155,7 +155,7 @@ func TestManPages(t *testing.T) {
 	if out, err := c.CombinedOutput(); err != nil {
 		t.Fatalf("gendocs: %v\n%s", err, out)
 	}
-	for _, page := range []string{"hemostat.1.gz", "hemostat-run.1.gz", "hemostat-respond-reset.1.gz"} {
+	for _, page := range []string{"hemostat.1.gz", "hemostat-run.1.gz", "hemostat-respond-reset.1.gz", "hemostat-doctor.1.gz"} {
 		f, err := os.Open(filepath.Join(dir, page))
 		if err != nil {
 			t.Errorf("no man page %s: %v", page, err)
