@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -17,8 +16,7 @@ import (
 )
 
 type doctorOptions struct {
-	Output  string
-	Timeout time.Duration
+	Output string
 }
 
 func newDoctorCmd(d *Deps) *cobra.Command {
@@ -61,7 +59,6 @@ Exit status: 0 when no check fails (warnings allowed), 1 when one does.`,
 	}
 	f := c.Flags()
 	f.StringVarP(&opts.Output, "output", "o", "text", "output format: text or json")
-	f.DurationVar(&opts.Timeout, "check-timeout", 5*time.Second, "time allowed for each connection and probe")
 	mergeAgentFlags(f, agents)
 	return c
 }
@@ -103,9 +100,8 @@ func doctorRun(ctx context.Context, d *Deps, f *pflag.FlagSet, opts *doctorOptio
 		Watch:        monitor.WatchRules{Mode: str("watch"), Include: list("include"), Exclude: list("exclude")},
 		Sinks: doctor.Sinks{SlackWebhookURL: str("slack-webhook-url"), SlackToken: str("slack-token"),
 			SlackChannel: str("slack-channel"), SlackAPIURL: str("slack-api-url"), WebhookURL: str("webhook-url")},
-		DryRun:  str("dry-run") == "true",
-		Prober:  doctor.NetProber{Timeout: opts.Timeout},
-		Timeout: opts.Timeout,
+		DryRun: str("dry-run") == "true",
+		Prober: doctor.NetProber{},
 	}
 	rep := doctor.Run(ctx, o)
 	var err error
