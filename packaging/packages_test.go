@@ -3,9 +3,7 @@ package packaging_test
 import (
 	"bufio"
 	"bytes"
-	"compress/gzip"
 	"context"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -143,32 +141,6 @@ func TestPackageScripts(t *testing.T) {
 			if out, err := exec.Command("sh", "-n", filepath.Join(root, src)).CombinedOutput(); err != nil {
 				t.Errorf("sh -n %s: %v\n%s", src, err, out)
 			}
-		}
-	}
-}
-
-// TestManPages runs the release's man page generator and checks a page per command.
-func TestManPages(t *testing.T) {
-	dir := t.TempDir()
-	c := exec.Command("go", "run", "./scripts/gendocs", "-dir", dir)
-	c.Dir = root
-	if out, err := c.CombinedOutput(); err != nil {
-		t.Fatalf("gendocs: %v\n%s", err, out)
-	}
-	for _, page := range []string{"hemostat.1.gz", "hemostat-run.1.gz", "hemostat-respond-reset.1.gz", "hemostat-doctor.1.gz"} {
-		f, err := os.Open(filepath.Join(dir, page))
-		if err != nil {
-			t.Errorf("no man page %s: %v", page, err)
-			continue
-		}
-		var head bytes.Buffer
-		zr, err := gzip.NewReader(f)
-		if err == nil {
-			_, err = io.CopyN(&head, zr, 64)
-		}
-		f.Close()
-		if err != nil || !bytes.Contains(head.Bytes(), []byte(`.TH "HEMOSTAT" "1"`)) {
-			t.Errorf("%s: not a section 1 man page (%v): %q", page, err, head.String())
 		}
 	}
 }
