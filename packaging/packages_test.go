@@ -60,17 +60,19 @@ func checkEnvFile(t *testing.T, path, env string) {
 	}
 }
 
+// TestEnvExampleNamesRealVariables checks the example env files of the package and of the compose example.
 func TestEnvExampleNamesRealVariables(t *testing.T) {
 	env := environment(t)
-	path := filepath.Join(root, "packaging/hemostat.env")
-	checkEnvFile(t, path, env)
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i, line := range strings.Split(string(data), "\n") {
-		if line != "" && !strings.HasPrefix(line, "#") {
-			t.Errorf("%s:%d: %q is not commented out: the shipped file must leave the defaults alone", path, i+1, line)
+	for _, path := range []string{filepath.Join(root, "packaging/hemostat.env"), filepath.Join(root, "examples/compose/hemostat.env")} {
+		checkEnvFile(t, path, env)
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, line := range strings.Split(string(data), "\n") {
+			if line != "" && !strings.HasPrefix(line, "#") {
+				t.Errorf("%s:%d: %q is not commented out: the shipped file must leave the defaults alone", path, i+1, line)
+			}
 		}
 	}
 }

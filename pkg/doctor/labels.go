@@ -23,6 +23,7 @@ type Problem struct {
 	Message string `json:"message"`
 }
 
+// String is the problem in one line: label="value": message.
 func (p Problem) String() string { return fmt.Sprintf("%s=%q: %s", p.Label, p.Value, p.Message) }
 
 // knownLabels are every hemostat.* label an agent reads.
