@@ -146,3 +146,60 @@ func TestPackageScripts(t *testing.T) {
 		}
 	}
 }
+
+// stubs writes fake getent, groupadd, useradd, usermod and systemctl into a directory: the account
+// databases are files in state, and every call is appended to state/calls.
+func stubs(t *testing.T, state string) string {
+	t.Helper()
+	dir := t.TempDir()
+	scripts := map[string]string{
+		"getent":    `[ -e "$STATE/$1-$2" ]`,
+		"groupadd":  `for a; do last=$a; done; touch "$STATE/group-$last"`,
+		"useradd":   `for a; do last=$a; done; touch "$STATE/passwd-$last"`,
+		"usermod":   `:`,
+		"systemctl": `:`,
+	}
+	for name, body := range scripts {
+		script := "#!/bin/sh\necho \"" + name + " $*\" >> \"$STATE/calls\"\n" + body + "\n"
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func runScript(t *testing.T, script, state, bin string, args ...string) string {
+	t.Helper()
+	c := exec.Command("sh", append([]string{filepath.Join(root, "packaging/scripts", script)}, args...)...)
+	c.Env = append(os.Environ(), "STATE="+state, "PATH="+bin+":"+os.Getenv("PATH"))
+	out, err := c.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %v: %v\n%s", script, args, err, out)
+	}
+	calls, _ := os.ReadFile(filepath.Join(state, "calls"))
+	os.Remove(filepath.Join(state, "calls"))
+	return string(calls)
+}
+
+// TestPreinstallCreatesTheUser runs the pre-install script against fake account tools: a first install
+// makes the docker group (when Docker is not there yet), the hemostat group and the system user in
+// docker; an upgrade only makes sure the user is still in docker.
+func TestPreinstallCreatesTheUser(t *testing.T) {
+	state := t.TempDir()
+	bin := stubs(t, state)
+	calls := runScript(t, "preinstall.sh", state, bin, "install")
+	for _, want := range []string{"groupadd --system docker", "groupadd --system hemostat",
+		"useradd --system --gid hemostat --groups docker"} {
+		if !strings.Contains(calls, want) {
+			t.Errorf("first install: no %q in\n%s", want, calls)
+		}
+	}
+	if !strings.Contains(calls, " hemostat\n") || strings.Contains(calls, "usermod") {
+		t.Errorf("first install:\n%s", calls)
+	}
+	calls = runScript(t, "preinstall.sh", state, bin, "upgrade", "1.0.0")
+	if strings.Contains(calls, "groupadd") || strings.Contains(calls, "useradd") ||
+		!strings.Contains(calls, "usermod --append --groups docker hemostat") {
+		t.Errorf("upgrade:\n%s", calls)
+	}
+}
