@@ -23,6 +23,10 @@ const (
 // configuration, each with an environment twin unless it is per invocation.
 const annAgent = "hemostat_agent"
 
+// annAgentConfig marks a one-shot command that reads the agents' configuration (doctor): its flags are the
+// agents', with the agents' environment twins.
+const annAgentConfig = "hemostat_agent_config"
+
 // envName is the environment twin of a flag: HEMOSTAT_<FLAG>.
 func envName(flag string) string {
 	return "HEMOSTAT_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))

@@ -114,7 +114,7 @@ func TestEnvTwinsOnlyForConfiguration(t *testing.T) {
 	root := NewRootCmd(testDeps())
 	var walk func(c *cobra.Command)
 	walk = func(c *cobra.Command) {
-		agent := c.Annotations[annAgent] == "true"
+		agent := c.Annotations[annAgent] == "true" || c.Annotations[annAgentConfig] == "true"
 		check := func(f *pflag.Flag) {
 			if replacedBy(f) != "" || f.Name == "help" {
 				return

@@ -146,6 +146,7 @@ Run everything in one process with 'hemostat run'.`,
 		newRunCmd(d),
 		newVersionCmd(d),
 		newCompletionCmd(root),
+		newDoctorCmd(d),
 	)
 	root.AddCommand(newEnvironmentTopic(root))
 	root.SetHelpCommand(newHelpCmd(root))

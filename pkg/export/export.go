@@ -33,7 +33,7 @@ type Consumer interface {
 
 // Options configure the exporter.
 type Options struct {
-	Listen      string        // address of /metrics and /healthz, default ":9090"
+	Listen      string        // address of /metrics and /healthz, default DefaultListen
 	Instance    string        // consumer name within the group
 	ReadTimeout time.Duration // bound on the state read of one scrape, default 3s
 	Runtime     bool          // also export the Go runtime and process collectors
