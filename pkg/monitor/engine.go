@@ -193,6 +193,23 @@ func (g *engine) onOwn(c OwnCheck, own bool, action string) {
 	}
 }
 
+// closedGrace is how long an incident the monitor opened may be missing from Redis's open set before it
+// counts as closed there: its opening is written asynchronously, and may still be on its way.
+const closedGrace = 10 * time.Second
+
+// forgetClosed drops the open incidents that Redis, read at readAt, no longer has open: a person closed
+// them. It returns their keys. Incidents opened within closedGrace of the read are kept.
+func (g *engine) forgetClosed(open map[string]bool, readAt time.Time) []string {
+	var out []string
+	for _, inc := range g.sortedIncidents() {
+		if !open[inc.key] && inc.openedAt.Before(readAt.Add(-closedGrace)) {
+			delete(g.incidents, inc.key)
+			out = append(out, inc.key)
+		}
+	}
+	return out
+}
+
 // hasIncident reports whether a container has an open incident.
 func (g *engine) hasIncident(name string) bool {
 	for _, inc := range g.incidents {

@@ -388,3 +388,23 @@ func TestEngineRelapseSaysHowSoon(t *testing.T) {
 		t.Errorf("relapse notice: %+v", r)
 	}
 }
+
+// TestEngineForgetsIncidentsClosedInRedis: an incident a person closed (gone from Redis's open set) is
+// dropped, unless it opened so recently that its own opening may still be on its way to Redis; a later
+// failure opens a new incident.
+func TestEngineForgetsIncidentsClosedInRedis(t *testing.T) {
+	g := newEngine(testConfig())
+	at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
+	g.onEvent(ev("c1", "start", at(0)), at(0))
+	g.onEvent(ev("c1", "die", at(1), "exitCode", "3"), at(1))
+	if got := g.forgetClosed(map[string]bool{}, at(5)); len(got) != 0 {
+		t.Errorf("forgot an incident opened 4s before the read: %v", got)
+	}
+	if got := g.forgetClosed(map[string]bool{}, at(20)); len(got) != 1 || got[0] != "h/web/crashed" {
+		t.Errorf("forgetClosed = %v, want the crashed incident", got)
+	}
+	g.onEvent(ev("c1", "start", at(21)), at(21))
+	if got := kinds(g.onEvent(ev("c1", "die", at(22), "exitCode", "3"), at(22))); !cmp.Equal(got, []string{"opened crashed"}) {
+		t.Errorf("after the close, a crash: %v, want a new incident", got)
+	}
+}

@@ -77,6 +77,13 @@ type roundResult struct {
 	took    time.Duration
 }
 
+// openResult is the host's open incidents as Redis has them, read at at.
+type openResult struct {
+	keys map[string]bool
+	at   time.Time
+	err  error
+}
+
 // ownResult answers an OwnCheck: whether hemostat's ledger shows an action of its own at that time.
 type ownResult struct {
 	check  OwnCheck
@@ -119,6 +126,8 @@ type loop struct {
 	rounds    chan roundResult    // sampler -> run
 	ownReq    chan OwnCheck       // run -> ledger readers
 	owned     chan ownResult      // ledger readers -> run
+	openReq   chan struct{}       // run -> open-incident reader, at each reconcile
+	opened    chan openResult     // open-incident reader -> run
 
 	roundBusy bool          // a round is in flight
 	lastRound time.Duration // how long the latest round took
@@ -142,6 +151,8 @@ func newLoop(m *Monitor, eng *engine) *loop {
 		rounds:    make(chan roundResult, 1),
 		ownReq:    make(chan OwnCheck, ownQueueLen),
 		owned:     make(chan ownResult, ownQueueLen),
+		openReq:   make(chan struct{}, 1),
+		opened:    make(chan openResult, 1),
 	}
 }
 
@@ -186,6 +197,8 @@ func (l *loop) run(ctx context.Context) error {
 			l.onClockTick()
 		case r := <-l.owned:
 			l.onOwn(r)
+		case r := <-l.opened:
+			l.onOpen(r)
 		}
 		l.dispatchInspects()
 		l.dispatchOwnChecks()
@@ -204,6 +217,7 @@ func (l *loop) start(ctx context.Context, wg *sync.WaitGroup) {
 	}
 	wg.Go(func() { serve(ctx, l.listReq, l.lists, l.list) })          // exits at ctx done
 	wg.Go(func() { serve(ctx, l.roundReq, l.rounds, l.sampleRound) }) // exits at ctx done
+	wg.Go(func() { serve(ctx, l.openReq, l.opened, l.readOpen) })     // exits at ctx done
 	if m.st.Ledger != nil {
 		for range ownWorkers {
 			wg.Go(func() { serve(ctx, l.ownReq, l.owned, l.askLedger) }) // exits at ctx done
@@ -377,8 +391,39 @@ func (l *loop) onRoundTick() {
 	l.roundReq <- l.eng.running() // never blocks: one round at a time, and roundReq holds one
 }
 
-// onReconcileTick asks for the periodic full list.
-func (l *loop) onReconcileTick() { l.requestList() }
+// onReconcileTick asks for the periodic full list, and for the host's open incidents as Redis has them.
+func (l *loop) onReconcileTick() {
+	l.requestList()
+	select {
+	case l.openReq <- struct{}{}:
+	default:
+	}
+}
+
+// readOpen is the open-incident reader's work: the keys of the host's incidents open in Redis.
+func (l *loop) readOpen(ctx context.Context, _ struct{}) openResult {
+	at := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, listTimeout)
+	defer cancel()
+	list, err := l.m.st.Incidents.OpenIncidents(ctx, l.o.Host)
+	keys := make(map[string]bool, len(list))
+	for _, in := range list {
+		keys[in.Key] = true
+	}
+	return openResult{keys: keys, at: at, err: err}
+}
+
+// onOpen forgets the incidents a person closed in Redis (hemostat incident close): the monitor stops
+// working on them, and a failure after that opens a new incident.
+func (l *loop) onOpen(r openResult) {
+	if r.err != nil {
+		l.log.Debug("open incidents not read", "err", r.err)
+		return
+	}
+	for _, key := range l.eng.forgetClosed(r.keys, r.at) {
+		l.log.Info("incident closed by a person", "incident", key)
+	}
+}
 
 // onClockTick lets the engine clear, re-alert and close incidents on time, and posts a snapshot when the
 // table changed since the latest one.
