@@ -18,6 +18,7 @@ import (
 	"github.com/hemostat/hemostat/pkg/store/containers"
 	"github.com/hemostat/hemostat/pkg/store/incidents"
 	"github.com/hemostat/hemostat/pkg/store/schema"
+	"slices"
 )
 
 // memStore is an in-memory monitor.Store and monitor.Publisher that can be made to fail.
@@ -78,13 +79,20 @@ func (s *memStore) Close(_ context.Context, key string, _ time.Time, _ string) e
 		return errRedisDown
 	}
 	delete(s.open, key)
+	s.preload = slices.DeleteFunc(s.preload, func(in schema.Incident) bool { return in.Key == key })
 	return nil
 }
 
+// OpenIncidents returns what a restarted monitor resumes (preload) and what it opened since, like the
+// open set in Redis.
 func (s *memStore) OpenIncidents(context.Context, string) ([]schema.Incident, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.preload, s.err()
+	out := slices.Clone(s.preload)
+	for key, d := range s.open {
+		out = append(out, schema.Incident{Key: key, Detection: d})
+	}
+	return out, s.err()
 }
 
 func (s *memStore) WriteContainers(context.Context, string, []container.Summary) error {

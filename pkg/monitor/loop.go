@@ -79,9 +79,10 @@ type roundResult struct {
 
 // openResult is the host's open incidents as Redis has them, read at at.
 type openResult struct {
-	keys map[string]bool
-	at   time.Time
-	err  error
+	keys    map[string]bool
+	at      time.Time
+	err     error
+	pending bool // notices were waiting for Redis when the read began: it may lack their openings
 }
 
 // ownResult answers an OwnCheck: whether hemostat's ledger shows an action of its own at that time.
@@ -403,6 +404,9 @@ func (l *loop) onReconcileTick() {
 // readOpen is the open-incident reader's work: the keys of the host's incidents open in Redis.
 func (l *loop) readOpen(ctx context.Context, _ struct{}) openResult {
 	at := time.Now()
+	if buffered, _ := l.m.q.stats(); buffered > 0 {
+		return openResult{at: at, pending: true}
+	}
 	ctx, cancel := context.WithTimeout(ctx, listTimeout)
 	defer cancel()
 	list, err := l.m.st.Incidents.OpenIncidents(ctx, l.o.Host)
@@ -419,6 +423,9 @@ func (l *loop) onOpen(r openResult) {
 	if r.err != nil {
 		l.log.Debug("open incidents not read", "err", r.err)
 		return
+	}
+	if r.pending {
+		return // an opening still on its way to Redis would look closed there
 	}
 	for _, key := range l.eng.forgetClosed(r.keys, r.at) {
 		l.log.Info("incident closed by a person", "incident", key)

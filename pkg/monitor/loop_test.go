@@ -113,3 +113,37 @@ func TestNormalStopLogsNoWarning(t *testing.T) {
 		})
 	}
 }
+
+// TestRealertAtTheDefaultInterval: with the default options, an incident whose condition keeps failing
+// alerts again after 30 minutes, not before, and only once per interval.
+func TestRealertAtTheDefaultInterval(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rt := monitortest.New()
+		start := time.Now()
+		rt.Set(docker.Details{ID: "c1", Name: "web", State: "running", StartedAt: start.Add(-time.Hour),
+			Health: "unhealthy", Healthcheck: &docker.Healthcheck{Test: []string{"CMD", "true"}}})
+		st := newMemStore()
+		m := monitor.New(monitor.Options{Host: "h"}, rt, rt, monitor.Stores{Incidents: st, State: st}, st)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- m.Run(ctx) }()
+		time.Sleep(time.Second)
+		synctest.Wait()
+		rt.Emit(docker.Event{ID: "c1", Name: "web", Action: "health_status: unhealthy", Health: "unhealthy",
+			Time: time.Now(), TimeNano: time.Now().UnixNano()})
+		time.Sleep(29 * time.Minute)
+		synctest.Wait()
+		if n := len(st.incidents()); n != 1 {
+			t.Errorf("alerts after 29 min: %d, want the opening alone", n)
+		}
+		time.Sleep(2 * time.Minute)
+		synctest.Wait()
+		if diff := cmp.Diff([]string{"container_unhealthy h/web/unhealthy", "container_unhealthy h/web/unhealthy"}, st.incidents()); diff != "" {
+			t.Errorf("alerts after 31 min (-want +got):\n%s", diff)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatalf("Run = %v", err)
+		}
+	})
+}

@@ -142,6 +142,10 @@ func (r *Responder) Run(ctx context.Context, b *bus.Bus) error {
 	return errors.Join(errs...)
 }
 
+// RunFollowUps runs the healing loop alone, until ctx is done: the host's follow-ups, without consuming
+// requests (Run runs it beside the consumers). Tests drive the responder with it and Process.
+func (r *Responder) RunFollowUps(ctx context.Context) { r.runFollowups(ctx) }
+
 // delivery says which pending stream entry a request came from, so it can be kept from being reclaimed
 // while the action runs.
 type delivery struct {
