@@ -282,12 +282,22 @@ func auditVerifyRun(ctx context.Context, d *Deps, output string) error {
 			Kind     string `json:"kind"`
 			Detail   string `json:"detail"`
 		}
+		type anchor struct {
+			Seq       int64     `json:"seq"`
+			Hash      string    `json:"hash"`
+			TrimmedAt time.Time `json:"trimmed_at"`
+		}
 		v := struct {
-			OK      bool   `json:"ok"`
-			Entries int64  `json:"entries"`
-			Head    string `json:"head_hash"`
-			Break   *brk   `json:"break,omitempty"`
-		}{OK: rep.Break == nil, Entries: rep.Entries, Head: rep.Head.Hash}
+			OK         bool    `json:"ok"`
+			Entries    int64   `json:"entries"`
+			FirstSeq   int64   `json:"first_seq,omitempty"`
+			Head       string  `json:"head_hash"`
+			AnchoredAt *anchor `json:"anchored_at,omitempty"` // the trimmed chain starts after this entry
+			Break      *brk    `json:"break,omitempty"`
+		}{OK: rep.Break == nil, Entries: rep.Entries, FirstSeq: rep.First, Head: rep.Head.Hash}
+		if a := rep.Anchor; a.Seq > 0 {
+			v.AnchoredAt = &anchor{a.Seq, a.Hash, a.TrimmedAt}
+		}
 		if b := rep.Break; b != nil {
 			v.Break = &brk{b.StreamID, b.Seq, b.Kind, b.Detail}
 		}
@@ -296,6 +306,10 @@ func auditVerifyRun(ctx context.Context, d *Deps, output string) error {
 		}
 	} else if rep.Break == nil {
 		fmt.Fprintf(d.Out, "audit trail intact: %d entries, head %.16s\n", rep.Entries, rep.Head.Hash)
+		if a := rep.Anchor; a.Seq > 0 {
+			fmt.Fprintf(d.Out, "the chain starts at seq %d: entries up to seq %d were trimmed by the retention on %s, and the first kept chains to the anchor %.16s\n",
+				a.Seq+1, a.Seq, a.TrimmedAt.UTC().Format(time.RFC3339), a.Hash)
+		}
 	}
 	if rep.Break != nil {
 		return &ExitError{Code: ExitIntegrity, Err: rep.Break}

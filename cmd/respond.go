@@ -102,6 +102,8 @@ remediation_complete. Without Redis nothing is done: requests stay pending until
 	f.DurationVar(&cfg.StableFor, "stable-for", cfg.StableFor, "without a healthcheck, the container must stay running this long")
 	f.DurationVar(&cfg.LeaseTTL, "lease-ttl", cfg.LeaseTTL, "lifetime of a container lease, renewed while acting")
 	f.DurationVar(&cfg.DoneTTL, "done-ttl", cfg.DoneTTL, "how long handled request ids are remembered")
+	f.Int64Var(&cfg.AuditMaxEntries, "audit-max-entries", cfg.AuditMaxEntries, "the audit trail keeps at most this many entries (negative: no cap); the first kept anchors the chain")
+	f.DurationVar(&cfg.AuditMaxAge, "audit-max-age", cfg.AuditMaxAge, "the audit trail keeps no entry older than this (negative: no limit)")
 	f.DurationVar(&cfg.HoldRetry, "hold-retry", cfg.HoldRetry, "look again at a request held by the blast radius after this, until the hold lifts")
 	f.DurationVar(&cfg.FollowupPoll, "followup-poll", cfg.FollowupPoll, "longest wait between two reads of the host's follow-up schedule")
 	f.DurationVar(&cfg.FollowupHold, "followup-hold", cfg.FollowupHold, "a follow-up taken by a responder that dies is due again after this")
@@ -148,7 +150,7 @@ func respondRun(ctx context.Context, d *Deps, opts respondOptions) error {
 	d.Logger.Info("responder ready", "host", cfg.Host, "group", respond.Group(cfg.Host), "mode", mode,
 		"max_concurrent", cfg.MaxConcurrent, "max_actions_per_hour", cfg.MaxActionsPerHour)
 	return agent.Run(ctx, agent.Options{Kind: "respond", Instance: d.Instance(), Version: Build().Version,
-		Record: schema.Agent{Host: cfg.Host, Mode: mode}, Logger: d.Logger},
+		Record: schema.Agent{Host: cfg.Host, Mode: mode, Policy: respond.EncodePolicy(r.Config())}, Logger: d.Logger},
 		st.Agents, func(ctx context.Context) error { return r.Run(ctx, b) })
 }
 

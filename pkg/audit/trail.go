@@ -23,6 +23,8 @@ type Store interface {
 	RevRange(ctx context.Context, end, start string, count int64) ([]auditlog.Record, error)
 	IndexRevRange(ctx context.Context, target, end, start string, count int64) ([]auditlog.Record, error)
 	Follow(ctx context.Context, after string, block time.Duration) ([]auditlog.Record, error)
+	ReadAnchor(ctx context.Context) (schema.AuditAnchor, error)
+	Trim(ctx context.Context, r auditlog.Retention, now time.Time) (int64, error)
 }
 
 // Trail appends to and reads the hash-chained audit trail. It is safe for concurrent use, and any number
@@ -317,15 +319,25 @@ const (
 	BreakMalformed = "malformed"
 )
 
-// Verifier checks a chain entry by entry, oldest first. Its zero value starts a chain.
+// Verifier checks a chain entry by entry, oldest first. Its zero value starts a chain at seq 1; Anchor
+// starts it where a trim left it.
 type Verifier struct {
-	n    int64
-	prev Record
+	n      int64
+	prev   Record
+	anchor schema.AuditAnchor
+	first  int64 // seq of the first entry checked
 }
+
+// Anchor makes the chain start where a trim left it: the first entry must follow the anchor's seq and
+// chain to its hash. A chain that was never trimmed has the zero anchor.
+func (v *Verifier) Anchor(a schema.AuditAnchor) { v.anchor = a }
+
+// First is the seq of the first entry checked.
+func (v *Verifier) First() int64 { return v.first }
 
 func (v *Verifier) lastSeq() int64 {
 	if v.n == 0 {
-		return 0
+		return v.anchor.Seq
 	}
 	return v.prev.Seq
 }
@@ -343,7 +355,7 @@ func (v *Verifier) Next(r auditlog.Record) *Break {
 		return &Break{StreamID: r.ID, Seq: e.Seq, Kind: BreakEdited,
 			Detail: fmt.Sprintf("its content does not match its hash (%s %s %s at %s)", e.Container, e.Action, e.Result, e.Time.Format(time.RFC3339))}
 	}
-	prevSeq, prevHash := int64(0), ""
+	prevSeq, prevHash := v.anchor.Seq, v.anchor.Hash
 	if v.n > 0 {
 		prevSeq, prevHash = v.prev.Seq, v.prev.Hash
 	}
@@ -355,11 +367,18 @@ func (v *Verifier) Next(r auditlog.Record) *Break {
 		return &Break{StreamID: r.ID, Seq: e.Seq, Kind: BreakEdited,
 			Detail: fmt.Sprintf("seq %d follows seq %d", e.Seq, prevSeq)}
 	case e.PrevHash != prevHash:
-		if v.n == 0 {
+		if v.n == 0 && v.anchor.Seq == 0 {
 			return &Break{StreamID: r.ID, Seq: e.Seq, Kind: BreakEdited, Detail: "the first entry chains to a previous hash"}
+		}
+		if v.n == 0 {
+			return &Break{StreamID: r.ID, Seq: e.Seq, Kind: BreakEdited,
+				Detail: fmt.Sprintf("the first entry does not chain to the trim's anchor (seq %d hash %.12s)", v.anchor.Seq, v.anchor.Hash)}
 		}
 		return &Break{StreamID: v.prev.StreamID, Seq: prevSeq, Kind: BreakEdited,
 			Detail: fmt.Sprintf("entry %s (seq %d) chains to a different hash: this entry was changed and rehashed", r.ID, e.Seq)}
+	}
+	if v.n == 0 {
+		v.first = e.Seq
 	}
 	v.n++
 	v.prev = Record{StreamID: r.ID, Entry: e}
@@ -368,7 +387,7 @@ func (v *Verifier) Next(r auditlog.Record) *Break {
 
 // End checks that the chain ends where the head says it does (no entries cut off the tail).
 func (v *Verifier) End(head schema.AuditHead) *Break {
-	lastSeq, lastHash := int64(0), ""
+	lastSeq, lastHash := v.anchor.Seq, v.anchor.Hash
 	if v.n > 0 {
 		lastSeq, lastHash = v.prev.Seq, v.prev.Hash
 	}
@@ -397,6 +416,8 @@ func seqSpan(from, to int64) string {
 // VerifyReport summarises a verification.
 type VerifyReport struct {
 	Entries int64
+	First   int64              // seq of the first entry checked
+	Anchor  schema.AuditAnchor // where a trimmed chain starts; zero when it was never trimmed
 	Head    schema.AuditHead
 	Break   *Break // nil when the chain is intact
 }
@@ -405,6 +426,11 @@ type VerifyReport struct {
 // runs are checked too: the head is read again at the end and the tail followed until they agree.
 func (t *Trail) Verify(ctx context.Context) (VerifyReport, error) {
 	var v Verifier
+	anchor, err := t.st.ReadAnchor(ctx)
+	if err != nil {
+		return VerifyReport{}, err
+	}
+	v.Anchor(anchor)
 	start := "-"
 	var head schema.AuditHead
 	for round := 0; ; round++ {
@@ -415,7 +441,7 @@ func (t *Trail) Verify(ctx context.Context) (VerifyReport, error) {
 			}
 			for _, r := range recs {
 				if b := v.Next(r); b != nil {
-					return VerifyReport{Entries: v.Count(), Head: head, Break: b}, nil
+					return VerifyReport{Entries: v.Count(), First: v.First(), Anchor: anchor, Head: head, Break: b}, nil
 				}
 				start = "(" + r.ID
 			}
@@ -432,5 +458,11 @@ func (t *Trail) Verify(ctx context.Context) (VerifyReport, error) {
 			break // caught up with the head, or it keeps moving: judge against the last head read
 		}
 	}
-	return VerifyReport{Entries: v.Count(), Head: head, Break: v.End(head)}, nil
+	return VerifyReport{Entries: v.Count(), First: v.First(), Anchor: anchor, Head: head, Break: v.End(head)}, nil
+}
+
+// Trim removes the oldest entries the retention does not keep and anchors the chain at the first entry
+// kept (see auditlog.Store.Trim); Verify then starts there and says so.
+func (t *Trail) Trim(ctx context.Context, r auditlog.Retention, now time.Time) (int64, error) {
+	return t.st.Trim(ctx, r, now)
 }

@@ -18,7 +18,10 @@ import (
 	"github.com/hemostat/hemostat/pkg/conn"
 	"github.com/hemostat/hemostat/pkg/event"
 	"github.com/hemostat/hemostat/pkg/store"
+	"github.com/hemostat/hemostat/pkg/store/auditlog"
+	"github.com/hemostat/hemostat/pkg/store/schema"
 	"github.com/hemostat/hemostat/pkg/testenv"
+	"strconv"
 )
 
 func setup(t *testing.T) (*audit.Trail, *store.Store, *redis.Client) {
@@ -379,5 +382,50 @@ func TestJSONIsStable(t *testing.T) {
 	}
 	if got := strings.TrimSpace(b.String()); got != "[]" {
 		t.Errorf("empty json = %q, want []", got)
+	}
+}
+
+// TestTrimAnchorsTheChain: the retention removes the oldest entries and anchors the chain at the first one
+// kept, so verify passes and says where the chain starts; the per-container index follows the trim; and
+// removing entries by hand (without an anchor) is still a break.
+func TestTrimAnchorsTheChain(t *testing.T) {
+	tr, st, rdb := setup(t)
+	ctx := context.Background()
+	for i := range 10 {
+		if _, err := tr.Append(ctx, audit.Entry{Host: "h", Container: "web-" + strconv.Itoa(i%2), Action: "restart",
+			Decision: "executed", Result: "success"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	removed, err := tr.Trim(ctx, auditlog.Retention{MaxEntries: 4}, time.Now())
+	if err != nil || removed != 6 {
+		t.Fatalf("Trim = %d, %v; want 6 removed", removed, err)
+	}
+	rep, err := tr.Verify(ctx)
+	if err != nil || rep.Break != nil || rep.Entries != 4 || rep.First != 7 || rep.Anchor.Seq != 6 {
+		t.Fatalf("after the trim: %+v, %v", rep, err)
+	}
+	if again, _ := tr.Trim(ctx, auditlog.Retention{MaxEntries: 4}, time.Now()); again != 0 {
+		t.Errorf("a second trim removed %d", again)
+	}
+	idx := rdb.XLen(ctx, schema.AuditIndexKey("h/web-0")).Val() + rdb.XLen(ctx, schema.AuditIndexKey("h/web-1")).Val()
+	if idx != 4 {
+		t.Errorf("index entries after the trim: %d, want 4", idx)
+	}
+	// An age limit trims to the first entry newer than it, and always keeps the newest.
+	if n, err := tr.Trim(ctx, auditlog.Retention{MaxAge: time.Nanosecond}, time.Now().Add(time.Hour)); err != nil || n != 3 {
+		t.Errorf("age trim = %d, %v; want 3 (the newest kept)", n, err)
+	}
+	if rep, _ := tr.Verify(ctx); rep.Break != nil || rep.Entries != 1 || rep.First != 10 {
+		t.Errorf("after the age trim: %+v", rep)
+	}
+	// A deletion by hand, with no anchor for it, breaks the chain.
+	recs, _ := st.Audit.Range(ctx, "-", "+", 10)
+	if _, err := tr.Append(ctx, audit.Entry{Host: "h", Container: "web-0", Action: "restart", Decision: "executed", Result: "success"}); err != nil {
+		t.Fatal(err)
+	}
+	rdb.XDel(ctx, schema.KeyAudit, recs[0].ID)
+	if rep, _ := tr.Verify(ctx); rep.Break == nil || rep.Break.Kind != audit.BreakMissing && rep.Break.Kind != audit.BreakEdited {
+		t.Errorf("an entry deleted by hand: %+v", rep)
 	}
 }

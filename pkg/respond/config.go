@@ -54,6 +54,10 @@ type Config struct {
 	ExecOutputMax int           // bytes of exec output kept, default 4096
 	ActionTimeout time.Duration // engine call deadline (plus the stop timeout), default 60s
 
+	AuditMaxEntries int64         // the audit trail keeps at most this many entries, default 200,000 (0: no cap)
+	AuditMaxAge     time.Duration // and none older than this, default 90 days (0: no limit)
+	RetentionEvery  time.Duration // how often the trail is trimmed, default 1h
+
 	HoldRetry    time.Duration // look again at a request held by the blast radius after this, default 5s
 	FollowupPoll time.Duration // longest wait between reads of the follow-up schedule, default 1s
 	FollowupHold time.Duration // a taken follow-up comes back after this if its taker dies, default 1m
@@ -109,6 +113,13 @@ func (c Config) WithDefaults() Config {
 	def(&c.StopTimeout, 10*time.Second)
 	def(&c.ExecTimeout, 30*time.Second)
 	def(&c.ActionTimeout, 60*time.Second)
+	if c.AuditMaxEntries == 0 {
+		c.AuditMaxEntries = DefaultAuditMaxEntries
+	}
+	if c.AuditMaxAge == 0 { // negative: no limit
+		c.AuditMaxAge = DefaultAuditMaxAge
+	}
+	def(&c.RetentionEvery, time.Hour)
 	def(&c.HoldRetry, 5*time.Second)
 	def(&c.FollowupPoll, time.Second)
 	def(&c.FollowupHold, time.Minute)

@@ -130,6 +130,7 @@ func (r *Responder) Run(ctx context.Context, b *bus.Bus) error {
 	errs := make([]error, r.workers)
 	var wg sync.WaitGroup
 	wg.Go(func() { r.runFollowups(ctx) }) // returns when ctx is done
+	wg.Go(func() { r.runRetention(ctx) }) // returns when ctx is done
 	for i := range r.workers {
 		consumer := fmt.Sprintf("%s-%d", r.inst, i)
 		// Each consumer returns when ctx is done.

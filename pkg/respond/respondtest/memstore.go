@@ -513,3 +513,11 @@ func (m *MemStore) Publish(_ context.Context, _ string, env event.Envelope) (str
 
 // Touch implements respond.Publisher.
 func (m *MemStore) Touch(context.Context, string, string, string, string) error { return nil }
+
+// ReadAnchor implements audit.Store: the in-memory trail is never trimmed.
+func (m *MemStore) ReadAnchor(context.Context) (schema.AuditAnchor, error) {
+	return schema.AuditAnchor{}, nil
+}
+
+// Trim implements audit.Store: the in-memory trail keeps everything.
+func (m *MemStore) Trim(context.Context, auditlog.Retention, time.Time) (int64, error) { return 0, nil }

@@ -14,6 +14,8 @@ import (
 
 	"github.com/hemostat/hemostat/pkg/conn"
 	"github.com/hemostat/hemostat/pkg/store/schema"
+	"strconv"
+	"strings"
 )
 
 // Store appends to and reads the trail.
@@ -195,4 +197,140 @@ func (s *Store) Follow(ctx context.Context, after string, block time.Duration) (
 		out = append(out, records(st.Messages)...)
 	}
 	return out, nil
+}
+
+// trimScript removes the oldest entries of the trail and anchors the chain at the first entry kept, in
+// one step, so `audit verify` tells a trimmed start from entries cut out. The first entry kept is the
+// first with an id at or after ARGV[2] (mode "minid"), or the one that leaves ARGV[2] entries (mode
+// "maxlen"); the newest entry is always kept, so the head stays anchored.
+// KEYS[1] audit stream, KEYS[2] anchor hash; ARGV[1] mode, ARGV[2] min id or max entries, ARGV[3] trimmed_at.
+// Returns {removed, first kept id}.
+var trimScript = redis.NewScript(`
+local first
+if ARGV[1] == 'maxlen' then
+  local excess = redis.call('XLEN', KEYS[1]) - tonumber(ARGV[2])
+  if excess <= 0 then return {0, ''} end
+  local r = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', excess + 1)
+  first = r[#r]
+else
+  local r = redis.call('XRANGE', KEYS[1], ARGV[2], '+', 'COUNT', 1)
+  if #r == 0 then r = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1) end
+  if #r == 0 then return {0, ''} end
+  first = r[1]
+end
+local oldest = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
+if #oldest == 0 or oldest[1][1] == first[1] then return {0, ''} end
+local entry
+for i = 1, #first[2], 2 do
+  if first[2][i] == '` + schema.AuditField + `' then entry = cjson.decode(first[2][i + 1]) end
+end
+if not entry or not entry['seq'] then return redis.error_reply('the first entry kept has no seq: not trimming') end
+local before = redis.call('XLEN', KEYS[1])
+redis.call('XTRIM', KEYS[1], 'MINID', first[1])
+redis.call('HSET', KEYS[2], '` + schema.FieldAnchorSeq + `', tostring(tonumber(entry['seq']) - 1),
+  '` + schema.FieldAnchorHash + `', entry['prev_hash'] or '', '` + schema.FieldAnchorID + `', first[1],
+  '` + schema.FieldAnchorTrimmedAt + `', ARGV[3])
+return {before - redis.call('XLEN', KEYS[1]), first[1]}
+`)
+
+// Retention is how much of the trail to keep: entries newer than MaxAge, and at most MaxEntries; zero
+// fields keep everything.
+type Retention struct {
+	MaxAge     time.Duration
+	MaxEntries int64
+}
+
+// Trim removes what the retention does not keep, anchors the chain at the first entry kept, and trims
+// the per-container indexes to the same point. It returns how many entries it removed.
+func (s *Store) Trim(ctx context.Context, r Retention, now time.Time) (int64, error) {
+	var removed int64
+	first := ""
+	run := func(mode string, arg any) error {
+		res, err := trimScript.Run(ctx, s.rdb, []string{schema.KeyAudit, schema.KeyAuditAnchor}, mode, arg,
+			schema.FormatTime(now)).Slice()
+		if err != nil {
+			return fmt.Errorf("trim audit: %w", err)
+		}
+		if n, _ := res[0].(int64); n > 0 {
+			removed += n
+			first, _ = res[1].(string)
+		}
+		return nil
+	}
+	if r.MaxAge > 0 {
+		if err := run("minid", strconv.FormatInt(now.Add(-r.MaxAge).UnixMilli(), 10)); err != nil {
+			return removed, err
+		}
+	}
+	if r.MaxEntries > 0 {
+		if err := run("maxlen", r.MaxEntries); err != nil {
+			return removed, err
+		}
+	}
+	if first == "" {
+		return removed, nil
+	}
+	// The indexes point at trimmed ids from before the first entry kept: cut each before its first entry
+	// that points at a kept one (an index entry's own id is its own stream's, not the trail's).
+	iter := s.rdb.Scan(ctx, 0, schema.AuditIndexPattern, scanCount).Iterator()
+	for iter.Next(ctx) {
+		if err := s.trimIndex(ctx, iter.Val(), first); err != nil {
+			return removed, err
+		}
+	}
+	if err := iter.Err(); err != nil {
+		return removed, fmt.Errorf("trim audit indexes: %w", err)
+	}
+	return removed, nil
+}
+
+// trimIndex removes an index's entries that point before the trail's id first.
+func (s *Store) trimIndex(ctx context.Context, key, first string) error {
+	start := "-"
+	for {
+		msgs, err := s.rdb.XRangeN(ctx, key, start, "+", scanCount).Result()
+		if err != nil {
+			return fmt.Errorf("trim %s: %w", key, err)
+		}
+		for _, m := range msgs {
+			if id, _ := m.Values[schema.AuditIndexField].(string); !idBefore(id, first) {
+				return s.rdb.XTrimMinID(ctx, key, m.ID).Err()
+			}
+		}
+		if len(msgs) < scanCount {
+			break
+		}
+		start = "(" + msgs[len(msgs)-1].ID
+	}
+	return s.rdb.Del(ctx, key).Err() // every entry points at a trimmed one
+}
+
+// idBefore reports whether stream id a sorts before b.
+func idBefore(a, b string) bool {
+	ams, aseq := splitID(a)
+	bms, bseq := splitID(b)
+	return ams < bms || ams == bms && aseq < bseq
+}
+
+func splitID(id string) (uint64, uint64) {
+	ms, seq, _ := strings.Cut(id, "-")
+	m, _ := strconv.ParseUint(ms, 10, 64)
+	q, _ := strconv.ParseUint(seq, 10, 64)
+	return m, q
+}
+
+// scanCount is the SCAN page size of the index trim.
+const scanCount = 500
+
+// ReadAnchor returns where a trimmed chain starts (zero when it was never trimmed).
+func (s *Store) ReadAnchor(ctx context.Context) (schema.AuditAnchor, error) {
+	m, err := s.rdb.HGetAll(ctx, schema.KeyAuditAnchor).Result()
+	if err != nil {
+		return schema.AuditAnchor{}, fmt.Errorf("read audit anchor: %w", err)
+	}
+	a, err := schema.DecodeAuditAnchor(m)
+	if err != nil {
+		return a, fmt.Errorf("audit anchor: %w", err)
+	}
+	return a, nil
 }

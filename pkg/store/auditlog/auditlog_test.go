@@ -174,3 +174,39 @@ func TestIndexRevRangeOfATrimmedTrail(t *testing.T) {
 		}
 	})
 }
+
+// TestTrimAnchorsOnBothBackends: the trim script (cjson, XTRIM MINID) behaves the same on redis-server and
+// miniredis: the oldest entries go, the anchor names the last removed, the newest entry always stays.
+func TestTrimAnchorsOnBothBackends(t *testing.T) {
+	t.Parallel()
+	storetest.Backends(t, func(t *testing.T, st *store.Store, rdb *redis.Client) {
+		ctx := context.Background()
+		head := schema.AuditHead{}
+		for i := 1; i <= 5; i++ {
+			hash := "h" + string(rune('0'+i))
+			js := `{"seq":` + string(rune('0'+i)) + `,"prev_hash":"` + head.Hash + `","hash":"` + hash + `"}`
+			_, h, err := st.Audit.Append(ctx, head, int64(i), []auditlog.Item{{Target: "h/web", JSON: []byte(js), Hash: hash}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			head = h
+		}
+		n, err := st.Audit.Trim(ctx, auditlog.Retention{MaxEntries: 2}, time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC))
+		if err != nil || n != 3 {
+			t.Fatalf("Trim = %d, %v; want 3", n, err)
+		}
+		a, err := st.Audit.ReadAnchor(ctx)
+		if err != nil || a.Seq != 3 || a.Hash != "h3" || a.ID == "" || a.TrimmedAt.IsZero() {
+			t.Errorf("anchor = %+v, %v", a, err)
+		}
+		if l := rdb.XLen(ctx, schema.KeyAudit).Val(); l != 2 {
+			t.Errorf("entries kept: %d", l)
+		}
+		if l := rdb.XLen(ctx, schema.AuditIndexKey("h/web")).Val(); l != 2 {
+			t.Errorf("index entries kept: %d", l)
+		}
+		if n, err := st.Audit.Trim(ctx, auditlog.Retention{MaxAge: time.Hour}, time.Now().Add(24*time.Hour)); err != nil || n != 1 {
+			t.Errorf("age trim = %d, %v; want 1 (the newest stays)", n, err)
+		}
+	})
+}

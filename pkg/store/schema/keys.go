@@ -128,6 +128,9 @@ const (
 // AuditIndexField.
 func AuditIndexKey(target string) string { return Prefix + "audit:idx:{" + target + "}" }
 
+// AuditIndexPattern matches every per-container audit index, for SCAN.
+const AuditIndexPattern = Prefix + "audit:idx:*"
+
 // AgentKey is the heartbeat hash of one agent instance (Agent).
 func AgentKey(kind, instance string) string { return agentPrefix + kind + ":" + instance }
 

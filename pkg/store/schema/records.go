@@ -210,6 +210,33 @@ const (
 	AuditIndexField = "id"    // index stream entries: an audit stream id
 )
 
+// KeyAuditAnchor is the hash that anchors a trimmed audit chain (AuditAnchor): the seq and hash of the
+// last entry removed, which the first entry kept chains to.
+const KeyAuditAnchor = Prefix + "audit:anchor"
+
+// AuditAnchor says where a trimmed chain starts: the first entry kept has seq Seq+1 and chains to Hash.
+type AuditAnchor struct {
+	Seq       int64  // seq of the last entry removed
+	Hash      string // its hash
+	ID        string // stream id of the first entry kept
+	TrimmedAt time.Time
+}
+
+// AuditAnchor hash fields.
+const (
+	FieldAnchorSeq       = "seq"
+	FieldAnchorHash      = "hash"
+	FieldAnchorID        = "first_id"
+	FieldAnchorTrimmedAt = "trimmed_at"
+)
+
+// DecodeAuditAnchor reads the anchor hash (zero when the trail was never trimmed).
+func DecodeAuditAnchor(m map[string]string) (AuditAnchor, error) {
+	d := decoder{m: m}
+	return AuditAnchor{Seq: d.int(FieldAnchorSeq), Hash: m[FieldAnchorHash], ID: m[FieldAnchorID],
+		TrimmedAt: d.time(FieldAnchorTrimmedAt)}, d.err()
+}
+
 // DecodeAuditHead reads the head hash (zero when the trail is empty).
 func DecodeAuditHead(m map[string]string) (AuditHead, error) {
 	d := decoder{m: m}
