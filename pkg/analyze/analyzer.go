@@ -95,6 +95,7 @@ type Stats struct {
 	LLMCalls     atomic.Int64
 	LLMErrors    atomic.Int64 // failed calls and rejected verdicts
 	LLMSkipped   atomic.Int64 // advisory calls skipped because LLMConcurrency were in flight
+	LLMRefused   atomic.Int64 // decide-mode proposals outside the actions the model may choose, escalated
 }
 
 // Analyzer is the analyze agent: it answers every health alert with a remediation request or a false alarm.
@@ -176,7 +177,8 @@ func (a *Analyzer) Run(ctx context.Context) error {
 	s := &a.stats
 	a.log.Info("analyzer stopped", "alerts", s.Alerts.Load(), "remediations", s.Remediations.Load(),
 		"escalations", s.Escalations.Load(), "false_alarms", s.FalseAlarms.Load(), "duplicates", s.Duplicates.Load(),
-		"ignored", s.Ignored.Load(), "llm_calls", s.LLMCalls.Load(), "llm_errors", s.LLMErrors.Load(), "llm_skipped", s.LLMSkipped.Load())
+		"ignored", s.Ignored.Load(), "llm_calls", s.LLMCalls.Load(), "llm_errors", s.LLMErrors.Load(), "llm_skipped", s.LLMSkipped.Load(),
+		"llm_refused", s.LLMRefused.Load())
 	return err
 }
 
@@ -377,7 +379,8 @@ func answer(ref alertRef, d Decision, dur time.Duration) (event.Envelope, string
 	} else {
 		p = &event.RemediationNeeded{Container: ref.alert.ContainerName, ContainerID: ref.alert.ContainerID,
 			Action: d.Action, Reason: d.Reason, Confidence: d.Confidence, AnalysisMethod: d.Method,
-			RootCause: d.RootCause, Evidence: d.Evidence, Class: ref.alert.Class, DurationMS: ms, EventTime: ref.alert.EventTime}
+			RootCause: d.RootCause, Evidence: d.Evidence, Class: ref.alert.Class, DurationMS: ms, EventTime: ref.alert.EventTime,
+			ProposedAction: d.Proposed}
 	}
 	if err := p.Validate(); err != nil {
 		return event.Envelope{}, "", fmt.Errorf("answer %s: %w", ref.incident, err)
@@ -408,7 +411,7 @@ func AnswerID(alertID string) string {
 func decisionRecord(d Decision, alertID, answerID string) schema.Analysis {
 	return schema.Analysis{Action: d.Action, Confidence: d.Confidence, Method: d.Method, Reason: d.Reason,
 		RootCause: d.RootCause, Evidence: d.Evidence, FalseAlarm: d.FalseAlarm, DecidedAt: time.Now().UTC(),
-		DecisionAlertID: alertID, DecisionEventID: answerID, LLM: schema.LLMResult{Error: d.LLMError}}
+		DecisionAlertID: alertID, DecisionEventID: answerID, Proposed: d.Proposed, LLM: schema.LLMResult{Error: d.LLMError}}
 }
 
 // mayWait reports whether a class may wait for an LLM in decide mode. A crash, an OOM kill or a failing
@@ -429,10 +432,10 @@ func (a *Analyzer) consult(ctx context.Context, ref alertRef, rules Decision) De
 		return rules
 	}
 	decide := a.o.LLMMode == ModeDecide && mayWait(ref.alert.Class)
-	allowed := AllowedActions(ref.alert.Labels)
-	if v, ok := cachedVerdict(ref.state, allowed); ok {
+	allowed := AllowedActions(ref.alert.Class, ref.alert.Labels)
+	if v, ok := cachedVerdict(ref.state); ok {
 		if decide {
-			return v.Apply(ref.state.LLM.Method, a.o.MinConfidence)
+			return a.apply(v, ref.state.LLM.Method, allowed)
 		}
 		rules.RootCause, rules.Evidence = v.RootCause, v.Evidence
 		return rules
@@ -452,15 +455,25 @@ func (a *Analyzer) consult(ctx context.Context, ref alertRef, rules Decision) De
 		rules.LLMError = err.Error()
 		return rules
 	}
-	return v.Apply(a.o.LLM.Method(), a.o.MinConfidence)
+	return a.apply(v, a.o.LLM.Method(), allowed)
+}
+
+// apply turns a verdict into the decision, counting and logging a proposal the model may not make.
+func (a *Analyzer) apply(v Verdict, method string, allowed []string) Decision {
+	d := v.Apply(method, a.o.MinConfidence, allowed)
+	if d.Proposed != "" {
+		a.stats.LLMRefused.Add(1)
+		a.log.Warn("llm proposal refused; escalating", "action", d.Proposed, "allowed", allowed)
+	}
+	return d
 }
 
 // cachedVerdict returns the verdict stored for this opening of the incident, if it is still valid.
-func cachedVerdict(in schema.Incident, allowed []string) (Verdict, bool) {
+func cachedVerdict(in schema.Incident) (Verdict, bool) {
 	if in.LLM.Verdict == "" || in.LLM.OpenedAt != schema.FormatTime(in.OpenedAt) {
 		return Verdict{}, false
 	}
-	v, err := ParseVerdict([]byte(in.LLM.Verdict), allowed)
+	v, err := ParseVerdict([]byte(in.LLM.Verdict))
 	return v, err == nil
 }
 
@@ -602,13 +615,13 @@ func history(in schema.Incident, l schema.Ledger, acted bool) map[string]string 
 	return out
 }
 
-// Ask puts a case to the model and validates its answer against the container's allowed actions. Logs
-// in the case must already be redacted; r redacts the rest of the prompt.
+// Ask puts a case to the model, offering the actions it may choose for the alert, and validates its
+// answer. A well-formed answer that proposes another action is returned as it is: Verdict.Apply refuses
+// it. Logs in the case must already be redacted; r redacts the rest of the prompt.
 func Ask(ctx context.Context, p llm.Provider, c Case, r *redact.Redactor) (Verdict, error) {
-	allowed := AllowedActions(c.Alert.Labels)
-	raw, err := p.Complete(ctx, Prompt(c, allowed, r))
+	raw, err := p.Complete(ctx, Prompt(c, AllowedActions(c.Alert.Class, c.Alert.Labels), r))
 	if err != nil {
 		return Verdict{}, err
 	}
-	return ParseVerdict(raw, allowed)
+	return ParseVerdict(raw)
 }

@@ -175,7 +175,7 @@ func evalLLM(ctx context.Context, o EvalOptions, f Fixture, rules Decision) Deci
 		rules.LLMError = err.Error()
 		return rules
 	}
-	return v.Apply(o.LLM.Method(), o.MinConfidence)
+	return v.Apply(o.LLM.Method(), o.MinConfidence, AllowedActions(al.Class, al.Labels))
 }
 
 func outcome(class, action string, falseAlarm bool) string {

@@ -71,6 +71,7 @@ type Decision struct {
 	RootCause  string   `json:"root_cause,omitempty"`
 	Evidence   []string `json:"evidence,omitempty"`
 	LLMError   string   `json:"llm_error,omitempty"`
+	Proposed   string   `json:"proposed_action,omitempty"` // an LLM's refused proposal; Action is none
 }
 
 // Decide applies the rules to an alert. It is pure and allocation-light: it runs on every alert.
@@ -123,10 +124,10 @@ func Decide(a *event.ContainerUnhealthy, f Facts) Decision {
 		} else {
 			d.Confidence, d.Reason = 0.75, fmt.Sprintf("%s saturated over consecutive samples", what)
 		}
-		candidates = resourceActions(swarm)
+		candidates = ClassActions(a.Class, swarm)
 	case event.ClassMemoryLeak:
 		d.Confidence, d.Reason = 0.8, "memory grows steadily towards its limit"
-		candidates = resourceActions(swarm)
+		candidates = ClassActions(a.Class, swarm)
 	default: // Validate rejects unknown classes; decide safely anyway
 		d.Confidence, d.Reason = 0.5, fmt.Sprintf("unknown class %q", a.Class)
 		candidates = []string{event.ActionNone}
@@ -190,23 +191,43 @@ func ActionAllowed(labels map[string]string, action string) bool {
 	return false
 }
 
-// AllowedActions lists the actions an LLM may propose for a container: the container's allowed set,
-// without exec (its commands come only from the hemostat.exec label) and without scale unless the
-// container is a swarm service. It always contains none.
-func AllowedActions(labels map[string]string) []string {
+// ClassActions lists the remediations the rules consider for a failure class, in order of preference:
+// restart for every class, scale before it for a swarm service's resource classes. Escalation (none) is
+// not listed; it is always possible.
+func ClassActions(class string, swarm bool) []string {
+	switch class {
+	case event.ClassCPUSaturated, event.ClassMemoryPressure, event.ClassMemoryLeak:
+		return resourceActions(swarm)
+	case event.ClassCrashed, event.ClassOOMKilled, event.ClassCrashLoop, event.ClassUnhealthy:
+		return []string{event.ActionRestart}
+	}
+	return nil
+}
+
+// AllowedActions lists the actions an LLM may choose for an alert: the remediations the rules consider
+// for its class (ClassActions), widened by the container's hemostat.llm_actions label, kept within its
+// hemostat.actions label, and always none. Stop, start, cleanup and exec are never chosen by a model
+// unless hemostat.llm_actions names them: log text reaches the prompt, and log text is anyone's. Scale
+// applies to swarm services only.
+func AllowedActions(class string, labels map[string]string) []string {
+	swarm := labels[container.LabelSwarmService] != ""
+	set := ClassActions(class, swarm)
+	if extra := labels[container.LabelLLMActions]; extra != "" {
+		for item := range strings.SplitSeq(extra, ",") {
+			item = strings.ToLower(strings.TrimSpace(item))
+			if slices.Contains(event.Actions, item) && !slices.Contains(set, item) {
+				set = append(set, item)
+			}
+		}
+	}
 	var out []string
-	for _, a := range event.Actions {
+	for _, a := range event.Actions { // in the protocol's order, so prompts are stable
 		switch {
-		case a == event.ActionExec:
-			continue
-		case a == event.ActionScale && labels[container.LabelSwarmService] == "":
-			continue
+		case !slices.Contains(set, a), a == event.ActionNone:
+		case a == event.ActionScale && !swarm:
 		case ActionAllowed(labels, a):
 			out = append(out, a)
 		}
 	}
-	if !slices.Contains(out, event.ActionNone) {
-		out = append(out, event.ActionNone)
-	}
-	return out
+	return append(out, event.ActionNone)
 }

@@ -1,7 +1,6 @@
 package analyze
 
 import (
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -114,24 +113,37 @@ func TestDecide(t *testing.T) {
 func TestAllowedActions(t *testing.T) {
 	tests := []struct {
 		name   string
+		class  string
 		labels map[string]string
 		want   []string
 	}{
-		{"no label", nil, []string{"restart", "stop", "start", "cleanup", "none"}},
-		{"swarm", map[string]string{"com.docker.swarm.service.name": "api"}, []string{"restart", "stop", "start", "scale", "cleanup", "none"}},
-		{"label", map[string]string{"hemostat.actions": "restart,exec"}, []string{"restart", "none"}},
-		{"nothing allowed", map[string]string{"hemostat.actions": "exec"}, []string{"none"}},
+		{"resource class", "cpu_saturated", nil, []string{"restart", "none"}},
+		{"every class restarts at most", "crash_loop", nil, []string{"restart", "none"}},
+		{"swarm service scales", "memory_leak", map[string]string{"com.docker.swarm.service.name": "api"}, []string{"restart", "scale", "none"}},
+		{"no scale without swarm", "memory_leak", map[string]string{"hemostat.llm_actions": "scale"}, []string{"restart", "none"}},
+		{"hemostat.actions narrows", "unhealthy", map[string]string{"hemostat.actions": "stop"}, []string{"none"}},
+		{"llm_actions widens", "cpu_saturated", map[string]string{"hemostat.llm_actions": " Stop , exec,reboot"}, []string{"restart", "stop", "exec", "none"}},
+		{"widened within hemostat.actions", "cpu_saturated", map[string]string{"hemostat.llm_actions": "stop,cleanup", "hemostat.actions": "restart,cleanup"},
+			[]string{"restart", "cleanup", "none"}},
+		{"unknown class escalates only", "gremlins", nil, []string{"none"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := AllowedActions(tt.labels)
+			got := AllowedActions(tt.class, tt.labels)
 			if diff := cmp.Diff(tt.want, got); diff != "" {
 				t.Errorf("AllowedActions() mismatch (-want +got):\n%s", diff)
 			}
-			if slices.Contains(got, "exec") {
-				t.Error("AllowedActions() offers exec to a model")
-			}
 		})
+	}
+	// Without hemostat.llm_actions no class lets a model stop, start, clean up or exec.
+	for _, class := range event.Classes {
+		for _, l := range []map[string]string{nil, {"com.docker.swarm.service.name": "api"}} {
+			for _, a := range AllowedActions(class, l) {
+				if a == "stop" || a == "start" || a == "cleanup" || a == "exec" {
+					t.Errorf("AllowedActions(%s, %v) offers %s to a model", class, l, a)
+				}
+			}
+		}
 	}
 }
 

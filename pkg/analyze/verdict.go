@@ -69,8 +69,9 @@ func VerdictSchema(allowed []string) map[string]any {
 }
 
 // ParseVerdict validates an LLM's JSON strictly: every field present with its type, confidence within
-// 0..1, a known failure class, and an action from allowed. Unknown fields are ignored.
-func ParseVerdict(raw []byte, allowed []string) (Verdict, error) {
+// 0..1, a known failure class and a known action. Unknown fields are ignored. Whether the model may
+// choose the action is Apply's question.
+func ParseVerdict(raw []byte) (Verdict, error) {
 	raw = stripFence(raw)
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &fields); err != nil {
@@ -122,8 +123,8 @@ func ParseVerdict(raw []byte, allowed []string) (Verdict, error) {
 	if !slices.Contains(event.Classes, v.FailureClass) {
 		return Verdict{}, &VerdictError{Field: "failure_class", Reason: fmt.Sprintf("%q is not a failure class", clip(v.FailureClass, 40))}
 	}
-	if !slices.Contains(allowed, v.Action) {
-		return Verdict{}, &VerdictError{Field: "action", Reason: fmt.Sprintf("%q is not one of %v", clip(v.Action, 40), allowed)}
+	if !slices.Contains(event.Actions, v.Action) {
+		return Verdict{}, &VerdictError{Field: "action", Reason: fmt.Sprintf("%q is not one of %v", clip(v.Action, 40), event.Actions)}
 	}
 	v.RootCause = clip(strings.TrimSpace(v.RootCause), maxRootCause)
 	if v.RootCause == "" {
@@ -163,14 +164,19 @@ func clip(s string, n int) string {
 	return s[:n] + "…"
 }
 
-// Apply turns a validated verdict into a decision, keeping the rules' decision as the reason's context.
-func (v Verdict) Apply(method string, minConfidence float64) Decision {
+// Apply turns a validated verdict into a decision. An action outside allowed, the actions the model may
+// choose for the alert (AllowedActions), is refused whatever else the verdict says: the decision
+// escalates to a human and keeps the proposal.
+func (v Verdict) Apply(method string, minConfidence float64, allowed []string) Decision {
 	if minConfidence <= 0 {
 		minConfidence = DefaultMinConfidence
 	}
 	d := Decision{Action: v.Action, Confidence: v.Confidence, Method: method, Class: v.FailureClass,
 		RootCause: v.RootCause, Evidence: v.Evidence, Reason: v.RootCause}
 	switch {
+	case !slices.Contains(allowed, v.Action):
+		d.Action, d.Proposed = event.ActionNone, v.Action
+		d.Reason = fmt.Sprintf("LLM proposed %s: a human decides (it may choose %s)", v.Action, strings.Join(allowed, ", "))
 	case v.IsFalseAlarm:
 		d.FalseAlarm = true
 		d.Reason = "the model judged it a false alarm: " + v.RootCause

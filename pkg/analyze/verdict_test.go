@@ -9,7 +9,6 @@ import (
 )
 
 func TestParseVerdict(t *testing.T) {
-	allowed := []string{"restart", "stop", "none"}
 	valid := `{"root_cause":"heap exhausted by a cache without bound","failure_class":"memory_leak","action":"restart",` +
 		`"confidence":0.82,"evidence":["memory grew 2%/min","OutOfMemoryError in logs"],"is_false_alarm":false}`
 	tests := []struct {
@@ -36,7 +35,9 @@ func TestParseVerdict(t *testing.T) {
 		{name: "negative confidence", raw: strings.Replace(valid, "0.82", "-0.1", 1), field: "confidence", errText: "outside 0..1"},
 		{name: "missing confidence", raw: strings.Replace(valid, `"confidence":0.82,`, "", 1), field: "confidence", errText: "missing"},
 		{name: "unknown action", raw: strings.Replace(valid, `"restart"`, `"reboot_host"`, 1), field: "action", errText: "not one of"},
-		{name: "action outside allowed set", raw: strings.Replace(valid, `"restart"`, `"scale"`, 1), field: "action"},
+		{name: "any known action parses", raw: strings.Replace(valid, `"restart"`, `"stop"`, 1),
+			want: Verdict{RootCause: "heap exhausted by a cache without bound", FailureClass: "memory_leak",
+				Action: "stop", Confidence: 0.82, Evidence: []string{"memory grew 2%/min", "OutOfMemoryError in logs"}}},
 		{name: "numeric action", raw: strings.Replace(valid, `"restart"`, `3`, 1), field: "action", errText: "want a string"},
 		{name: "unknown class", raw: strings.Replace(valid, "memory_leak", "gremlins", 1), field: "failure_class"},
 		{name: "evidence string", raw: strings.Replace(valid, `["memory grew 2%/min","OutOfMemoryError in logs"]`, `"lots"`, 1), field: "evidence"},
@@ -47,7 +48,7 @@ func TestParseVerdict(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := ParseVerdict([]byte(tt.raw), allowed)
+			got, err := ParseVerdict([]byte(tt.raw))
 			if tt.field == "" && tt.errText == "" {
 				if err != nil {
 					t.Fatalf("ParseVerdict() error = %v", err)
@@ -74,16 +75,28 @@ func TestParseVerdict(t *testing.T) {
 
 func TestVerdictApply(t *testing.T) {
 	v := Verdict{RootCause: "bad config", FailureClass: "crash_loop", Action: "none", Confidence: 0.9, Evidence: []string{"e"}}
-	d := v.Apply("llm:openai:m", 0.7)
-	if d.FalseAlarm || d.Action != "none" || d.Method != "llm:openai:m" || d.RootCause != "bad config" {
+	allowed := []string{"restart", "none"}
+	d := v.Apply("llm:openai:m", 0.7, allowed)
+	if d.FalseAlarm || d.Action != "none" || d.Method != "llm:openai:m" || d.RootCause != "bad config" || d.Proposed != "" {
 		t.Errorf("Apply() = %+v", d)
 	}
 	v.Confidence = 0.5
-	if d := v.Apply("m", 0.7); !d.FalseAlarm || !strings.Contains(d.Reason, "below minimum") {
+	if d := v.Apply("m", 0.7, allowed); !d.FalseAlarm || !strings.Contains(d.Reason, "below minimum") {
 		t.Errorf("Apply() under min confidence = %+v, want a false alarm", d)
 	}
 	v.Confidence, v.IsFalseAlarm = 0.9, true
-	if d := v.Apply("m", 0.7); !d.FalseAlarm {
+	if d := v.Apply("m", 0.7, allowed); !d.FalseAlarm {
 		t.Errorf("Apply() of a false alarm verdict = %+v", d)
+	}
+	// A proposal outside the set is refused whatever else the verdict says: a human decides.
+	for _, v := range []Verdict{
+		{RootCause: "logs say so", FailureClass: "cpu_saturated", Action: "stop", Confidence: 0.99},
+		{RootCause: "logs say so", FailureClass: "cpu_saturated", Action: "stop", Confidence: 0.1},
+		{RootCause: "logs say so", FailureClass: "cpu_saturated", Action: "stop", Confidence: 0.99, IsFalseAlarm: true},
+	} {
+		d := v.Apply("llm:openai:m", 0.7, allowed)
+		if d.Action != "none" || d.Proposed != "stop" || d.FalseAlarm || !strings.HasPrefix(d.Reason, "LLM proposed stop: a human decides") {
+			t.Errorf("Apply(%+v) = %+v, want an escalation with the proposal", v, d)
+		}
 	}
 }

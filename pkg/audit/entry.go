@@ -29,7 +29,8 @@ type Entry struct {
 	Reason         string    `json:"reason,omitempty"`
 	Confidence     float64   `json:"confidence"`
 	AnalysisMethod string    `json:"analysis_method,omitempty"`
-	Actor          string    `json:"actor"` // rules, llm:<provider>:<model>, or human:<user>
+	ProposedAction string    `json:"proposed_action,omitempty"` // an LLM's proposal refused as outside its set
+	Actor          string    `json:"actor"`                     // rules, llm:<provider>:<model>, or human:<user>
 	DurationMS     float64   `json:"duration_ms"`
 	Verified       bool      `json:"verified"`
 	DryRun         bool      `json:"dry_run"`

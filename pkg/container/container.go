@@ -63,6 +63,7 @@ const (
 	LabelProtected       = "hemostat.protected"
 	LabelActions         = "hemostat.actions"
 	LabelExec            = "hemostat.exec"
+	LabelLLMActions      = "hemostat.llm_actions"
 	LabelStopTimeout     = "hemostat.stop_timeout"
 	LabelAutoheal        = "autoheal"
 	LabelTest            = "hemostat.test"

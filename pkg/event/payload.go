@@ -105,6 +105,8 @@ type RemediationNeeded struct {
 	Class          string    `json:"class,omitempty"`
 	DurationMS     float64   `json:"duration_ms,omitempty"`
 	EventTime      time.Time `json:"event_time,omitzero"` // Docker's time of the detection, carried for time to remediate
+	// ProposedAction is what an LLM proposed outside the actions it may choose; Action is then none.
+	ProposedAction string `json:"proposed_action,omitempty"`
 }
 
 // EventType implements Payload.
@@ -120,6 +122,11 @@ func (p *RemediationNeeded) Validate() error {
 	}
 	if err := oneOf("action", p.Action, Actions); err != nil {
 		return err
+	}
+	if p.ProposedAction != "" {
+		if err := oneOf("proposed_action", p.ProposedAction, Actions); err != nil {
+			return err
+		}
 	}
 	return unit("confidence", p.Confidence)
 }
@@ -168,8 +175,9 @@ type RemediationComplete struct {
 	Class          string    `json:"class,omitempty"`
 	RootCause      string    `json:"root_cause,omitempty"`
 	Evidence       []string  `json:"evidence,omitempty"`
-	RetryAfterMS   int64     `json:"retry_after_ms,omitempty"` // cooldown left when denied
-	EventTime      time.Time `json:"event_time,omitzero"`      // Docker's time of the detection
+	RetryAfterMS   int64     `json:"retry_after_ms,omitempty"`  // cooldown left when denied
+	EventTime      time.Time `json:"event_time,omitzero"`       // Docker's time of the detection
+	ProposedAction string    `json:"proposed_action,omitempty"` // an LLM's refused proposal, when escalated for it
 	// The incident's reconciliation, when the request belongs to one.
 	FollowUp     bool      `json:"follow_up,omitempty"`    // hemostat looked again on its own schedule
 	Attempts     int       `json:"attempts,omitempty"`     // actions executed for the incident so far

@@ -43,6 +43,7 @@ type eventMetrics struct {
 	attempts        *prometheus.HistogramVec
 	gaveUp          *prometheus.CounterVec
 	incidentSeconds *prometheus.HistogramVec
+	llmRefused      *prometheus.CounterVec
 
 	processed atomic.Int64
 	chain     *causes
@@ -80,10 +81,13 @@ func newEventMetrics(reg prometheus.Registerer) *eventMetrics {
 		incidentSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "hemostat_incident_duration_seconds",
 			Help:    "From an incident's opening to its end: recovered, or gave up (the breaker opened).",
 			Buckets: incidentBuckets}, []string{"outcome"}),
+		llmRefused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hemostat_analyze_llm_refused_total",
+			Help: "LLM proposals refused as outside the actions the model may choose for the alert, escalated instead, by proposed action."},
+			[]string{"action"}),
 		chain: newCauses(10000),
 	}
 	reg.MustRegister(m.events, m.alerts, m.recoveries, m.analyses, m.analysisSeconds, m.confidence, m.remediations,
-		m.remediationSecs, m.timeToDetect, m.timeToRemediate, m.attempts, m.gaveUp, m.incidentSeconds)
+		m.remediationSecs, m.timeToDetect, m.timeToRemediate, m.attempts, m.gaveUp, m.incidentSeconds, m.llmRefused)
 	return m
 }
 
@@ -109,6 +113,9 @@ func (m *eventMetrics) observe(env event.Envelope) {
 		m.analyses.WithLabelValues(method, "remediation").Inc()
 		m.analysisSeconds.WithLabelValues(method).Observe(p.DurationMS / 1000)
 		m.confidence.Observe(p.Confidence)
+		if p.ProposedAction != "" {
+			m.llmRefused.WithLabelValues(p.ProposedAction).Inc()
+		}
 		t := p.EventTime
 		if t.IsZero() {
 			t = m.chain.get(env.CausationID)

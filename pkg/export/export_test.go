@@ -154,7 +154,10 @@ func (e *env) script() int {
 		Class: "oom_killed", GaveUp: true, Attempts: 3, MaxAttempts: 3, OpenedAt: t0})
 	e.publish(t0.Add(50*time.Second), "node-b", "node-b/web-4/unhealthy", "", &event.RemediationComplete{
 		Container: "web-4", Action: "restart", Result: event.Result{Status: "dry_run"}, DryRun: true, DurationMS: 3})
-	return 11
+	// A model told by the logs to stop the container: refused, escalated.
+	e.publish(t0.Add(60*time.Second), "node-a", "node-a/web-5/cpu_saturated", "", &event.RemediationNeeded{
+		Container: "web-5", Action: "none", ProposedAction: "stop", Confidence: 0.99, AnalysisMethod: "llm:openai:m", DurationMS: 800})
+	return 12
 }
 
 // goldenNames are the metrics compared with testdata/metrics.golden: all but those that depend on the
@@ -176,7 +179,7 @@ var goldenNames = []string{
 	"hemostat_analyze_duration_seconds", "hemostat_analyze_confidence_ratio", "hemostat_respond_remediations_total",
 	"hemostat_respond_remediation_duration_seconds", "hemostat_incident_time_to_detect_seconds",
 	"hemostat_incident_time_to_remediate_seconds", "hemostat_incident_attempts", "hemostat_incidents_gave_up_total",
-	"hemostat_incident_duration_seconds", "hemostat_monitor_containers_watched",
+	"hemostat_incident_duration_seconds", "hemostat_monitor_containers_watched", "hemostat_analyze_llm_refused_total",
 }
 
 func TestMetricsGolden(t *testing.T) {

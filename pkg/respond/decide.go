@@ -34,6 +34,7 @@ type Request struct {
 	EventTime      time.Time
 	FollowUp       bool   // hemostat looked again on its own schedule; no alert asked
 	Relapse        string // "relapsed 4s after restart 2", when the condition came back after an action
+	ProposedAction string // an LLM's proposal outside the actions it may choose; Action is none
 }
 
 // RequestFrom builds a request from a remediation_needed envelope and its payload.
@@ -42,7 +43,7 @@ func RequestFrom(env event.Envelope, p *event.RemediationNeeded) Request {
 		EventID: env.ID, Host: env.Host, Incident: env.Incident,
 		Container: p.Container, ContainerID: p.ContainerID, Action: p.Action, Command: p.Command,
 		Reason: p.Reason, Confidence: p.Confidence, AnalysisMethod: p.AnalysisMethod, Class: p.Class,
-		RootCause: p.RootCause, Evidence: p.Evidence, EventTime: p.EventTime,
+		RootCause: p.RootCause, Evidence: p.Evidence, EventTime: p.EventTime, ProposedAction: p.ProposedAction,
 	}
 }
 

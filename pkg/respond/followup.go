@@ -294,7 +294,7 @@ func followUpRequest(host string, in schema.Incident, due time.Time) Request {
 		EventID: event.DeriveID("follow-up/"+in.Key, due), Host: host, Incident: in.Key, Container: in.Container,
 		ContainerID: in.ContainerID, Action: in.Action, Reason: in.Reason, Confidence: in.Confidence,
 		AnalysisMethod: in.Method, Class: in.Class, RootCause: in.RootCause, Evidence: in.Evidence,
-		EventTime: in.ConditionSince, FollowUp: true,
+		EventTime: in.ConditionSince, FollowUp: true, ProposedAction: in.Proposed,
 	}
 	if in.Relapses > 0 && !in.RelapsedAt.IsZero() && !in.RelapsedAt.Before(in.LastAttemptAt) && in.Attempts > 0 {
 		req.Relapse = fmt.Sprintf("relapsed %s after %s %d", in.RelapseAfter.Round(time.Second), actionNoun(in.Action), in.Attempts)

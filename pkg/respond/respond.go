@@ -529,7 +529,7 @@ func (r *Responder) auditEntry(out Outcome, tgt Target) audit.Entry {
 		Time: r.now(), Host: req.Host, Container: req.Container, ContainerID: containerID, Incident: req.Incident,
 		CausationID: req.EventID, Action: req.Action, Decision: out.Decision.Decision, Result: out.Status, Error: out.Error,
 		Details: out.Details, RetryAfterMS: out.Decision.RetryAfter.Milliseconds(), Reason: req.Reason,
-		Confidence: req.Confidence, AnalysisMethod: req.AnalysisMethod, Actor: actor,
+		Confidence: req.Confidence, AnalysisMethod: req.AnalysisMethod, ProposedAction: req.ProposedAction, Actor: actor,
 		DurationMS: float64(out.Duration.Microseconds()) / 1000, Verified: out.Verified, DryRun: out.DryRun,
 		FollowUp: req.FollowUp, Attempts: out.Attempts, GaveUp: out.Decision.BreakerOpened, Errors: out.Errors,
 		NextAt: out.Next.At, NextReason: out.Next.Reason,
@@ -550,7 +550,7 @@ func (r *Responder) completion(out Outcome, e audit.Entry) (event.Envelope, erro
 		DurationMS: e.DurationMS, Class: req.Class, RootCause: req.RootCause, Evidence: req.Evidence,
 		RetryAfterMS: e.RetryAfterMS, EventTime: req.EventTime, FollowUp: req.FollowUp, Attempts: out.Attempts,
 		MaxAttempts: out.MaxAttempts, GaveUp: out.Decision.BreakerOpened, Errors: out.Errors, NextAt: out.Next.At,
-		Relapse: req.Relapse, OpenedAt: out.OpenedAt,
+		Relapse: req.Relapse, OpenedAt: out.OpenedAt, ProposedAction: req.ProposedAction,
 	}
 	if out.Decision.Step == StepCircuitOpen {
 		p.BreakerUntil = e.Time.Add(out.Decision.RetryAfter)

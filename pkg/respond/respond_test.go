@@ -565,7 +565,9 @@ func TestAuditTrailRecordsEveryDecisionAndVerifies(t *testing.T) {
 	h.process(r, request(t, "web-1", event.ActionRestart)) // cooldown
 	h.process(r, request(t, "web-2", event.ActionRestart)) // protected
 	h.process(r, request(t, "gone-1", event.ActionRestart))
-	h.process(r, request(t, "web-1", event.ActionNone))
+	h.process(r, request(t, "web-1", event.ActionNone, func(p *event.RemediationNeeded) {
+		p.ProposedAction, p.AnalysisMethod, p.Reason = event.ActionStop, "llm:openai:m", "LLM proposed stop: a human decides"
+	}))
 	ctx := context.Background()
 	trail := audit.NewTrail(h.st.Audit)
 	recs, err := trail.Query(ctx, audit.Filter{Target: event.Target(host, "web-1")})
@@ -579,6 +581,10 @@ func TestAuditTrailRecordsEveryDecisionAndVerifies(t *testing.T) {
 	want := [][2]string{{"executed", "success"}, {"denied", "denied"}, {"escalated", "escalated"}}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("web-1 audit (-want +got):\n%s", diff)
+	}
+	// The model's refused proposal is kept with the escalation, for the human who decides.
+	if esc := recs[len(recs)-1]; esc.ProposedAction != "stop" || esc.Actor != "llm:openai:m" || esc.Reason != "LLM proposed stop: a human decides" {
+		t.Errorf("escalation audited as %+v, want the proposal stop by the llm", esc)
 	}
 	rep, err := trail.Verify(ctx)
 	if err != nil || rep.Break != nil || rep.Entries != 5 {

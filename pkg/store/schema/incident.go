@@ -55,6 +55,7 @@ type Analysis struct {
 	Action          string
 	Confidence      float64
 	Method          string // analysis method: rules, or the LLM's
+	Proposed        string // an action the LLM proposed outside what it may choose: refused, escalated
 	Reason          string
 	RootCause       string
 	Evidence        []string
@@ -120,6 +121,7 @@ const (
 	FieldReason          = "reason"
 	FieldRootCause       = "root_cause"
 	FieldEvidence        = "evidence"
+	FieldProposed        = "proposed_action"
 	FieldFalseAlarm      = "false_alarm"
 	FieldDecidedAt       = "decided_at"
 	FieldDecisionAlertID = "decision_alert_id"
@@ -187,7 +189,7 @@ func (a Analysis) Encode() map[string]string {
 		FieldAction: a.Action, FieldConfidence: strconv.FormatFloat(a.Confidence, 'f', -1, 64),
 		FieldMethod: a.Method, FieldReason: a.Reason, FieldFalseAlarm: strconv.FormatBool(a.FalseAlarm),
 		FieldDecidedAt: FormatTime(a.DecidedAt), FieldDecisionAlertID: a.DecisionAlertID,
-		FieldDecisionEventID: a.DecisionEventID,
+		FieldDecisionEventID: a.DecisionEventID, FieldProposed: a.Proposed,
 	}
 	if a.RootCause != "" {
 		f[FieldRootCause] = a.RootCause
@@ -260,6 +262,7 @@ func DecodeIncident(key string, m map[string]string) (Incident, error) {
 
 	in.Action, in.Method, in.Reason, in.RootCause = m[FieldAction], m[FieldMethod], m[FieldReason], m[FieldRootCause]
 	in.Confidence = d.float(FieldConfidence)
+	in.Proposed = m[FieldProposed]
 	d.json(FieldEvidence, &in.Evidence)
 	in.FalseAlarm = d.bool(FieldFalseAlarm)
 	in.DecidedAt = d.time(FieldDecidedAt)

@@ -124,12 +124,12 @@ func TestIncidentSectionsAreDisjoint(t *testing.T) {
 }
 
 // TestAnalysisEncodeOmitsEmptyOptionals: a decision without a root cause, evidence or LLM error does not
-// write them, so it keeps what an LLM wrote.
+// write them, so it keeps what an LLM wrote. The refused proposal belongs to each decision: always written.
 func TestAnalysisEncodeOmitsEmptyOptionals(t *testing.T) {
 	t.Parallel()
 	got := slices.Sorted(maps.Keys(schema.Analysis{Action: "none"}.Encode()))
 	want := []string{schema.FieldAction, schema.FieldMethod, schema.FieldConfidence, schema.FieldDecidedAt, schema.FieldDecisionAlertID,
-		schema.FieldDecisionEventID, schema.FieldFalseAlarm, schema.FieldReason}
+		schema.FieldDecisionEventID, schema.FieldFalseAlarm, schema.FieldReason, schema.FieldProposed}
 	slices.Sort(want)
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("fields (-want +got):\n%s", diff)

@@ -26,6 +26,8 @@ type Reply struct {
 	Delay  time.Duration   // wait this long first (the wait ends early if the client gives up)
 	Hold   <-chan struct{} // when set, wait until it is closed first (or the client gives up)
 	Body   string          // raw body, overriding the rest
+	// Obey, when set, computes the answer from the request body: a model that does what its prompt says.
+	Obey func(request []byte) string
 }
 
 // Request is one request the server got.
@@ -138,6 +140,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	_ = json.Unmarshal(body, &req)
 	model = req.Model
+	if rep.Obey != nil {
+		rep.Answer = rep.Obey(body)
+	}
 	switch s.Wire {
 	case Anthropic:
 		tool := "report_diagnosis"
