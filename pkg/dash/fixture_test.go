@@ -14,6 +14,7 @@ import (
 	"github.com/hemostat/hemostat/pkg/bus"
 	"github.com/hemostat/hemostat/pkg/container"
 	"github.com/hemostat/hemostat/pkg/event"
+	"github.com/hemostat/hemostat/pkg/respond"
 	"github.com/hemostat/hemostat/pkg/store/schema"
 	"slices"
 	"strings"
@@ -137,6 +138,13 @@ func newFixture(now time.Time) fixture {
 			"confidence": "0.9", "analysis_method": "rules", "reason": "health check failing 3 times in a row",
 			"root_cause": "upstream timeout makes /healthz fail", "evidence": `["healthz: 503 x3","last restart 5m ago"]`,
 			"decided_at": now.Add(-6*time.Minute + 40*time.Millisecond).Format(time.RFC3339Nano),
+			// Restarted and verified 5 minutes ago; unhealthy again 4s later (a relapse): the follow-up waits
+			// for the backoff.
+			"condition": schema.ConditionFailing, "condition_since": now.Add(-5*time.Minute + 4*time.Second).Format(time.RFC3339Nano),
+			"relapses": "1", "relapsed_at": now.Add(-5*time.Minute + 4*time.Second).Format(time.RFC3339Nano), "relapse_after_ms": "4000",
+			"attempts": "1", "last_attempt_at": now.Add(-5 * time.Minute).Format(time.RFC3339Nano), "last_outcome": "success",
+			"last_details": "restarted; running and healthy after 4s", "errors": "[]",
+			"next_at": now.Add(90 * time.Second).Format(time.RFC3339Nano), "next_reason": "cooldown: next action allowed in 1m30s (backoff step 2)",
 		}},
 		{ID: worker, OpenedMS: now.Add(-2 * time.Minute).UnixMilli(), Fields: map[string]string{
 			"state": "open", "class": event.ClassOOMKilled, "host": "node-a", "container": "worker-1",
@@ -183,12 +191,7 @@ func newFixture(now time.Time) fixture {
 		f.audit = append(f.audit, e)
 	}
 
-	for _, k := range []string{"monitor", "analyze", "respond"} {
-		f.agents = append(f.agents, fixtureAgent{Kind: k, Instance: "node-a-1", Fields: map[string]string{
-			"kind": k, "instance": "node-a-1", "version": "v0.1.0", "host": "node-a",
-			"started_at": now.Add(-time.Hour).Format(time.RFC3339), "last_heartbeat": now.Add(-2 * time.Second).Format(time.RFC3339Nano),
-		}})
-	}
+	f.agents = heartbeats(now, "node-a", "node-a-1", respond.Config{Host: "node-a"}.WithDefaults())
 
 	env := func(at time.Time, agentKind, incident, cause string, p event.Payload) event.Envelope {
 		e, err := event.New(agentKind, "node-a", incident, cause, p)
@@ -226,6 +229,99 @@ func newFixture(now time.Time) fixture {
 	return f
 }
 
+// heartbeats are the monitor's, the analyzer's and the responder's heartbeats of one host; the responder
+// publishes its policy.
+func heartbeats(now time.Time, host, instance string, policy respond.Config) []fixtureAgent {
+	var out []fixtureAgent
+	for _, k := range []string{"monitor", "analyze", "respond"} {
+		fields := map[string]string{
+			"kind": k, "instance": instance, "version": "v0.1.0", "host": host,
+			"started_at": now.Add(-time.Hour).Format(time.RFC3339), "last_heartbeat": now.Add(-2 * time.Second).Format(time.RFC3339Nano),
+		}
+		if k == "respond" {
+			fields[schema.FieldPolicy] = respond.EncodePolicy(policy)
+		}
+		out = append(out, fixtureAgent{Kind: k, Instance: instance, Fields: fields})
+	}
+	return out
+}
+
+// newHealingFixture is one host whose open incidents are each at another point of the healing loop, as the
+// responder records them: web-2 waits for its next attempt (a failed verification; its hemostat.backoff
+// label shortens the backoff to 20s), api-2 is held by the blast radius, worker-2 gave up at the breaker,
+// and cache-2 is healthy again and waits out the monitor's recovery hysteresis.
+func newHealingFixture(now time.Time) fixture {
+	f := fixture{now: now, samples: map[string]container.Sample{}, histories: map[string]container.History{},
+		ledgers: map[string]map[string]string{}, shadows: map[string]map[string]string{}}
+	at := func(d time.Duration) string { return now.Add(d).Format(time.RFC3339Nano) }
+	type c struct {
+		name, state, health, class string
+		exit                       int
+		labels                     map[string]string
+		opened                     time.Duration
+		ledger, incident           map[string]string
+	}
+	const breakerOpened = "circuit_open: breaker opened after 3 actions within 1h0m0s; closed again in 1h0m0s or by `hemostat respond reset`"
+	const held = "blast_radius: 2 actions already running on the host (max 2)"
+	list := []c{
+		{name: "web-2", state: "running", health: "unhealthy", class: event.ClassUnhealthy, labels: map[string]string{respond.LabelBackoff: "20s"},
+			opened: -time.Minute,
+			ledger: map[string]string{"attempts": fmt.Sprintf("[%s]", ms(now.Add(-8*time.Second))), "backoff_step": "1",
+				"next_allowed_ms": ms(now.Add(12 * time.Second)), "breaker": "closed", "last_action": "restart",
+				"last_action_ms": ms(now.Add(-8 * time.Second)), "last_decision": "executed", "last_result": "failed",
+				"last_reason": "restarted; not running and healthy within 3s"},
+			incident: map[string]string{"condition": schema.ConditionFailing, "condition_since": at(-time.Minute),
+				"attempts": "1", "last_attempt_at": at(-8 * time.Second), "last_outcome": "failed",
+				"last_details": "restarted; not running and healthy within 3s", "errors": `["restarted; not running and healthy within 3s"]`,
+				"next_at": at(12 * time.Second), "next_reason": "verify"}},
+		{name: "api-2", state: "running", health: "unhealthy", class: event.ClassUnhealthy, opened: -30 * time.Second,
+			ledger: map[string]string{"attempts": "[]", "breaker": "closed", "last_decision": "held", "last_result": "held",
+				"last_reason": held, "updated_ms": ms(now.Add(-time.Second))},
+			incident: map[string]string{"condition": schema.ConditionFailing, "condition_since": at(-30 * time.Second),
+				"attempts": "0", "last_outcome": "held", "last_details": held + " (paging once for this hold period)", "errors": "[]",
+				"next_at": at(5 * time.Second), "next_reason": held}},
+		{name: "worker-2", state: "exited", class: event.ClassCrashed, exit: 1, opened: -40 * time.Minute,
+			ledger: map[string]string{"attempts": fmt.Sprintf("[%s,%s,%s]", ms(now.Add(-40*time.Minute)), ms(now.Add(-25*time.Minute)), ms(now.Add(-10*time.Minute))),
+				"backoff_step": "3", "next_allowed_ms": ms(now.Add(-6 * time.Minute)), "breaker": "open", "breaker_until_ms": ms(now.Add(58 * time.Minute)),
+				"last_action": "restart", "last_action_ms": ms(now.Add(-10 * time.Minute)), "last_decision": "escalated",
+				"last_result": "escalated", "last_reason": breakerOpened, "updated_ms": ms(now.Add(-2 * time.Minute))},
+			incident: map[string]string{"condition": schema.ConditionFailing, "condition_since": at(-10*time.Minute + 2*time.Second),
+				"attempts": "3", "last_attempt_at": at(-10 * time.Minute), "last_outcome": "escalated", "last_details": breakerOpened,
+				"errors":     `["restarted; exited with code 1 within 3s","restarted; exited with code 1 within 3s","restarted; exited with code 1 within 3s"]`,
+				"gave_up_at": at(-2 * time.Minute), "breaker_until": at(58 * time.Minute),
+				"next_at": at(58 * time.Minute), "next_reason": "circuit_open: breaker open until " + now.Add(58*time.Minute).Format(time.RFC3339) + " (or `hemostat respond reset`)"}},
+		{name: "cache-2", state: "running", health: "healthy", class: event.ClassUnhealthy, opened: -3 * time.Minute,
+			ledger: map[string]string{"attempts": fmt.Sprintf("[%s]", ms(now.Add(-time.Minute))), "backoff_step": "1",
+				"next_allowed_ms": ms(now.Add(-30 * time.Second)), "breaker": "closed", "last_action": "restart",
+				"last_action_ms": ms(now.Add(-time.Minute)), "last_decision": "executed", "last_result": "success",
+				"last_reason": "restarted; running and healthy after 10s", "healthy_since_ms": ms(now.Add(-50 * time.Second))},
+			incident: map[string]string{"condition": schema.ConditionClear, "condition_since": at(-50 * time.Second),
+				"attempts": "1", "last_attempt_at": at(-time.Minute), "last_outcome": "success",
+				"last_details": "restarted; running and healthy after 10s", "errors": "[]"}},
+	}
+	for i, x := range list {
+		s := container.Summary{
+			ID: fmt.Sprintf("%02d7e6d5c4b3a29180112233445566778899aabbccddeeff0011223344556677", i), Name: x.name, Host: "node-a",
+			Image: "acme/" + x.name + ":1", State: x.state, Health: x.health, ExitCode: x.exit, StartedAt: now.Add(-20 * time.Second),
+			Labels: x.labels, Mode: "auto", Watched: true, Incidents: []string{x.class}, UpdatedAt: now.Add(-time.Second),
+		}
+		f.containers = append(f.containers, s)
+		f.ledgers[s.Target()] = x.ledger
+		key := event.IncidentKey("node-a", x.name, x.class)
+		fields := map[string]string{"state": "open", "class": x.class, "host": "node-a", "container": x.name,
+			"container_id": s.ID, "opened_at": at(x.opened), "alert_id": "alert-" + x.name, "severity": event.SeverityCritical,
+			"action": event.ActionRestart, "confidence": "0.85", "analysis_method": "rules", "reason": "rule: " + x.class,
+			"decided_at": at(x.opened + 50*time.Millisecond)}
+		for k, v := range x.incident {
+			fields[k] = v
+		}
+		f.incidents = append(f.incidents, fixtureIncident{ID: key, OpenedMS: now.Add(x.opened).UnixMilli(), Fields: fields})
+	}
+	slices.SortFunc(f.incidents, func(a, b fixtureIncident) int { return int(a.OpenedMS - b.OpenedMS) })
+	f.agents = heartbeats(now, "node-a", "node-a-1", respond.Config{Host: "node-a"}.WithDefaults())
+	return f
+}
+
 // snapshot is the fixture as the model sees it: its records decoded as the Redis source decodes them.
 func (f fixture) snapshot() Snapshot {
 	s := Snapshot{Time: f.now}
@@ -237,11 +333,11 @@ func (f fixture) snapshot() Snapshot {
 		}
 		if m, ok := f.ledgers[t]; ok {
 			l, _ := schema.DecodeLedger(m)
-			v.Ledger = ledgerView(l)
+			v.Ledger = &l
 		}
 		if m, ok := f.shadows[t]; ok {
 			l, _ := schema.DecodeLedger(m)
-			v.Shadow = ledgerView(l)
+			v.Shadow = &l
 		}
 		s.Containers = append(s.Containers, v)
 	}
@@ -252,14 +348,18 @@ func (f fixture) snapshot() Snapshot {
 	}
 	for _, a := range f.agents {
 		rec, _ := schema.DecodeAgent(schema.AgentKey(a.Kind, a.Instance), a.Fields)
-		s.Agents = append(s.Agents, Agent{Kind: rec.Kind, Instance: rec.Instance, Version: rec.Version, Host: rec.Host,
-			StartedAt: rec.StartedAt, LastHeartbeat: rec.LastHeartbeat})
+		v, _ := agentView(rec)
+		s.Agents = append(s.Agents, v)
 	}
 	slices.SortFunc(s.Agents, func(a, b Agent) int { return strings.Compare(a.Kind+":"+a.Instance, b.Kind+":"+b.Instance) })
 	for i := len(f.audit) - 1; i >= 0; i-- {
 		s.Audit = append(s.Audit, f.audit[i])
 	}
-	s.FalseAlarms = 1
+	for _, e := range f.events {
+		if e.EventType == event.TypeFalseAlarm && e.Timestamp.After(f.now.Add(-24*time.Hour)) {
+			s.FalseAlarms++
+		}
+	}
 	return s
 }
 

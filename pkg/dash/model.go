@@ -657,11 +657,4 @@ func (m Model) historyRows() []audit.Entry {
 }
 
 // detailContainer returns the container shown in the detail view.
-func (m Model) detailContainer() (Container, bool) {
-	for _, c := range m.snap.Containers {
-		if c.Target() == m.detail {
-			return c, true
-		}
-	}
-	return Container{}, false
-}
+func (m Model) detailContainer() (Container, bool) { return m.containerAt(m.detail) }

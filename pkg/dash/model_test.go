@@ -2,6 +2,8 @@ package dash
 
 import (
 	"context"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -11,7 +13,9 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/hemostat/hemostat/pkg/bus"
+	"github.com/hemostat/hemostat/pkg/container"
 	"github.com/hemostat/hemostat/pkg/event"
+	"github.com/hemostat/hemostat/pkg/respond"
 	"github.com/hemostat/hemostat/pkg/store/schema"
 	"github.com/redis/go-redis/v9"
 )
@@ -248,38 +252,119 @@ func TestResize(t *testing.T) {
 	}
 }
 
-func TestExplain(t *testing.T) {
-	f := newFixture(t0)
-	snap := f.snapshot()
-	byName := map[string]Container{}
+// explainOf is the Why of a container of the snapshot, one line per bullet.
+func explainOf(t *testing.T, snap Snapshot, name string) string {
+	t.Helper()
+	m := send(newTestModel(120, 40), snapshotMsg{snap: snap})
 	for _, c := range snap.Containers {
-		byName[c.Name] = c
-	}
-	incs := func(name string) []Incident {
-		var out []Incident
-		for _, in := range snap.Incidents {
-			if in.Container == name {
-				out = append(out, in)
-			}
+		if c.Name == name {
+			return strings.Join(m.explain(c, m.incidentsOf(c)), "\n")
 		}
-		return out
 	}
+	t.Fatalf("no container %s in the snapshot", name)
+	return ""
+}
+
+// withPolicy returns the snapshot with the policy its responders publish changed by f.
+func withPolicy(snap Snapshot, f func(*respond.Config)) Snapshot {
+	snap.Agents = slices.Clone(snap.Agents)
+	for i, a := range snap.Agents {
+		if a.Policy != nil {
+			p := *a.Policy
+			f(&p)
+			snap.Agents[i].Policy = &p
+		}
+	}
+	return snap
+}
+
+// withLabels returns the snapshot with labels added to one container.
+func withLabels(snap Snapshot, name string, labels map[string]string) Snapshot {
+	snap.Containers = slices.Clone(snap.Containers)
+	for i, c := range snap.Containers {
+		if c.Name == name {
+			l := maps.Clone(c.Labels)
+			if l == nil {
+				l = map[string]string{}
+			}
+			maps.Copy(l, labels)
+			snap.Containers[i].Labels = l
+		}
+	}
+	return snap
+}
+
+func TestExplain(t *testing.T) {
+	populated, healing := newFixture(t0).snapshot(), newHealingFixture(t0).snapshot()
 	tests := []struct {
-		name string
-		want []string
+		name, container string
+		snap            Snapshot
+		want, not       []string
 	}{
-		{"web-1", []string{"cooling down: the next action is allowed in 1m30s", "the analyzer chose restart (rules, confidence 0.90)", "last decision 5m ago: restart executed → success"}},
-		{"worker-1", []string{"circuit breaker open: 3 actions in the last hour; it closes in 40m", "waiting for the analyzer's decision"}},
-		{"cache-1", []string{"mode suggest: hemostat records what it would do in the shadow ledger"}},
-		{"proxy-1", []string{"not watched"}},
-		{"api-1", []string{"no open incident: nothing to do."}},
+		{"waiting for the backoff after a relapse", "web-1", populated, []string{
+			"cooling down: the next action is allowed in 1m30s (backoff step 2); requests before then are denied: cooldown.",
+			"the analyzer chose restart (rules, confidence 0.90)",
+			"relapsed 4s after restart 1; next attempt in 1m30s (attempt 3 of 3).",
+			"last decision 5m ago: restart executed → success"}, []string{"did not hold", "default policy"}},
+		{"breaker open, awaiting analysis", "worker-1", populated, []string{
+			"circuit breaker open: 3 actions within 1h (max 3); it closes in 40m (or `hemostat respond reset worker-1`).",
+			"waiting for the analyzer's decision"}, nil},
+		{"suggest mode on a host without a responder", "cache-1", populated, []string{
+			"no responder is running on node-b: hemostat acts on nothing there until one starts; explained here with the default policy.",
+			"cooling down (shadow ledger): the next action is allowed in 15s (backoff step 1)",
+			"mode suggest: hemostat records what it would do in the shadow ledger"}, nil},
+		{"not watched", "proxy-1", populated, []string{"not watched"}, nil},
+		{"nothing to do", "api-1", populated, []string{"no open incident: nothing to do."}, []string{"protected"}},
+		{"next attempt after a failed verification, label backoff", "web-2", healing, []string{
+			"next attempt in 12s (attempt 2 of 3)."}, nil},
+		{"held by the blast radius", "api-2", healing, []string{
+			"held: 2 actions already running on the host (max 2); hemostat looks again in 5s."}, nil},
+		{"gave up", "worker-2", healing, []string{
+			"gave up at 11:58:00 after 3 attempts: reset with `hemostat respond reset worker-2`, or the breaker closes at 12:58:00 (in 58m).",
+			"circuit breaker open: 3 actions within 1h (max 3); it closes in 58m"}, nil},
+		{"healthy, waiting out the hysteresis", "cache-2", healing, []string{
+			"healthy since 11:59:10: recovered if it stays so for the monitor's recovery hysteresis; the backoff starts again at 12:09:10 (after 10m healthy)."}, nil},
+
+		// The responder's policy and the container's labels decide, as they do for the responder.
+		{"protected label read as ParseBool reads it", "api-1", withLabels(populated, "api-1", map[string]string{container.LabelProtected: "1"}),
+			[]string{"protected (label hemostat.protected=true): hemostat never acts on it; requests are denied: protected."}, nil},
+		{"protected label that is no boolean", "api-1", withLabels(populated, "api-1", map[string]string{container.LabelProtected: "yes"}),
+			nil, []string{"protected"}},
+		{"self label false is not protected", "api-1", withLabels(populated, "api-1", map[string]string{container.LabelSelf: "false"}),
+			nil, []string{"protected"}},
+		{"--protected of the host's responder", "web-1", withPolicy(populated, func(c *respond.Config) { c.Protected = []string{"node-a/web-1"} }),
+			[]string{"protected (in the --protected list)"}, []string{"next attempt"}},
+		{"the responder's self prefix", "api-1", withPolicy(populated, func(c *respond.Config) { c.SelfPrefix = "api" }),
+			[]string{`protected (hemostat's own container (name prefix "api"))`}, nil},
+		{"--max-actions-per-hour 2: the next look opens the breaker", "web-1", withPolicy(populated, func(c *respond.Config) { c.MaxActionsPerHour = 2 }),
+			[]string{"the breaker opens at the next request: 2 actions within 1h (max 2)",
+				"2 of 2 attempts made within 1h: at the next look, in 1m30s, the breaker opens; hemostat then gives up and escalates."}, nil},
+		{"a max_actions_per_hour label", "web-1", withLabels(populated, "web-1", map[string]string{respond.LabelMaxActionsPerHour: "5"}),
+			[]string{"next attempt in 1m30s (attempt 3 of 5)."}, nil},
+		{"--healthy-reset", "cache-2", withPolicy(healing, func(c *respond.Config) { c.HealthyReset = 2 * time.Minute }),
+			[]string{"the backoff starts again at 12:01:10 (after 2m healthy)."}, nil},
+		{"--dry-run", "web-2", withPolicy(healing, func(c *respond.Config) { c.DryRun = true }),
+			[]string{"dry run (respond --dry-run)"}, nil},
+		{"a responder that publishes no policy", "web-1", func() Snapshot {
+			s := populated
+			s.Agents = slices.Clone(s.Agents)
+			for i := range s.Agents {
+				s.Agents[i].Policy = nil
+			}
+			return s
+		}(), []string{"respond node-a-1 on node-a does not publish its policy (an older version): explained here with the default policy."}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := strings.Join(explain(byName[tt.name], incs(tt.name), t0), "\n")
+			got := explainOf(t, tt.snap, tt.container)
 			for _, w := range tt.want {
 				if !strings.Contains(got, w) {
-					t.Errorf("explain(%s) lacks %q:\n%s", tt.name, w, got)
+					t.Errorf("explain(%s) lacks %q:\n%s", tt.container, w, got)
+				}
+			}
+			for _, w := range tt.not {
+				if strings.Contains(got, w) {
+					t.Errorf("explain(%s) says %q:\n%s", tt.container, w, got)
 				}
 			}
 		})
@@ -306,7 +391,7 @@ func TestDecodeTolerance(t *testing.T) {
 		t.Errorf("problems: got %v, want the bad summary, the bad sample and the bad ledger", s.Problems)
 	}
 	c := s.Containers[0]
-	if c.Sample != nil || len(c.History.CPU) != 2 || c.Ledger == nil || c.Ledger.Breaker != "closed" || !c.Ledger.NextAllowed.IsZero() {
+	if c.Sample != nil || len(c.History.CPU) != 2 || c.Ledger == nil || c.Ledger.Breaker != "closed" || !c.Ledger.NextAllowed().IsZero() {
 		t.Errorf("good container: %+v ledger %+v", c, c.Ledger)
 	}
 	if len(s.Incidents) != 1 {
@@ -392,20 +477,6 @@ func TestSelectionSurvivesRefresh(t *testing.T) {
 	m = send(m, snapshotMsg{snap: snap})
 	if c := m.cursor[viewOverview]; c != 1 {
 		t.Errorf("cursor %d after rows went away, want 1 (the last row)", c)
-	}
-}
-
-func TestExplainActionDidNotHold(t *testing.T) {
-	c := Container{Ledger: &Ledger{LastResult: "success", LastDecision: "executed", LastAction: "restart", LastActionAt: t0.Add(-time.Minute), Breaker: "closed"}}
-	c.Name, c.State, c.Watched = "x", "exited", true
-	in := []Incident{{Class: "crashed", OpenedAt: t0.Add(-2 * time.Minute), Action: "restart", Method: "rules"}}
-	got := strings.Join(explain(c, in, t0), "\n")
-	if !strings.Contains(got, "the last action did not hold: the container is exited again") {
-		t.Errorf("explain:\n%s", got)
-	}
-	c.State = "running"
-	if got := strings.Join(explain(c, in, t0), "\n"); strings.Contains(got, "did not hold") {
-		t.Errorf("running again, yet:\n%s", got)
 	}
 }
 

@@ -7,6 +7,9 @@
 // followed with a blocking XREAD on the work streams and the dead letter stream rather than the pub/sub
 // mirror: the same ids that end the backfill start the follow, so nothing published in between or during
 // a reconnect is lost, and an idle dashboard costs one blocked read.
+//
+// Why hemostat does or does not act, and what it does next about an incident, is said with the responder's
+// own rules (pkg/respond, explain.go) under the policy each responder publishes in its heartbeat.
 package dash
 
 import (
@@ -21,6 +24,7 @@ import (
 	"github.com/hemostat/hemostat/pkg/bus"
 	"github.com/hemostat/hemostat/pkg/container"
 	"github.com/hemostat/hemostat/pkg/event"
+	"github.com/hemostat/hemostat/pkg/respond"
 	"github.com/hemostat/hemostat/pkg/store/schema"
 )
 
@@ -38,10 +42,10 @@ type Source interface {
 // Snapshot is everything the dashboard shows at one refresh.
 type Snapshot struct {
 	Time        time.Time
-	Containers  []Container   // sorted by host/name
-	Incidents   []Incident    // open incidents, oldest first
-	Audit       []audit.Entry // newest first
-	FalseAlarms int           // false alarms in the last 24 hours
+	Containers  []Container       // sorted by host/name
+	Incidents   []schema.Incident // open incidents, oldest first; what a partly written hash lacks comes from its key
+	Audit       []audit.Entry     // newest first
+	FalseAlarms int               // false alarms in the last 24 hours
 	Agents      []Agent
 	Problems    []string // values that could not be decoded, "key: reason"
 }
@@ -51,48 +55,9 @@ type Container struct {
 	container.Summary
 	Sample  *container.Sample // nil when no recent sample
 	History container.History
-	Ledger  *Ledger // nil when respond never decided for it
-	Shadow  *Ledger // the shadow ledger of dry-run, suggest and observe; nil when none
+	Ledger  *schema.Ledger // the responder's safety state; nil when respond never decided for it
+	Shadow  *schema.Ledger // the shadow ledger of dry-run, suggest and observe; nil when none
 }
-
-// Ledger is the responder's safety state for one container.
-type Ledger struct {
-	Attempts     []time.Time // actions in the last hour
-	BackoffStep  int
-	NextAllowed  time.Time
-	Breaker      string // closed or open
-	BreakerUntil time.Time
-	LastAction   string
-	LastActionAt time.Time
-	LastDecision string
-	LastResult   string
-	LastReason   string
-	HealthySince time.Time
-}
-
-// Incident is one open incident with the analyzer's decision when it has made one.
-type Incident struct {
-	ID          string // host/name/class
-	State       string
-	Class       string
-	Host        string
-	Container   string
-	ContainerID string
-	Severity    string
-	OpenedAt    time.Time
-	AlertID     string
-	Action      string
-	Confidence  float64
-	Method      string
-	Reason      string
-	RootCause   string
-	Evidence    []string
-	LLMError    string
-	DecidedAt   time.Time
-}
-
-// Target is the incident's "host/name".
-func (i Incident) Target() string { return event.Target(i.Host, i.Container) }
 
 // Agent is one live agent instance.
 type Agent struct {
@@ -102,6 +67,7 @@ type Agent struct {
 	Host          string
 	StartedAt     time.Time
 	LastHeartbeat time.Time
+	Policy        *respond.Config // a responder's published policy; nil for other kinds and older responders
 }
 
 // Event is one event seen on the bus.
@@ -159,10 +125,10 @@ func (s *RedisSource) readState(ctx context.Context, now time.Time) (Snapshot, e
 			c.Sample, c.History = st.Sample, st.History
 		}
 		if l, ok := ledgers[schema.LedgerKey(t)]; ok {
-			c.Ledger = ledgerView(l)
+			c.Ledger = &l
 		}
 		if l, ok := ledgers[schema.ShadowKey(t)]; ok {
-			c.Shadow = ledgerView(l)
+			c.Shadow = &l
 		}
 		snap.Containers = append(snap.Containers, c)
 	}
@@ -183,8 +149,11 @@ func (s *RedisSource) readState(ctx context.Context, now time.Time) (Snapshot, e
 	}
 	problems(probs)
 	for _, a := range agents {
-		snap.Agents = append(snap.Agents, Agent{Kind: a.Kind, Instance: a.Instance, Version: a.Version, Host: a.Host,
-			StartedAt: a.StartedAt, LastHeartbeat: a.LastHeartbeat})
+		v, err := agentView(a)
+		if err != nil {
+			snap.Problems = append(snap.Problems, fmt.Sprintf("%s: %v", schema.AgentKey(a.Kind, a.Instance), err))
+		}
+		snap.Agents = append(snap.Agents, v)
 	}
 	slices.SortFunc(snap.Agents, func(a, b Agent) int {
 		return strings.Compare(a.Kind+":"+a.Instance, b.Kind+":"+b.Instance)
@@ -192,38 +161,40 @@ func (s *RedisSource) readState(ctx context.Context, now time.Time) (Snapshot, e
 	return snap, nil
 }
 
-// ledgerView is the dashboard's view of a ledger.
-func ledgerView(l schema.Ledger) *Ledger {
-	return &Ledger{Attempts: l.AttemptTimes(), BackoffStep: l.BackoffStep, NextAllowed: l.NextAllowed(),
-		Breaker: l.Breaker, BreakerUntil: l.BreakerUntil(), LastAction: l.LastAction, LastActionAt: l.LastActionAt(),
-		LastDecision: l.LastDecision, LastResult: l.LastResult, LastReason: l.LastReason, HealthySince: l.HealthySince()}
+// agentView is the dashboard's view of a heartbeat: a responder's policy decoded. A policy that does not
+// decode is left out, with the error.
+func agentView(a schema.Agent) (Agent, error) {
+	v := Agent{Kind: a.Kind, Instance: a.Instance, Version: a.Version, Host: a.Host, StartedAt: a.StartedAt,
+		LastHeartbeat: a.LastHeartbeat}
+	if a.Policy == "" {
+		return v, nil
+	}
+	cfg, err := respond.DecodePolicy(a.Policy)
+	if err != nil {
+		return v, err
+	}
+	v.Policy = &cfg
+	return v, nil
 }
 
-// incidentView is the dashboard's view of an incident; what the hash lacks (it may have expired or be
+// incidentView completes an incident read from its hash: what the hash lacks (it may have expired or be
 // partly written) comes from its key, host/name/class.
-func incidentView(in schema.Incident) Incident {
-	i := Incident{
-		ID: in.Key, State: in.State, Class: in.Class, Host: in.Host, Container: in.Container,
-		ContainerID: in.ContainerID, Severity: in.Severity, OpenedAt: in.OpenedAt, AlertID: in.AlertID,
-		Action: in.Action, Confidence: in.Confidence, Method: in.Method, Reason: in.Reason, RootCause: in.RootCause,
-		Evidence: in.Evidence, LLMError: in.LLM.Error, DecidedAt: in.DecidedAt,
-	}
-	parts := strings.SplitN(in.Key, "/", 3)
-	if len(parts) == 3 {
-		if i.Host == "" {
-			i.Host = parts[0]
+func incidentView(in schema.Incident) schema.Incident {
+	if parts := strings.SplitN(in.Key, "/", 3); len(parts) == 3 {
+		if in.Host == "" {
+			in.Host = parts[0]
 		}
-		if i.Container == "" {
-			i.Container = parts[1]
+		if in.Container == "" {
+			in.Container = parts[1]
 		}
-		if i.Class == "" {
-			i.Class = parts[2]
+		if in.Class == "" {
+			in.Class = parts[2]
 		}
 	}
-	if i.State == "" {
-		i.State = schema.StateOpen
+	if in.State == "" {
+		in.State = schema.StateOpen
 	}
-	return i
+	return in
 }
 
 // TypeDeadLetter is the timeline's type for entries of hemostat:dead_letter: events no agent could handle.

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/alicebob/miniredis/v2"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/redis/go-redis/v9"
@@ -17,6 +18,7 @@ import (
 	"github.com/hemostat/hemostat/pkg/conn"
 	"github.com/hemostat/hemostat/pkg/event"
 	"github.com/hemostat/hemostat/pkg/store"
+	"github.com/hemostat/hemostat/pkg/store/schema"
 	"github.com/hemostat/hemostat/pkg/testenv"
 )
 
@@ -108,6 +110,53 @@ func TestRedisSourceSnapshot(t *testing.T) {
 	}
 	if len(got.Audit) != 1 {
 		t.Errorf("after the stream was rebuilt: %d entries, want 1", len(got.Audit))
+	}
+}
+
+// TestRedisSourceHealing: the incidents' progress and the responder's published policy read back as the
+// fixture describes them.
+func TestRedisSourceHealing(t *testing.T) {
+	url := testenv.RequireRedis(t)
+	f := newHealingFixture(time.Now().UTC().Truncate(time.Millisecond))
+	f.seed(t, url)
+	got, err := openSource(t, url).Snapshot(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := cmp.Options{cmpopts.IgnoreFields(Snapshot{}, "Time"), cmpopts.EquateEmpty()}
+	if diff := cmp.Diff(f.snapshot(), got, opts); diff != "" {
+		t.Errorf("snapshot (-want +got):\n%s", diff)
+	}
+	if len(got.Problems) != 0 {
+		t.Errorf("problems: %v", got.Problems)
+	}
+	var policies int
+	for _, a := range got.Agents {
+		if a.Policy != nil {
+			policies++
+			if a.Kind != agentRespond || a.Policy.MaxActionsPerHour != 3 || a.Policy.Host != "node-a" {
+				t.Errorf("policy of %s %s: %+v", a.Kind, a.Instance, *a.Policy)
+			}
+		}
+	}
+	if policies != 1 {
+		t.Errorf("%d policies read, want the responder's", policies)
+	}
+}
+
+// TestUnreadablePolicyIsAProblem: a heartbeat whose policy does not decode is still listed, without a
+// policy, and reported.
+func TestUnreadablePolicyIsAProblem(t *testing.T) {
+	url := "redis://" + miniredis.RunT(t).Addr() + "/0"
+	rdb := rawClient(t, url)
+	rdb.HSet(context.Background(), schema.AgentKey(agentRespond, "r1"), schema.FieldKind, agentRespond, schema.FieldInstance, "r1",
+		schema.FieldAgentHost, "node-a", schema.FieldPolicy, "{not json")
+	s, err := openSource(t, url).Snapshot(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Agents) != 1 || s.Agents[0].Policy != nil || len(s.Problems) != 1 || !strings.Contains(s.Problems[0], "respond policy") {
+		t.Errorf("agents %+v, problems %v", s.Agents, s.Problems)
 	}
 }
 

@@ -186,7 +186,7 @@ func tmuxSessionTest(t *testing.T, bin string) {
 	// Detail: why hemostat did or did not act.
 	s.keys("Enter")
 	s.keys("Enter")
-	s.waitText("› node-a/web-1", "Why", "cooling down", "the analyzer chose restart", "Ledger (respond)", "attempts last hour: 2")
+	s.waitText("› node-a/web-1", "Why", "cooling down", "the analyzer chose restart", "next attempt in", "Ledger (respond)", "attempts within 1h: 2 of 3")
 
 	// Back, clear the filter: every row is there again.
 	s.keys("Escape")

@@ -219,6 +219,34 @@ func TestGolden(t *testing.T) {
 	}
 }
 
+// TestGoldenHealing: incidents at each point of the healing loop (newHealingFixture), in the overview's
+// incident list and in the detail view's Why.
+func TestGoldenHealing(t *testing.T) {
+	views := []struct {
+		name string
+		keys []string
+	}{
+		{"overview", nil},
+		{"detail_waiting", []string{"/", "web-2", "enter", "enter"}},
+		{"detail_held", []string{"/", "api-2", "enter", "enter"}},
+		{"detail_gaveup", []string{"/", "worker-2", "enter", "enter"}},
+		{"detail_healthy", []string{"/", "cache-2", "enter", "enter"}},
+	}
+	for _, sz := range []struct{ w, h int }{{80, 24}, {120, 40}} {
+		for _, v := range views {
+			name := "healing_" + v.name + "_" + strconv.Itoa(sz.w) + "x" + strconv.Itoa(sz.h)
+			t.Run(name, func(t *testing.T) {
+				m := send(newTestModel(sz.w, sz.h), snapshotMsg{snap: newHealingFixture(t0).snapshot()},
+					eventsMsg{batch: EventBatch{Backfill: true}, ok: true})
+				m = keys(m, v.keys...)
+				got := ansi.Strip(m.Render())
+				checkShape(t, got, sz.w, sz.h)
+				golden(t, name, got)
+			})
+		}
+	}
+}
+
 // checkShape asserts the screen is exactly h lines of at most w cells.
 func checkShape(t *testing.T, s string, w, h int) {
 	t.Helper()
