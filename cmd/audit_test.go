@@ -118,6 +118,7 @@ func TestAuditExitCodes(t *testing.T) {
 		{"reset needs a container", []string{"respond", "reset", "--redis-url", url}, cmd.ExitUsage},
 		{"respond with a bad percent", []string{"respond", "--max-unhealthy-percent", "0", "--redis-url", url}, cmd.ExitUsage},
 		{"respond with an unknown action", []string{"respond", "--actions", "restart,reboot", "--redis-url", url}, cmd.ExitUsage},
+		{"export with a web config that does not validate", []string{"export", "--web.config.file", "/nonexistent/web.yml", "--redis-url", url}, cmd.ExitUsage},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -27,9 +27,9 @@ const annAgent = "hemostat_agent"
 // agents', with the agents' environment twins.
 const annAgentConfig = "hemostat_agent_config"
 
-// envName is the environment twin of a flag: HEMOSTAT_<FLAG>.
+// envName is the environment twin of a flag: HEMOSTAT_<FLAG>, dashes and dots as underscores.
 func envName(flag string) string {
-	return "HEMOSTAT_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+	return "HEMOSTAT_" + strings.ToUpper(strings.NewReplacer("-", "_", ".", "_").Replace(flag))
 }
 
 // markSecret makes a flag also read HEMOSTAT_<FLAG>_FILE (and <EXTRA>_FILE) and hides its value in help.

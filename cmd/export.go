@@ -35,9 +35,15 @@ Container, agent, stream and notification figures are read from Redis at each sc
 series disappear with the container. Example scrape config, alert rules and a Grafana dashboard are in
 examples/prometheus and examples/grafana.
 
-An address that cannot be parsed is a usage error (exit 2); one that is busy or not allowed fails (exit 1).`,
+--web.config.file takes the Prometheus exporter-toolkit's web configuration, as node_exporter does: TLS
+(server certificate, optionally client certificates) and basic auth users with bcrypt hashes. It is read
+again on every request, so certificates and users change without a restart. Without it, bind to loopback.
+
+An address that cannot be parsed, or a web configuration that does not validate, is a usage error (exit 2);
+an address that is busy or not allowed fails (exit 1).`,
 		Example: `  hemostat export
   hemostat export --listen 127.0.0.1:` + strings.TrimPrefix(export.DefaultListen, ":") + `
+  hemostat export --web.config.file /etc/hemostat/web.yml
   curl -s localhost:` + strings.TrimPrefix(export.DefaultListen, ":") + `/metrics | grep hemostat_incidents_open`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -48,6 +54,7 @@ An address that cannot be parsed is a usage error (exit 2); one that is busy or 
 	f := c.Flags()
 	f.StringVar(&opts.Export.Listen, "listen", opts.Export.Listen, "address to serve /metrics and /healthz on (host:port; an empty host means every interface)")
 	f.BoolVar(&opts.Export.Runtime, "runtime-metrics", opts.Export.Runtime, "also export the Go runtime and process metrics")
+	f.StringVar(&opts.Export.WebConfigFile, "web.config.file", "", "exporter-toolkit web configuration (TLS, basic auth) protecting /metrics and /healthz, as node_exporter's")
 	addBusFlags(c, &opts.Bus)
 	return c
 }
@@ -65,9 +72,30 @@ func checkListen(addr string) error {
 	return nil
 }
 
+// loopback reports whether a listen address binds only the loopback interface.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
 func exportRun(ctx context.Context, d *Deps, opts exportOptions) error {
 	if err := checkListen(opts.Export.Listen); err != nil {
 		return err
+	}
+	if f := opts.Export.WebConfigFile; f != "" {
+		if err := export.ValidateWebConfig(f); err != nil {
+			return UsageError("--web.config.file: %v", err)
+		}
+	} else if !loopback(opts.Export.Listen) {
+		d.Logger.Warn("/metrics and /healthz are served without TLS or authentication: bind them to loopback (--listen 127.0.0.1:" +
+			strings.TrimPrefix(export.DefaultListen, ":") + ") or protect them with --web.config.file")
 	}
 	st, err := d.Store(ctx)
 	if err != nil {

@@ -21,6 +21,7 @@ import (
 
 	"github.com/hemostat/hemostat/pkg/bus"
 	"github.com/hemostat/hemostat/pkg/event"
+	"github.com/prometheus/exporter-toolkit/web"
 )
 
 // Group is the exporter's consumer group.
@@ -37,7 +38,19 @@ type Options struct {
 	Instance    string        // consumer name within the group
 	ReadTimeout time.Duration // bound on the state read of one scrape, default 3s
 	Runtime     bool          // also export the Go runtime and process collectors
-	Logger      *slog.Logger
+	// WebConfigFile is an exporter-toolkit web configuration (TLS, basic auth, as node_exporter's
+	// --web.config.file): it protects /metrics and /healthz alike. "" serves plain HTTP to anyone.
+	WebConfigFile string
+	Logger        *slog.Logger
+}
+
+// ValidateWebConfig checks a web configuration file as Serve will read it: its YAML, its certificate and
+// key files, and its users' bcrypt hashes.
+func ValidateWebConfig(path string) error {
+	if err := web.Validate(path); err != nil {
+		return fmt.Errorf("web config %s: %w", path, err)
+	}
+	return nil
 }
 
 // Exporter serves hemostat's metrics.
@@ -116,12 +129,18 @@ func (e *Exporter) Listen() (net.Listener, error) {
 
 // Run serves on l and consumes every work stream until ctx is cancelled.
 func (e *Exporter) Run(ctx context.Context, l net.Listener, c Consumer) error {
-	srv := &http.Server{Handler: e.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: e.Handler(), ReadHeaderTimeout: 5 * time.Second,
+		// Failed handshakes (scanners, a scraper without the CA) are not the operator's news.
+		ErrorLog: slog.NewLogLogger(e.o.Logger.Handler(), slog.LevelDebug)}
 	g, gctx := errgroup.WithContext(ctx)
 	// Exits when the server is shut down below.
 	g.Go(func() error {
-		e.o.Logger.Info("serving metrics", "addr", l.Addr().String())
-		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		e.o.Logger.Info("serving metrics", "addr", l.Addr().String(), "web_config", e.o.WebConfigFile)
+		// The toolkit re-reads the file on every request and handshake, so certificates and users
+		// change without a restart.
+		file := e.o.WebConfigFile
+		quiet := slog.New(e.o.Logger.Handler()).With("component", "web")
+		if err := web.Serve(l, srv, &web.FlagConfig{WebConfigFile: &file}, quiet); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("serve metrics: %w", err)
 		}
 		return nil
