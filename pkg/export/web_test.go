@@ -23,6 +23,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/hemostat/hemostat/pkg/export"
+	"os/exec"
 )
 
 // selfSigned writes a self-signed certificate for 127.0.0.1 and its key into dir and returns their paths
@@ -181,5 +182,22 @@ func TestExampleWebConfig(t *testing.T) {
 	hash := strings.TrimSpace(y[i+len("prometheus: "):])
 	if err := bcrypt.CompareHashAndPassword([]byte(hash), []byte("change-me")); err != nil {
 		t.Errorf("the example's hash is not of the password it documents: %v", err)
+	}
+}
+
+// The web configuration's dependencies must not bring golang.org/x/net/trace back (go.mod replaces
+// go-conntrack for that): its init makes the linker keep every exported method, +40 MB of binary.
+func TestBinaryDoesNotLinkNetTrace(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", "github.com/hemostat/hemostat").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	for _, dep := range strings.Fields(string(out)) {
+		if dep == "golang.org/x/net/trace" {
+			t.Fatal("hemostat links golang.org/x/net/trace")
+		}
+	}
+	if !strings.Contains(string(out), "github.com/prometheus/exporter-toolkit/web") {
+		t.Fatal("hemostat does not link the exporter-toolkit: the check proves nothing")
 	}
 }
