@@ -94,6 +94,9 @@ func (m Model) detailLines(w int) []string {
 		if e.Reason != "" {
 			line += ": " + e.Reason
 		}
+		if e.ProposedAction != "" && !strings.Contains(e.Reason, "proposed "+e.ProposedAction) {
+			line += " (the LLM proposed " + e.ProposedAction + ", refused)"
+		}
 		out = append(out, wrapIndent(line, w)...)
 	}
 	if n == 0 {
@@ -161,6 +164,9 @@ func (m Model) incidentDetail(in schema.Incident, w int) []string {
 		add("decision: ", "awaiting analysis")
 	} else {
 		add("decision: ", fmt.Sprintf("%s, confidence %.2f, by %s at %s", in.Action, in.Confidence, orDash(in.Method), clock(in.DecidedAt, loc)))
+	}
+	if in.Proposed != "" {
+		add("refused: ", "the LLM proposed "+in.Proposed+", which it may not choose here; a human decides")
 	}
 	add("reason: ", in.Reason)
 	add("root cause: ", in.RootCause)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/hemostat/hemostat/pkg/audit"
 	"github.com/hemostat/hemostat/pkg/container"
+	"maps"
 )
 
 // updating reports whether -update was given: the flag is defined by charmbracelet/x/exp/golden, which
@@ -276,3 +277,29 @@ func TestNoColourEmitsNoColourCodes(t *testing.T) {
 }
 
 func strippedRender(m Model) string { return ansi.Strip(m.Render()) }
+
+// An LLM's refused proposal shows in the incident and in the decisions: a human decides, and sees what
+// the model wanted.
+func TestDetailShowsARefusedProposal(t *testing.T) {
+	f := newHealingFixture(t0)
+	for i, in := range f.incidents {
+		if in.Fields["container"] != "web-2" {
+			continue
+		}
+		fields := maps.Clone(in.Fields)
+		fields["action"], fields["proposed_action"], fields["analysis_method"] = "none", "stop", "llm:openai:m"
+		fields["reason"] = "LLM proposed stop: a human decides (it may choose restart, none)"
+		f.incidents[i].Fields = fields
+	}
+	f.audit = append(f.audit, audit.Entry{Seq: 1, ID: "e1", Time: t0.Add(-time.Second), Host: "node-a", Container: "web-2",
+		Action: "none", Decision: "escalated", Result: "escalated", Reason: "escalated by the model", ProposedAction: "stop",
+		Actor: "llm:openai:m"})
+	m := send(newTestModel(120, 40), snapshotMsg{snap: f.snapshot()}, eventsMsg{batch: EventBatch{Backfill: true}, ok: true})
+	got := ansi.Strip(keys(m, "/", "web-2", "enter", "enter").Render())
+	for _, want := range []string{"refused: the LLM proposed stop, which it may not choose here; a human decides",
+		"escalated by the model (the LLM proposed stop, refused)"} {
+		if !strings.Contains(strings.Join(strings.Fields(got), " "), want) {
+			t.Errorf("detail lacks %q:\n%s", want, got)
+		}
+	}
+}
