@@ -12,6 +12,7 @@ import (
 
 	"github.com/hemostat/hemostat/pkg/audit"
 	"github.com/hemostat/hemostat/pkg/event"
+	"github.com/hemostat/hemostat/pkg/safetext"
 	"github.com/hemostat/hemostat/pkg/store"
 	"github.com/hemostat/hemostat/pkg/store/schema"
 )
@@ -173,8 +174,8 @@ func incidentListRun(ctx context.Context, d *Deps, name, output string) error {
 	w := tabwriter.NewWriter(d.Out, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(w, "INCIDENT\tOPEN FOR\tCONDITION\tATTEMPTS\tNEXT")
 	for _, in := range list {
-		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\n", in.Key, now.Sub(in.OpenedAt).Round(time.Second), orNone(in.Condition),
-			in.Attempts, nextText(now, in))
+		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\n", safetext.Line(in.Key), now.Sub(in.OpenedAt).Round(time.Second),
+			safetext.Line(orNone(in.Condition)), in.Attempts, safetext.Line(nextText(now, in)))
 	}
 	return w.Flush()
 }

@@ -3,6 +3,7 @@ package audit
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/hemostat/hemostat/pkg/safetext"
 	"io"
 	"strings"
 	"time"
@@ -146,8 +147,10 @@ func (t *Table) line(w io.Writer, cells []string) error {
 	return err
 }
 
+// oneLine is s on one line, safe for a terminal: control characters and escape sequences (anyone can
+// name a container or write a log line) are shown as visible escapes, never interpreted.
 func oneLine(s string) string {
-	return strings.Join(strings.Fields(s), " ")
+	return strings.Join(strings.Fields(safetext.Line(s)), " ")
 }
 
 // clip cuts s to n runes, marking the cut with an ellipsis.

@@ -429,3 +429,37 @@ func TestTrimAnchorsTheChain(t *testing.T) {
 		t.Errorf("an entry deleted by hand: %+v", rep)
 	}
 }
+
+// Hostile text in an entry (a container name or reason with escape sequences, bidi overrides, invalid
+// UTF-8, newlines) prints as visible escapes on one line of the table, and verbatim, escaped, in JSON.
+func TestTableNeutralisesHostileText(t *testing.T) {
+	e := entry(1, "web\x1b[2J\x1b]0;owned\x07", "restart", "failed")
+	e.Reason = "line1\nline2 \u202eexe\xff \u009b31m"
+	e.Details = "$(rm -rf /); `id`"
+	recs := []audit.Record{{StreamID: "1-0", Entry: e}}
+	var b bytes.Buffer
+	if err := audit.Write(&b, audit.FormatTable, recs, 200); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, bad := range []string{"\x1b", "\x07", "\u202e", "\xff", "\u009b"} {
+		if strings.Contains(out, bad) {
+			t.Errorf("table emits %q:\n%s", bad, out)
+		}
+	}
+	for _, want := range []string{`web\x1b[2J\x1b]0;…`, `line1 line2 \u202eexe\xff \u009b31m`, "$(rm -rf /); `id`"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+	if n := strings.Count(strings.TrimRight(out, "\n"), "\n"); n != 1 {
+		t.Errorf("table has %d line breaks, want header and one row:\n%s", n, out)
+	}
+	b.Reset()
+	if err := audit.Write(&b, audit.FormatJSONL, recs, 200); err != nil {
+		t.Fatal(err)
+	}
+	if strings.ContainsAny(b.String(), "\x1b\x07") || !strings.Contains(b.String(), `\u001b[2J`) {
+		t.Errorf("jsonl does not escape the control characters: %s", b.String())
+	}
+}

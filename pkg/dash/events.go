@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/hemostat/hemostat/pkg/safetext"
 	"slices"
 	"strings"
 )
@@ -84,11 +85,11 @@ func agentOf(raw string) string {
 		Agent string `json:"agent"`
 		Host  string `json:"host"`
 	}
-	_ = json.Unmarshal([]byte(raw), &e)
+	_ = json.Unmarshal([]byte(raw), &e) // JSON escapes decode to control characters: clean after
 	if e.Host != "" {
-		return e.Agent + "@" + e.Host
+		return safetext.Line(e.Agent + "@" + e.Host)
 	}
-	return e.Agent
+	return safetext.Line(e.Agent)
 }
 
 func prettyJSON(raw string) []string {

@@ -9,6 +9,7 @@ import (
 	tea "charm.land/bubbletea/v2"
 
 	"github.com/hemostat/hemostat/pkg/audit"
+	"github.com/hemostat/hemostat/pkg/safetext"
 )
 
 // DefaultExpectedAgents are the agent kinds a complete installation runs.
@@ -165,6 +166,7 @@ func (m Model) load() tea.Cmd {
 		c, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
 		s, err := src.Snapshot(c)
+		safetext.Deep(&s) // names, labels, reasons: anyone's text, never the terminal's orders
 		return snapshotMsg{snap: s, err: err}
 	}
 }
@@ -182,6 +184,7 @@ func (m Model) loadDetail() tea.Cmd {
 		c, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
 		es, err := src.ContainerAudit(c, host, name, detailDecisions)
+		safetext.Deep(&es)
 		return detailAuditMsg{target: target, entries: es, err: err}
 	}
 }
@@ -198,6 +201,7 @@ func (m Model) waitEvents() tea.Cmd {
 	return func() tea.Msg {
 		select {
 		case b, ok := <-ch:
+			safetext.Deep(&b)
 			return eventsMsg{batch: b, ok: ok}
 		case <-ctx.Done():
 			return eventsMsg{}

@@ -19,6 +19,7 @@ import (
 	"github.com/hemostat/hemostat/pkg/audit"
 	"github.com/hemostat/hemostat/pkg/container"
 	"maps"
+	"regexp"
 )
 
 // updating reports whether -update was given: the flag is defined by charmbracelet/x/exp/golden, which
@@ -301,5 +302,62 @@ func TestDetailShowsARefusedProposal(t *testing.T) {
 		if !strings.Contains(strings.Join(strings.Fields(got), " "), want) {
 			t.Errorf("detail lacks %q:\n%s", want, got)
 		}
+	}
+}
+
+// Hostile text (escape sequences, C1 controls, bidi overrides, invalid UTF-8) in anything a source gives
+// the dash is shown as visible escapes in every view: nothing reaches the terminal as an order.
+func TestHostileTextIsNeutralised(t *testing.T) {
+	const evil = "web\x1b[2J\x1b]0;owned\x07\u009b31m\u202eexe\xff"
+	f := newHealingFixture(t0)
+	c := f.containers[0]
+	f.containers[0].Name = evil
+	f.containers[0].Labels = map[string]string{"hemostat.note\x1b[5m": evil}
+	for i, in := range f.incidents {
+		if in.Fields["container"] == c.Name {
+			fields := maps.Clone(in.Fields)
+			fields["container"], fields["reason"], fields["root_cause"] = evil, "reason "+evil, evil
+			f.incidents[i].Fields = fields
+		}
+	}
+	f.audit = append(f.audit, audit.Entry{Seq: 1, ID: "e1", Time: t0.Add(-time.Second), Host: "node-a", Container: evil,
+		Action: "restart", Decision: "executed", Result: "failed", Reason: evil, Details: "exec output " + evil, Actor: "rules"})
+	src := &fakeSource{}
+	src.set(f.snapshot(), nil)
+	events := make(chan EventBatch, 1)
+	raw := `{"id":"1","agent":"monitor\u001b[2J","host":"node-a\u202e","event_type":"health_alert","data":{"container_name":"x\u001b]0;t\u0007"}}`
+	events <- EventBatch{Events: []Event{{Stream: "hemostat:events:health_alert", ID: "1-0", Time: t0, Type: "health_alert",
+		Container: evil, Incident: "node-a/" + evil + "/crashed", Raw: raw}}, Backfill: true}
+	o := testOptions()
+	o.Color = false
+	m := send(New(context.Background(), src, events, o), tea.WindowSizeMsg{Width: 160, Height: 50})
+	// The messages come through the model's own commands, as in the program.
+	m = send(m, m.load()(), m.waitEvents()())
+	screens := map[string]string{"overview": m.Render()}
+	for _, v := range []struct {
+		name string
+		keys []string
+	}{
+		{"detail", []string{"enter"}},
+		{"events", []string{"esc", "tab"}},
+		{"event json", []string{"enter"}},
+		{"history", []string{"esc", "tab"}},
+	} {
+		m = keys(m, v.keys...)
+		screens[v.name] = m.Render()
+	}
+	shown := false
+	ours := regexp.MustCompile("\x1b\\[[0-9;]*m") // the dash's own bold and reverse (SGR) even without colour
+	for name, s := range screens {
+		s = ours.ReplaceAllString(s, "")
+		for _, bad := range []string{"\x1b", "\u009b", "\u202e", "\x07", "\xff"} {
+			if strings.Contains(s, bad) {
+				t.Errorf("%s view emits %q:\n%s", name, bad, s)
+			}
+		}
+		shown = shown || strings.Contains(s, `web\x1b[2J`)
+	}
+	if !shown {
+		t.Errorf("no view shows the name's visible escape; screens:\n%s\n%s", screens["overview"], screens["detail"])
 	}
 }
