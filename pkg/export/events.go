@@ -9,6 +9,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/hemostat/hemostat/pkg/event"
+	"regexp"
+	"slices"
 )
 
 // Histogram buckets, in seconds or as a ratio.
@@ -94,14 +96,14 @@ func newEventMetrics(reg prometheus.Registerer) *eventMetrics {
 // observe updates the metrics from one event. Unknown types are counted and otherwise ignored.
 func (m *eventMetrics) observe(env event.Envelope) {
 	defer m.processed.Add(1)
-	m.events.WithLabelValues(env.EventType).Inc()
+	m.events.WithLabelValues(known(env.EventType, eventTypes)).Inc()
 	p, err := env.Payload()
 	if err != nil {
 		return
 	}
 	switch p := p.(type) {
 	case *event.ContainerUnhealthy:
-		m.alerts.WithLabelValues(p.Class, severity(p)).Inc()
+		m.alerts.WithLabelValues(known(p.Class, event.Classes), severity(p)).Inc()
 		m.chain.put(env.ID, p.EventTime)
 		if !p.Escalation && !p.EventTime.IsZero() {
 			if d := env.Timestamp.Sub(p.EventTime); d >= 0 {
@@ -109,12 +111,12 @@ func (m *eventMetrics) observe(env event.Envelope) {
 			}
 		}
 	case *event.RemediationNeeded:
-		method := orUnknown(p.AnalysisMethod)
+		method := methodLabel(p.AnalysisMethod)
 		m.analyses.WithLabelValues(method, "remediation").Inc()
 		m.analysisSeconds.WithLabelValues(method).Observe(p.DurationMS / 1000)
 		m.confidence.Observe(p.Confidence)
 		if p.ProposedAction != "" {
-			m.llmRefused.WithLabelValues(p.ProposedAction).Inc()
+			m.llmRefused.WithLabelValues(known(p.ProposedAction, event.Actions)).Inc()
 		}
 		t := p.EventTime
 		if t.IsZero() {
@@ -122,19 +124,19 @@ func (m *eventMetrics) observe(env event.Envelope) {
 		}
 		m.chain.put(env.ID, t)
 	case *event.FalseAlarm:
-		method := orUnknown(p.AnalysisMethod)
+		method := methodLabel(p.AnalysisMethod)
 		m.analyses.WithLabelValues(method, "false_alarm").Inc()
 		m.analysisSeconds.WithLabelValues(method).Observe(p.DurationMS / 1000)
 		m.confidence.Observe(p.Confidence)
 	case *event.RemediationComplete:
-		m.remediations.WithLabelValues(p.Action, p.Result.Status).Inc()
+		m.remediations.WithLabelValues(known(p.Action, event.Actions), known(p.Result.Status, event.Statuses)).Inc()
 		if p.GaveUp && !p.DryRun {
 			m.gaveUp.WithLabelValues(classOf(p.Class, env.Incident)).Inc()
 			m.ended(endGaveUp, p.Attempts, p.OpenedAt, env.Timestamp)
 		}
 		executed := !p.DryRun && (p.Result.Status == event.StatusSuccess || p.Result.Status == event.StatusFailed)
 		if executed && p.Action != event.ActionNone {
-			m.remediationSecs.WithLabelValues(p.Action).Observe(p.DurationMS / 1000)
+			m.remediationSecs.WithLabelValues(known(p.Action, event.Actions)).Observe(p.DurationMS / 1000)
 		}
 		if executed && p.Result.Status == event.StatusSuccess && p.Verified {
 			t := p.EventTime
@@ -148,7 +150,7 @@ func (m *eventMetrics) observe(env event.Envelope) {
 			}
 		}
 	case *event.ContainerRecovered:
-		m.recoveries.WithLabelValues(p.Class).Inc()
+		m.recoveries.WithLabelValues(known(p.Class, event.Classes)).Inc()
 		m.ended(endRecovered, p.Attempts, p.OpenedAt, env.Timestamp)
 	}
 }
@@ -165,33 +167,50 @@ func (m *eventMetrics) ended(outcome string, attempts int, opened, at time.Time)
 
 // severity is the alert's severity, else the highest of its anomalies', else "unknown".
 func severity(p *event.ContainerUnhealthy) string {
-	if p.Severity != "" {
+	rank := map[string]int{event.SeverityInfo: 1, event.SeverityWarning: 2, event.SeverityCritical: 3}
+	if rank[p.Severity] > 0 {
 		return p.Severity
 	}
-	rank := map[string]int{event.SeverityInfo: 1, event.SeverityWarning: 2, event.SeverityCritical: 3}
-	best := ""
+	best := "unknown"
 	for _, a := range p.Anomalies {
 		if rank[a.Severity] > rank[best] {
 			best = a.Severity
 		}
 	}
-	return orUnknown(best)
+	return best
 }
 
-func orUnknown(s string) string {
-	if s == "" {
-		return "unknown"
+// Label values come from events anyone who can write to Redis may have forged: each is kept to a known
+// set, so a flood of invented values cannot grow the series without bound.
+var eventTypes = []string{event.TypeContainerUnhealthy, event.TypeRemediationNeeded, event.TypeFalseAlarm,
+	event.TypeRemediationComplete, event.TypeContainerRecovered}
+
+// known is s when it is one of set, else "unknown".
+func known(s string, set []string) string {
+	if slices.Contains(set, s) {
+		return s
 	}
-	return s
+	return "unknown"
+}
+
+// methodPattern is an analysis method as the analyzer writes it: rules, or llm:<provider>:<model>.
+var methodPattern = regexp.MustCompile(`^(rules|llm:(anthropic|openai):[A-Za-z0-9._:/@-]{1,64})$`)
+
+// methodLabel is the analysis method, or "unknown" when it is not one the analyzer writes.
+func methodLabel(s string) string {
+	if methodPattern.MatchString(s) {
+		return s
+	}
+	return "unknown"
 }
 
 // classOf is the payload's class, else the last part of the incident key host/name/class.
 func classOf(class, incident string) string {
 	if class != "" {
-		return class
+		return known(class, event.Classes)
 	}
 	if i := strings.LastIndexByte(incident, '/'); i >= 0 && i < len(incident)-1 {
-		return incident[i+1:]
+		return known(incident[i+1:], event.Classes)
 	}
 	return "unknown"
 }

@@ -35,9 +35,12 @@ func newEngine(t *testing.T, cfg respond.Config) *engine {
 	return &engine{harness: h, dk: dk}
 }
 
+// healthy is a fast healthcheck. Its start period widens the verification's settle window (start period +
+// interval × (retries+1) + timeout) so a loaded machine, where a probe exec takes seconds, still sees the
+// container healthy in time; a quick machine is not slowed: verification ends at the first healthy status.
 func healthy() *docker.Healthcheck {
 	return &docker.Healthcheck{Test: []string{"CMD", "/app", "-probe", "http://127.0.0.1:8080/health"},
-		Interval: 200 * time.Millisecond, Timeout: time.Second, Retries: 2}
+		Interval: 200 * time.Millisecond, Timeout: time.Second, Retries: 2, StartPeriod: 10 * time.Second}
 }
 
 func (e *engine) state(t *testing.T, id string) docker.TargetState {

@@ -96,12 +96,12 @@ func Blocks(n alert.Notification, loc *time.Location) []slack.Block {
 	if n.EventID != "" {
 		ctx += " · event `" + escape(n.EventID) + "`"
 	}
-	blocks = append(blocks, slack.NewContextBlock("", md(ctx)))
+	blocks = append(blocks, slack.NewContextBlock("", md(cut(ctx, maxSection))))
 	return blocks
 }
 
 // Text is the plain fallback shown in notifications and by clients without Block Kit.
-func Text(n alert.Notification) string { return n.Title() }
+func Text(n alert.Notification) string { return cut(n.Title(), maxSection) }
 
 func stateText(n alert.Notification) string {
 	s := strings.ReplaceAll(string(n.State), "_", " ")
