@@ -150,9 +150,15 @@ func typeError(err error) error {
 // are ignored. The payload is checked too when the event type is known.
 func Decode(b []byte) (Envelope, error) {
 	var e Envelope
+	if len(b) > MaxEnvelopeBytes {
+		return e, &DecodeError{Reason: fmt.Sprintf("%d bytes is larger than the %d an envelope may be", len(b), MaxEnvelopeBytes)}
+	}
 	b = bytes.TrimSpace(b)
 	if len(b) == 0 || b[0] != '{' {
 		return e, &DecodeError{Reason: "not a JSON object"}
+	}
+	if tooDeep(b, MaxDepth) {
+		return e, &DecodeError{Reason: fmt.Sprintf("nested deeper than %d levels", MaxDepth)}
 	}
 	if err := json.Unmarshal(b, &e); err != nil {
 		return Envelope{}, typeError(err)
@@ -178,6 +184,47 @@ func Decode(b []byte) (Envelope, error) {
 }
 
 var errUnknownType = errors.New("unknown event type")
+
+// MaxEnvelopeBytes bounds an envelope. hemostat's own are a few KiB at most (exec output is cut at 4 KiB,
+// evidence and errors are capped); a larger entry was not written by hemostat and is dead-lettered before
+// anything is allocated for its fields.
+const MaxEnvelopeBytes = 256 << 10
+
+// MaxDepth bounds the nesting of an envelope's JSON. hemostat's nest four levels; the decoder's time grows
+// faster than the input with depth (40,000 levels took half a second), so deeper input is refused unread.
+const MaxDepth = 32
+
+// tooDeep reports whether the JSON in b nests objects and arrays deeper than max, in one pass that skips
+// strings.
+func tooDeep(b []byte, max int) bool {
+	if bytes.Count(b, []byte{'{'})+bytes.Count(b, []byte{'['}) <= max {
+		return false // the common case, counted at memory speed
+	}
+	depth, inString := 0, false
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		if inString {
+			switch c {
+			case '\\':
+				i++
+			case '"':
+				inString = false
+			}
+			continue
+		}
+		switch c {
+		case '"':
+			inString = true
+		case '{', '[':
+			if depth++; depth > max {
+				return true
+			}
+		case '}', ']':
+			depth--
+		}
+	}
+	return false
+}
 
 // Payload decodes and validates the typed payload of a known event type.
 func (e Envelope) Payload() (Payload, error) {

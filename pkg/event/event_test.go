@@ -83,6 +83,8 @@ func TestDecodeErrors(t *testing.T) {
 		{"confidence out of range", `{"id":"1","event_type":"remediation_needed","timestamp":"2026-11-28T10:30:45Z","data":{"container":"web","action":"restart","confidence":1.5}}`, "data.confidence"},
 		{"unknown action", `{"id":"1","event_type":"remediation_needed","timestamp":"2026-11-28T10:30:45Z","data":{"container":"web","action":"reboot","confidence":0.9}}`, "data.action"},
 		{"bad status", `{"id":"1","event_type":"remediation_complete","timestamp":"2026-11-28T10:30:45Z","data":{"container":"web","action":"restart","result":{"status":"great"}}}`, "data.result.status"},
+		{"huge field", strings.Replace(valid, `"container_name":"web"`, `"container_name":"`+strings.Repeat("w", event.MaxEnvelopeBytes)+`"`, 1), ""},
+		{"deep JSON", strings.Replace(valid, `"metrics":{"cpu_percent":1}`, `"metrics":`+strings.Repeat(`{"a":`, 20000)+`1`+strings.Repeat(`}`, 20000), 1), ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -99,6 +101,21 @@ func TestDecodeErrors(t *testing.T) {
 			}
 		})
 	}
+	t.Run("brackets in strings do not count as depth", func(t *testing.T) {
+		in := strings.Replace(valid, `"container_name":"web"`, `"container_name":"`+strings.Repeat(`[{\"`, 100)+`"`, 1)
+		if _, err := event.Decode([]byte(in)); err != nil {
+			t.Fatalf("got %v, want nil", err)
+		}
+	})
+	t.Run("invalid UTF-8 decodes as replacement characters", func(t *testing.T) {
+		e, err := event.Decode([]byte(strings.Replace(valid, `"container_name":"web"`, "\"container_name\":\"w\xff\xfe\"", 1)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p, _ := event.DecodeData[event.ContainerUnhealthy](e); p == nil || p.ContainerName != "w\uFFFD\uFFFD" {
+			t.Errorf("name = %q, want the invalid bytes replaced", p.ContainerName)
+		}
+	})
 	t.Run("unknown fields tolerated", func(t *testing.T) {
 		in := strings.Replace(valid, `"agent":"monitor"`, `"agent":"monitor","future":{"x":1}`, 1)
 		in = strings.Replace(in, `"class":"crashed"`, `"class":"crashed","new_field":[1]`, 1)
