@@ -46,8 +46,12 @@ func checkEnvFile(t *testing.T, path, env string) {
 		}
 		n++
 		name := m[1]
+		listed := func(n string) bool { return regexp.MustCompile(`(?m)^\s+` + n + `\s`).MatchString(env) }
+		if known[name] || listed(name) { // a variable of its own, such as HEMOSTAT_WEB_CONFIG_FILE
+			continue
+		}
 		base := strings.TrimSuffix(name, "_FILE")
-		if known[name] || regexp.MustCompile(`(?m)^\s+`+base+`\s`).MatchString(env) {
+		if listed(base) {
 			if base != name && !strings.Contains(env, name) {
 				t.Errorf("%s: %s: %s has no _FILE form (only secrets do)", path, name, base)
 			}

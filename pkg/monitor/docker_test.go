@@ -207,7 +207,8 @@ func TestDeliberateStopsAndHealthyContainersOpenNothing(t *testing.T) {
 	stopID, stopName := h.run(docker.CreateOptions{})
 	killID, killName := h.run(docker.CreateOptions{})
 	_, healthyName := h.run(docker.CreateOptions{Cmd: []string{"-health-addr", ":8080"},
-		Health: &docker.Healthcheck{Test: probe, Interval: 500 * time.Millisecond, Timeout: time.Second, Retries: 1}})
+		// Generous timeout and retries: on a loaded machine a probe can take seconds, and this one must not fail.
+		Health: &docker.Healthcheck{Test: probe, Interval: 500 * time.Millisecond, Timeout: 10 * time.Second, Retries: 5}})
 	_, optOutName := h.run(docker.CreateOptions{Cmd: []string{"-exit-code", "3", "-exit-after", "300ms"},
 		Labels: map[string]string{"hemostat.enable": "false"}})
 	h.waitState(stopName, "running", 10*time.Second)

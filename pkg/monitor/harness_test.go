@@ -3,6 +3,8 @@ package monitor_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"math/rand/v2"
 	"strings"
 	"sync"
 	"testing"
@@ -27,7 +29,7 @@ func eventually(t testing.TB, timeout time.Duration, cond func() bool) bool {
 // syncBuffer is safe for concurrent writers and the test.
 type syncBuffer = testenv.SyncBuffer
 
-// harness is a monitor on the real engine and a Redis database, watching only containers named prefix-*.
+// harness is a monitor on the real engine and a Redis database, watching only containers named prefix-nonce-*.
 type harness struct {
 	t      testing.TB
 	dc     *docker.Client
@@ -62,6 +64,9 @@ func newHarness(t testing.TB, prefix string, redisURL string, o monitor.Options)
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
+	// A nonce of this run in the prefix: a container another run of the same test left behind (a killed
+	// run cannot clean up) is not watched, and cannot add its alerts to this run's.
+	prefix = fmt.Sprintf("%s-%04x", prefix, rand.IntN(1<<16))
 	o.Watch.Include = append(o.Watch.Include, prefix+"-*")
 	h := &harness{t: t, dc: dc, st: st, bus: bus.New(st.Conn, bus.Options{}), o: o, prefix: prefix, out: &syncBuffer{}}
 	h.start()
