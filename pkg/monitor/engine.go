@@ -791,8 +791,8 @@ func (g *engine) clearState(inc *incident, en *entry, now time.Time) (clear bool
 	}
 	switch inc.class {
 	case event.ClassCrashed, event.ClassOOMKilled:
-		if running && en.health != "unhealthy" {
-			return true, later(en.startedAt, inc.lastFired), ""
+		if back, since := en.back(); running && back {
+			return true, later(since, inc.lastFired), ""
 		}
 	case event.ClassCrashLoop:
 		recent := 0
@@ -817,11 +817,29 @@ func (g *engine) clearState(inc *incident, en *entry, now time.Time) (clear bool
 		}
 		s := map[string]time.Time{event.ClassCPUSaturated: en.cpuClearSince, event.ClassMemoryPressure: en.memClearSince,
 			event.ClassMemoryLeak: en.leakClear}[inc.class]
-		if !s.IsZero() {
-			return true, s, ""
+		if back, since := en.back(); !s.IsZero() && back {
+			return true, later(s, since), ""
 		}
 	}
 	return false, time.Time{}, ""
+}
+
+// back reports whether a running container is back as the responder's verification means it, and since
+// when: running, and healthy when it has a healthcheck. A container whose healthcheck has not passed since
+// its start is not recovered yet: counting the hysteresis from its start would close the incident as
+// recovered while hemostat's action still waits for the first probe (30 s apart by Docker's default), and
+// before the action's attempt is counted.
+func (en *entry) back() (bool, time.Time) {
+	if en.healthcheck == nil {
+		return en.health != "unhealthy", en.startedAt
+	}
+	if en.health != "healthy" {
+		return false, time.Time{}
+	}
+	if en.healthyAt.After(en.startedAt) {
+		return true, en.healthyAt
+	}
+	return true, en.startedAt
 }
 
 // onTick clears incidents whose condition stayed clear for the hysteresis, re-alerts those still failing

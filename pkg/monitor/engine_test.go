@@ -1,6 +1,7 @@
 package monitor
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -288,6 +289,38 @@ func TestEngineResourceClasses(t *testing.T) {
 			t.Errorf("(-want +got):\n%s", diff)
 		}
 	})
+	t.Run("cpu recovers once its healthcheck passes too", func(t *testing.T) {
+		g := newEngine(testConfig())
+		g.onEvent(ev("c1", "start", t0), t0)
+		g.onDetails(docker.Details{ID: "c1", Name: "web", State: "running", StartedAt: t0, NanoCPUs: 5e8, Health: "starting",
+			Healthcheck: &docker.Healthcheck{Interval: 30 * time.Second}}, g.byID["c1"].seq, false, t0)
+		var got []string
+		cpu := uint64(0)
+		for i := range 12 { // over the threshold until 40 s, under it from 50 s: clear, but not yet healthy
+			at := t0.Add(time.Duration(i) * 10 * time.Second)
+			rate := 0.45
+			if i >= 5 {
+				rate = 0.1
+			}
+			cpu += uint64(rate * 10e9)
+			got = append(got, kinds(g.onSample("c1", sample(at, cpu, 100*mib, 512*mib), at))...)
+			got = append(got, kinds(g.onTick(at))...)
+		}
+		if diff := cmp.Diff([]string{"opened cpu_saturated"}, got); diff != "" {
+			t.Errorf("before the healthcheck passed (-want +got):\n%s", diff)
+		}
+		healthy := t0.Add(115 * time.Second)
+		g.onEvent(ev("c1", "", healthy, "health", "healthy"), healthy)
+		for _, s := range []time.Duration{116, 144, 146} {
+			got = append(got, kinds(g.onTick(t0.Add(s*time.Second)))...)
+		}
+		if diff := cmp.Diff([]string{"opened cpu_saturated", "condition cpu_saturated", "cleared cpu_saturated"}, got); diff != "" {
+			t.Errorf("(-want +got):\n%s", diff)
+		}
+		if in := g.incidents["h/web/cpu_saturated"]; in != nil {
+			t.Errorf("still open after 31 s healthy and under the threshold")
+		}
+	})
 }
 
 func TestEngineOptOut(t *testing.T) {
@@ -406,5 +439,53 @@ func TestEngineForgetsIncidentsClosedInRedis(t *testing.T) {
 	g.onEvent(ev("c1", "start", at(21)), at(21))
 	if got := kinds(g.onEvent(ev("c1", "die", at(22), "exitCode", "3"), at(22))); !cmp.Equal(got, []string{"opened crashed"}) {
 		t.Errorf("after the close, a crash: %v, want a new incident", got)
+	}
+}
+
+// TestEngineRecoveryWaitsForTheHealthcheck: a container with a healthcheck is not recovered until the
+// healthcheck passes after its restart, as the responder's verification has it; the hysteresis (30 s) counts
+// from then. Running while the first probe is still to come (Docker's default interval is 30 s) is not clear.
+func TestEngineRecoveryWaitsForTheHealthcheck(t *testing.T) {
+	at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
+	hc := &docker.Healthcheck{Interval: 30 * time.Second}
+	details := func(s float64) step {
+		return step{d: &docker.Details{ID: "c1", Name: "web", Image: "img", State: "running", StartedAt: at(s), Pid: 42,
+			Health: "starting", Healthcheck: hc}}
+	}
+	start := func(s float64) step { return step{e: ev("c1", "start", at(s))} }
+	healthy := func(s float64) step { return step{e: ev("c1", "", at(s), "health", "healthy")} }
+	tick := func(s float64) step { return step{tic: at(s)} }
+	for _, tc := range []struct {
+		name  string
+		steps []step
+		want  []string
+	}{
+		// Restarted at 45, healthy at 85 (the first probe came late): clear from 85, recovered at 115.
+		{"a crash, restarted: not clear while the healthcheck starts", []step{start(0), details(0), healthy(30),
+			{e: ev("c1", "die", at(40), "exitCode", "3")}, start(45), details(45), tick(60), tick(80), healthy(85), tick(86),
+			tick(114), tick(116)},
+			[]string{"opened crashed", "condition crashed at 1m26s", "cleared crashed at 1m56s"}},
+		{"an OOM kill, restarted: the same", []step{start(0), details(0), healthy(30), {e: ev("c1", "oom", at(40))},
+			{e: ev("c1", "die", at(40.1), "exitCode", "137")}, start(45), details(45), tick(60), tick(80), healthy(85), tick(86),
+			tick(114), tick(116)},
+			[]string{"opened oom_killed", "condition oom_killed at 1m26s", "cleared oom_killed at 1m56s"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := newEngine(testConfig())
+			g.cfg.Watch = WatchRules{Mode: WatchAll}
+			var got []string
+			for _, s := range tc.steps {
+				if s.tic.IsZero() {
+					got = append(got, runSteps(g, []step{s})...)
+					continue
+				}
+				for _, k := range kinds(g.onTick(s.tic)) {
+					got = append(got, fmt.Sprintf("%s at %s", k, s.tic.Sub(t0)))
+				}
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("notices (-want +got):\n%s", diff)
+			}
+		})
 	}
 }
