@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -27,7 +29,34 @@ import (
 
 var binary string // the hemostat binary under test, built once in TestMain
 
+// Scenarios run scenariosAtOnce at a time, taking turns through slots, and those named in atOnce besides,
+// without waiting for a slot: the 3-minute churn starts at once, and the others take turns beside it. The
+// scenarios mostly wait (on timers, backoff steps and the engine), so this is more than GOMAXPROCS, -parallel's
+// default; and go test starts parallel tests in no set order, so the churn could otherwise start last.
+const scenariosAtOnce = 3
+
+var (
+	slots  = make(chan struct{}, scenariosAtOnce)
+	atOnce = map[string]bool{"churn": true}
+)
+
+// admit waits for a slot for the scenario, given back at its cleanup (after its containers are removed and
+// hemostat stopped: cleanups run last registered first).
+func admit(t *testing.T, name string) {
+	if atOnce[name] {
+		return
+	}
+	slots <- struct{}{}
+	t.Cleanup(func() { <-slots })
+}
+
 func TestMain(m *testing.M) {
+	flag.Parse()
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == "test.parallel" })
+	if !set {
+		_ = flag.Set("test.parallel", strconv.Itoa(64)) // the slots limit them
+	}
 	dir, err := os.MkdirTemp("", "hemostat-e2e")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -40,6 +69,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	stopEngineLog()
 	printTable()
 	os.RemoveAll(dir)
 	os.Exit(code)
@@ -68,7 +98,7 @@ func record(r result) {
 func printTable() {
 	resultsMu.Lock()
 	defer resultsMu.Unlock()
-	if len(results) == 0 {
+	if len(results) == 0 && len(loopRows) == 0 {
 		return
 	}
 	sort.Slice(results, func(i, j int) bool { return results[i].scenario < results[j].scenario })
@@ -89,6 +119,8 @@ func printTable() {
 		fmt.Fprintf(w, "| %s\t| %s\t| %s\t| %d\t| %d\t|\n", r.scenario, dur(r.detected), dur(r.remediated), r.notifications, r.audit)
 	}
 	w.Flush()
+	b.WriteString("\n")
+	writeLoopTable(&b)
 	fmt.Print("\nend-to-end scenarios (hemostat run as a subprocess, real Redis and Docker):\n" + b.String())
 	if f := os.Getenv("HEMOSTAT_E2E_TABLE"); f != "" {
 		_ = os.WriteFile(f, b.Bytes(), 0o644)
@@ -114,6 +146,7 @@ type scenario struct {
 func newScenario(t *testing.T, name string, extra ...string) *scenario {
 	t.Helper()
 	t.Parallel()
+	admit(t, name)
 	dc := testenv.RequireDocker(t)
 	url := testenv.RequireRedis(t)
 	opt, err := redis.ParseURL(url)
@@ -133,7 +166,7 @@ func newScenario(t *testing.T, name string, extra ...string) *scenario {
 	}, extra...)
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("hemostat run logs:\n%s", lastLines(s.logs.String(), 80))
+			t.Logf("hemostat run logs:\n%s", lastLines(s.logs.String(), 200))
 		}
 	})
 	return s

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -28,18 +29,12 @@ func main() {
 		probe          = flag.String("probe", "", "healthcheck mode: GET this URL, exit 0 on 200, 1 otherwise")
 		logSecrets     = flag.Bool("log-secrets", false, "write log lines that contain fake secrets")
 		logEvery       = flag.Duration("log-every", 0, "write a log line this often")
-		once           = flag.Bool("once", false, "misbehave (exit, leak, hog, turn unhealthy) only on the first start; later starts run quietly, as a fixed app would")
+		once           = flag.Bool("once", false, "misbehave (exit, leak, hog, turn unhealthy) only on the first start; later starts run quietly, as a fixed app would (-bad-starts 1)")
+		badStarts      = flag.Int("bad-starts", 0, "misbehave only on the first N starts; later starts run quietly (0: on every start)")
+		exitAgain      = flag.Duration("exit-again-after", 0, "with -bad-starts: on the first good start, exit with -exit-code after this long, once")
 		ignoreTerm     = flag.Bool("ignore-sigterm", false, "ignore SIGTERM, so a stop waits for its timeout")
 	)
 	flag.Parse()
-	if *once {
-		// The container's writable layer survives a restart: a marker says this is not the first start.
-		if _, err := os.Stat("/started-once"); err == nil {
-			*exitAfter, *cpu, *leakMBps, *unhealthyAfter = 0, 0, 0, 0
-		} else {
-			_ = os.WriteFile("/started-once", []byte("1"), 0o644)
-		}
-	}
 	if *probe != "" {
 		c := http.Client{Timeout: 2 * time.Second}
 		r, err := c.Get(*probe)
@@ -48,8 +43,19 @@ func main() {
 		}
 		os.Exit(0)
 	}
+	if *once && *badStarts == 0 {
+		*badStarts = 1
+	}
+	n := countStart()
+	if *badStarts > 0 && n > *badStarts {
+		// A good start: the app behaves, except for the one exit -exit-again-after asks for.
+		*exitAfter, *cpu, *leakMBps, *unhealthyAfter = 0, 0, 0, 0
+		if n == *badStarts+1 {
+			*exitAfter = *exitAgain
+		}
+	}
 	start := time.Now()
-	fmt.Println("testapp started", strings.Join(os.Args[1:], " "))
+	fmt.Println("testapp started", strings.Join(os.Args[1:], " "), "(start", strconv.Itoa(n)+")")
 	if *logSecrets {
 		fmt.Println("connecting to postgres://app:hunter2@db:5432/app")
 		fmt.Println("Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U")
@@ -123,6 +129,23 @@ func main() {
 			fmt.Println("tick", time.Since(start).Round(time.Millisecond), len(held))
 		}
 	}
+}
+
+// startsFile counts the container's starts. The container's writable layer survives a restart, so the
+// count does too.
+const startsFile = "/starts"
+
+// countStart records one more start and returns its number, 1 for the first.
+func countStart() int {
+	n := 0
+	if b, err := os.ReadFile(startsFile); err == nil {
+		n, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+	}
+	n++
+	if err := os.WriteFile(startsFile, []byte(strconv.Itoa(n)), 0o644); err != nil {
+		fmt.Fprintln(os.Stderr, "count start:", err)
+	}
+	return n
 }
 
 // touch allocates n bytes and writes every page so they count as resident.
