@@ -138,6 +138,7 @@ type scenario struct {
 	slack   *alerttest.Slack
 	dataDir string
 	args    []string
+	env     []string // added to the environment of hemostat run
 	proc    *exec.Cmd
 	logs    *testenv.SyncBuffer
 	started time.Time
@@ -184,6 +185,7 @@ func lastLines(s string, n int) string {
 func (s *scenario) start() {
 	s.t.Helper()
 	cmd := exec.Command(binary, s.args...)
+	cmd.Env = append(os.Environ(), s.env...)
 	cmd.Stdout = s.logs
 	cmd.Stderr = s.logs
 	if err := cmd.Start(); err != nil {

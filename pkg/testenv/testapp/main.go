@@ -33,6 +33,7 @@ func main() {
 		badStarts      = flag.Int("bad-starts", 0, "misbehave only on the first N starts; later starts run quietly (0: on every start)")
 		exitAgain      = flag.Duration("exit-again-after", 0, "with -bad-starts: on the first good start, exit with -exit-code after this long, once")
 		ignoreTerm     = flag.Bool("ignore-sigterm", false, "ignore SIGTERM, so a stop waits for its timeout")
+		say            = flag.String("say", "", "write this line to the log at the start (e.g. a prompt injection)")
 	)
 	flag.Parse()
 	if *probe != "" {
@@ -56,6 +57,9 @@ func main() {
 	}
 	start := time.Now()
 	fmt.Println("testapp started", strings.Join(os.Args[1:], " "), "(start", strconv.Itoa(n)+")")
+	if *say != "" {
+		fmt.Println(*say)
+	}
 	if *logSecrets {
 		fmt.Println("connecting to postgres://app:hunter2@db:5432/app")
 		fmt.Println("Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U")
