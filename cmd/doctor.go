@@ -75,7 +75,8 @@ func doctorRun(ctx context.Context, d *Deps, f *pflag.FlagSet, opts *doctorOptio
 		v, _ := f.GetStringSlice(name)
 		return v
 	}
-	redisDefault := !f.Changed("redis-url") && os.Getenv(envName("redis-url")) == ""
+	redisDefault := !f.Changed("redis-url") && os.Getenv(envName("redis-url")) == "" && len(d.Global.Redis.Sentinels) == 0
+	ro := d.redisOptions(0)
 	o := doctor.Options{
 		Docker: func(ctx context.Context) (doctor.Docker, error) {
 			c, err := d.Docker(ctx)
@@ -91,8 +92,10 @@ func doctorRun(ctx context.Context, d *Deps, f *pflag.FlagSet, opts *doctorOptio
 			}
 			return c.Conn, nil
 		},
-		RedisURL:     conn.Redact(d.Global.RedisURL),
+		RedisURL:     d.redisTarget(),
 		RedisDefault: redisDefault,
+		RedisMode:    ro.Mode(),
+		RedisTLS:     tlsWords(ro),
 		Cgroup:       cgroup.NewReader(cgroup.Options{}),
 		Sampler:      str("sampler"),
 		Watch:        monitor.WatchRules{Mode: str("watch"), Include: list("include"), Exclude: list("exclude")},
@@ -122,3 +125,14 @@ type doctorDocker struct{ *docker.Client }
 
 // Versions implements doctor.Docker.
 func (c doctorDocker) Versions() (string, string) { return c.APIVersion, c.ServerVersion }
+
+// tlsWords says how a connection with these options is encrypted.
+func tlsWords(o conn.Options) string {
+	switch {
+	case !o.TLSEnabled():
+		return "off"
+	case o.TLS.Cert != "":
+		return "on, with a client certificate"
+	}
+	return "on"
+}
