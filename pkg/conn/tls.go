@@ -1,6 +1,7 @@
 package conn
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -85,6 +86,9 @@ func (o Options) explainTLS(err error) string {
 		return fmt.Sprintf(" (the server refused the client certificate --redis-tls-cert %s: it is not signed by a CA the server trusts, tls-ca-cert-file)", o.TLS.Cert)
 	case strings.Contains(s, "first record does not look like a TLS handshake"):
 		return " (the server speaks plain Redis on this port: use redis://, or its tls-port)"
+	case o.TLSEnabled() && (errors.Is(err, context.DeadlineExceeded) || strings.Contains(s, "i/o timeout")):
+		// A plain Redis port reads a TLS hello as an unfinished command and says nothing.
+		return " (no TLS handshake: is this Redis's tls-port, or its plain port?)"
 	}
 	return ""
 }
