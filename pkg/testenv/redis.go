@@ -154,7 +154,7 @@ func (s *RedisServer) Start() {
 		c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + strconv.Itoa(s.Port)})
 		err := c.Ping(context.Background()).Err()
 		c.Close()
-		if err == nil {
+		if err == nil || strings.HasPrefix(err.Error(), "NOAUTH") { // up, with a password
 			return
 		}
 		if !strings.Contains(err.Error(), "refused") && !strings.HasPrefix(err.Error(), "LOADING") {

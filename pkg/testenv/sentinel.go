@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -64,7 +65,8 @@ sentinel parallel-syncs %s 1
 	ok := Poll(10*time.Second, func() bool {
 		c := redis.NewClient(&redis.Options{Addr: s.Addr()})
 		defer c.Close()
-		return c.Ping(context.Background()).Err() == nil
+		err := c.Ping(context.Background()).Err()
+		return err == nil || strings.HasPrefix(err.Error(), "NOAUTH") // up, with a password
 	})
 	if !ok {
 		b, _ := os.ReadFile(filepath.Join(s.Dir, "sentinel.log"))
