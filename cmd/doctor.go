@@ -36,7 +36,9 @@ as 'hemostat run'), everything that would make hemostat fail or silently do noth
 
   docker             the engine answers; the negotiated API version; the containers can be listed
   cgroup             which sampler --sampler would run, tried on a running container's cgroup files
-  redis              reachable; version 6.2 or later (streams with XAUTOCLAIM)
+  redis              reachable; version 6.2 or later (streams with XAUTOCLAIM); a Redis Cluster is refused
+  redis-mode         standalone or through Sentinel; TLS off, on or mutual; the server is a master, and
+                     through Sentinel it has a replica to promote
   redis-persistence  appendonly, save, and the last disk writes (without persistence a restart forgets
                      breakers, backoff, incidents and the audit trail)
   redis-eviction     maxmemory-policy noeviction (an evicting Redis drops streams and ledger keys)

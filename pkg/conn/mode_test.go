@@ -59,57 +59,14 @@ func TestClusterRefused(t *testing.T) {
 	}
 }
 
-// sentinelSet is a master, a replica and three sentinels on loopback, with low timings.
-type sentinelSet struct {
-	master, replica *testenv.RedisServer
-	sentinels       []*testenv.Sentinel
-}
-
 const masterName = "hemostat-test"
-
-func startSentinelSet(t *testing.T, password string) *sentinelSet {
-	t.Helper()
-	var auth, sauth []string
-	if password != "" {
-		auth = []string{"--requirepass", password, "--masterauth", password}
-		sauth = []string{"requirepass " + password, "sentinel auth-pass " + masterName + " " + password}
-	}
-	s := &sentinelSet{master: testenv.StartRedisWith(t, auth...)}
-	s.replica = testenv.StartRedisWith(t, append([]string{"--replicaof", "127.0.0.1", strconv.Itoa(s.master.Port)}, auth...)...)
-	for range 3 {
-		s.sentinels = append(s.sentinels, testenv.StartSentinel(t, masterName, s.master.Port, 2,
-			testenv.SentinelTimings{DownAfter: 500 * time.Millisecond, FailoverTimeout: 2 * time.Second}, sauth...))
-	}
-	// Ready when every sentinel knows the replica and the other two sentinels: then a failover can happen.
-	for _, sn := range s.sentinels {
-		c := redis.NewSentinelClient(&redis.Options{Addr: sn.Addr(), Password: password})
-		testenv.Eventually(t, 20*time.Second, "sentinel "+sn.Addr()+" to know the replica and its peers", func() bool {
-			r, err := c.Replicas(context.Background(), masterName).Result()
-			if err != nil || len(r) == 0 {
-				return false
-			}
-			p, err := c.Sentinels(context.Background(), masterName).Result()
-			return err == nil && len(p) == 2
-		})
-		c.Close()
-	}
-	return s
-}
-
-func (s *sentinelSet) addrs() []string {
-	var out []string
-	for _, sn := range s.sentinels {
-		out = append(out, sn.Addr())
-	}
-	return out
-}
 
 // TestSentinelFollowsFailover: through the sentinels, with one password for them and the data nodes, the
 // connection finds the master; after the master is killed it finds the promoted replica by itself, with
 // the data written before, and so does a Follower.
 func TestSentinelFollowsFailover(t *testing.T) {
-	s := startSentinelSet(t, "s3cret")
-	c, err := conn.Open(conn.Options{URL: "redis://127.0.0.1:1/0", Password: "s3cret", Sentinels: s.addrs(), MasterName: masterName})
+	s := testenv.StartSentinelSet(t, masterName, "s3cret")
+	c, err := conn.Open(conn.Options{URL: "redis://127.0.0.1:1/0", Password: "s3cret", Sentinels: s.Addrs(), MasterName: masterName})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,15 +87,15 @@ func TestSentinelFollowsFailover(t *testing.T) {
 	}
 	f := c.Follower()
 	defer f.Close()
-	s.master.Stop() // kill -9
+	s.Master.Stop() // kill -9
 	start := time.Now()
 	testenv.Eventually(t, 30*time.Second, "a write through the sentinels after the failover", func() bool {
 		return rdb.Set(ctx, "after", "1", 0).Err() == nil
 	})
 	t.Logf("writes resumed %s after the master was killed", time.Since(start).Round(time.Millisecond))
 	info, err := c.ServerInfo(ctx, "server")
-	if err != nil || info["tcp_port"] != strconv.Itoa(s.replica.Port) {
-		t.Errorf("now on port %s (err %v), want the promoted replica's %d", info["tcp_port"], err, s.replica.Port)
+	if err != nil || info["tcp_port"] != strconv.Itoa(s.Replica.Port) {
+		t.Errorf("now on port %s (err %v), want the promoted replica's %d", info["tcp_port"], err, s.Replica.Port)
 	}
 	if got := rdb.Get(ctx, "before").Val(); got != "1" {
 		t.Errorf("the write acknowledged by the replica before the failover is gone: %q", got)
@@ -148,7 +105,7 @@ func TestSentinelFollowsFailover(t *testing.T) {
 	})
 
 	// A wrong password is refused by the sentinels, and says where.
-	bad, err := conn.Open(conn.Options{URL: "redis://127.0.0.1:1/0", Password: "wrong", Sentinels: s.addrs(), MasterName: masterName})
+	bad, err := conn.Open(conn.Options{URL: "redis://127.0.0.1:1/0", Password: "wrong", Sentinels: s.Addrs(), MasterName: masterName})
 	if err != nil {
 		t.Fatal(err)
 	}

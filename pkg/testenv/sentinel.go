@@ -80,3 +80,51 @@ func (s *Sentinel) Log() string {
 	b, _ := os.ReadFile(filepath.Join(s.Dir, "sentinel.log"))
 	return string(b)
 }
+
+// SentinelSet is a master, one replica and three sentinels (quorum 2) on loopback, with timings low
+// enough for a failover within a few seconds.
+type SentinelSet struct {
+	Name            string // the master's name
+	Master, Replica *RedisServer
+	Sentinels       []*Sentinel
+}
+
+// StartSentinelSet starts a set whose master is called name. With a password, the master, the replica and
+// the sentinels all require it. It returns once every sentinel knows the replica and the other two
+// sentinels, so that killing the master fails over.
+func StartSentinelSet(t testing.TB, name, password string) *SentinelSet {
+	t.Helper()
+	var auth, sauth []string
+	if password != "" {
+		auth = []string{"--requirepass", password, "--masterauth", password}
+		sauth = []string{"requirepass " + password, "sentinel auth-pass " + name + " " + password}
+	}
+	s := &SentinelSet{Name: name, Master: StartRedisWith(t, auth...)}
+	s.Replica = StartRedisWith(t, append([]string{"--replicaof", "127.0.0.1", strconv.Itoa(s.Master.Port)}, auth...)...)
+	for range 3 {
+		s.Sentinels = append(s.Sentinels, StartSentinel(t, name, s.Master.Port, 2,
+			SentinelTimings{DownAfter: 500 * time.Millisecond, FailoverTimeout: 2 * time.Second}, sauth...))
+	}
+	for _, sn := range s.Sentinels {
+		c := redis.NewSentinelClient(&redis.Options{Addr: sn.Addr(), Password: password})
+		Eventually(t, 20*time.Second, "sentinel "+sn.Addr()+" to know the replica and its peers", func() bool {
+			r, err := c.Replicas(context.Background(), name).Result()
+			if err != nil || len(r) == 0 {
+				return false
+			}
+			p, err := c.Sentinels(context.Background(), name).Result()
+			return err == nil && len(p) == 2
+		})
+		c.Close()
+	}
+	return s
+}
+
+// Addrs are the sentinels' host:port addresses.
+func (s *SentinelSet) Addrs() []string {
+	var out []string
+	for _, sn := range s.Sentinels {
+		out = append(out, sn.Addr())
+	}
+	return out
+}
