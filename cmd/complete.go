@@ -157,7 +157,7 @@ func (d *Deps) completion(kind string, maxArgs int) cobra.CompletionFunc {
 		ctx, cancel := context.WithTimeout(context.Background(), completionTimeout)
 		defer cancel()
 		conn.QuietDriverLogs(nil)
-		st, err := store.Open(conn.Options{URL: d.Global.RedisURL, Password: d.Global.RedisPassword, PoolSize: 1})
+		st, err := store.Open(d.redisOptions(1))
 		if err != nil {
 			return nil, none
 		}

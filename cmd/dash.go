@@ -2,6 +2,7 @@ package cmd
 
 import (
 	"context"
+	"errors"
 	"os"
 	"time"
 
@@ -71,11 +72,18 @@ func dashRun(ctx context.Context, d *Deps, opts dashOptions) error {
 		return UsageError("dash draws on a terminal and stdout is not one (for scripts: hemostat audit -o json)")
 	}
 	// Not d.Store: the dashboard starts without Redis, says so on screen and keeps retrying.
-	c, err := conn.Open(conn.Options{URL: d.Global.RedisURL, Password: d.Global.RedisPassword, PoolSize: 4})
+	c, err := conn.Open(d.redisOptions(4))
 	if err != nil {
 		return UsageError("%v", err)
 	}
 	d.OnClose(func() { c.Close() })
+	// A cluster is refused before the screen is taken; an unreachable Redis is not (see above).
+	cctx, cancel := context.WithTimeout(ctx, time.Second)
+	err = c.Check(cctx)
+	cancel()
+	if errors.Is(err, conn.ErrCluster) {
+		return err
+	}
 	// The dashboard owns the terminal while it runs: nothing else may write to it, the driver included.
 	conn.QuietDriverLogs(nil)
 	st := store.New(c)

@@ -2,6 +2,7 @@ package cmd
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -18,11 +19,10 @@ import (
 
 // GlobalOptions are the persistent flags every subcommand shares.
 type GlobalOptions struct {
-	RedisURL      string
-	RedisPassword string
-	HostName      string
-	LogLevel      string
-	LogFormat     string
+	Redis     RedisOptions
+	HostName  string
+	LogLevel  string
+	LogFormat string
 }
 
 // Deps carries the IO streams, the logger and lazy constructors of the shared clients.
@@ -84,15 +84,18 @@ func (d *Deps) Store(ctx context.Context) (*store.Store, error) {
 	if d.store != nil {
 		return d.store, nil
 	}
-	c, err := conn.Open(conn.Options{URL: d.Global.RedisURL, Password: d.Global.RedisPassword, PoolSize: 32})
+	c, err := conn.Open(d.redisOptions(32))
 	if err != nil {
 		return nil, UsageError("%v", err)
 	}
 	pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	if err := c.Ping(pctx); err != nil {
+	if err := c.Check(pctx); err != nil {
 		c.Close()
-		return nil, fmt.Errorf("%w (tried %s; set --redis-url or HEMOSTAT_REDIS_URL)", err, conn.Redact(d.Global.RedisURL))
+		if errors.Is(err, conn.ErrCluster) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w (tried %s; %s)", err, d.redisTarget(), d.redisHint())
 	}
 	d.store = store.New(c)
 	d.closers = append(d.closers, func() { c.Close() })

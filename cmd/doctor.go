@@ -36,7 +36,9 @@ as 'hemostat run'), everything that would make hemostat fail or silently do noth
 
   docker             the engine answers; the negotiated API version; the containers can be listed
   cgroup             which sampler --sampler would run, tried on a running container's cgroup files
-  redis              reachable; version 6.2 or later (streams with XAUTOCLAIM)
+  redis              reachable; version 6.2 or later (streams with XAUTOCLAIM); a Redis Cluster is refused
+  redis-mode         standalone or through Sentinel; TLS off, on or mutual; the server is a master, and
+                     through Sentinel it has a replica to promote
   redis-persistence  appendonly, save, and the last disk writes (without persistence a restart forgets
                      breakers, backoff, incidents and the audit trail)
   redis-eviction     maxmemory-policy noeviction (an evicting Redis drops streams and ledger keys)
@@ -75,7 +77,8 @@ func doctorRun(ctx context.Context, d *Deps, f *pflag.FlagSet, opts *doctorOptio
 		v, _ := f.GetStringSlice(name)
 		return v
 	}
-	redisDefault := !f.Changed("redis-url") && os.Getenv(envName("redis-url")) == ""
+	redisDefault := !f.Changed("redis-url") && os.Getenv(envName("redis-url")) == "" && len(d.Global.Redis.Sentinels) == 0
+	ro := d.redisOptions(0)
 	o := doctor.Options{
 		Docker: func(ctx context.Context) (doctor.Docker, error) {
 			c, err := d.Docker(ctx)
@@ -91,8 +94,10 @@ func doctorRun(ctx context.Context, d *Deps, f *pflag.FlagSet, opts *doctorOptio
 			}
 			return c.Conn, nil
 		},
-		RedisURL:     conn.Redact(d.Global.RedisURL),
+		RedisURL:     d.redisTarget(),
 		RedisDefault: redisDefault,
+		RedisMode:    ro.Mode(),
+		RedisTLS:     tlsWords(ro),
 		Cgroup:       cgroup.NewReader(cgroup.Options{}),
 		Sampler:      str("sampler"),
 		Watch:        monitor.WatchRules{Mode: str("watch"), Include: list("include"), Exclude: list("exclude")},
@@ -122,3 +127,14 @@ type doctorDocker struct{ *docker.Client }
 
 // Versions implements doctor.Docker.
 func (c doctorDocker) Versions() (string, string) { return c.APIVersion, c.ServerVersion }
+
+// tlsWords says how a connection with these options is encrypted.
+func tlsWords(o conn.Options) string {
+	switch {
+	case !o.TLSEnabled():
+		return "off"
+	case o.TLS.Cert != "":
+		return "on, with a client certificate"
+	}
+	return "on"
+}

@@ -128,9 +128,7 @@ Run everything in one process with 'hemostat run'.`,
 	root.SetFlagErrorFunc(flagError)
 	g := &d.Global
 	pf := root.PersistentFlags()
-	pf.StringVar(&g.RedisURL, "redis-url", defaultRedisURL, "Redis URL (redis:// or rediss:// for TLS)")
-	pf.StringVar(&g.RedisPassword, "redis-password", "", "Redis password (overrides the URL's)")
-	markSecret(pf, "redis-password")
+	addRedisFlags(pf, &g.Redis)
 	pf.StringVar(&g.HostName, "host-name", "", "name of this Docker host in incident keys (default: the OS host name)")
 	choiceVar(pf, &g.LogLevel, "log-level", "", "info", "log level: "+orList(logLevels), logLevels...)
 	choiceVar(pf, &g.LogFormat, "log-format", "", "text", "log format: "+orList(logFormats)+" (logs go to stderr)", logFormats...)

@@ -189,7 +189,7 @@ func runRun(cmd *cobra.Command, d *Deps, opts *runOptions, agents map[string]*co
 // ensureStore decides which Redis to use: the configured one, the default address when it answers, or
 // the embedded store.
 func ensureStore(ctx context.Context, cmd *cobra.Command, d *Deps, opts *runOptions) error {
-	configured := cmd.Flags().Changed("redis-url") || os.Getenv("HEMOSTAT_REDIS_URL") != ""
+	configured := cmd.Flags().Changed("redis-url") || os.Getenv("HEMOSTAT_REDIS_URL") != "" || len(d.Global.Redis.Sentinels) > 0
 	if configured {
 		_, err := d.Store(ctx) // exit 3 with what was tried when it does not answer
 		return err
@@ -198,7 +198,7 @@ func ensureStore(ctx context.Context, cmd *cobra.Command, d *Deps, opts *runOpti
 	_, err := d.Store(pctx)
 	cancel()
 	if err == nil {
-		d.Logger.Info("using Redis at the default address", "url", conn.Redact(d.Global.RedisURL))
+		d.Logger.Info("using Redis at the default address", "url", conn.Redact(d.Global.Redis.URL))
 		return nil
 	}
 	if !errors.Is(err, conn.ErrUnavailable) {
@@ -206,7 +206,7 @@ func ensureStore(ctx context.Context, cmd *cobra.Command, d *Deps, opts *runOpti
 	}
 	e, err := store.StartEmbedded(store.EmbeddedOptions{Addr: opts.EmbeddedAddr, DataDir: opts.DataDir, Logger: d.Logger})
 	if err != nil {
-		return fmt.Errorf("no Redis at %s and the embedded store could not start: %w", conn.Redact(d.Global.RedisURL), err)
+		return fmt.Errorf("no Redis at %s and the embedded store could not start: %w", conn.Redact(d.Global.Redis.URL), err)
 	}
 	d.OnClose(func() {
 		if err := e.Close(); err != nil {
@@ -214,8 +214,8 @@ func ensureStore(ctx context.Context, cmd *cobra.Command, d *Deps, opts *runOpti
 		}
 	})
 	fmt.Fprintf(d.Err, "hemostat: no Redis at %s; serving an embedded store on %s (state in %s)\n",
-		conn.Redact(d.Global.RedisURL), e.Addr(), opts.DataDir)
-	d.Global.RedisURL = e.URL()
+		conn.Redact(d.Global.Redis.URL), e.Addr(), opts.DataDir)
+	d.Global.Redis.URL = e.URL()
 	_, err = d.Store(ctx)
 	return err
 }

@@ -22,7 +22,7 @@ func runDeps(t *testing.T, url string) (*Deps, *bytes.Buffer) {
 	t.Helper()
 	var errb bytes.Buffer
 	d := NewDeps(strings.NewReader(""), &bytes.Buffer{}, &errb)
-	d.Global = GlobalOptions{RedisURL: url, HostName: "h", LogLevel: "info", LogFormat: "text"}
+	d.Global = GlobalOptions{Redis: RedisOptions{URL: url}, HostName: "h", LogLevel: "info", LogFormat: "text"}
 	if err := d.init(); err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +45,7 @@ func TestRunServesTheEmbeddedStoreWhenNoRedisAnswers(t *testing.T) {
 	if !strings.Contains(errb.String(), "serving an embedded store on "+opts.EmbeddedAddr) {
 		t.Errorf("no one-line notice of the embedded store: %q", errb.String())
 	}
-	if d.Global.RedisURL == dead {
+	if d.Global.Redis.URL == dead {
 		t.Fatal("still pointed at the dead address")
 	}
 	st, err := d.Store(ctx)

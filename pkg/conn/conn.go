@@ -1,5 +1,6 @@
 // Package conn owns hemostat's connections to Redis: it parses the configuration (a redis:// or rediss://
-// URL and a password), builds the go-redis client every other Redis package shares, tells an unreachable
+// URL and a password, or the sentinels that know the master; TLS certificates), refuses a Redis Cluster,
+// builds the go-redis client every other Redis package shares, tells an unreachable
 // Redis from a failed command, and keeps passwords out of what is logged.
 //
 // Only pkg/conn, pkg/bus and the packages under pkg/store import go-redis: the bus reads and writes the
@@ -31,20 +32,43 @@ const (
 	MaxRetries   = 1
 )
 
+// Modes of a connection: one server, or a master found through Redis Sentinel.
+const (
+	ModeStandalone = "standalone"
+	ModeSentinel   = "sentinel"
+)
+
 // Options configure a connection.
 type Options struct {
-	URL      string // redis:// or rediss:// (TLS)
-	Password string // overrides the URL's password when set
-	PoolSize int    // 0: go-redis's default (10 per CPU)
+	// URL is redis:// or rediss:// (TLS). With Sentinels, its host is not dialled: only its scheme (rediss://
+	// turns TLS on), user, password and database number apply.
+	URL      string
+	Password string // overrides the URL's password when set; with Sentinels, the sentinels' password too
+	// Sentinels are the host:port addresses of Redis Sentinels; when set, the master named MasterName is
+	// found through them, and found again after a failover.
+	Sentinels  []string
+	MasterName string
+	TLS        TLSFiles // certificates; setting any of them turns TLS on
+	PoolSize   int      // 0: go-redis's default (10 per CPU)
+}
+
+// Mode is ModeSentinel when the options name sentinels, else ModeStandalone.
+func (o Options) Mode() string {
+	if len(o.Sentinels) > 0 {
+		return ModeSentinel
+	}
+	return ModeStandalone
 }
 
 // Conn is a pool of connections to one Redis. Its zero value is not usable; call Open.
 type Conn struct {
 	rdb  *redis.Client
 	addr string
+	o    Options // as opened, for Follower; nil-able fields of Wrap'd conns stay empty
+	tls  bool
 }
 
-// Open parses the options and builds the pool. It does not dial: call Ping to check.
+// Open parses the options and builds the pool. It does not dial: call Check (or Ping) to check.
 func Open(o Options) (*Conn, error) {
 	ro, err := redis.ParseURL(o.URL)
 	if err != nil {
@@ -53,6 +77,11 @@ func Open(o Options) (*Conn, error) {
 	if o.Password != "" {
 		ro.Password = o.Password
 	}
+	tc, err := o.tlsConfig(ro)
+	if err != nil {
+		return nil, err
+	}
+	ro.TLSConfig = tc
 	if o.PoolSize > 0 {
 		ro.PoolSize = o.PoolSize
 	}
@@ -61,17 +90,53 @@ func Open(o Options) (*Conn, error) {
 	ro.WriteTimeout = WriteTimeout
 	ro.MaxRetries = MaxRetries
 	ro.ContextTimeoutEnabled = true
-	return &Conn{rdb: redis.NewClient(ro), addr: ro.Addr}, nil
+	if o.Mode() == ModeStandalone {
+		if o.MasterName != "" {
+			return nil, fmt.Errorf("--redis-master %s needs --redis-sentinels: the master is found through them", o.MasterName)
+		}
+		return &Conn{rdb: redis.NewClient(ro), addr: ro.Addr, o: o, tls: tc != nil}, nil
+	}
+	if o.MasterName == "" {
+		return nil, fmt.Errorf("--redis-sentinels %s needs --redis-master: the name of the master in the sentinels' configuration", strings.Join(o.Sentinels, ","))
+	}
+	for _, a := range o.Sentinels {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return nil, fmt.Errorf("--redis-sentinels: %q is not host:port", a)
+		}
+	}
+	fo := &redis.FailoverOptions{
+		MasterName: o.MasterName, SentinelAddrs: o.Sentinels,
+		SentinelUsername: ro.Username, SentinelPassword: ro.Password,
+		Username: ro.Username, Password: ro.Password, DB: ro.DB, TLSConfig: tc,
+		PoolSize: ro.PoolSize, DialTimeout: ro.DialTimeout, ReadTimeout: ro.ReadTimeout, WriteTimeout: ro.WriteTimeout,
+		MaxRetries: ro.MaxRetries, ContextTimeoutEnabled: true,
+	}
+	addr := fmt.Sprintf("master %s via sentinels %s", o.MasterName, strings.Join(o.Sentinels, ","))
+	return &Conn{rdb: redis.NewFailoverClient(fo), addr: addr, o: o, tls: tc != nil}, nil
 }
 
 // Wrap makes a Conn of an existing go-redis client (tests, benchmarks).
-func Wrap(rdb *redis.Client) *Conn { return &Conn{rdb: rdb, addr: rdb.Options().Addr} }
+func Wrap(rdb *redis.Client) *Conn {
+	return &Conn{rdb: rdb, addr: rdb.Options().Addr, tls: rdb.Options().TLSConfig != nil}
+}
 
 // Client is the go-redis client, for pkg/bus and the pkg/store packages only.
 func (c *Conn) Client() *redis.Client { return c.rdb }
 
-// Addr is the host:port dialled.
+// Addr is the host:port dialled, or for Sentinel the master's name and the sentinels.
 func (c *Conn) Addr() string { return c.addr }
+
+// Mode is ModeStandalone or ModeSentinel.
+func (c *Conn) Mode() string { return c.o.Mode() }
+
+// TLS reports whether the connection is encrypted.
+func (c *Conn) TLS() bool { return c.tls }
+
+// MutualTLS reports whether the connection presents a client certificate.
+func (c *Conn) MutualTLS() bool { return c.tls && c.o.TLS.Cert != "" }
+
+// Sentinels are the sentinels' addresses, in ModeSentinel.
+func (c *Conn) Sentinels() []string { return c.o.Sentinels }
 
 // Close releases the connections.
 func (c *Conn) Close() error { return c.rdb.Close() }
@@ -79,18 +144,26 @@ func (c *Conn) Close() error { return c.rdb.Close() }
 // Ping checks that Redis answers, within the context's deadline.
 func (c *Conn) Ping(ctx context.Context) error {
 	if err := c.rdb.Ping(ctx).Err(); err != nil {
-		return fmt.Errorf("%w at %s: %v", ErrUnavailable, c.addr, err)
+		return fmt.Errorf("%w at %s: %v%s", ErrUnavailable, c.addr, err, c.o.explainTLS(err))
 	}
 	return nil
 }
 
 // Follower returns a new one-connection pool to the same server for one long blocking reader. Closing
 // it interrupts a blocking read at once, which cancelling the read's context does not; the caller closes it.
+// Through Sentinel it finds the master itself, so it follows a failover like its parent.
 func (c *Conn) Follower() *Conn {
+	if c.o.URL != "" {
+		o := c.o
+		o.PoolSize = 1
+		if f, err := Open(o); err == nil { // c was opened with these options: they parse
+			return f
+		}
+	}
 	o := *c.rdb.Options()
 	o.PoolSize = 1
 	o.MinIdleConns = 0
-	return &Conn{rdb: redis.NewClient(&o), addr: c.addr}
+	return &Conn{rdb: redis.NewClient(&o), addr: c.addr, tls: c.tls}
 }
 
 // IsUnavailable reports whether err means Redis could not be reached (as opposed to a command error).
@@ -110,9 +183,13 @@ func IsUnavailable(err error) bool {
 		return true
 	}
 	s := err.Error()
+	// READONLY and MASTERDOWN come from a server that is, or just became, a replica during a failover:
+	// the request waits for the new master as it would for a restart.
 	return strings.Contains(s, "connection refused") || strings.Contains(s, "EOF") ||
 		strings.Contains(s, "broken pipe") || strings.Contains(s, "connection reset") ||
-		strings.HasPrefix(s, "LOADING") || strings.Contains(s, "i/o timeout")
+		strings.HasPrefix(s, "LOADING") || strings.Contains(s, "i/o timeout") ||
+		strings.HasPrefix(s, "READONLY") || strings.HasPrefix(s, "MASTERDOWN") ||
+		strings.Contains(s, "all sentinels specified in configuration are unreachable")
 }
 
 // IsNoScript reports whether err is Redis's answer to EVALSHA of a script it has not cached.

@@ -96,6 +96,8 @@ type Options struct {
 	Redis        func(ctx context.Context) (Redis, error)
 	RedisURL     string // redacted, for messages
 	RedisDefault bool   // the URL is the default one: hemostat run would serve an embedded store without it
+	RedisMode    string // conn.ModeStandalone or conn.ModeSentinel
+	RedisTLS     string // how the connection is encrypted, in words: "off", "on", "on, with a client certificate"
 	Cgroup       Cgroup
 	Sampler      string // --sampler: auto, cgroup or api
 	Watch        monitor.WatchRules

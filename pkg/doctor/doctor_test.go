@@ -3,6 +3,7 @@ package doctor_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/hemostat/hemostat/pkg/cgroup"
+	"github.com/hemostat/hemostat/pkg/conn"
 	"github.com/hemostat/hemostat/pkg/docker"
 	"github.com/hemostat/hemostat/pkg/doctor"
 	"github.com/hemostat/hemostat/pkg/monitor"
@@ -90,6 +92,7 @@ func goodRedis() *fakeRedis {
 			"server":      {"redis_version": "7.2.4", "redis_mode": "standalone"},
 			"persistence": {"aof_enabled": "1", "aof_last_write_status": "ok", "rdb_last_bgsave_status": "ok"},
 			"memory":      {"maxmemory": "0", "maxmemory_policy": "noeviction"},
+			"replication": {"role": "master", "connected_slaves": "0"},
 		},
 		config: map[string]string{"appendonly": "yes", "appendfsync": "everysec", "save": "3600 1"},
 	}
@@ -138,7 +141,7 @@ func find(t *testing.T, rep doctor.Report, name string) doctor.Result {
 
 func TestEverythingHealthy(t *testing.T) {
 	rep := doctor.Run(context.Background(), options(goodDocker(), goodRedis()))
-	want := map[string]doctor.Status{"docker": "ok", "cgroup": "ok", "redis": "ok", "redis-persistence": "ok",
+	want := map[string]doctor.Status{"docker": "ok", "cgroup": "ok", "redis": "ok", "redis-mode": "ok", "redis-persistence": "ok",
 		"redis-eviction": "ok", "clock": "ok", "notifications": "ok", "labels": "ok", "watch": "ok"}
 	if diff := cmp.Diff(want, statuses(rep)); diff != "" {
 		t.Fatalf("statuses (-want +got):\n%s\n%+v", diff, rep.Checks)
@@ -159,7 +162,7 @@ func TestDockerUnreachable(t *testing.T) {
 		return nil, errors.New("docker unavailable at unix:///var/run/docker.sock: permission denied")
 	}
 	rep := doctor.Run(context.Background(), o)
-	want := map[string]doctor.Status{"docker": "fail", "cgroup": "ok", "redis": "ok", "redis-persistence": "ok",
+	want := map[string]doctor.Status{"docker": "fail", "cgroup": "ok", "redis": "ok", "redis-mode": "ok", "redis-persistence": "ok",
 		"redis-eviction": "ok", "clock": "ok", "notifications": "ok", "labels": "skip", "watch": "skip"}
 	if diff := cmp.Diff(want, statuses(rep)); diff != "" {
 		t.Errorf("statuses (-want +got):\n%s", diff)
@@ -417,5 +420,61 @@ func TestDryRunIsAWarning(t *testing.T) {
 	rep := doctor.Run(context.Background(), o)
 	if got := find(t, rep, "dry-run"); got.Status != doctor.StatusWarn || !rep.OK {
 		t.Errorf("got %s, report OK %v", got.Status, rep.OK)
+	}
+}
+
+func TestRedisMode(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		mode   string
+		tls    string
+		repl   map[string]string
+		want   doctor.Status
+		says   string
+		detail string
+	}{
+		{"standalone master", conn.ModeStandalone, "", map[string]string{"role": "master", "connected_slaves": "0"},
+			"ok", "standalone, TLS off, role master, 0 replica(s); no failover", ""},
+		{"a replica refuses writes", conn.ModeStandalone, "on", map[string]string{"role": "slave"},
+			"fail", "READONLY", ""},
+		{"sentinel without a replica", conn.ModeSentinel, "on, with a client certificate", map[string]string{"role": "master", "connected_slaves": "0"},
+			"warn", "through Sentinel, TLS on, with a client certificate, role master, 0 replica(s): the sentinels have no replica", ""},
+		{"sentinel with a replica", conn.ModeSentinel, "on", map[string]string{"role": "master", "connected_slaves": "1",
+			"slave0": "ip=10.0.0.2,port=6379,state=online,offset=42,lag=0"},
+			"ok", "through Sentinel, TLS on, role master, 1 replica(s)", "asynchronous"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rd := goodRedis()
+			rd.info["replication"] = tc.repl
+			o := options(goodDocker(), rd)
+			o.RedisMode, o.RedisTLS = tc.mode, tc.tls
+			got := find(t, doctor.Run(context.Background(), o), "redis-mode")
+			if got.Status != tc.want || !strings.Contains(got.Summary, tc.says) {
+				t.Errorf("got %s %q, want %s containing %q", got.Status, got.Summary, tc.want, tc.says)
+			}
+			if !strings.Contains(strings.Join(got.Details, "\n"), tc.detail) {
+				t.Errorf("details %q do not say %q", got.Details, tc.detail)
+			}
+			if got.Status != doctor.StatusOK && got.Fix == "" {
+				t.Error("no fix offered")
+			}
+		})
+	}
+}
+
+func TestRedisClusterRefused(t *testing.T) {
+	o := options(goodDocker(), goodRedis())
+	o.Redis = func(context.Context) (doctor.Redis, error) {
+		return nil, fmt.Errorf("%w: 127.0.0.1:7000 is a Redis Cluster node (INFO cluster says cluster_enabled:1)", conn.ErrCluster)
+	}
+	rep := doctor.Run(context.Background(), o)
+	got := find(t, rep, "redis")
+	if got.Status != doctor.StatusFail || !strings.Contains(got.Summary, "Cluster") || !strings.Contains(got.Fix, "--redis-sentinels") {
+		t.Errorf("got %s %q fix %q", got.Status, got.Summary, got.Fix)
+	}
+	for _, name := range []string{"redis-mode", "redis-persistence", "redis-eviction"} {
+		if s := find(t, rep, name).Status; s != doctor.StatusSkip {
+			t.Errorf("%s: %s, want skip", name, s)
+		}
 	}
 }

@@ -2,9 +2,12 @@ package doctor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/hemostat/hemostat/pkg/conn"
 )
 
 // minRedis is the oldest server with every command the bus uses (XAUTOCLAIM arrived in 6.2).
@@ -19,6 +22,15 @@ func (r *run) redis(ctx context.Context) {
 		r.rd, r.redisErr = r.o.Redis(cctx)
 		cancel()
 	}
+	if errors.Is(r.redisErr, conn.ErrCluster) {
+		r.add(Result{Name: "redis", Status: StatusFail, Summary: r.redisErr.Error(),
+			Fix: "Point hemostat at one Redis server (--redis-url), or at a Sentinel-managed master for failover " +
+				"(--redis-sentinels, --redis-master). docs/architecture.md says why Cluster is refused."})
+		r.add(Result{Name: "redis-mode", Status: StatusSkip, Summary: "Redis Cluster is refused"})
+		r.add(Result{Name: "redis-persistence", Status: StatusSkip, Summary: "Redis Cluster is refused"})
+		r.add(Result{Name: "redis-eviction", Status: StatusSkip, Summary: "Redis Cluster is refused"})
+		return
+	}
 	if r.redisErr != nil {
 		res := Result{Name: "redis", Status: StatusFail, Summary: fmt.Sprintf("no Redis at %s: %v", r.o.RedisURL, r.redisErr),
 			Fix: "Start Redis, or set --redis-url (HEMOSTAT_REDIS_URL); the password goes in HEMOSTAT_REDIS_PASSWORD or _FILE."}
@@ -28,11 +40,13 @@ func (r *run) redis(ctx context.Context) {
 			res.Fix = "For one process, nothing to do. For separate agents or several hosts, run Redis (examples/compose) and set HEMOSTAT_REDIS_URL."
 		}
 		r.add(res)
+		r.add(Result{Name: "redis-mode", Status: StatusSkip, Summary: "Redis unavailable"})
 		r.add(Result{Name: "redis-persistence", Status: StatusSkip, Summary: "Redis unavailable"})
 		r.add(Result{Name: "redis-eviction", Status: StatusSkip, Summary: "Redis unavailable"})
 		return
 	}
 	r.redisVersion(ctx)
+	r.mode(ctx)
 	r.persistence(ctx)
 	r.eviction(ctx)
 }
@@ -165,4 +179,58 @@ func (r *run) eviction(ctx context.Context) {
 			Summary: fmt.Sprintf("maxmemory-policy %s with maxmemory %d bytes: under memory pressure Redis evicts stream entries, ledger records and audit entries without a word", policy, limit),
 			Fix:     "CONFIG SET maxmemory-policy noeviction (and in redis.conf), and give Redis the memory it needs; cap the streams with --stream-max-len instead."})
 	}
+}
+
+// mode: how hemostat reaches Redis (one server, or a master through Sentinel), whether it is encrypted, and
+// whether the server can take writes. Through Sentinel it also tells what a failover can lose.
+func (r *run) mode(ctx context.Context) {
+	const name = "redis-mode"
+	tlsWords := r.o.RedisTLS
+	if tlsWords == "" {
+		tlsWords = "off"
+	}
+	info, err := r.info(ctx, "replication")
+	role := info["role"]
+	if err != nil || role == "" {
+		r.add(Result{Name: name, Status: StatusWarn, Summary: fmt.Sprintf("%s, TLS %s; INFO replication does not answer (%v): the server's role is unknown", r.o.modeWords(), tlsWords, err),
+			Fix: "Make sure the server hemostat writes to is a master, not a replica."})
+		return
+	}
+	replicas, _ := strconv.Atoi(info["connected_slaves"])
+	var details []string
+	for i := range replicas {
+		if v := info[fmt.Sprintf("slave%d", i)]; v != "" {
+			details = append(details, "replica "+v)
+		}
+	}
+	minReplicas, _ := r.config(ctx, "min-replicas-to-write")
+	if minReplicas != "" {
+		maxLag, _ := r.config(ctx, "min-replicas-max-lag")
+		details = append(details, fmt.Sprintf("min-replicas-to-write %s, min-replicas-max-lag %s", minReplicas, maxLag))
+	}
+	summary := fmt.Sprintf("%s, TLS %s, role %s, %d replica(s)", r.o.modeWords(), tlsWords, role, replicas)
+	switch {
+	case role != "master":
+		r.add(Result{Name: name, Status: StatusFail, Details: details,
+			Summary: summary + ": a replica refuses writes (READONLY), so no agent can work",
+			Fix:     "Point --redis-url at the master, or use --redis-sentinels and --redis-master to follow it."})
+	case r.o.RedisMode == conn.ModeSentinel && replicas == 0:
+		r.add(Result{Name: name, Status: StatusWarn, Details: details,
+			Summary: summary + ": the sentinels have no replica to promote, so a master failure stops hemostat until it returns",
+			Fix:     "Run at least one replica of the master (replicaof), watched by the sentinels."})
+	case r.o.RedisMode == conn.ModeSentinel:
+		details = append(details, "replication is asynchronous: a failover loses the writes the master acknowledged but had not yet sent to the promoted replica; docs/architecture.md says what hemostat does about it")
+		r.add(Result{Name: name, Status: StatusOK, Summary: summary, Details: details})
+	default:
+		r.add(Result{Name: name, Status: StatusOK, Details: details,
+			Summary: summary + "; no failover: while Redis is down the agents wait (--redis-sentinels for failover)"})
+	}
+}
+
+// modeWords names the connection mode.
+func (o Options) modeWords() string {
+	if o.RedisMode == conn.ModeSentinel {
+		return "through Sentinel"
+	}
+	return "standalone"
 }

@@ -116,6 +116,7 @@ type RedisServer struct {
 	t    testing.TB
 	Port int
 	Dir  string
+	Args []string // more redis-server arguments (--replicaof, --tls-port, ...), given at every start
 	cmd  *exec.Cmd
 }
 
@@ -124,12 +125,15 @@ func (s *RedisServer) URL() string { return urlFor("127.0.0.1:"+strconv.Itoa(s.P
 
 // StartRedis starts a private redis-server with append-only persistence (so a restart keeps the data),
 // stopped at cleanup. It skips without redis-server, but fails under CI=true.
-func StartRedis(t testing.TB) *RedisServer {
+func StartRedis(t testing.TB) *RedisServer { t.Helper(); return StartRedisWith(t) }
+
+// StartRedisWith is StartRedis with more redis-server arguments.
+func StartRedisWith(t testing.TB, args ...string) *RedisServer {
 	t.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		unavailable(t, "redis-server not installed: run the tests with scripts/test")
 	}
-	s := &RedisServer{t: t, Port: FreePort(t), Dir: t.TempDir()}
+	s := &RedisServer{t: t, Port: FreePort(t), Dir: t.TempDir(), Args: args}
 	s.Start()
 	t.Cleanup(s.Stop)
 	return s
@@ -141,6 +145,7 @@ func (s *RedisServer) Start() {
 	s.cmd = exec.Command("redis-server", "--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1",
 		"--dir", s.Dir, "--appendonly", "yes", "--appendfsync", "always", "--save", "",
 		"--logfile", filepath.Join(s.Dir, "redis.log"))
+	s.cmd.Args = append(s.cmd.Args, s.Args...)
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatalf("start redis-server: %v", err)
 	}
@@ -149,7 +154,7 @@ func (s *RedisServer) Start() {
 		c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + strconv.Itoa(s.Port)})
 		err := c.Ping(context.Background()).Err()
 		c.Close()
-		if err == nil {
+		if err == nil || strings.HasPrefix(err.Error(), "NOAUTH") { // up, with a password
 			return
 		}
 		if !strings.Contains(err.Error(), "refused") && !strings.HasPrefix(err.Error(), "LOADING") {
