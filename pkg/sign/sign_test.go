@@ -48,7 +48,7 @@ func TestParse(t *testing.T) {
 		{in: "k1:" + secretA, ids: []string{"k1"}},
 		{in: "new:" + secretB + ",old:" + secretA, ids: []string{"new", "old"}},
 		{in: " new:" + secretB + "\nold:" + secretA + "\n", ids: []string{"new", "old"}}, // a file, one a line
-		{in: "k.1_a-B:" + secretA + ":with:colons", ids: []string{"k.1_a-B"}},         // the secret is all after the first colon
+		{in: "k.1_a-B:" + secretA + ":with:colons", ids: []string{"k.1_a-B"}},            // the secret is all after the first colon
 		{in: "", wantErr: "no key"},
 		{in: secretA, wantErr: "key 1: want id:secret"},
 		{in: "k1:short", wantErr: `key "k1": secret is 5 bytes, want at least 32`},
@@ -150,7 +150,7 @@ func TestVerify(t *testing.T) {
 // signed by either verify, so agents may be restarted in any order.
 func TestRotation(t *testing.T) {
 	before := mustParse(t, "old:"+secretA)
-	during := mustParse(t, "old:"+secretA+",new:"+secretB)  // step 1: add the new key, the old one still signs
+	during := mustParse(t, "old:"+secretA+",new:"+secretB)   // step 1: add the new key, the old one still signs
 	switched := mustParse(t, "new:"+secretB+",old:"+secretA) // step 2: the new key signs, the old one verifies
 	after := mustParse(t, "new:"+secretB)                    // step 3: the old key is gone
 	signers := map[string]*sign.Keyring{"before": before, "during": during, "switched": switched, "after": after}
