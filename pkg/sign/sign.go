@@ -64,33 +64,41 @@ var ErrUnauthenticated = errors.New("unauthenticated entry")
 // Is lets errors.Is(err, ErrUnauthenticated) match.
 func (e *Error) Is(target error) bool { return target == ErrUnauthenticated }
 
-// key is one secret and its id; its HMAC states are pooled, a verification allocates none.
+// key is one secret and its id; its HMAC states are pooled, so signing and verifying allocate little.
 type key struct {
 	id   string
-	pool sync.Pool // of hash.Hash
+	pool sync.Pool // of *state
+}
+
+// state is one HMAC state and a buffer for the framing.
+type state struct {
+	h   hash.Hash
+	buf []byte
+	sum [sha256.Size]byte
 }
 
 func newKey(id string, secret []byte) *key {
 	k := &key{id: id}
 	s := append([]byte(nil), secret...)
-	k.pool.New = func() any { return hmac.New(sha256.New, s) }
+	k.pool.New = func() any { return &state{h: hmac.New(sha256.New, s), buf: make([]byte, 0, 128)} }
 	return k
 }
 
-// sum computes the MAC of an entry under the key into dst (32 bytes).
-func (k *key) sum(dst []byte, stream string, raw []byte) []byte {
-	h := k.pool.Get().(hash.Hash)
-	h.Reset()
-	var n [4]byte
-	h.Write([]byte(tag))
-	for _, part := range [][]byte{[]byte(k.id), []byte(stream), raw} {
-		binary.BigEndian.PutUint32(n[:], uint32(len(part)))
-		h.Write(n[:])
-		h.Write(part)
-	}
-	dst = h.Sum(dst)
-	k.pool.Put(h)
-	return dst
+// sum computes the MAC of an entry under the key and passes it to use, which must not keep it.
+func (k *key) sum(stream string, raw []byte, use func(mac []byte)) {
+	st := k.pool.Get().(*state)
+	st.h.Reset()
+	b := append(st.buf[:0], tag...)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(k.id)))
+	b = append(b, k.id...)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(stream)))
+	b = append(b, stream...)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(raw)))
+	st.h.Write(b)
+	st.h.Write(raw)
+	st.buf = b
+	use(st.h.Sum(st.sum[:0]))
+	k.pool.Put(st)
 }
 
 // Keyring holds the keys of a deployment: the first signs, every one verifies. A nil *Keyring signs
@@ -167,13 +175,14 @@ func (kr *Keyring) LogValue() slog.Value { return slog.StringValue(kr.String()) 
 // Sign returns the MAC field's value for an envelope's bytes published on stream.
 func (kr *Keyring) Sign(stream string, raw []byte) string {
 	k := kr.keys[0]
-	var buf [sha256.Size]byte
-	mac := k.sum(buf[:0], stream, raw)
-	out := make([]byte, 0, len(k.id)+1+base64.RawURLEncoding.EncodedLen(len(mac)))
-	out = append(out, k.id...)
-	out = append(out, ':')
-	out = base64.RawURLEncoding.AppendEncode(out, mac)
-	return string(out)
+	var out string
+	k.sum(stream, raw, func(mac []byte) {
+		b := make([]byte, 0, len(k.id)+1+base64.RawURLEncoding.EncodedLen(len(mac)))
+		b = append(b, k.id...)
+		b = append(b, ':')
+		out = string(base64.RawURLEncoding.AppendEncode(b, mac))
+	})
+	return out
 }
 
 // Verify checks the MAC field's value of an entry read from stream; "" is an unsigned entry. It returns an
@@ -201,8 +210,9 @@ func (kr *Keyring) Verify(stream string, raw []byte, value string) error {
 	if err != nil || n != sha256.Size {
 		return &Error{Reason: ReasonBadMAC, Detail: fmt.Sprintf("key %s: MAC is not base64url", id)}
 	}
-	var want [sha256.Size]byte
-	if !hmac.Equal(got[:n], k.sum(want[:0], stream, raw)) {
+	var equal bool
+	k.sum(stream, raw, func(mac []byte) { equal = hmac.Equal(got[:n], mac) })
+	if !equal {
 		return &Error{Reason: ReasonBadMAC, Detail: fmt.Sprintf("key %s: MAC does not match", id)}
 	}
 	return nil
