@@ -27,16 +27,18 @@ type GlobalOptions struct {
 
 // Deps carries the IO streams, the logger and lazy constructors of the shared clients.
 type Deps struct {
-	In     io.Reader
-	Out    io.Writer
-	Err    io.Writer
-	Global GlobalOptions
-	Logger *slog.Logger
+	In      io.Reader
+	Out     io.Writer
+	Err     io.Writer
+	Global  GlobalOptions
+	Signing SigningOptions
+	Logger  *slog.Logger
 
-	mu      sync.Mutex
-	store   *store.Store
-	docker  *docker.Client
-	closers []func()
+	mu         sync.Mutex
+	busWarning sync.Once
+	store      *store.Store
+	docker     *docker.Client
+	closers    []func()
 }
 
 // NewDeps returns dependencies over the given streams.
@@ -60,6 +62,9 @@ func (d *Deps) init() error {
 	}
 	// The Redis driver would print every failed dial; agents log each state change once instead.
 	conn.QuietDriverLogs(d.Logger)
+	if err := d.Signing.load(); err != nil {
+		return err
+	}
 	if d.Global.HostName == "" {
 		h, err := os.Hostname()
 		if err != nil || h == "" {
@@ -111,6 +116,14 @@ func (d *Deps) Bus(ctx context.Context, o bus.Options) (*bus.Bus, error) {
 	if o.Logger == nil {
 		o.Logger = d.Logger
 	}
+	o.Keys = d.Signing.Keys()
+	d.busWarning.Do(func() {
+		if o.Keys == nil {
+			d.Logger.Warn("bus entries are not authenticated: anyone who can write to Redis can order a restart, stop or exec; set --signing-key (HEMOSTAT_SIGNING_KEY_FILE)")
+			return
+		}
+		d.Logger.Info("bus entries are signed and verified", "signing_key", o.Keys.SigningKey(), "keys", o.Keys.KeyIDs())
+	})
 	return bus.New(c.Conn, o), nil
 }
 

@@ -127,6 +127,9 @@ func respondRun(ctx context.Context, d *Deps, opts respondOptions) error {
 		return UsageError("--backoff must be positive and at most --cooldown")
 	}
 	cfg.Host = d.HostName()
+	if cfg.MaxRequestAge = d.Signing.requestAge(); cfg.MaxRequestAge >= cfg.DoneTTL {
+		return UsageError("--max-request-age %s must be shorter than --done-ttl %s: a replay older than the one and younger than the other would be acted on", cfg.MaxRequestAge, cfg.DoneTTL)
+	}
 	st, err := d.Store(ctx)
 	if err != nil {
 		return err

@@ -132,6 +132,7 @@ Run everything in one process with 'hemostat run'.`,
 	pf.StringVar(&g.HostName, "host-name", "", "name of this Docker host in incident keys (default: the OS host name)")
 	choiceVar(pf, &g.LogLevel, "log-level", "", "info", "log level: "+orList(logLevels), logLevels...)
 	choiceVar(pf, &g.LogFormat, "log-format", "", "text", "log format: "+orList(logFormats)+" (logs go to stderr)", logFormats...)
+	addSigningFlags(pf, &d.Signing)
 
 	root.AddCommand(
 		newMonitorCmd(d, nil),

@@ -16,6 +16,7 @@ import (
 
 	"github.com/hemostat/hemostat/pkg/conn"
 	"github.com/hemostat/hemostat/pkg/event"
+	"github.com/hemostat/hemostat/pkg/sign"
 )
 
 // Options tune the bus. Zero values take the defaults.
@@ -29,7 +30,10 @@ type Options struct {
 	RetryDelay    time.Duration // first wait before a failed entry is retried, default 500ms
 	Concurrency   int           // handlers run at once within a batch, default 1
 	StopGrace     time.Duration // how long in-flight handlers may run after the stop, default 10s
-	Logger        *slog.Logger
+	// Keys sign every envelope published and verify every entry consumed, before it is decoded: an entry
+	// that does not verify is dead-lettered unread. nil publishes unsigned entries and reads every entry.
+	Keys   *sign.Keyring
+	Logger *slog.Logger
 }
 
 func (o *Options) defaults() {
@@ -79,6 +83,7 @@ type Stats struct {
 	Failed       atomic.Int64
 	DeadLettered atomic.Int64
 	Malformed    atomic.Int64
+	Rejected     atomic.Int64 // unauthenticated entries, and those a handler refused (Reject)
 	Reclaimed    atomic.Int64
 }
 
@@ -107,7 +112,7 @@ func (b *Bus) Publish(ctx context.Context, stream string, env event.Envelope) (s
 // PublishRaw appends already-encoded bytes; used for replay and for tests of malformed input.
 func (b *Bus) PublishRaw(ctx context.Context, stream string, raw []byte) (string, error) {
 	pipe := b.rdb.Pipeline()
-	add := pipe.XAdd(ctx, &redis.XAddArgs{Stream: stream, MaxLen: b.o.MaxLen, Approx: true, Values: []any{event.Field, raw}})
+	add := pipe.XAdd(ctx, &redis.XAddArgs{Stream: stream, MaxLen: b.o.MaxLen, Approx: true, Values: b.values(stream, raw)})
 	pipe.Publish(ctx, stream, raw)
 	if _, err := pipe.Exec(ctx); err != nil {
 		return "", fmt.Errorf("publish %s: %w", stream, err)
@@ -124,7 +129,7 @@ func (b *Bus) PublishBatch(ctx context.Context, stream string, envs []event.Enve
 		if err != nil {
 			return fmt.Errorf("publish %s: %w", stream, err)
 		}
-		pipe.XAdd(ctx, &redis.XAddArgs{Stream: stream, MaxLen: b.o.MaxLen, Approx: true, Values: []any{event.Field, raw}})
+		pipe.XAdd(ctx, &redis.XAddArgs{Stream: stream, MaxLen: b.o.MaxLen, Approx: true, Values: b.values(stream, raw)})
 		pipe.Publish(ctx, stream, raw)
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
@@ -132,6 +137,14 @@ func (b *Bus) PublishBatch(ctx context.Context, stream string, envs []event.Enve
 	}
 	b.stats.Published.Add(int64(len(envs)))
 	return nil
+}
+
+// values are the fields of a stream entry carrying raw: the envelope, and its MAC when the bus signs.
+func (b *Bus) values(stream string, raw []byte) []any {
+	if b.o.Keys == nil {
+		return []any{event.Field, raw}
+	}
+	return []any{event.Field, raw, sign.Field, b.o.Keys.Sign(stream, raw)}
 }
 
 // Entry is one raw stream entry, for views that read streams without a group.

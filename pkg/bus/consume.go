@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -13,6 +14,8 @@ import (
 
 	"github.com/hemostat/hemostat/pkg/conn"
 	"github.com/hemostat/hemostat/pkg/event"
+	"github.com/hemostat/hemostat/pkg/sign"
+	"github.com/hemostat/hemostat/pkg/store/schema"
 )
 
 // Group names a consumer group, the consumer (instance) within it, and the streams it reads.
@@ -39,6 +42,21 @@ type Handler func(ctx context.Context, m Message) error
 // trips) and returns one error per message, in order, with the meaning of Handler's.
 type BatchHandler func(ctx context.Context, ms []Message) []error
 
+// RejectError is returned by a handler that refuses an entry for good without acting on it (a stale or
+// replayed request): the entry goes to the dead letter stream with the reason, and is counted in
+// KeyBusRejected by stream, group and reason.
+type RejectError struct {
+	Reason string // a short code, the metric's label: stale, replayed
+	Detail string
+}
+
+func (e *RejectError) Error() string { return e.Reason + ": " + e.Detail }
+
+// Reject returns a *RejectError with the reason code and a detail.
+func Reject(reason, format string, args ...any) error {
+	return &RejectError{Reason: reason, Detail: fmt.Sprintf(format, args...)}
+}
+
 // ErrSkipAck may be returned by a handler to leave an entry pending without counting a failure,
 // for example when the work must wait until Redis is back.
 var ErrSkipAck = errors.New("leave pending")
@@ -59,7 +77,8 @@ type consumer struct {
 	deferred map[string]Message
 }
 
-// Consume reads the group's streams until ctx is cancelled, calling h for each entry. Malformed entries
+// Consume reads the group's streams until ctx is cancelled, calling h for each entry. Malformed entries,
+// unauthenticated ones (with Keys: checked before anything is decoded), entries a handler refused (Reject)
 // and entries delivered more than MaxDeliveries times go to the dead letter stream. When Redis goes away
 // it retries with capped backoff; nothing unacknowledged is lost. It returns nil after a graceful stop.
 func (b *Bus) Consume(ctx context.Context, g Group, h Handler) error {
@@ -309,13 +328,25 @@ func (c *consumer) process(ctx context.Context, stream string, msgs []redis.XMes
 			}
 		}
 		if n > o.MaxDeliveries {
-			c.deadLetter(stream, m.ID, raw, n, fmt.Sprintf("delivered %d times (max %d)", n, o.MaxDeliveries))
+			c.deadLetter(stream, m.ID, raw, n, fmt.Sprintf("delivered %d times (max %d)", n, o.MaxDeliveries), "")
 			continue
+		}
+		if o.Keys != nil { // authenticated before a byte of it is parsed
+			mac, _ := m.Values[sign.Field].(string)
+			if err := o.Keys.Verify(stream, []byte(raw), mac); err != nil {
+				var se *sign.Error
+				code := sign.ReasonBadMAC
+				if errors.As(err, &se) {
+					code = se.Reason
+				}
+				c.deadLetter(stream, m.ID, raw, n, err.Error(), code)
+				continue
+			}
 		}
 		env, err := event.Decode([]byte(raw))
 		if err != nil {
 			c.b.stats.Malformed.Add(1)
-			c.deadLetter(stream, m.ID, raw, n, err.Error())
+			c.deadLetter(stream, m.ID, raw, n, err.Error(), "")
 			continue
 		}
 		work = append(work, Message{Stream: stream, ID: m.ID, Envelope: env, Raw: []byte(raw), Deliveries: n})
@@ -331,11 +362,12 @@ func (c *consumer) handleBatch(ctx context.Context, stream string, work []Messag
 		return
 	}
 	ok := make([]result, len(work))
+	rejected := make([]*RejectError, len(work))
 	if c.bh != nil {
-		c.handleAll(work, ok)
+		c.handleAll(work, ok, rejected)
 	} else if o.Concurrency == 1 || len(work) == 1 {
 		for i, m := range work {
-			ok[i] = c.handle(m)
+			ok[i], rejected[i] = c.handle(m)
 		}
 	} else {
 		var wg sync.WaitGroup
@@ -343,7 +375,7 @@ func (c *consumer) handleBatch(ctx context.Context, stream string, work []Messag
 		for range min(o.Concurrency, len(work)) {
 			wg.Go(func() {
 				for i := range next {
-					ok[i] = c.handle(work[i])
+					ok[i], rejected[i] = c.handle(work[i])
 				}
 			})
 		}
@@ -362,6 +394,8 @@ func (c *consumer) handleBatch(ctx context.Context, stream string, work []Messag
 		case waiting:
 			c.deferred[stream+" "+m.ID] = m
 			failed = true
+		case refused:
+			c.deadLetter(stream, m.ID, string(m.Raw), m.Deliveries, rejected[i].Error(), rejected[i].Reason)
 		default:
 			failed = true
 		}
@@ -387,10 +421,11 @@ const (
 	failedResult result = iota
 	handled
 	waiting
+	refused // dead-lettered: a handler's RejectError
 )
 
 // handleAll runs the batch handler, turning a panic into a failure of the whole batch.
-func (c *consumer) handleAll(work []Message, ok []result) {
+func (c *consumer) handleAll(work []Message, ok []result, rejected []*RejectError) {
 	defer func() {
 		if r := recover(); r != nil {
 			c.b.stats.Failed.Add(int64(len(work)))
@@ -406,54 +441,69 @@ func (c *consumer) handleAll(work []Message, ok []result) {
 		} else {
 			err = fmt.Errorf("batch handler returned %d results for %d entries", len(errs), len(work))
 		}
-		ok[i] = c.outcome(m, err)
+		ok[i], rejected[i] = c.outcome(m, err)
 	}
 }
 
 // handle runs the handler, turning a panic into an error: bad input never crashes an agent.
-func (c *consumer) handle(m Message) (res result) {
+func (c *consumer) handle(m Message) (res result, rej *RejectError) {
 	defer func() {
 		if r := recover(); r != nil {
 			c.b.stats.Failed.Add(1)
 			c.log.Error("handler panicked", "stream", m.Stream, "entry", m.ID, "event_id", m.Envelope.ID, "panic", fmt.Sprint(r))
-			res = failedResult
+			res, rej = failedResult, nil
 		}
 	}()
 	return c.outcome(m, c.h(c.hctx, m))
 }
 
 // outcome counts and logs what a handler said of a message.
-func (c *consumer) outcome(m Message, err error) result {
+func (c *consumer) outcome(m Message, err error) (result, *RejectError) {
+	var rej *RejectError
 	switch {
 	case err == nil:
 		c.b.stats.Handled.Add(1)
-		return handled
+		return handled, nil
+	case errors.As(err, &rej):
+		return refused, rej
 	case errors.Is(err, ErrSkipAck):
 		c.log.Debug("entry left pending", "stream", m.Stream, "entry", m.ID, "event_id", m.Envelope.ID, "why", err)
-		return waiting
+		return waiting, nil
 	default:
 		c.b.stats.Failed.Add(1)
 		c.log.Warn("handler failed; will retry", "stream", m.Stream, "entry", m.ID, "event_id", m.Envelope.ID,
 			"deliveries", m.Deliveries, "err", err)
-		return failedResult
+		return failedResult, nil
 	}
 }
 
-// deadLetter moves an entry to hemostat:dead_letter with the reason and acks it, atomically.
-func (c *consumer) deadLetter(stream, id, raw string, deliveries int64, reason string) {
+// deadLetter moves an entry to hemostat:dead_letter with the reason and acks it, atomically. A refused
+// entry (rejected is its reason code: pkg/sign's, stale, replayed) is also counted in KeyBusRejected, in
+// the same transaction.
+func (c *consumer) deadLetter(stream, id, raw string, deliveries int64, reason, rejected string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	pipe := c.b.rdb.TxPipeline()
-	pipe.XAdd(ctx, &redis.XAddArgs{Stream: event.StreamDeadLetter, MaxLen: c.b.o.DeadLetterLen, Approx: true, Values: []any{
+	values := []any{
 		event.Field, raw, "stream", stream, "entry_id", id, "group", c.g.Name, "consumer", c.g.Consumer,
 		"reason", reason, "deliveries", deliveries, "time", time.Now().UTC().Format(time.RFC3339Nano),
-	}})
+	}
+	if rejected != "" {
+		values = append(values, "rejected", rejected)
+		pipe.HIncrBy(ctx, schema.KeyBusRejected, schema.BusRejection{Stream: stream, Group: c.g.Name, Reason: rejected}.Field(), 1)
+	}
+	pipe.XAdd(ctx, &redis.XAddArgs{Stream: event.StreamDeadLetter, MaxLen: c.b.o.DeadLetterLen, Approx: true, Values: values})
 	pipe.XAck(ctx, stream, c.g.Name, id)
 	if _, err := pipe.Exec(ctx); err != nil {
 		c.log.Warn("dead letter failed; entry stays pending", "stream", stream, "entry", id, "err", err)
 		return
 	}
 	c.b.stats.DeadLettered.Add(1)
+	if rejected != "" {
+		c.b.stats.Rejected.Add(1)
+		c.log.Warn("entry refused and moved to dead letter; not acted on", "stream", stream, "entry", id, "rejected", rejected, "reason", reason)
+		return
+	}
 	c.log.Warn("entry moved to dead letter", "stream", stream, "entry", id, "reason", reason)
 }
 
@@ -465,6 +515,7 @@ type DeadLetter struct {
 	Group      string
 	Reason     string
 	Deliveries string
+	Rejected   string // the reason code of a refused entry (unsigned, bad_mac, unknown_key, stale, replayed)
 	Raw        []byte
 }
 
@@ -478,7 +529,32 @@ func (b *Bus) DeadLetters(ctx context.Context, count int64) ([]DeadLetter, error
 	for i, m := range msgs {
 		s := func(k string) string { v, _ := m.Values[k].(string); return v }
 		out[i] = DeadLetter{ID: m.ID, Stream: s("stream"), EntryID: s("entry_id"), Group: s("group"),
-			Reason: s("reason"), Deliveries: s("deliveries"), Raw: []byte(s(event.Field))}
+			Reason: s("reason"), Deliveries: s("deliveries"), Rejected: s("rejected"), Raw: []byte(s(event.Field))}
 	}
 	return out, nil
+}
+
+// Rejections returns the counts of refused entries (KeyBusRejected), by stream, group and reason. Fields
+// that do not parse are returned as errors beside the counts.
+func (b *Bus) Rejections(ctx context.Context) (map[schema.BusRejection]int64, []error, error) {
+	m, err := b.rdb.HGetAll(ctx, schema.KeyBusRejected).Result()
+	if err != nil {
+		return nil, nil, fmt.Errorf("read %s: %w", schema.KeyBusRejected, err)
+	}
+	out := make(map[schema.BusRejection]int64, len(m))
+	var probs []error
+	for f, v := range m {
+		r, err := schema.ParseBusRejection(f)
+		if err != nil {
+			probs = append(probs, err)
+			continue
+		}
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			probs = append(probs, fmt.Errorf("bus rejection counter %q: %w", f, err))
+			continue
+		}
+		out[r] = n
+	}
+	return out, probs, nil
 }

@@ -21,7 +21,7 @@ func (b *Bus) PublishWith(ctx context.Context, stream string, env event.Envelope
 		return fmt.Errorf("publish %s: %w", stream, err)
 	}
 	pipe := b.rdb.Pipeline()
-	pipe.XAdd(ctx, &redis.XAddArgs{Stream: stream, MaxLen: b.o.MaxLen, Approx: true, Values: []any{event.Field, raw}})
+	pipe.XAdd(ctx, &redis.XAddArgs{Stream: stream, MaxLen: b.o.MaxLen, Approx: true, Values: b.values(stream, raw)})
 	pipe.Publish(ctx, stream, raw)
 	for _, s := range side {
 		s(ctx, pipe)
@@ -49,7 +49,7 @@ func (b *Bus) PublishManyWith(ctx context.Context, out []Outgoing) error {
 		if err != nil {
 			return fmt.Errorf("publish %s: %w", o.Stream, err)
 		}
-		pipe.XAdd(ctx, &redis.XAddArgs{Stream: o.Stream, MaxLen: b.o.MaxLen, Approx: true, Values: []any{event.Field, raw}})
+		pipe.XAdd(ctx, &redis.XAddArgs{Stream: o.Stream, MaxLen: b.o.MaxLen, Approx: true, Values: b.values(o.Stream, raw)})
 		pipe.Publish(ctx, o.Stream, raw)
 		for _, s := range o.Side {
 			s(ctx, pipe)

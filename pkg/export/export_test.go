@@ -127,6 +127,8 @@ func (e *env) script() int {
 		"suppressed:cooldown", "1")
 	e.st.Conn.Client().ZAdd(ctx, schema.KeyIncidentsOpen, redisZ(1, "node-a/web-2/oom_killed"))
 	e.st.Conn.Client().XAdd(ctx, xadd(event.StreamDeadLetter))
+	e.hset(schema.KeyBusRejected, schema.BusRejection{Stream: event.StreamRemediationNeeded, Group: "respond:node-a", Reason: "bad_mac"}.Field(), "2",
+		schema.BusRejection{Stream: event.StreamRemediationNeeded, Group: "respond:node-a", Reason: "replayed"}.Field(), "1")
 
 	crash := e.publish(t0.Add(120*time.Millisecond), "node-a", "node-a/web-1/crashed", "", &event.ContainerUnhealthy{
 		ContainerID: "aaa", ContainerName: "web-1", Class: event.ClassCrashed, Severity: "critical", ExitCode: 1, EventTime: t0})
@@ -170,7 +172,7 @@ var goldenNames = []string{
 	"hemostat_container_network_transmit_bytes_total", "hemostat_container_blkio_read_bytes_total",
 	"hemostat_container_blkio_write_bytes_total", "hemostat_container_pids", "hemostat_container_last_sample_timestamp_seconds",
 	"hemostat_incidents_open", "hemostat_bus_stream_entries", "hemostat_bus_pending_entries", "hemostat_bus_lag_entries",
-	"hemostat_bus_dead_letter_entries", "hemostat_alert_notifications_sent_total", "hemostat_alert_notifications_failed_total",
+	"hemostat_bus_dead_letter_entries", "hemostat_bus_rejected_total", "hemostat_alert_notifications_sent_total", "hemostat_alert_notifications_failed_total",
 	"hemostat_alert_notification_retries_total", "hemostat_alert_notifications_deduplicated_total",
 	"hemostat_alert_notifications_suppressed_total", "hemostat_monitor_round_duration_seconds", "hemostat_monitor_rounds_total",
 	"hemostat_monitor_rounds_skipped_total", "hemostat_monitor_sample_errors_total", "hemostat_monitor_docker_events_total",

@@ -33,10 +33,11 @@ type AgentLister interface {
 	List(ctx context.Context) ([]schema.Agent, []error, error)
 }
 
-// StreamReader reads the streams' lengths and consumer groups; *bus.Bus implements it.
+// StreamReader reads the streams' lengths, consumer groups and refused entries; *bus.Bus implements it.
 type StreamReader interface {
 	Len(ctx context.Context, stream string) (int64, error)
 	Groups(ctx context.Context, stream string) ([]bus.GroupInfo, error)
+	Rejections(ctx context.Context) (map[schema.BusRejection]int64, []error, error)
 }
 
 // Sources are what the exporter reads at each scrape.
@@ -57,6 +58,7 @@ type state struct {
 	streamLen     map[string]int64
 	groups        []groupState
 	deadLetters   int64
+	rejected      map[schema.BusRejection]int64
 	openIncidents int64
 	counters      map[schema.NotifyCounter]int64
 	problems      int // values that did not decode
@@ -117,5 +119,9 @@ func (src Sources) read(ctx context.Context) (*state, error) {
 	if s.deadLetters, err = src.Streams.Len(ctx, event.StreamDeadLetter); err != nil {
 		return nil, fmt.Errorf("length of %s: %w", event.StreamDeadLetter, err)
 	}
+	if s.rejected, probs, err = src.Streams.Rejections(ctx); err != nil {
+		return nil, err
+	}
+	s.problems += len(probs)
 	return s, nil
 }

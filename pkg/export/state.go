@@ -34,7 +34,7 @@ type stateCollector struct {
 	cpu, memWS, memLimit, memRatio, rx, tx, rd, wr, pids, age *prometheus.Desc
 	openIncidents                                             *prometheus.Desc
 	agentUp, agentHeartbeat, agentInfo                        *prometheus.Desc
-	streamEntries, pending, lag, deadLetters                  *prometheus.Desc
+	streamEntries, pending, lag, deadLetters, rejected        *prometheus.Desc
 	notifySent, notifyFailed, notifyRetried, notifyDedup      *prometheus.Desc
 	notifySuppressed                                          *prometheus.Desc
 	roundSeconds, rounds                                      *prometheus.Desc
@@ -77,9 +77,12 @@ func newStateCollector(base context.Context, src Sources, timeout time.Duration,
 		pending:        desc("hemostat_bus_pending_entries", "Entries delivered to a consumer group but not acknowledged.", "stream", "group"),
 		lag:            desc("hemostat_bus_lag_entries", "Entries of a stream a consumer group has not read yet.", "stream", "group"),
 		deadLetters:    desc("hemostat_bus_dead_letter_entries", "Entries in the dead letter stream."),
-		notifySent:     desc("hemostat_alert_notifications_sent_total", "Notifications delivered, by sink.", "sink"),
-		notifyFailed:   desc("hemostat_alert_notifications_failed_total", "Notifications that failed for good, by sink.", "sink"),
-		notifyRetried:  desc("hemostat_alert_notification_retries_total", "Delivery attempts that were retried, by sink.", "sink"),
+		rejected: desc("hemostat_bus_rejected_total",
+			"Entries a consumer group refused and dead-lettered, never acted on, by reason: unsigned, bad_mac, unknown_key (with --signing-key), stale, replayed.",
+			"stream", "group", "reason"),
+		notifySent:    desc("hemostat_alert_notifications_sent_total", "Notifications delivered, by sink.", "sink"),
+		notifyFailed:  desc("hemostat_alert_notifications_failed_total", "Notifications that failed for good, by sink.", "sink"),
+		notifyRetried: desc("hemostat_alert_notification_retries_total", "Delivery attempts that were retried, by sink.", "sink"),
 		notifyDedup: desc("hemostat_alert_notifications_deduplicated_total",
 			"Repeats of an incident state within the re-notify window, counted and not sent, by state.", "state"),
 		notifySuppressed: desc("hemostat_alert_notifications_suppressed_total",
@@ -106,7 +109,7 @@ func newStateCollector(base context.Context, src Sources, timeout time.Duration,
 func (c *stateCollector) descs() []*prometheus.Desc {
 	out := []*prometheus.Desc{c.redisUp, c.stateErrors, c.info, c.running, c.restarts, c.cpu, c.memWS, c.memLimit, c.memRatio,
 		c.rx, c.tx, c.rd, c.wr, c.pids, c.age, c.openIncidents, c.agentUp, c.agentHeartbeat, c.agentInfo, c.streamEntries,
-		c.pending, c.lag, c.deadLetters, c.notifySent, c.notifyFailed, c.notifyRetried, c.notifyDedup, c.notifySuppressed,
+		c.pending, c.lag, c.deadLetters, c.rejected, c.notifySent, c.notifyFailed, c.notifyRetried, c.notifyDedup, c.notifySuppressed,
 		c.roundSeconds, c.rounds}
 	for _, f := range c.monitorFields {
 		out = append(out, f.desc)
@@ -166,6 +169,9 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	gauge(c.deadLetters, float64(s.deadLetters))
+	for _, k := range sortedRejections(s.rejected) {
+		counter(c.rejected, float64(s.rejected[k]), k.Stream, k.Group, k.Reason)
+	}
 
 	for _, k := range sortedCounters(s.counters) {
 		v := float64(s.counters[k])
@@ -235,6 +241,15 @@ func (c *stateCollector) containers(s *state, gauge, counter func(*prometheus.De
 			gauge(c.age, float64(smp.Time.UnixNano())/1e9, h, n)
 		}
 	}
+}
+
+func sortedRejections(m map[schema.BusRejection]int64) []schema.BusRejection {
+	out := make([]schema.BusRejection, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Field() < out[j].Field() })
+	return out
 }
 
 func sortedCounters(m map[schema.NotifyCounter]int64) []schema.NotifyCounter {

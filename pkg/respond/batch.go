@@ -63,9 +63,13 @@ func (r *Responder) ProcessBatch(ctx context.Context, ms []bus.Message, consumer
 	var careful []int
 	for i, m := range ms {
 		req, ok, _ := r.admit(m.Envelope)
-		if ok {
-			items = append(items, &item{i: i, req: req})
+		if !ok {
+			continue
 		}
+		if errs[i] = r.fresh(m.Envelope); errs[i] != nil {
+			continue
+		}
+		items = append(items, &item{i: i, req: req})
 	}
 	items = r.resolveAll(ctx, items, errs)
 	taken := map[string]bool{}
@@ -288,7 +292,11 @@ func (r *Responder) carefully(ctx context.Context, ms []bus.Message, idx []int, 
 		wg.Go(func() {
 			defer func() { <-sem }()
 			m := ms[i]
-			_, errs[i] = r.processDelivery(ctx, m.Envelope, &delivery{stream: m.Stream, id: m.ID, consumer: consumer})
+			var out Outcome
+			out, errs[i] = r.processDelivery(ctx, m.Envelope, &delivery{stream: m.Stream, id: m.ID, consumer: consumer})
+			if errs[i] == nil {
+				errs[i] = r.replayed(out, m.Deliveries)
+			}
 		})
 	}
 	wg.Wait()

@@ -45,8 +45,13 @@ type Config struct {
 	Cooldown     time.Duration // cap of the gap, default 1h
 	HealthyReset time.Duration // healthy this long after an action: the backoff starts again, default 10m
 
-	DoneTTL  time.Duration // how long handled request ids are remembered, default 24h
-	LeaseTTL time.Duration // lease and host slot lifetime, renewed while acting, default 15s
+	DoneTTL time.Duration // how long handled request ids are remembered, default 24h
+	// MaxRequestAge turns on replay protection (hemostat sets it with --signing-key): a request older than
+	// this, or one already handled that comes again in a new stream entry, is refused, dead-lettered and
+	// counted, never acted on. It must be shorter than DoneTTL, so every replay meets one of the two.
+	// 0: off.
+	MaxRequestAge time.Duration
+	LeaseTTL      time.Duration // lease and host slot lifetime, renewed while acting, default 15s
 
 	StopTimeout   time.Duration // restart/stop grace without a hemostat.stop_timeout label, default 10s
 	MaxReplicas   uint64        // scale cap, default 5

@@ -92,6 +92,7 @@ type Stats struct {
 	Duplicate atomic.Int64 // requests already handled
 	Malformed atomic.Int64
 	Deferred  atomic.Int64 // left pending (Redis away, another responder on the same request)
+	Refused   atomic.Int64 // stale or replayed requests, dead-lettered (Config.MaxRequestAge)
 }
 
 // New returns a responder over the engine, its stores, the audit trail's store and the bus.
@@ -203,6 +204,9 @@ func (r *Responder) processDelivery(ctx context.Context, env event.Envelope, dlv
 	if !ok {
 		return Outcome{Request: req, Ignored: ignored}, nil
 	}
+	if err := r.fresh(env); err != nil {
+		return Outcome{Request: req}, err
+	}
 	out, err := r.process(ctx, req, dlv, start)
 	return out, r.failure(err)
 }
@@ -226,6 +230,36 @@ func (r *Responder) admit(env event.Envelope) (req Request, ok, ignored bool) {
 		return req, false, true
 	}
 	return req, true, false
+}
+
+// Reasons a request is refused for good (bus.Reject): replay protection, with Config.MaxRequestAge.
+const (
+	RejectStale    = "stale"    // older than MaxRequestAge
+	RejectReplayed = "replayed" // already handled, and come again in a new stream entry
+)
+
+// fresh refuses a request older than MaxRequestAge: a replay of a validly signed request, or one that
+// waited so long that acting on it would be acting on old news.
+func (r *Responder) fresh(env event.Envelope) error {
+	if r.cfg.MaxRequestAge <= 0 {
+		return nil
+	}
+	if age := r.now().Sub(env.Timestamp); age > r.cfg.MaxRequestAge {
+		r.stats.Refused.Add(1)
+		return bus.Reject(RejectStale, "request %s for %s was sent %s ago (at %s), longer than --max-request-age %s",
+			env.ID, env.Host, age.Round(time.Second), env.Timestamp.Format(time.RFC3339), r.cfg.MaxRequestAge)
+	}
+	return nil
+}
+
+// replayed refuses a request already handled (its done marker is set) that arrives in a new stream entry:
+// a first delivery. A redelivery of the entry it was handled from is the bus's at-least-once and is acked.
+func (r *Responder) replayed(out Outcome, deliveries int64) error {
+	if r.cfg.MaxRequestAge <= 0 || !out.Duplicate || deliveries != 1 {
+		return nil
+	}
+	r.stats.Refused.Add(1)
+	return bus.Reject(RejectReplayed, "request %s was already handled", out.Request.EventID)
 }
 
 // failure is what the bus is told of a request that ended in err: dependencies away (Redis, the engine)

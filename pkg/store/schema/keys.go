@@ -31,6 +31,9 @@ const (
 	KeyAuditHead = Prefix + "audit:head"
 	// KeyNotifyMetrics is the hash of notification counters (NotifyCounter).
 	KeyNotifyMetrics = Prefix + "metrics:notify"
+	// KeyBusRejected is the hash of entries consumers refused and dead-lettered unread (BusRejection):
+	// unauthenticated ones, stale or replayed requests.
+	KeyBusRejected = Prefix + "metrics:bus_rejected"
 	// KeyNotifyFailed is the capped list of deliveries that failed for good (JSON of a NotifyFailure).
 	KeyNotifyFailed = Prefix + "notify:failed"
 	// KeyEventsAll is the capped list of recent events of every type (JSON of a StoredEvent).

@@ -293,6 +293,28 @@ func ParseNotifyCounter(field string) (NotifyCounter, error) {
 	return NotifyCounter{Counter: c, Label: l}, nil
 }
 
+// BusRejection names a field of KeyBusRejected: entries of a stream that a consumer group refused, for
+// one reason (pkg/sign's reasons, stale, replayed).
+type BusRejection struct {
+	Stream string
+	Group  string
+	Reason string
+}
+
+// Field is the counter's field name, "<stream>|<group>|<reason>".
+func (r BusRejection) Field() string { return r.Stream + "|" + r.Group + "|" + r.Reason }
+
+// ParseBusRejection reads a field name of KeyBusRejected. A group's name may hold '|'; a stream's and a
+// reason's do not.
+func ParseBusRejection(field string) (BusRejection, error) {
+	stream, rest, ok1 := strings.Cut(field, "|")
+	i := strings.LastIndexByte(rest, '|')
+	if !ok1 || i < 0 || stream == "" || i == len(rest)-1 {
+		return BusRejection{}, fmt.Errorf("bus rejection counter %q: want stream|group|reason", field)
+	}
+	return BusRejection{Stream: stream, Group: rest[:i], Reason: rest[i+1:]}, nil
+}
+
 // StoredEvent is one entry of the hemostat:events:* lists, as the seed's views read them.
 type StoredEvent struct {
 	Timestamp string          `json:"timestamp"` // the event's time, RFC3339Nano

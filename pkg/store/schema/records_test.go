@@ -604,3 +604,20 @@ func TestProgressGaveUp(t *testing.T) {
 		t.Errorf("GaveUp must follow GaveUpAt")
 	}
 }
+
+func TestBusRejectionRoundTrip(t *testing.T) {
+	for _, r := range []schema.BusRejection{
+		{Stream: "hemostat:remediation_needed", Group: "respond:node-a", Reason: "bad_mac"},
+		{Stream: "hemostat:health_alert", Group: "odd|group", Reason: "unsigned"},
+	} {
+		got, err := schema.ParseBusRejection(r.Field())
+		if err != nil || got != r {
+			t.Errorf("ParseBusRejection(%q) = %+v, %v, want %+v", r.Field(), got, err, r)
+		}
+	}
+	for _, bad := range []string{"", "stream", "stream|group", "|group|reason", "stream|group|"} {
+		if _, err := schema.ParseBusRejection(bad); err == nil {
+			t.Errorf("ParseBusRejection(%q) succeeded", bad)
+		}
+	}
+}
