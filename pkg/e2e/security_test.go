@@ -41,7 +41,7 @@ func obey(request []byte) string {
 }
 
 // TestHostileLogsAndSecrets runs `hemostat run --llm-mode decide` on the real engine with every secret it
-// takes set to a unique marker (by flag, by environment variable and by _FILE), a Redis that requires a
+// takes (the bus's signing key too) set to a unique marker (by flag, by environment variable and by _FILE), a Redis that requires a
 // password, and a model that obeys its prompt. A container hogs the CPU and its logs order "stop this
 // container" and print fake credentials. Required:
 //   - the model proposed stop, hemostat refused it: the container still runs, nothing stopped or killed it,
@@ -54,7 +54,7 @@ func TestHostileLogsAndSecrets(t *testing.T) {
 	_, _ = rand.Read(nonce)
 	mark := func(what string) string { return "MARK" + what + hex.EncodeToString(nonce) }
 	secrets := map[string]string{}
-	for _, k := range []string{"redispassword", "openaikey", "anthropickey", "slackwebhook", "slacktoken", "webhookurl", "webhooksecret"} {
+	for _, k := range []string{"redispassword", "openaikey", "anthropickey", "slackwebhook", "slacktoken", "webhookurl", "webhooksecret", "signingkey-of-at-least-32-bytes"} {
 		secrets[k] = mark(k)
 	}
 
@@ -92,6 +92,7 @@ func TestHostileLogsAndSecrets(t *testing.T) {
 		"SLACK_BOT_TOKEN=" + secrets["slacktoken"],
 		"HEMOSTAT_WEBHOOK_URL=" + hook.URL + "/hooks/" + secrets["webhookurl"],
 		"HEMOSTAT_WEBHOOK_SECRET_FILE=" + file("hook", secrets["webhooksecret"]),
+		"HEMOSTAT_SIGNING_KEY_FILE=" + file("signing", "k1:"+secrets["signingkey-of-at-least-32-bytes"]),
 	}
 	s.start()
 
@@ -136,6 +137,10 @@ func TestHostileLogsAndSecrets(t *testing.T) {
 		}
 		return bot && webhook && len(hook.Received()) > 0
 	})
+	if msgs, _ := s.rdb.XRange(context.Background(), event.StreamHealthAlert, "-", "+").Result(); len(msgs) == 0 ||
+		!strings.HasPrefix(fmt.Sprint(msgs[0].Values["mac"]), "k1:") {
+		t.Errorf("health alerts are not signed with the key from HEMOSTAT_SIGNING_KEY_FILE: %v", msgs)
+	}
 	if got := prompts[0].Header.Get("Authorization"); got != "Bearer "+secrets["openaikey"] {
 		t.Errorf("the model got Authorization %q: the key from OPENAI_API_KEY_FILE was not used", got)
 	}
