@@ -120,11 +120,18 @@ func (c *child) waitReady(exited <-chan struct{}) error {
 			return errors.New("redis-server exited before it was ready")
 		default:
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		info, err := rdb.Info(ctx, "persistence").Result()
-		cancel()
-		if err == nil && strings.Contains(info, "loading:0") {
-			return nil
+		var err error
+		if nc, derr := net.DialTimeout("tcp", c.addr, time.Second); derr != nil {
+			err = derr // not listening yet: asking go-redis would only log its retries
+		} else {
+			nc.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			var info string
+			info, err = rdb.Info(ctx, "persistence").Result()
+			cancel()
+			if err == nil && strings.Contains(info, "loading:0") {
+				return nil
+			}
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("not ready on %s after %s: %v", c.addr, readyTimeout, err)

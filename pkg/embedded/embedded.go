@@ -87,15 +87,23 @@ func Start(o Options) (Server, error) {
 			if o.DataDir == "" {
 				return nil, fmt.Errorf("embedded redis-server needs a data directory")
 			}
-			return startChild(o, path)
+			c, err := startChild(o, path)
+			if err != nil {
+				return nil, err
+			}
+			return c, nil
 		}
 		if o.Kind == RedisServer {
 			return nil, err
 		}
 		o.Logger.Info("no redis-server installed: serving the in-process store", "reason", err)
-		return startInProcess(o)
+		fallthrough
 	case InProcess:
-		return startInProcess(o)
+		p, err := startInProcess(o)
+		if err != nil {
+			return nil, err
+		}
+		return p, nil
 	default:
 		return nil, fmt.Errorf("embedded store kind %q: want one of auto, redis-server, in-process", o.Kind)
 	}

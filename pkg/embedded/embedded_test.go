@@ -306,6 +306,23 @@ func journalFile(t *testing.T, k embedded.Kind, dir string) string {
 	return m[len(m)-1]
 }
 
+// waitWritten waits until the backend's file holds the writes so far, so that the next ones go to
+// another record.
+func waitWritten(t *testing.T, k embedded.Kind, dir string) {
+	t.Helper()
+	testenv.Eventually(t, 5*time.Second, "the writes in the journal", func() bool {
+		m, _ := filepath.Glob(filepath.Join(dir, "appendonlydir", "*.incr.aof"))
+		if k == embedded.InProcess {
+			m = []string{filepath.Join(dir, embedded.JournalFile)}
+		}
+		if len(m) == 0 {
+			return false
+		}
+		fi, err := os.Stat(m[len(m)-1])
+		return err == nil && fi.Size() > 1000
+	})
+}
+
 // TestTornTailStartsWithWarning: a final record cut short (power loss) is dropped with a warning, and
 // everything before it loads.
 func TestTornTailStartsWithWarning(t *testing.T) {
@@ -316,6 +333,7 @@ func TestTornTailStartsWithWarning(t *testing.T) {
 			s := start(t, k, dir, nil)
 			c := client(t, s)
 			writeFixture(t, c)
+			waitWritten(t, k, dir)
 			must(t, c.Set(context.Background(), "hemostat:last", "1", 0).Err())
 			must(t, s.Close())
 			f := journalFile(t, k, dir)
@@ -341,12 +359,15 @@ func TestCorruptJournalFailsNamingTheFile(t *testing.T) {
 			requireKind(t, k)
 			dir := t.TempDir()
 			s := start(t, k, dir, nil)
-			writeFixture(t, client(t, s))
+			c := client(t, s)
+			writeFixture(t, c)
+			waitWritten(t, k, dir)
+			must(t, c.Set(context.Background(), "hemostat:last", "1", 0).Err())
 			must(t, s.Close())
 			f := journalFile(t, k, dir)
 			b, err := os.ReadFile(f)
 			must(t, err)
-			copy(b[len(b)/2:], "\x00garbage\x00")
+			copy(b[len(b)/4:], "\x00garbage\x00") // in a record that others follow
 			must(t, os.WriteFile(f, b, 0o600))
 			s, err = embedded.Start(opts(k, dir, nil))
 			if err == nil {
