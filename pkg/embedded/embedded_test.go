@@ -28,12 +28,7 @@ var kinds = []embedded.Kind{embedded.RedisServer, embedded.InProcess}
 func requireKind(t testing.TB, k embedded.Kind) {
 	t.Helper()
 	if k == embedded.RedisServer {
-		if _, err := exec.LookPath("redis-server"); err != nil {
-			if testenv.InCI() {
-				t.Fatal("redis-server not installed: run the tests with scripts/test")
-			}
-			t.Skip("redis-server not installed")
-		}
+		testenv.RequireRedisServer(t)
 	}
 }
 

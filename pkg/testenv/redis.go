@@ -122,13 +122,19 @@ type RedisServer struct {
 // URL is the server's address as a redis:// URL, database 0.
 func (s *RedisServer) URL() string { return urlFor("127.0.0.1:"+strconv.Itoa(s.Port), 0) }
 
-// StartRedis starts a private redis-server with append-only persistence (so a restart keeps the data),
-// stopped at cleanup. It skips without redis-server, but fails under CI=true.
-func StartRedis(t testing.TB) *RedisServer {
+// RequireRedisServer skips the test when no redis-server binary is installed, but fails under CI=true.
+func RequireRedisServer(t testing.TB) {
 	t.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		unavailable(t, "redis-server not installed: run the tests with scripts/test")
 	}
+}
+
+// StartRedis starts a private redis-server with append-only persistence (so a restart keeps the data),
+// stopped at cleanup. It skips without redis-server, but fails under CI=true.
+func StartRedis(t testing.TB) *RedisServer {
+	t.Helper()
+	RequireRedisServer(t)
 	s := &RedisServer{t: t, Port: FreePort(t), Dir: t.TempDir()}
 	s.Start()
 	t.Cleanup(s.Stop)
