@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"strconv"
 	"time"
 
@@ -65,6 +66,13 @@ func (p *inProcess) hook(c *server.Peer, cmd string, args ...string) bool {
 		return false
 	}
 	if readOnly[cmd] {
+		if c.ClientName != journalClient && p.durableRead(cmd, args) && !nested(c) {
+			// A reader must not see what a crash could still take back: write the key first.
+			if err := p.flushNow(); err != nil {
+				c.WriteError("ERR the embedded store could not write its journal: " + err.Error())
+				return true
+			}
+		}
 		return false
 	}
 	p.dirtyMu.Lock()
@@ -81,6 +89,45 @@ func (p *inProcess) hook(c *server.Peer, cmd string, args ...string) bool {
 		p.multi[c] = append(q, keys...)
 	}
 	return false
+}
+
+// durableRead says the command reads a key of Options.DurableReads that has writes not yet journaled.
+func (p *inProcess) durableRead(cmd string, args []string) bool {
+	switch cmd {
+	case "XRANGE", "XREVRANGE", "XREAD", "XLEN", "XINFO":
+	default:
+		return false
+	}
+	p.dirtyMu.Lock()
+	defer p.dirtyMu.Unlock()
+	for _, a := range args {
+		if p.durable[a] {
+			if _, dirty := p.dirty[a]; dirty {
+				return true
+			}
+			if _, dirty := p.prev[a]; dirty {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// nested says c is a Lua script's call: the script holds the store's lock, so nothing may wait on the
+// store for it. miniredis keeps that in the unexported field nested of the connection's context.
+func nested(c *server.Peer) bool {
+	if c.Ctx == nil {
+		return false
+	}
+	v := reflect.ValueOf(c.Ctx)
+	if v.Kind() == reflect.Pointer {
+		v = v.Elem()
+	}
+	if v.Kind() != reflect.Struct {
+		return false
+	}
+	f := v.FieldByName("nested")
+	return f.IsValid() && f.Kind() == reflect.Bool && f.Bool()
 }
 
 // keysOf returns the keys a write command names (a superset: a name that is no key costs a lookup).

@@ -44,7 +44,11 @@ type Options struct {
 	// TTLTick is how often the in-process store expires keys (default 1s): a key may outlive its TTL by up
 	// to this much.
 	TTLTick time.Duration
-	Logger  *slog.Logger
+	// DurableReads are keys whose writes reach the journal before a read of the key is answered (default:
+	// the audit trail), so that `hemostat audit` never shows an entry a crash could take back. The
+	// redis-server child needs none: it writes its AOF before it answers anyone.
+	DurableReads []string
+	Logger       *slog.Logger
 }
 
 // Server is a running embedded store.

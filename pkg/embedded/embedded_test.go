@@ -161,8 +161,9 @@ func TestHelperProcess(t *testing.T) {
 	if os.Getenv("HEMOSTAT_EMBEDDED_HELPER") != "1" {
 		t.Skip("helper process")
 	}
+	flush, _ := time.ParseDuration(os.Getenv("HEMOSTAT_EMBEDDED_FLUSH"))
 	s, err := embedded.Start(embedded.Options{Kind: embedded.Kind(os.Getenv("HEMOSTAT_EMBEDDED_KIND")), Addr: "127.0.0.1:0",
-		DataDir: os.Getenv("HEMOSTAT_EMBEDDED_DIR")})
+		DataDir: os.Getenv("HEMOSTAT_EMBEDDED_DIR"), FlushEvery: flush})
 	if err != nil {
 		fmt.Println("ERROR", err)
 		os.Exit(1)
@@ -172,10 +173,11 @@ func TestHelperProcess(t *testing.T) {
 }
 
 // startHelper runs the store in a subprocess and returns its address and process.
-func startHelper(t *testing.T, k embedded.Kind, dir string) (string, *exec.Cmd) {
+func startHelper(t *testing.T, k embedded.Kind, dir string, env ...string) (string, *exec.Cmd) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$", "-test.v")
 	cmd.Env = append(os.Environ(), "HEMOSTAT_EMBEDDED_HELPER=1", "HEMOSTAT_EMBEDDED_KIND="+string(k), "HEMOSTAT_EMBEDDED_DIR="+dir)
+	cmd.Env = append(cmd.Env, env...)
 	out, err := cmd.StdoutPipe()
 	must(t, err)
 	must(t, cmd.Start())
@@ -207,36 +209,77 @@ func TestKillNineKeepsAcknowledgedWrites(t *testing.T) {
 			addr, cmd := startHelper(t, k, dir)
 			c := redis.NewClient(&redis.Options{Addr: addr})
 			writeFixture(t, c)
-			childPID := 0
-			if k == embedded.RedisServer {
-				info := c.Info(context.Background(), "server").Val()
-				for l := range strings.Lines(info) {
-					if v, ok := strings.CutPrefix(strings.TrimSpace(l), "process_id:"); ok {
-						childPID, _ = strconv.Atoi(v)
-					}
-				}
-				if childPID == 0 {
-					t.Fatalf("no process_id in INFO server")
-				}
-			}
+			childPID := childOf(t, k, c)
 			c.Close()
 			// The contract under test: acknowledged more than a second before the crash.
 			time.Sleep(1200 * time.Millisecond)
-			if childPID != 0 {
-				// Freeze the child first, so the SIGTERM it gets when its parent dies cannot flush anything.
-				must(t, syscall.Kill(childPID, syscall.SIGSTOP))
-			}
-			must(t, cmd.Process.Kill())
-			_ = cmd.Wait()
-			if childPID != 0 {
-				must(t, syscall.Kill(childPID, syscall.SIGKILL))
-				testenv.Eventually(t, 5*time.Second, "the child to be gone", func() bool {
-					return syscall.Kill(childPID, 0) != nil
-				})
-			}
+			killNine(t, cmd, childPID)
 			s := start(t, k, dir, nil)
 			defer s.Close()
 			checkFixture(t, client(t, s))
+		})
+	}
+}
+
+// childOf returns the pid of the redis-server child serving c, or 0 for the in-process store.
+func childOf(t *testing.T, k embedded.Kind, c *redis.Client) int {
+	t.Helper()
+	if k != embedded.RedisServer {
+		return 0
+	}
+	for l := range strings.Lines(c.Info(context.Background(), "server").Val()) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(l), "process_id:"); ok {
+			pid, _ := strconv.Atoi(v)
+			return pid
+		}
+	}
+	t.Fatal("no process_id in INFO server")
+	return 0
+}
+
+// killNine kills the helper process and its redis-server child, if any, with SIGKILL.
+func killNine(t *testing.T, helper *exec.Cmd, childPID int) {
+	t.Helper()
+	if childPID != 0 {
+		// Freeze the child first, so the SIGTERM it gets when its parent dies cannot flush anything.
+		must(t, syscall.Kill(childPID, syscall.SIGSTOP))
+	}
+	must(t, helper.Process.Kill())
+	_ = helper.Wait()
+	if childPID != 0 {
+		must(t, syscall.Kill(childPID, syscall.SIGKILL))
+		testenv.Eventually(t, 5*time.Second, "the child to be gone", func() bool {
+			return syscall.Kill(childPID, 0) != nil
+		})
+	}
+}
+
+// TestAuditEntryOnDiskBeforeItIsRead: an audit entry a reader saw survives a SIGKILL right after the read,
+// though the in-process store's periodic flush is an hour away.
+func TestAuditEntryOnDiskBeforeItIsRead(t *testing.T) {
+	for _, k := range kinds {
+		t.Run(string(k), func(t *testing.T) {
+			requireKind(t, k)
+			dir := t.TempDir()
+			addr, cmd := startHelper(t, k, dir, "HEMOSTAT_EMBEDDED_FLUSH=1h")
+			c := redis.NewClient(&redis.Options{Addr: addr})
+			defer c.Close()
+			ctx := context.Background()
+			// Something in the journal first, so that the file exists with an older record.
+			must(t, c.Set(ctx, "before", "1", 0).Err())
+			must(t, c.XAdd(ctx, &redis.XAddArgs{Stream: "hemostat:audit", ID: "5-0", Values: []any{"entry", "e"}}).Err())
+			childPID := childOf(t, k, c)
+			got, err := c.XRevRangeN(ctx, "hemostat:audit", "+", "-", 10).Result()
+			if err != nil || len(got) != 1 {
+				t.Fatalf("read the audit = %v, %v", got, err)
+			}
+			killNine(t, cmd, childPID)
+			s := start(t, k, dir, nil)
+			defer s.Close()
+			after, err := client(t, s).XRange(ctx, "hemostat:audit", "-", "+").Result()
+			if err != nil || len(after) != 1 || after[0].ID != "5-0" {
+				t.Errorf("after the crash the audit = %v, %v; want the entry that was read", after, err)
+			}
 		})
 	}
 }

@@ -14,6 +14,8 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/alicebob/miniredis/v2/server"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/hemostat/hemostat/pkg/event"
 )
 
 // inProcess is miniredis with the two costs that grew with the retained state taken out:
@@ -37,6 +39,8 @@ type inProcess struct {
 	prev    map[string]struct{}       // keys of the last flush, dumped once more (see flush)
 	streams map[string]*streamState   // what the journal holds of each stream; flush goroutine only
 	stats   struct{ replayErrors, records int }
+	durable map[string]bool // keys whose writes are journaled before any read (Options.DurableReads)
+	flushMu sync.Mutex      // one flush at a time: the loop's, a durable read's, the last one
 
 	replay    *server.Peer // the replay's connection, straight to the server
 	replayBuf *bytes.Buffer
@@ -63,6 +67,9 @@ const (
 // rewriteMin is how far past the live state the journal grows before a rewrite (a variable for tests).
 var rewriteMin int64 = 16 << 20
 
+// journalClient names the journal's own connections: their reads never wait for a flush.
+const journalClient = "hemostat-journal"
+
 // ErrOneDatabase refuses SELECT of another database on the journaled in-process store.
 const errOneDatabase = "ERR the embedded store keeps database 0 only"
 
@@ -74,9 +81,15 @@ func startInProcess(o Options) (*inProcess, error) {
 		o.TTLTick = defaultTTLTick
 	}
 	p := &inProcess{o: o, m: miniredis.NewMiniRedis(), dirty: map[string]struct{}{}, prev: map[string]struct{}{},
-		multi: map[*server.Peer][]string{}, streams: map[string]*streamState{}}
+		multi: map[*server.Peer][]string{}, streams: map[string]*streamState{}, durable: map[string]bool{}}
+	if o.DurableReads == nil {
+		o.DurableReads = []string{event.StreamAudit}
+	}
+	for _, k := range o.DurableReads {
+		p.durable[k] = true
+	}
 	// Until the listener starts, the store is reachable only on this pipe: the replay is served to no one.
-	p.rdb = redis.NewClient(&redis.Options{Protocol: 2, PoolSize: 2, MaxRetries: -1,
+	p.rdb = redis.NewClient(&redis.Options{Protocol: 2, PoolSize: 2, MaxRetries: -1, ClientName: journalClient,
 		Dialer: func(context.Context, string, string) (net.Conn, error) { return p.m.Dial() }})
 	if o.DataDir != "" {
 		path := filepath.Join(o.DataDir, JournalFile)
@@ -183,7 +196,7 @@ func (p *inProcess) flushLoop() {
 		case <-p.ctx.Done():
 			return
 		case <-t.C:
-			if err := p.flush(); err != nil {
+			if err := p.flushNow(); err != nil {
 				p.o.Logger.Error("embedded store: journal write failed; will retry", "err", err)
 				continue
 			}
@@ -193,6 +206,13 @@ func (p *inProcess) flushLoop() {
 			}
 		}
 	}
+}
+
+// flushNow flushes, one flush at a time.
+func (p *inProcess) flushNow() error {
+	p.flushMu.Lock()
+	defer p.flushMu.Unlock()
+	return p.flush()
 }
 
 // flush appends the state of the keys written since the last flush, and of those of the last flush once
@@ -336,8 +356,8 @@ func (p *inProcess) Close() error {
 func (p *inProcess) flushAfterStop() error {
 	// m.Close dropped the pipe server too; Dial starts another one without a listener.
 	p.rdb.Close()
-	p.rdb = redis.NewClient(&redis.Options{Protocol: 2, PoolSize: 1, MaxRetries: -1,
+	p.rdb = redis.NewClient(&redis.Options{Protocol: 2, PoolSize: 1, MaxRetries: -1, ClientName: journalClient,
 		Dialer: func(context.Context, string, string) (net.Conn, error) { return p.m.Dial() }})
 	defer p.m.Close()
-	return p.flush()
+	return p.flushNow()
 }
