@@ -179,4 +179,3 @@ func dirSize(dir string) int64 {
 	})
 	return n
 }
-
