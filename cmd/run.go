@@ -17,13 +17,15 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/hemostat/hemostat/pkg/conn"
-	"github.com/hemostat/hemostat/pkg/store"
+	"github.com/hemostat/hemostat/pkg/embedded"
 )
 
 type runOptions struct {
-	EmbeddedAddr string
-	DataDir      string
-	Agents       []string
+	Embedded            string
+	EmbeddedAddr        string
+	EmbeddedRedisServer string
+	DataDir             string
+	Agents              []string
 	// ignoredEnv are the variables of the agents' deprecated flags, which run does not take: each meant a
 	// different setting in different agents.
 	ignoredEnv map[string][]string
@@ -50,9 +52,12 @@ all of them (--claim-idle, --max-deliveries, --stream-max-len); where agents' se
 names (--sample-workers for monitor, --respond-workers for respond).
 
 With --redis-url (or HEMOSTAT_REDIS_URL) it uses that Redis. With neither, it uses the default address when a
-Redis answers there, and otherwise serves an embedded Redis-protocol store on --embedded-addr, so
-'hemostat dash' and 'hemostat audit' in another terminal work unchanged. The embedded store keeps its state,
-the audit trail included, in --data-dir across restarts.
+Redis answers there, and otherwise serves an embedded store on --embedded-addr (loopback only), so
+'hemostat dash' and 'hemostat audit' in another terminal work unchanged. The embedded store is a
+redis-server child when one is installed (--embedded auto or redis-server; --embedded-redis-server names the
+binary), with its append-only file in --data-dir, fsynced every second; otherwise (--embedded in-process) an
+in-process store that journals its writes to --data-dir. Either way a write acknowledged more than a second
+before a crash survives it, and nothing is served until the old state is loaded.
 
 Ctrl-C stops every agent gracefully: work in flight finishes, or stays pending for the next start.`,
 		Example: `  hemostat run
@@ -65,7 +70,9 @@ Ctrl-C stops every agent gracefully: work in flight finishes, or stays pending f
 	}
 	c.Annotations = map[string]string{annAgent: "true"}
 	f := c.Flags()
-	f.StringVar(&opts.EmbeddedAddr, "embedded-addr", "127.0.0.1:6379", "address of the embedded store, when no Redis is configured or answering")
+	f.StringVar(&opts.EmbeddedAddr, "embedded-addr", "127.0.0.1:6379", "loopback address of the embedded store, when no Redis is configured or answering")
+	choiceVar(f, &opts.Embedded, "embedded", "", string(embedded.Auto), "the embedded store: a redis-server child, the in-process store, or auto (the child when redis-server is installed)", embedded.Kinds...)
+	f.StringVar(&opts.EmbeddedRedisServer, "embedded-redis-server", "", "the redis-server binary the embedded store runs (default: redis-server on PATH)")
 	f.StringVar(&opts.DataDir, "data-dir", defaultDataDir(), "where the embedded store keeps its state")
 	choiceSliceVar(f, &opts.Agents, "agents", runAgents, "agents to run", runAgents...)
 	opts.ignoredEnv = mergeAgentFlags(f, agents)
@@ -204,18 +211,19 @@ func ensureStore(ctx context.Context, cmd *cobra.Command, d *Deps, opts *runOpti
 	if !errors.Is(err, conn.ErrUnavailable) {
 		return err
 	}
-	e, err := store.StartEmbedded(store.EmbeddedOptions{Addr: opts.EmbeddedAddr, DataDir: opts.DataDir, Logger: d.Logger})
+	e, err := embedded.Start(embedded.Options{Kind: embedded.Kind(opts.Embedded), Addr: opts.EmbeddedAddr,
+		DataDir: opts.DataDir, RedisServerPath: opts.EmbeddedRedisServer, Logger: d.Logger})
 	if err != nil {
 		return fmt.Errorf("no Redis at %s and the embedded store could not start: %w", conn.Redact(d.Global.Redis.URL), err)
 	}
 	d.OnClose(func() {
 		if err := e.Close(); err != nil {
-			d.Logger.Warn("embedded store: final snapshot failed", "err", err)
+			d.Logger.Warn("embedded store: stop", "err", err)
 		}
 	})
-	fmt.Fprintf(d.Err, "hemostat: no Redis at %s; serving an embedded store on %s (state in %s)\n",
-		conn.Redact(d.Global.Redis.URL), e.Addr(), opts.DataDir)
-	d.Global.Redis.URL = e.URL()
+	fmt.Fprintf(d.Err, "hemostat: no Redis at %s; serving an embedded store (%s) on %s (state in %s)\n",
+		conn.Redact(d.Global.Redis.URL), e.Kind(), e.Addr(), opts.DataDir)
+	d.Global.Redis.URL = embedded.URL(e)
 	_, err = d.Store(ctx)
 	return err
 }

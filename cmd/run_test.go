@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/hemostat/hemostat/pkg/conn"
+	"github.com/hemostat/hemostat/pkg/embedded"
 	"github.com/hemostat/hemostat/pkg/store/schema"
 	"github.com/hemostat/hemostat/pkg/testenv"
 	"time"
@@ -31,33 +32,64 @@ func runDeps(t *testing.T, url string) (*Deps, *bytes.Buffer) {
 }
 
 func TestRunServesTheEmbeddedStoreWhenNoRedisAnswers(t *testing.T) {
+	for _, tc := range []struct {
+		kind embedded.Kind
+		file string // what the store keeps in the data dir
+	}{
+		{embedded.RedisServer, "appendonlydir"},
+		{embedded.InProcess, embedded.JournalFile},
+	} {
+		t.Run(string(tc.kind), func(t *testing.T) {
+			if tc.kind == embedded.RedisServer {
+				testenv.RequireRedisServer(t)
+			}
+			t.Setenv("HEMOSTAT_REDIS_URL", "")
+			dead := fmt.Sprintf("redis://127.0.0.1:%d/0", testenv.FreePort(t))
+			d, errb := runDeps(t, dead)
+			c := &cobra.Command{}
+			c.Flags().String("redis-url", dead, "") // the default, not set by the user
+			dir := t.TempDir()
+			opts := &runOptions{Embedded: string(tc.kind), EmbeddedAddr: fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)), DataDir: dir}
+			ctx := context.Background()
+			if err := ensureStore(ctx, c, d, opts); err != nil {
+				t.Fatalf("ensureStore: %v", err)
+			}
+			if want := fmt.Sprintf("serving an embedded store (%s) on %s", tc.kind, opts.EmbeddedAddr); !strings.Contains(errb.String(), want) {
+				t.Errorf("no one-line notice of the embedded store: %q, want %q", errb.String(), want)
+			}
+			if d.Global.Redis.URL == dead {
+				t.Fatal("still pointed at the dead address")
+			}
+			st, err := d.Store(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := st.Agents.Heartbeat(ctx, schema.Agent{Kind: "monitor", Instance: "i1"}, time.Now(), time.Minute); err != nil {
+				t.Fatalf("the embedded store does not answer: %v", err)
+			}
+			d.closeAll() // stops the store
+			if _, err := os.Stat(filepath.Join(dir, tc.file)); err != nil {
+				t.Errorf("no %s in the data dir after the stop: %v", tc.file, err)
+			}
+		})
+	}
+}
+
+// TestRunEmbeddedStartErrorNamesTheDataDir: a data dir that cannot be made fails the start, naming it.
+func TestRunEmbeddedStartErrorNamesTheDataDir(t *testing.T) {
 	t.Setenv("HEMOSTAT_REDIS_URL", "")
 	dead := fmt.Sprintf("redis://127.0.0.1:%d/0", testenv.FreePort(t))
-	d, errb := runDeps(t, dead)
+	d, _ := runDeps(t, dead)
 	c := &cobra.Command{}
-	c.Flags().String("redis-url", dead, "") // the default, not set by the user
-	dir := t.TempDir()
-	opts := &runOptions{EmbeddedAddr: fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)), DataDir: dir}
-	ctx := context.Background()
-	if err := ensureStore(ctx, c, d, opts); err != nil {
-		t.Fatalf("ensureStore: %v", err)
-	}
-	if !strings.Contains(errb.String(), "serving an embedded store on "+opts.EmbeddedAddr) {
-		t.Errorf("no one-line notice of the embedded store: %q", errb.String())
-	}
-	if d.Global.Redis.URL == dead {
-		t.Fatal("still pointed at the dead address")
-	}
-	st, err := d.Store(ctx)
-	if err != nil {
+	c.Flags().String("redis-url", dead, "")
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.Agents.Heartbeat(ctx, schema.Agent{Kind: "monitor", Instance: "i1"}, time.Now(), time.Minute); err != nil {
-		t.Fatalf("the embedded store does not answer: %v", err)
-	}
-	d.closeAll() // the final snapshot
-	if _, err := os.Stat(filepath.Join(dir, "hemostat-state.json")); err != nil {
-		t.Errorf("no snapshot in the data dir after the stop: %v", err)
+	dir := filepath.Join(file, "state") // under a file: cannot be made, even by root
+	err := ensureStore(context.Background(), c, d, &runOptions{Embedded: "in-process", EmbeddedAddr: "127.0.0.1:0", DataDir: dir})
+	if err == nil || !strings.Contains(err.Error(), dir) {
+		t.Fatalf("got %v, want an error naming %s", err, dir)
 	}
 }
 

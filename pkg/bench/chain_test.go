@@ -23,6 +23,7 @@ import (
 	"github.com/hemostat/hemostat/pkg/conn"
 	"github.com/hemostat/hemostat/pkg/container"
 	"github.com/hemostat/hemostat/pkg/docker"
+	"github.com/hemostat/hemostat/pkg/embedded"
 	"github.com/hemostat/hemostat/pkg/event"
 	"github.com/hemostat/hemostat/pkg/monitor"
 	"github.com/hemostat/hemostat/pkg/respond"
@@ -84,7 +85,13 @@ var latencyHeader = []string{"what", "samples", "p50", "p95", "p99", "max", "tar
 // openBus opens an isolated database of the test redis-server and a bus on it.
 func openBus(t *testing.T, o bus.Options) (*store.Store, *bus.Bus) {
 	t.Helper()
-	st, err := store.Open(conn.Options{URL: testenv.RequireRedis(t)})
+	return openBusOn(t, testenv.RequireRedis(t), o)
+}
+
+// openBusOn opens the store at url and a bus on it.
+func openBusOn(t *testing.T, url string, o bus.Options) (*store.Store, *bus.Bus) {
+	t.Helper()
+	st, err := store.Open(conn.Options{URL: url})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -308,7 +315,13 @@ type chain struct {
 // calls it too).
 func startChain(t *testing.T, cfg respond.Config, bo bus.Options, containers []docker.TargetState) *chain {
 	t.Helper()
-	st, b := openBus(t, bo)
+	return startChainOn(t, testenv.RequireRedis(t), cfg, bo, containers)
+}
+
+// startChainOn is startChain on the store at url.
+func startChainOn(t *testing.T, url string, cfg respond.Config, bo bus.Options, containers []docker.TargetState) *chain {
+	t.Helper()
+	st, b := openBusOn(t, url, bo)
 	c := &chain{st: st, b: b, restarts: make(chan time.Time, 1<<16)}
 	rec := &respondtest.Recorder{Inner: respondtest.NewFake(containers...), OnWrite: func(call respondtest.Call) {
 		if call.Op == "restart" {
@@ -410,9 +423,68 @@ func alertToRestart(ctx context.Context, t *testing.T, cfg config) bench.Section
 
 // throughput is the sustained rate of health alerts through analyze and respond, none lost (target
 // 20,000 events/s): alerts over 1,000 containers are published in batches while both agents consume;
-// the clock stops when every alert has its answer and every remediation request its outcome.
+// the clock stops when every alert has its answer and every remediation request its outcome. It runs on
+// each store of HEMOSTAT_BENCH_STORES in turn, in the same run: the test redis-server and the embedded
+// stores of `hemostat run`.
 func throughput(ctx context.Context, t *testing.T, cfg config) bench.Section {
 	sec := bench.Section{Title: "4. Throughput through analyze and respond"}
+	sec.Table = &bench.Table{
+		Header: []string{"store", "alerts", "published in", "analyze answered all in", "respond completed all in", "events/s (end to end)",
+			"answers/s (analyze)", "lost", "requests without outcome", "dead letters", "vs redis", "target", "verdict"},
+	}
+	var base float64
+	var stats []string
+	for _, name := range cfg.stores {
+		url := storeURL(t, name)
+		row, rate, note := throughputOn(ctx, t, cfg, url)
+		if base == 0 {
+			base = rate
+		}
+		row = append([]string{name}, row...)
+		row = slices.Insert(row, len(row)-2, fmt.Sprintf("%.2f", rate/base))
+		sec.Table.Rows = append(sec.Table.Rows, row)
+		stats = append(stats, name+": "+note)
+	}
+	sec.Notes = append(sec.Notes,
+		fmt.Sprintf("%d crashed health_alerts over 1,000 containers (HEMOSTAT_BENCH_EVENTS), published in batches of 1,000 while analyze "+
+			"(rules) and respond (its default 4 consumers) consume, as the agents do, whole reads of up to 500 entries: analyze answers the "+
+			"first deliveries the rules decide alone in one write per read, respond decides the requests that need no engine call "+
+			"in one round trip per step (16: analyze's concurrency for alerts that need Redis state); the clock stops when every "+
+			"alert has its remediation_needed or false_alarm and every remediation_needed its remediation_complete.", cfg.events),
+		"respond runs in dry-run (shadow ledger): every decision, Lua commit, audit entry and outcome, but no engine call; repeated "+
+			"alerts for a container are held by the real backoff policy and still get their outcome.",
+		"stores (HEMOSTAT_BENCH_STORES), one after the other in this run: redis = the harness's private redis-server on loopback; "+
+			"embedded-redis-server and embedded-in-process = the two embedded stores of `hemostat run` (pkg/embedded), each in a fresh data "+
+			"directory, AOF or journal on; \"vs redis\" is the rate over the first store's.")
+	sec.Notes = append(sec.Notes, stats...)
+	return sec
+}
+
+// storeURL is the URL of the named store of the throughput run, started for the test when embedded.
+func storeURL(t *testing.T, name string) string {
+	t.Helper()
+	switch name {
+	case "redis":
+		return testenv.RequireRedis(t)
+	case "embedded-redis-server", "embedded-in-process":
+		k := embedded.RedisServer
+		if name == "embedded-in-process" {
+			k = embedded.InProcess
+		}
+		s, err := embedded.Start(embedded.Options{Kind: k, Addr: "127.0.0.1:0", DataDir: t.TempDir()})
+		if err != nil {
+			t.Fatalf("start the %s store: %v", name, err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return embedded.URL(s)
+	}
+	t.Fatalf("HEMOSTAT_BENCH_STORES: unknown store %q (want redis, embedded-redis-server, embedded-in-process)", name)
+	return ""
+}
+
+// throughputOn runs the throughput measure on the store at url: its table row (without the store and
+// ratio), its rate and the agents' counts.
+func throughputOn(ctx context.Context, t *testing.T, cfg config, url string) ([]string, float64, string) {
 	const containers = 1000
 	cs := make([]docker.TargetState, containers)
 	for i := range cs {
@@ -421,7 +493,7 @@ func throughput(ctx context.Context, t *testing.T, cfg config) bench.Section {
 	// The responder decides in dry-run: the whole decision sequence and its Lua commits against the shadow
 	// ledger, an audit entry and a remediation_complete per request, but no engine call to wait for.
 	bo := bus.Options{Batch: 500, Concurrency: 16, Block: 20 * time.Millisecond, MaxLen: 10_000_000}
-	c := startChain(t, respond.Config{DryRun: true, MaxActionsPerHour: 1 << 30}, bo, cs)
+	c := startChainOn(t, url, respond.Config{DryRun: true, MaxActionsPerHour: 1 << 30}, bo, cs)
 	defer c.stop()
 	n := cfg.events
 	envs := make([]event.Envelope, n)
@@ -449,36 +521,18 @@ func throughput(ctx context.Context, t *testing.T, cfg config) bench.Section {
 	elapsed := time.Since(start)
 	dead, _ = c.b.Len(ctx, event.StreamDeadLetter)
 	c.stop()
-	lost := int64(n) - (answered + falseAlarms)
-	if lost < 0 {
-		lost = 0
-	}
-	unfinished := answered - completed
-	if unfinished < 0 {
-		unfinished = 0
-	}
+	lost := max(int64(n)-(answered+falseAlarms), 0)
+	unfinished := max(answered-completed, 0)
 	rate := float64(n) / elapsed.Seconds()
 	verdict := "met"
 	if rate < 20000 || lost > 0 || unfinished > 0 || dead > 0 || !done {
 		verdict = "missed"
 	}
-	sec.Table = &bench.Table{
-		Header: []string{"alerts", "published in", "analyze answered all in", "respond completed all in", "events/s (end to end)",
-			"answers/s (analyze)", "lost", "requests without outcome", "dead letters", "target", "verdict"},
-		Rows: [][]string{{fmt.Sprint(n), bench.FormatDuration(published), bench.FormatDuration(analyzed), bench.FormatDuration(elapsed),
-			fmt.Sprintf("%.0f", rate), rateOf(n, analyzed), fmt.Sprint(lost), fmt.Sprint(unfinished), fmt.Sprint(dead), "20,000/s, none lost", verdict}},
-	}
-	sec.Notes = append(sec.Notes,
-		fmt.Sprintf("%d crashed health_alerts over %d containers (HEMOSTAT_BENCH_EVENTS), published in batches of 1,000 while analyze "+
-			"(rules) and respond (its default 4 consumers) consume, as the agents do, whole reads of up to 500 entries: analyze answers the "+
-			"first deliveries the rules decide alone in one write per read, respond decides the requests that need no engine call "+
-			"in one round trip per step (16: analyze's concurrency for alerts that need Redis state); the clock stops when every "+
-			"alert has its remediation_needed or false_alarm and every remediation_needed its remediation_complete.", n, containers),
-		"respond runs in dry-run (shadow ledger): every decision, Lua commit, audit entry and outcome, but no engine call; repeated "+
-			"alerts for a container are held by the real backoff policy and still get their outcome.",
-		fmt.Sprintf("analyze: %d alerts decided, %d duplicates; respond: %d handled, %d duplicates, %d deferred.",
-			c.a.Stats().Alerts.Load(), c.a.Stats().Duplicates.Load(), c.r.Stats().Handled.Load(), c.r.Stats().Duplicate.Load(), c.r.Stats().Deferred.Load()))
-	return sec
+	row := []string{fmt.Sprint(n), bench.FormatDuration(published), bench.FormatDuration(analyzed), bench.FormatDuration(elapsed),
+		fmt.Sprintf("%.0f", rate), rateOf(n, analyzed), fmt.Sprint(lost), fmt.Sprint(unfinished), fmt.Sprint(dead), "20,000/s, none lost", verdict}
+	note := fmt.Sprintf("analyze: %d alerts decided, %d duplicates; respond: %d handled, %d duplicates, %d deferred.",
+		c.a.Stats().Alerts.Load(), c.a.Stats().Duplicates.Load(), c.r.Stats().Handled.Load(), c.r.Stats().Duplicate.Load(), c.r.Stats().Deferred.Load())
+	return row, rate, note
 }
 
 // rateOf is n events over d per second, "-" without a duration.

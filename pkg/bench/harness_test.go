@@ -1,6 +1,7 @@
 package bench_test
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -35,6 +36,7 @@ type config struct {
 	detections    int             // HEMOSTAT_BENCH_DETECTIONS: containers per failure class for detection latency [10]
 	out           string          // HEMOSTAT_BENCH_OUT: file the report is written to [a temp file]
 	sections      map[string]bool // HEMOSTAT_BENCH_SECTIONS: sections to run [sampling,detect,restart,throughput,rss]
+	stores        []string        // HEMOSTAT_BENCH_STORES: stores of the throughput run [redis,embedded-redis-server,embedded-in-process]
 }
 
 func loadConfig(t *testing.T) config {
@@ -54,6 +56,7 @@ func loadConfig(t *testing.T) config {
 		detections:    envInt(t, "HEMOSTAT_BENCH_DETECTIONS", 10),
 		out:           os.Getenv("HEMOSTAT_BENCH_OUT"),
 	}
+	c.stores = strings.Split(cmp.Or(os.Getenv("HEMOSTAT_BENCH_STORES"), "redis,embedded-redis-server,embedded-in-process"), ",")
 	c.sections = map[string]bool{}
 	list := os.Getenv("HEMOSTAT_BENCH_SECTIONS")
 	if list == "" {

@@ -16,6 +16,7 @@ import (
 	"github.com/hemostat/hemostat/pkg/audit"
 	"github.com/hemostat/hemostat/pkg/bus"
 	"github.com/hemostat/hemostat/pkg/conn"
+	"github.com/hemostat/hemostat/pkg/embedded"
 	"github.com/hemostat/hemostat/pkg/event"
 	"github.com/hemostat/hemostat/pkg/store"
 	"github.com/hemostat/hemostat/pkg/store/schema"
@@ -366,15 +367,15 @@ func TestRedisSourceFollowStopsPromptly(t *testing.T) {
 	}
 }
 
-// TestRedisSourceEmbedded runs the source against the embedded Redis-protocol store of `hemostat run`
-// (miniredis), which the dashboard must read unchanged.
+// TestRedisSourceEmbedded runs the source against the in-process embedded store of `hemostat run`
+// (miniredis with a journal), which the dashboard must read unchanged.
 func TestRedisSourceEmbedded(t *testing.T) {
-	emb, err := store.StartEmbedded(store.EmbeddedOptions{Addr: "127.0.0.1:0"})
+	emb, err := embedded.Start(embedded.Options{Kind: embedded.InProcess, Addr: "127.0.0.1:0", DataDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { emb.Close() })
-	url := emb.URL()
+	url := embedded.URL(emb)
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	f := newFixture(now)
 	f.seed(t, url)

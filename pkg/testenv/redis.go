@@ -123,6 +123,14 @@ type RedisServer struct {
 // URL is the server's address as a redis:// URL, database 0.
 func (s *RedisServer) URL() string { return urlFor("127.0.0.1:"+strconv.Itoa(s.Port), 0) }
 
+// RequireRedisServer skips the test when no redis-server binary is installed, but fails under CI=true.
+func RequireRedisServer(t testing.TB) {
+	t.Helper()
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		unavailable(t, "redis-server not installed: run the tests with scripts/test")
+	}
+}
+
 // StartRedis starts a private redis-server with append-only persistence (so a restart keeps the data),
 // stopped at cleanup. It skips without redis-server, but fails under CI=true.
 func StartRedis(t testing.TB) *RedisServer { t.Helper(); return StartRedisWith(t) }
@@ -130,9 +138,7 @@ func StartRedis(t testing.TB) *RedisServer { t.Helper(); return StartRedisWith(t
 // StartRedisWith is StartRedis with more redis-server arguments.
 func StartRedisWith(t testing.TB, args ...string) *RedisServer {
 	t.Helper()
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		unavailable(t, "redis-server not installed: run the tests with scripts/test")
-	}
+	RequireRedisServer(t)
 	s := &RedisServer{t: t, Port: FreePort(t), Dir: t.TempDir(), Args: args}
 	s.Start()
 	t.Cleanup(s.Stop)

@@ -1,0 +1,9 @@
+package embedded
+
+// SetRewriteMin sets how far past the live state the journal grows before a rewrite, and returns a
+// function that restores it.
+func SetRewriteMin(n int64) func() {
+	old := rewriteMin
+	rewriteMin = n
+	return func() { rewriteMin = old }
+}
