@@ -459,8 +459,8 @@ func TestTwoHosts(t *testing.T) {
 	hostRows = append(hostRows,
 		hostRow{"crash on A", "healed by A's responder", healed[hostA]},
 		hostRow{"crash on B (second engine)", "healed by B's responder", healed[hostB]},
-		hostRow{"B's breaker opens (3 failed verifications, b = 2 s)", "A's container of the same name still restarted", brkOpened},
-		hostRow{"A's container fails after B's breaker opened", "restarted and verified by A", brkHealedA},
+		hostRow{"B's breaker opens (3 failed verifications, b = 2 s)", "A's container of the same name untouched", brkOpened},
+		hostRow{"A's container fails after B's breaker opened", "restarted once and verified by A", brkHealedA},
 		hostRow{"B's crash while B's responder is down (8 s)", "waited, then healed by B once back", waited},
 	)
 }
