@@ -131,12 +131,6 @@ func TestSoak(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	host := testenv.RequireDocker(t)
-	engineB := testenv.StartDockerd(t, host)
-	image := testenv.TestImage(t, host)
-	rs := testenv.StartRedis(t)
-	rdb := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", rs.Port)})
-	defer rdb.Close()
-
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "hemostat")
 	build := exec.Command("go", "build", "-o", bin, ".")
@@ -144,6 +138,12 @@ func TestSoak(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build hemostat: %v: %s", err, out)
 	}
+	engineB := testenv.StartDockerd(t, host)
+	image := testenv.TestImage(t, host)
+	rs := testenv.StartRedis(t)
+	rdb := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", rs.Port)})
+	defer rdb.Close()
+
 	common := []string{"--redis-url", rs.URL(), "--include", "soak-*", "--interval", "1s",
 		"--backoff", "1s", "--cooldown", "5s", "--stable-for", "1s", "--settle", "10s", "--claim-idle", "5s"}
 	procs := map[string]*soakProc{}
@@ -168,6 +168,16 @@ func TestSoak(t *testing.T) {
 		procs[p.name] = sp
 		sp.start(t)
 		t.Cleanup(func() { sp.kill(syscall.SIGINT) })
+	}
+	if !testenv.Poll(time.Minute, func() bool {
+		keys, _ := rdb.Keys(ctx, "hemostat:agents:*").Result()
+		return len(keys) >= 6
+	}) {
+		for name, p := range procs {
+			b, _ := os.ReadFile(p.log.Name())
+			t.Logf("%s log tail:\n%s", name, lastLines(b, 20))
+		}
+		t.Fatalf("hemostat's six agents did not all heartbeat within a minute")
 	}
 	engines := map[string]*soakEngine{soakA: {restarts: map[string]int{}}, soakB: {restarts: map[string]int{}}}
 	clients := map[string]*docker.Client{soakA: host, soakB: engineB.Client}
