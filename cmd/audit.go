@@ -15,6 +15,7 @@ import (
 	"github.com/hemostat/hemostat/pkg/audit"
 	"github.com/hemostat/hemostat/pkg/conn"
 	"github.com/hemostat/hemostat/pkg/event"
+	"github.com/hemostat/hemostat/pkg/store"
 )
 
 // auditOptions are the flags of hemostat audit: all of them say what one invocation shows, so none has
@@ -40,8 +41,10 @@ func newAuditCmd(d *Deps) *cobra.Command {
 		Short: "Show the remediation audit trail, or verify its hash chain",
 		Long: `audit prints the responder's decisions from the hash-chained trail hemostat:audit, newest first: the
 newest --limit entries that match. With --follow it prints them oldest first, then each new entry as it
-is appended, until interrupted. A container is a name on this host (--host-name) or host/name; its
-entries are read through the container's index, not by scanning the trail.
+is appended, until interrupted. A container is host/name, or a bare name: the container of that name on
+the one host that has it (this host, --host-name, when none has); a name on several hosts is a usage
+error that lists them as host/name. Its entries are read through the container's index, not by scanning
+the trail.
 
   -o table   columns that fit the terminal (default)
   -o json    one JSON array; field names are those of the stream and stable for scripts
@@ -111,6 +114,40 @@ func parseSince(s string, now time.Time) (time.Time, error) {
 	return time.Time{}, fmt.Errorf("--since %q: want a duration (90m, 24h, 7d) or a time (RFC 3339 or 2006-01-02)", s)
 }
 
+// resolveTarget turns audit's container argument into host/name. A bare name is the container of that name
+// on the one host that has it (known to a monitor, or with audit entries), this host when none has; on
+// several hosts it is ambiguous, a usage error that lists them.
+func resolveTarget(ctx context.Context, st *store.Store, thisHost, arg string) (string, error) {
+	if strings.Contains(arg, "/") {
+		return arg, nil
+	}
+	hosts, err := st.Audit.HostsOf(ctx, arg)
+	if err != nil {
+		return "", auditStoreErr(err)
+	}
+	known, err := st.Containers.Targets(ctx)
+	if err != nil {
+		return "", auditStoreErr(err)
+	}
+	for _, t := range known {
+		if h, n, ok := strings.Cut(t, "/"); ok && n == arg && !slices.Contains(hosts, h) {
+			hosts = append(hosts, h)
+		}
+	}
+	switch len(hosts) {
+	case 0:
+		return event.Target(thisHost, arg), nil
+	case 1:
+		return event.Target(hosts[0], arg), nil
+	}
+	slices.Sort(hosts)
+	cands := make([]string, len(hosts))
+	for i, h := range hosts {
+		cands[i] = event.Target(h, arg)
+	}
+	return "", UsageError("container %q is on %d hosts; name one as host/name: %s", arg, len(hosts), strings.Join(cands, ", "))
+}
+
 // auditStoreErr marks Redis connection failures met after start as unavailable (exit 3).
 func auditStoreErr(err error) error {
 	if err != nil && conn.IsUnavailable(err) {
@@ -161,19 +198,19 @@ func auditRun(ctx context.Context, d *Deps, opts auditOptions, target string) er
 		}
 		f.Target = event.Target(host, name) // read through the container's index
 	}
+	st, err := d.Store(ctx)
+	if err != nil {
+		return err
+	}
 	if target != "" {
-		t := target
-		if !strings.Contains(target, "/") {
-			t = event.Target(d.HostName(), target)
+		t, err := resolveTarget(ctx, st, d.HostName(), target)
+		if err != nil {
+			return err
 		}
 		if f.Target != "" && f.Target != t {
 			return UsageError("--incident %q is not an incident of %s", opts.Incident, t)
 		}
 		f.Target = t
-	}
-	st, err := d.Store(ctx)
-	if err != nil {
-		return err
 	}
 	tr := audit.NewTrail(st.Audit)
 	head, err := tr.Head(ctx) // --follow continues from here, so nothing appended meanwhile is missed

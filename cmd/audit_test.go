@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/hemostat/hemostat/cmd"
@@ -97,6 +99,57 @@ func TestAuditAndResetCommands(t *testing.T) {
 	code, out, _ = auditRunCLI(t, with("audit", "verify", "-o", "json")...)
 	if code != cmd.ExitIntegrity || !strings.Contains(out, `"ok": false`) || !strings.Contains(out, msgs[2].ID) {
 		t.Errorf("verify -o json after a deletion: code %d out %q", code, out)
+	}
+}
+
+// A bare name is the container on the one host that has it; on several hosts it is a usage error that lists
+// them as host/name, and host/name picks one.
+func TestAuditBareNameOnSeveralHosts(t *testing.T) {
+	t.Setenv("USER", "alice")
+	url := testenv.RequireRedis(t)
+	watch(t, url, "node-a/web-1", "node-b/web-1", "node-b/api")
+	for _, target := range []string{"node-a/web-1", "node-b/web-1", "node-b/api"} {
+		host, name, _ := strings.Cut(target, "/")
+		if code, _, errs := auditRunCLI(t, "respond", "reset", name, "--redis-url", url, "--host-name", host); code != cmd.ExitOK {
+			t.Fatalf("reset %s: code %d (%s)", target, code, errs)
+		}
+	}
+	hostsOf := func(out string) []string {
+		var recs []map[string]any
+		if err := json.Unmarshal([]byte(out), &recs); err != nil {
+			t.Fatalf("audit -o json: %v: %s", err, out)
+		}
+		var hosts []string
+		for _, r := range recs {
+			hosts = append(hosts, fmt.Sprint(r["host"], "/", r["container"]))
+		}
+		return hosts
+	}
+	tests := []struct {
+		name, arg, thisHost string
+		wantCode            int
+		wantErr             string   // in stderr
+		want                []string // host/container of the records
+	}{
+		{"on two hosts", "web-1", "node-c", cmd.ExitUsage, `"web-1" is on 2 hosts; name one as host/name: node-a/web-1, node-b/web-1`, nil},
+		{"on two hosts, one of them this one", "web-1", "node-a", cmd.ExitUsage, "node-a/web-1, node-b/web-1", nil},
+		{"host/name", "node-b/web-1", "node-a", cmd.ExitOK, "", []string{"node-b/web-1"}},
+		{"on one host, another one", "api", "node-a", cmd.ExitOK, "", []string{"node-b/api"}},
+		{"on no host", "nosuch", "node-a", cmd.ExitOK, "", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, out, errs := auditRunCLI(t, "audit", tt.arg, "-o", "json", "--redis-url", url, "--host-name", tt.thisHost)
+			if code != tt.wantCode || !strings.Contains(errs, tt.wantErr) {
+				t.Fatalf("audit %s: exit %d, stderr %q; want %d and %q", tt.arg, code, errs, tt.wantCode, tt.wantErr)
+			}
+			if code != cmd.ExitOK {
+				return
+			}
+			if diff := cmp.Diff(tt.want, hostsOf(out)); diff != "" {
+				t.Errorf("audit %s (-want +got):\n%s", tt.arg, diff)
+			}
+		})
 	}
 }
 

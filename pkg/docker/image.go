@@ -2,8 +2,11 @@ package docker
 
 import (
 	"context"
+	"fmt"
+	"io"
 
 	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/client"
 )
 
 // BuildImage builds an image from an in-memory context (file name to content and mode) with the classic
@@ -35,4 +38,23 @@ func (c *Client) ImageExists(ctx context.Context, ref string) (bool, error) {
 func (c *Client) RemoveImage(ctx context.Context, ref string) error {
 	_, err := c.api.ImageRemove(ctx, ref, image.RemoveOptions{Force: true, PruneChildren: true})
 	return classify("remove image "+ref, err)
+}
+
+// CopyImage copies an image from this engine to another one, as `docker save | docker load` does: for a
+// second engine that cannot pull (tests, no registry).
+func (c *Client) CopyImage(ctx context.Context, ref string, to *Client) error {
+	rc, err := c.api.ImageSave(ctx, []string{ref})
+	if err != nil {
+		return classify("save image "+ref, err)
+	}
+	defer rc.Close()
+	resp, err := to.api.ImageLoad(ctx, rc, client.ImageLoadWithQuiet(true))
+	if err != nil {
+		return classify("load image "+ref+" into "+to.Host(), err)
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		return fmt.Errorf("load image %s into %s: %w", ref, to.Host(), err)
+	}
+	return nil
 }

@@ -98,7 +98,7 @@ func record(r result) {
 func printTable() {
 	resultsMu.Lock()
 	defer resultsMu.Unlock()
-	if len(results) == 0 && len(loopRows) == 0 {
+	if len(results) == 0 && len(loopRows) == 0 && len(hostRows) == 0 {
 		return
 	}
 	sort.Slice(results, func(i, j int) bool { return results[i].scenario < results[j].scenario })
@@ -121,6 +121,7 @@ func printTable() {
 	w.Flush()
 	b.WriteString("\n")
 	writeLoopTable(&b)
+	writeHostTable(&b)
 	fmt.Print("\nend-to-end scenarios (hemostat run as a subprocess, real Redis and Docker):\n" + b.String())
 	if f := os.Getenv("HEMOSTAT_E2E_TABLE"); f != "" {
 		_ = os.WriteFile(f, b.Bytes(), 0o644)

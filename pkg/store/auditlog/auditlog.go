@@ -8,14 +8,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/hemostat/hemostat/pkg/conn"
 	"github.com/hemostat/hemostat/pkg/store/schema"
-	"strconv"
-	"strings"
 )
 
 // Store appends to and reads the trail.
@@ -333,4 +334,35 @@ func (s *Store) ReadAnchor(ctx context.Context) (schema.AuditAnchor, error) {
 		return a, fmt.Errorf("audit anchor: %w", err)
 	}
 	return a, nil
+}
+
+// HostsOf returns the hosts (sorted) that have audit entries for a container of this name: the hosts of
+// its per-container indexes.
+func (s *Store) HostsOf(ctx context.Context, name string) ([]string, error) {
+	pattern := schema.AuditIndexKey("*/" + globEscape(name))
+	var hosts []string
+	iter := s.rdb.Scan(ctx, 0, pattern, scanCount).Iterator()
+	for iter.Next(ctx) {
+		target := strings.TrimSuffix(strings.TrimPrefix(iter.Val(), strings.TrimSuffix(schema.AuditIndexKey(""), "}")), "}")
+		if host, n, ok := strings.Cut(target, "/"); ok && n == name && !slices.Contains(hosts, host) {
+			hosts = append(hosts, host)
+		}
+	}
+	if err := iter.Err(); err != nil {
+		return nil, fmt.Errorf("scan audit indexes of %s: %w", name, err)
+	}
+	slices.Sort(hosts)
+	return hosts, nil
+}
+
+// globEscape escapes the characters SCAN's MATCH gives a meaning.
+func globEscape(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if strings.ContainsRune(`*?[]\`, r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
