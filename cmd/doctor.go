@@ -53,6 +53,7 @@ Each line says ok, warn, FAIL or skip, and what to do. Nothing is written and no
 Exit status: 0 when no check fails (warnings allowed), 1 when one does.`,
 		Example: `  hemostat doctor
   hemostat doctor -o json | jq '.checks[] | select(.status != "ok")'
+  hemostat doctor -o jsonl | jq -r 'select(.status == "fail") | .fix'
   HEMOSTAT_WATCH=labeled hemostat doctor`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -61,7 +62,7 @@ Exit status: 0 when no check fails (warnings allowed), 1 when one does.`,
 	}
 	c.Annotations = map[string]string{annAgentConfig: "true"}
 	f := c.Flags()
-	addOutputFlag(f, &opts.Output, formatText, formatJSON)
+	addOutputFlag(f, &opts.Output, formatText, formatJSON, formatJSONL)
 	mergeAgentFlags(f, agents)
 	return c
 }
@@ -108,9 +109,12 @@ func doctorRun(ctx context.Context, d *Deps, f *pflag.FlagSet, opts *doctorOptio
 	}
 	rep := doctor.Run(ctx, o)
 	var err error
-	if opts.Output == formatJSON {
+	switch opts.Output {
+	case formatJSON:
 		err = doctor.WriteJSON(d.Out, rep)
-	} else {
+	case formatJSONL:
+		err = doctor.WriteJSONL(d.Out, rep)
+	default:
 		err = doctor.WriteText(d.Out, rep)
 	}
 	if err != nil {

@@ -236,3 +236,29 @@ func TestIndentWriter(t *testing.T) {
 		t.Errorf("got %q, want %q", got, want)
 	}
 }
+
+// TestOutputFormatsAreTheSameEverywhere: every -o offers the same names, text or table by default, then
+// json and jsonl (the README's promise), so a script can ask any command for JSON the same way.
+func TestOutputFormatsAreTheSameEverywhere(t *testing.T) {
+	n := 0
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		if f := c.LocalFlags().Lookup("output"); f != nil {
+			n++
+			got := f.Annotations[annChoices]
+			if len(got) != 3 || (got[0] != formatText && got[0] != formatTable) || got[1] != formatJSON || got[2] != formatJSONL {
+				t.Errorf("%s -o offers %v, want [text|table json jsonl]", c.CommandPath(), got)
+			}
+			if f.Shorthand != "o" || f.DefValue != got[0] {
+				t.Errorf("%s --output: shorthand %q, default %q", c.CommandPath(), f.Shorthand, f.DefValue)
+			}
+		}
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+	}
+	walk(NewRootCmd(testDeps()))
+	if n < 10 {
+		t.Errorf("only %d commands have -o: the walk is broken", n)
+	}
+}

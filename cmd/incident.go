@@ -35,6 +35,7 @@ the container stopped or removed by a client, or 'hemostat incident close'.`,
 
 func newIncidentListCmd(d *Deps) *cobra.Command {
 	var output string
+	var filter jsonFilter
 	c := &cobra.Command{
 		Use:   "list [container]",
 		Short: "The open incidents: their condition, attempts, and when hemostat looks again",
@@ -43,7 +44,8 @@ or host/name), with their condition (failing, or clear and waiting out the recov
 actions taken, and what comes next: the next attempt and why it waits, or that hemostat gave up.`,
 		Example: `  hemostat incident list
   hemostat incident list node-b/web-1
-  hemostat incident list -o jsonl | jq -r 'select(.gave_up_at != null) | .key'`,
+  hemostat incident list -o jsonl | jq -r 'select(.gave_up_at != null) | .key'
+  hemostat incident list --jq '.[] | select(.attempts > 1) | "\(.key) \(.attempts)"'`,
 		Args:              cobra.MaximumNArgs(1),
 		ValidArgsFunction: d.completion(completeContainers, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -51,10 +53,20 @@ actions taken, and what comes next: the next attempt and why it waits, or that h
 			if len(args) == 1 {
 				target = args[0]
 			}
-			return incidentListRun(cmd.Context(), d, target, output)
+			if filter.active() && !cmd.Flags().Changed("output") {
+				output = formatJSON // --jq works on JSON
+			}
+			if filter.active() && output == formatTable {
+				return UsageError("--jq works on JSON: use -o json or -o jsonl")
+			}
+			if err := filter.compile(); err != nil {
+				return err
+			}
+			return incidentListRun(cmd.Context(), d, target, output, filter)
 		},
 	}
 	addOutputFlag(c.Flags(), &output, formatTable, formatJSON, formatJSONL)
+	addJSONFilterFlags(c.Flags(), &filter)
 	return c
 }
 
@@ -142,7 +154,7 @@ func matchIncidents(d *Deps, all []schema.Incident, name string) ([]schema.Incid
 	return out, nil
 }
 
-func incidentListRun(ctx context.Context, d *Deps, name, output string) error {
+func incidentListRun(ctx context.Context, d *Deps, name, output string, filter jsonFilter) error {
 	st, err := d.Store(ctx)
 	if err != nil {
 		return err
@@ -162,11 +174,19 @@ func incidentListRun(ctx context.Context, d *Deps, name, output string) error {
 		}
 		if output == formatJSONL {
 			for _, v := range views {
-				if err := writeJSON(d.Out, output, v); err != nil {
+				if filter.active() {
+					err = filter.write(ctx, d.Out, v)
+				} else {
+					err = writeJSON(d.Out, output, v)
+				}
+				if err != nil {
 					return err
 				}
 			}
 			return nil
+		}
+		if filter.active() { // the array, as -o json prints it
+			return filter.write(ctx, d.Out, views)
 		}
 		return writeJSON(d.Out, output, views)
 	}

@@ -38,3 +38,15 @@ func WriteJSON(w io.Writer, rep Report) error {
 	enc.SetIndent("", "  ")
 	return enc.Encode(rep)
 }
+
+// WriteJSONL writes one check per line, as the other commands' -o jsonl write one record per line; the
+// counts and the verdict follow from the checks' statuses.
+func WriteJSONL(w io.Writer, rep Report) error {
+	enc := json.NewEncoder(w)
+	for _, c := range rep.Checks {
+		if err := enc.Encode(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}

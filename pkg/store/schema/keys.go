@@ -3,8 +3,8 @@
 // and every reader outside them gets typed records, never field names. A test in this package keeps it so:
 // no other non-test file spells a key ("hemostat:...") or a hash field as a string literal.
 //
-// Streams are the wire protocol and are named in pkg/event; everything else is named here. docs/schema.md
-// lists the keys with their types, writers and lifetimes.
+// Streams are the wire protocol and are named in pkg/event; everything else is named here. docs/architecture.md
+// (section 3, the state in Redis) lists the keys with their owners and writers.
 //
 // Braces in key names are Redis Cluster hash tags: every key a Lua script touches for one container shares
 // the {host/name} slot; keys shared by a host share {host}.

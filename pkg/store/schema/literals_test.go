@@ -24,8 +24,8 @@ var hashMethods = map[string]bool{"HSet": true, "HGet": true, "HMGet": true, "HD
 
 // TestSchemaIsDefinedOnce keeps every key and hash field defined in this package alone: outside it, no
 // non-test Go file spells a key ("hemostat:...") or reads or writes a hash field by a string literal
-// (x["field"] where field is a schema field, in a file that talks to Redis or a store package, or a literal
-// argument of a go-redis hash command). Streams are
+// (x["field"] where field is a schema field, in a file that talks to Redis or a store package, a literal
+// argument of a go-redis hash command, or a quoted field among a Lua hash command's arguments, in Go or in a .lua file). Streams are
 // the wire protocol and are named in pkg/event; pkg/docker and pkg/cgroup index Docker's and the kernel's
 // maps, never Redis's.
 func TestSchemaIsDefinedOnce(t *testing.T) {
@@ -45,6 +45,16 @@ func TestSchemaIsDefinedOnce(t *testing.T) {
 		if d.IsDir() {
 			if path != root && (strings.HasPrefix(d.Name(), ".") || d.Name() == "testdata") {
 				return filepath.SkipDir
+			}
+			return nil
+		}
+		if strings.HasSuffix(path, ".lua") {
+			b, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			for _, f := range luaFields(string(b), fields) {
+				bad = append(bad, rel+": Lua script with the field "+strconv.Quote(f)+": template it from the schema's constant")
 			}
 			return nil
 		}
@@ -81,6 +91,11 @@ func TestSchemaIsDefinedOnce(t *testing.T) {
 				if s, ok := stringLit(x); ok && keyLiteral.MatchString(s) {
 					report(x, "key %q spelled out: name it in pkg/store/schema", s)
 				}
+				if s, ok := stringLit(x); ok && strings.Contains(s, "redis.call") {
+					for _, f := range luaFields(s, fields) {
+						report(x, "Lua script with the field %q: splice in the schema's constant", f)
+					}
+				}
 			case *ast.IndexExpr:
 				if lit, ok := x.Index.(*ast.BasicLit); ok && redisFile {
 					if s, ok := stringLit(lit); ok && fields[s] {
@@ -110,6 +125,36 @@ func TestSchemaIsDefinedOnce(t *testing.T) {
 	for _, b := range bad {
 		t.Error(b)
 	}
+}
+
+// luaQuoted is a string in a Lua script, quoted either way; luaHashCall starts a hash command.
+var (
+	luaQuoted   = regexp.MustCompile(`'([^'\n]*)'|"([^"\n]*)"`)
+	luaHashCall = regexp.MustCompile(`redis\.p?call\(\s*['"]H[A-Z]+['"]`)
+)
+
+// luaFields returns the schema's field names a Lua script quotes in the arguments of a hash command
+// (redis.call('HGET', KEYS[1], 'field')): they must be spliced in from the schema's constants or passed as
+// arguments, never spelled. Other quoted strings (JSON members of a decoded value) are not hash fields.
+func luaFields(script string, fields map[string]bool) []string {
+	var out []string
+	for _, loc := range luaHashCall.FindAllStringIndex(script, -1) {
+		depth, end := 1, loc[1]
+		for ; end < len(script) && depth > 0; end++ {
+			switch script[end] {
+			case '(':
+				depth++
+			case ')':
+				depth--
+			}
+		}
+		for _, m := range luaQuoted.FindAllStringSubmatch(script[loc[1]:end], -1) {
+			if f := m[1] + m[2]; fields[f] {
+				out = append(out, f)
+			}
+		}
+	}
+	return out
 }
 
 // schemaFields returns the values of the string constants of the schema package whose names say they are
