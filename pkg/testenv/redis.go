@@ -116,6 +116,7 @@ type RedisServer struct {
 	t    testing.TB
 	Port int
 	Dir  string
+	Args []string // more redis-server arguments, after the defaults (a later directive wins)
 	cmd  *exec.Cmd
 }
 
@@ -126,10 +127,17 @@ func (s *RedisServer) URL() string { return urlFor("127.0.0.1:"+strconv.Itoa(s.P
 // stopped at cleanup. It skips without redis-server, but fails under CI=true.
 func StartRedis(t testing.TB) *RedisServer {
 	t.Helper()
+	return StartRedisWith(t)
+}
+
+// StartRedisWith is StartRedis with more redis-server arguments, which override the defaults (benchmarks
+// use "--appendfsync", "everysec", as a production server would run).
+func StartRedisWith(t testing.TB, args ...string) *RedisServer {
+	t.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		unavailable(t, "redis-server not installed: run the tests with scripts/test")
 	}
-	s := &RedisServer{t: t, Port: FreePort(t), Dir: t.TempDir()}
+	s := &RedisServer{t: t, Port: FreePort(t), Dir: t.TempDir(), Args: args}
 	s.Start()
 	t.Cleanup(s.Stop)
 	return s
@@ -141,6 +149,7 @@ func (s *RedisServer) Start() {
 	s.cmd = exec.Command("redis-server", "--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1",
 		"--dir", s.Dir, "--appendonly", "yes", "--appendfsync", "always", "--save", "",
 		"--logfile", filepath.Join(s.Dir, "redis.log"))
+	s.cmd.Args = append(s.cmd.Args, s.Args...)
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatalf("start redis-server: %v", err)
 	}
@@ -158,6 +167,14 @@ func (s *RedisServer) Start() {
 		time.Sleep(20 * time.Millisecond)
 	}
 	s.t.Fatalf("redis-server on port %d did not answer within 10s", s.Port)
+}
+
+// PID is the server process's id, 0 while it is stopped.
+func (s *RedisServer) PID() int {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
 }
 
 // Stop kills the server abruptly (as a crash would) and waits for it to exit.
