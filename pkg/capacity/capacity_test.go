@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"math"
@@ -25,6 +26,7 @@ import (
 	"github.com/hemostat/hemostat/pkg/conn"
 	"github.com/hemostat/hemostat/pkg/container"
 	"github.com/hemostat/hemostat/pkg/docker"
+	"github.com/hemostat/hemostat/pkg/event"
 	"github.com/hemostat/hemostat/pkg/monitor"
 	"github.com/hemostat/hemostat/pkg/monitor/monitortest"
 	"github.com/hemostat/hemostat/pkg/respond"
@@ -72,8 +74,8 @@ func BenchmarkCapacity(b *testing.B) {
 	var report strings.Builder
 	fmt.Fprintf(&report, "\n### %d containers per host, window %s, one crash per host every %s (%s)\n\n",
 		perHost, window, failEvery, time.Now().UTC().Format(time.RFC3339))
-	fmt.Fprintf(&report, "| hosts | containers | Redis CPU (%% of a core) | /proc CPU | per host | used_memory | clients | commands/s | crashes | restarts | event→restart p50 | p99 | max | rounds done/expected | load generator CPU |\n")
-	fmt.Fprintf(&report, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(&report, "| hosts | containers | Redis CPU (%% of a core) | /proc CPU | per host | used_memory | clients | commands/s | crashes | restarts | alert→restart p50 | p99 | die event→restart p50 | p99 | stages p50 (p99): die→alert, alert→request, request→restart | rounds done/expected | load generator CPU |\n")
+	fmt.Fprintf(&report, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	var breakdowns strings.Builder
 	for _, n := range hosts {
 		b.Run(fmt.Sprintf("hosts=%d", n), func(b *testing.B) {
@@ -81,13 +83,17 @@ func BenchmarkCapacity(b *testing.B) {
 				r := runFleet(b, n, perHost, window, failEvery)
 				b.ReportMetric(r.cpuPercent, "redis-cpu-%")
 				b.ReportMetric(float64(r.usedMemory)/(1<<20), "used-MiB")
-				b.ReportMetric(float64(bench.Percentile(r.latencies, 50))/1e6, "p50-ms")
-				b.ReportMetric(float64(bench.Percentile(r.latencies, 99))/1e6, "p99-ms")
-				fmt.Fprintf(&report, "| %d | %d | %.1f %% | %.1f %% | %.3f %% | %.1f MiB | %d | %.0f | %d | %d | %s | %s | %s | %d/%d | %.0f %% |\n",
+				b.ReportMetric(float64(bench.Percentile(r.alertToRestart, 50))/1e6, "alert-restart-p50-ms")
+				b.ReportMetric(float64(bench.Percentile(r.alertToRestart, 99))/1e6, "alert-restart-p99-ms")
+				pc := func(ds []time.Duration) string {
+					return bench.FormatDuration(bench.Percentile(ds, 50)) + " (" + bench.FormatDuration(bench.Percentile(ds, 99)) + ")"
+				}
+				fmt.Fprintf(&report, "| %d | %d | %.1f %% | %.1f %% | %.4f %% | %.1f MiB | %d | %.0f | %d | %d | %s | %s | %s | %s | %s, %s, %s | %d/%d | %.0f %% |\n",
 					n, n*perHost, r.cpuPercent, r.procPercent, r.cpuPercent/float64(n), float64(r.usedMemory)/(1<<20), r.clients,
 					float64(r.calls)/window.Seconds(), r.injected, len(r.latencies),
+					bench.FormatDuration(bench.Percentile(r.alertToRestart, 50)), bench.FormatDuration(bench.Percentile(r.alertToRestart, 99)),
 					bench.FormatDuration(bench.Percentile(r.latencies, 50)), bench.FormatDuration(bench.Percentile(r.latencies, 99)),
-					bench.FormatDuration(slices.Max(append(r.latencies, 0))), r.rounds, r.expectedRounds, r.selfPercent)
+					pc(r.detect), pc(r.analyze), pc(r.respond), r.rounds, r.expectedRounds, r.selfPercent)
 				fmt.Fprintf(&breakdowns, "\nINFO commandstats over the window, %d hosts (per second; share of the server time spent in commands):\n\n", n)
 				fmt.Fprintf(&breakdowns, "| command | calls/s | calls/s per host | µs/s | share | µs/call |\n|---|---|---|---|---|---|\n")
 				var total int64
@@ -126,6 +132,8 @@ type result struct {
 	injected                             int
 	latencies                            []time.Duration
 	rounds, expectedRounds               int64
+	detect, analyze, respond             []time.Duration
+	alertToRestart                       []time.Duration
 }
 
 // host is one simulated Docker host: its monitor's engine and sampler, its responder's engine.
@@ -147,8 +155,68 @@ type host struct {
 type latencies struct {
 	mu       sync.Mutex
 	from, to time.Time
-	got      []time.Duration
+	got      []time.Duration // die event -> restart call
 	injected int
+	// The stages, from the streams' entry ids (Redis's clock, milliseconds): die event -> health_alert,
+	// health_alert -> remediation request, request -> restart call, health_alert -> restart call.
+	detect, analyze, respond, alertToRestart []time.Duration
+	seen                                     map[string]map[string]time.Time // stream -> incident -> entry time
+}
+
+// record notes when an incident's entry reached a stream.
+func (l *latencies) record(stream, incident string, at time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.seen == nil {
+		l.seen = map[string]map[string]time.Time{}
+	}
+	if l.seen[stream] == nil {
+		l.seen[stream] = map[string]time.Time{}
+	}
+	if _, ok := l.seen[stream][incident]; !ok {
+		l.seen[stream][incident] = at
+	}
+}
+
+// restarted records a crash's times at its restart call, and forgets its incident's entries.
+func (l *latencies) restarted(incident string, died, call time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	alert, okA := l.seen[event.StreamHealthAlert][incident]
+	req, okR := l.seen[event.StreamRemediationNeeded][incident]
+	delete(l.seen[event.StreamHealthAlert], incident)
+	delete(l.seen[event.StreamRemediationNeeded], incident)
+	if l.from.IsZero() || died.Before(l.from) || (!l.to.IsZero() && !died.Before(l.to)) {
+		return
+	}
+	l.got = append(l.got, call.Sub(died))
+	if okA && okR {
+		l.detect = append(l.detect, alert.Sub(died))
+		l.analyze = append(l.analyze, req.Sub(alert))
+		l.respond = append(l.respond, call.Sub(req))
+		l.alertToRestart = append(l.alertToRestart, call.Sub(alert))
+	}
+}
+
+// follow records when each incident's health_alert and remediation request reach the bus.
+func follow(ctx context.Context, b *bus.Bus, l *latencies) {
+	last := map[string]string{event.StreamHealthAlert: "$", event.StreamRemediationNeeded: "$"}
+	for ctx.Err() == nil {
+		es, err := b.Follow(ctx, last, time.Second)
+		if err != nil {
+			sleepCtx(ctx, 100*time.Millisecond)
+			continue
+		}
+		for _, e := range es {
+			last[e.Stream] = e.ID
+			var env struct {
+				Incident string `json:"incident"`
+			}
+			if json.Unmarshal(e.Raw, &env) == nil && env.Incident != "" {
+				l.record(e.Stream, env.Incident, e.Time())
+			}
+		}
+	}
 }
 
 func (l *latencies) inWindow(t time.Time) bool {
@@ -218,6 +286,9 @@ func runFleet(b *testing.B, n, perHost int, window, failEvery time.Duration) res
 			b.Fatal("stopped")
 		}
 	}
+	fb := bus.New(ast.Conn, bus.Options{}).Follower()
+	wg.Go(func() { follow(ctx, fb, lat) })
+	defer fb.Close()
 	// Crashes, as a Poisson process over the fleet.
 	wg.Go(func() { inject(ctx, hs, failEvery) })
 
@@ -270,6 +341,7 @@ func runFleet(b *testing.B, n, perHost int, window, failEvery time.Duration) res
 	}
 	lat.mu.Lock()
 	r.injected, r.latencies = lat.injected, slices.Clone(lat.got)
+	r.detect, r.analyze, r.respond, r.alertToRestart = slices.Clone(lat.detect), slices.Clone(lat.analyze), slices.Clone(lat.respond), slices.Clone(lat.alertToRestart)
 	lat.mu.Unlock()
 	slices.Sort(r.latencies)
 	b.Logf("%d hosts: event->restart latencies %v", n, r.latencies)
@@ -354,12 +426,10 @@ func (h *host) onWrite(c respondtest.Call) {
 	if !ok {
 		return
 	}
-	if h.lat.inWindow(at) {
-		h.lat.mu.Lock()
-		h.lat.got = append(h.lat.got, c.At.Sub(at))
-		h.lat.mu.Unlock()
-	}
 	d, err := h.rt.Inspect(context.Background(), id)
+	if err == nil {
+		h.lat.restarted(event.IncidentKey(h.name, d.Name, "crashed"), at, c.At)
+	}
 	if err != nil {
 		return
 	}
