@@ -72,8 +72,8 @@ func BenchmarkCapacity(b *testing.B) {
 	window := envDuration(b, envWindow, 60*time.Second)
 	failEvery := envDuration(b, envFailEvery, 2*time.Minute)
 	var report strings.Builder
-	fmt.Fprintf(&report, "\n### %d containers per host, window %s, one crash per host every %s (%s)\n\n",
-		perHost, window, failEvery, time.Now().UTC().Format(time.RFC3339))
+	fmt.Fprintf(&report, "\n### %d containers per host, window %s, one crash per host every %s (%s, load average %s)\n\n",
+		perHost, window, failEvery, time.Now().UTC().Format(time.RFC3339), bench.LoadAverage("/proc"))
 	fmt.Fprintf(&report, "| hosts | containers | Redis CPU (%% of a core) | /proc CPU | per host | used_memory | clients | commands/s | crashes | restarts | alert→restart p50 | p99 | die event→restart p50 | p99 | stages p50 (p99): die→alert, alert→request, request→restart | rounds done/expected | load generator CPU |\n")
 	fmt.Fprintf(&report, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	var breakdowns strings.Builder

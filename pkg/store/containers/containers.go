@@ -26,7 +26,7 @@ import (
 // only the ones gone (issue 17: the table is shared by every host, and reading all its field names at
 // every write made each host's cost grow with the size of the fleet). What it remembers is forgotten after
 // a failed write, and written again whole every refreshEvery, so a table lost by Redis (a restart without
-// persistence, a failover) is whole again within that period.
+// persistence, a failover) is whole again within that period. After a failed write the next one is whole.
 type Store struct {
 	rdb *redis.Client
 	now func() time.Time // the clock of the refresh; tests set it
@@ -53,9 +53,9 @@ func New(c *conn.Conn) *Store {
 }
 
 // WriteContainers replaces one host's part of the container table: the summaries given are set, the
-// host's other containers are deleted, in one round trip. The first write of a host (and the first after
-// a failure) finds the host's fields in the table with HSCAN; later ones send only what changed since the
-// previous write, nothing at all when nothing did, and everything again every refreshEvery.
+// host's other containers are deleted, in one round trip. The first write of a host by this store finds
+// the host's fields in the table with HSCAN; later ones send only what changed since the previous write,
+// nothing at all when nothing did, and everything again every refreshEvery and after a failed write.
 func (s *Store) WriteContainers(ctx context.Context, host string, sums []container.Summary) error {
 	enc := make(map[string]string, len(sums))
 	order := make([]string, 0, len(sums))
@@ -71,10 +71,9 @@ func (s *Store) WriteContainers(ctx context.Context, host string, sums []contain
 	}
 	s.mu.Lock()
 	prev := s.written[host]
-	delete(s.written, host) // back only once this write succeeds
 	s.mu.Unlock()
 	now := s.now()
-	full := prev == nil || now.Sub(prev.full) >= refreshEvery
+	full := prev == nil || prev.full.IsZero() || now.Sub(prev.full) >= refreshEvery
 	var present []string // the host's fields in the table now, as far as this store knows
 	if prev == nil {
 		var err error
@@ -107,6 +106,19 @@ func (s *Store) WriteContainers(ctx context.Context, host string, sums []contain
 			pipe.HSet(ctx, schema.KeyContainers, vals...)
 		}
 		if _, err := pipe.Exec(ctx); err != nil {
+			// What reached Redis is unknown: remember every field that may be there now, with no value
+			// (so none counts as written), and write the host's part whole next time. Scanning the table
+			// again instead would add work to a Redis that may be failing from too much of it.
+			maybe := &hostTable{fields: make(map[string]string, len(present)+len(enc))}
+			for _, f := range present {
+				maybe.fields[f] = ""
+			}
+			for t := range enc {
+				maybe.fields[t] = ""
+			}
+			s.mu.Lock()
+			s.written[host] = maybe
+			s.mu.Unlock()
 			return fmt.Errorf("write containers: %w", err)
 		}
 	}

@@ -109,6 +109,19 @@ func TestWriteContainersSendsOnlyChanges(t *testing.T) {
 		if got, want := write(a, b2), []string{"hset h1/a h1/b"}; !cmp.Equal(got, want) {
 			t.Errorf("write after the refresh period sent %q, want %q", got, want)
 		}
+		// A failed write (here, a cancelled one) makes the next one whole, without scanning the table again.
+		cancelled, cancel := context.WithCancel(ctx)
+		cancel()
+		if err := cs.WriteContainers(cancelled, "h1", []container.Summary{a, b2, c}); err == nil {
+			t.Fatal("write with a cancelled context succeeded")
+		}
+		rec.take()
+		if got, want := write(a, b2), []string{"hdel h1/c", "hset h1/a h1/b"}; !cmp.Equal(got, want) {
+			t.Errorf("write after a failed one sent %q, want %q", got, want)
+		}
+		if got := write(a, b2); len(got) != 0 {
+			t.Errorf("unchanged write after the whole one sent %q, want nothing", got)
+		}
 		got, _, err := cs.All(ctx)
 		if err != nil {
 			t.Fatal(err)
