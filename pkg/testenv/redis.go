@@ -135,7 +135,9 @@ func RequireRedisServer(t testing.TB) {
 // stopped at cleanup. It skips without redis-server, but fails under CI=true.
 func StartRedis(t testing.TB) *RedisServer { t.Helper(); return StartRedisWith(t) }
 
-// StartRedisWith is StartRedis with more redis-server arguments.
+// StartRedisWith is StartRedis with more redis-server arguments, given at every start after the defaults,
+// which they override (--replicaof, --tls-port; benchmarks use "--appendfsync", "everysec", as a
+// production server would run).
 func StartRedisWith(t testing.TB, args ...string) *RedisServer {
 	t.Helper()
 	RequireRedisServer(t)
@@ -169,6 +171,14 @@ func (s *RedisServer) Start() {
 		time.Sleep(20 * time.Millisecond)
 	}
 	s.t.Fatalf("redis-server on port %d did not answer within 10s", s.Port)
+}
+
+// PID is the server process's id, 0 while it is stopped.
+func (s *RedisServer) PID() int {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
 }
 
 // Stop kills the server abruptly (as a crash would) and waits for it to exit.

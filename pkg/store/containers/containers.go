@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -19,45 +20,143 @@ import (
 )
 
 // Store reads and writes the container table, the samples and the host figures.
-type Store struct{ rdb *redis.Client }
+//
+// It remembers what it last wrote of each host's part of the table, so that a monitor's write of a table
+// that did not change sends nothing, and one that did sends only the summaries that changed and deletes
+// only the ones gone (issue 17: the table is shared by every host, and reading all its field names at
+// every write made each host's cost grow with the size of the fleet). What it remembers is forgotten after
+// a failed write, and written again whole every refreshEvery, so a table lost by Redis (a restart without
+// persistence, a failover) is whole again within that period. After a failed write the next one is whole.
+type Store struct {
+	rdb *redis.Client
+	now func() time.Time // the clock of the refresh; tests set it
+
+	mu      sync.Mutex
+	written map[string]*hostTable // host -> its part of the table as last written by this store
+}
+
+// hostTable is one host's part of the container table as this store last wrote it.
+type hostTable struct {
+	fields map[string]string // host/name -> encoded summary
+	full   time.Time         // when it was last written whole
+}
+
+// refreshEvery is how often a host's part of the table is written whole even when nothing changed.
+const refreshEvery = time.Minute
+
+// scanCount is the HSCAN page size of the first write of a host's part of the table.
+const scanCount = 1000
 
 // New returns the store over a connection.
-func New(c *conn.Conn) *Store { return &Store{rdb: c.Client()} }
+func New(c *conn.Conn) *Store {
+	return &Store{rdb: c.Client(), now: time.Now, written: map[string]*hostTable{}}
+}
 
 // WriteContainers replaces one host's part of the container table: the summaries given are set, the
-// host's other containers are deleted, in one round trip after reading the table's field names.
+// host's other containers are deleted, in one round trip. The first write of a host by this store finds
+// the host's fields in the table with HSCAN; later ones send only what changed since the previous write,
+// nothing at all when nothing did, and everything again every refreshEvery and after a failed write.
 func (s *Store) WriteContainers(ctx context.Context, host string, sums []container.Summary) error {
-	fields, err := s.rdb.HKeys(ctx, schema.KeyContainers).Result()
-	if err != nil {
-		return fmt.Errorf("write containers: %w", err)
-	}
-	vals := make([]any, 0, 2*len(sums))
-	keep := make(map[string]bool, len(sums))
+	enc := make(map[string]string, len(sums))
+	order := make([]string, 0, len(sums))
 	for _, sum := range sums {
 		b, err := schema.EncodeContainer(sum)
 		if err != nil {
 			return fmt.Errorf("write container %s: %w", sum.Target(), err)
 		}
-		keep[sum.Target()] = true
-		vals = append(vals, sum.Target(), b)
+		if _, dup := enc[sum.Target()]; !dup {
+			order = append(order, sum.Target())
+		}
+		enc[sum.Target()] = string(b)
+	}
+	s.mu.Lock()
+	prev := s.written[host]
+	s.mu.Unlock()
+	now := s.now()
+	full := prev == nil || prev.full.IsZero() || now.Sub(prev.full) >= refreshEvery
+	var present []string // the host's fields in the table now, as far as this store knows
+	if prev == nil {
+		var err error
+		if present, err = s.hostFields(ctx, host); err != nil {
+			return err
+		}
+	} else {
+		for f := range prev.fields {
+			present = append(present, f)
+		}
 	}
 	var stale []string
-	for _, f := range fields {
-		if strings.HasPrefix(f, host+"/") && !keep[f] {
+	for _, f := range present {
+		if _, keep := enc[f]; !keep {
 			stale = append(stale, f)
 		}
 	}
-	pipe := s.rdb.Pipeline()
-	if len(stale) > 0 {
-		pipe.HDel(ctx, schema.KeyContainers, stale...)
+	vals := make([]any, 0, 2*len(order))
+	for _, t := range order {
+		if full || prev.fields[t] != enc[t] {
+			vals = append(vals, t, enc[t])
+		}
 	}
-	if len(vals) > 0 {
-		pipe.HSet(ctx, schema.KeyContainers, vals...)
+	if len(stale) > 0 || len(vals) > 0 {
+		pipe := s.rdb.Pipeline()
+		if len(stale) > 0 {
+			pipe.HDel(ctx, schema.KeyContainers, stale...)
+		}
+		if len(vals) > 0 {
+			pipe.HSet(ctx, schema.KeyContainers, vals...)
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			// What reached Redis is unknown: remember every field that may be there now, with no value
+			// (so none counts as written), and write the host's part whole next time. Scanning the table
+			// again instead would add work to a Redis that may be failing from too much of it.
+			maybe := &hostTable{fields: make(map[string]string, len(present)+len(enc))}
+			for _, f := range present {
+				maybe.fields[f] = ""
+			}
+			for t := range enc {
+				maybe.fields[t] = ""
+			}
+			s.mu.Lock()
+			s.written[host] = maybe
+			s.mu.Unlock()
+			return fmt.Errorf("write containers: %w", err)
+		}
 	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		return fmt.Errorf("write containers: %w", err)
+	next := &hostTable{fields: enc, full: now}
+	if !full {
+		next.full = prev.full
 	}
+	s.mu.Lock()
+	s.written[host] = next
+	s.mu.Unlock()
 	return nil
+}
+
+// hostFields returns the host's fields of the container table, a page at a time.
+func (s *Store) hostFields(ctx context.Context, host string) ([]string, error) {
+	var out []string
+	iter := s.rdb.HScan(ctx, schema.KeyContainers, 0, globEscape(host)+"/*", scanCount).Iterator()
+	for i := 0; iter.Next(ctx); i++ {
+		if i%2 == 0 { // field, value, field, value...
+			out = append(out, iter.Val())
+		}
+	}
+	if err := iter.Err(); err != nil {
+		return nil, fmt.Errorf("write containers: %w", err)
+	}
+	return out, nil
+}
+
+// globEscape quotes the characters MATCH patterns treat specially.
+func globEscape(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if strings.ContainsRune(`*?[]\`, r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 // StatsEntry is one container's latest sample and history.

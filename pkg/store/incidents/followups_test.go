@@ -3,6 +3,8 @@ package incidents_test
 import (
 	"context"
 	"fmt"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -338,6 +340,67 @@ func TestAdvanceCapsErrors(t *testing.T) {
 		advance("fresh", "fresh")
 		if got := get(t, st, key).Errors; !cmp.Equal(got, []string{"fresh"}) {
 			t.Errorf("errors after a bad field = %q, want [fresh]", got)
+		}
+	})
+}
+
+// scriptCounter is a go-redis hook counting the scripts run (EVALSHA and EVAL, pipelined ones included).
+type scriptCounter struct{ n atomic.Int64 }
+
+func (c *scriptCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (c *scriptCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		c.count(cmd)
+		return next(ctx, cmd)
+	}
+}
+
+func (c *scriptCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		for _, cmd := range cmds {
+			c.count(cmd)
+		}
+		return next(ctx, cmds)
+	}
+}
+
+func (c *scriptCounter) count(cmd redis.Cmder) {
+	if n := strings.ToLower(cmd.Name()); n == "evalsha" || n == "eval" {
+		c.n.Add(1)
+	}
+}
+
+// TestTakeDueNothingDueRunsNoScript: a poll that finds nothing due (no schedule, or only later follow-ups)
+// returns the empty answer it always did without running the take script; one that finds a follow-up due,
+// to the millisecond, runs it and takes it.
+func TestTakeDueNothingDueRunsNoScript(t *testing.T) {
+	t.Parallel()
+	storetest.Backends(t, func(t *testing.T, st *store.Store, rdb *redis.Client) {
+		ctx := context.Background()
+		hook := &scriptCounter{}
+		rdb.AddHook(hook)
+		hold := 30 * time.Second
+		if got, err := st.Incidents.TakeDue(ctx, "h", t0, hold, 4); err != nil || got == nil || len(got) != 0 {
+			t.Errorf("take of an empty schedule = %#v %v, want an empty list", got, err)
+		}
+		open(t, st, "h/a/crashed")
+		if ok, err := st.Incidents.Schedule(ctx, "h/a/crashed", t0.Add(time.Minute), "verify"); !ok || err != nil {
+			t.Fatalf("schedule: %v %v", ok, err)
+		}
+		before := hook.n.Load()
+		if got, err := st.Incidents.TakeDue(ctx, "h", t0.Add(time.Minute-time.Millisecond), hold, 4); err != nil || len(got) != 0 {
+			t.Errorf("take a millisecond early = %v %v, want nothing", got, err)
+		}
+		if n := hook.n.Load() - before; n != 0 {
+			t.Errorf("polls with nothing due ran %d scripts, want none", n)
+		}
+		got, err := st.Incidents.TakeDue(ctx, "h", t0.Add(time.Minute), hold, 4)
+		if diff := cmp.Diff([]incidents.Due{{Incident: "h/a/crashed", At: t0.Add(time.Minute)}}, got); err != nil || diff != "" {
+			t.Errorf("take when due (-want +got): %v\n%s", err, diff)
+		}
+		if hook.n.Load() == before {
+			t.Error("the take of a due follow-up ran no script")
 		}
 	})
 }

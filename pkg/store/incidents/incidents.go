@@ -147,9 +147,15 @@ func (s *Store) Get(ctx context.Context, key string) (in schema.Incident, found 
 }
 
 // OpenIncidents returns the open incidents of one host (all hosts when host is empty), oldest first, so a
-// restarted monitor resumes them instead of alerting again.
+// restarted monitor resumes them instead of alerting again. Only the host's own incident hashes are read:
+// every monitor calls it at each reconcile, and reading every host's (as ListOpen does) made the fleet's
+// cost grow with the square of its size (issue 17).
 func (s *Store) OpenIncidents(ctx context.Context, host string) ([]schema.Incident, error) {
-	all, _, err := s.ListOpen(ctx, -1)
+	var keep func(key string) bool
+	if host != "" {
+		keep = func(key string) bool { return HostOf(key) == host }
+	}
+	all, _, err := s.listOpen(ctx, -1, keep)
 	if err != nil {
 		return nil, err
 	}
@@ -166,6 +172,11 @@ func (s *Store) OpenIncidents(ctx context.Context, host string) ([]schema.Incide
 // Incidents whose hash does not decode are returned as far as they do and reported in problems; a member
 // whose hash is gone is returned with its key and opening time only.
 func (s *Store) ListOpen(ctx context.Context, limit int64) ([]schema.Incident, []error, error) {
+	return s.listOpen(ctx, limit, nil)
+}
+
+// listOpen is ListOpen of the members keep keeps (all when keep is nil); limit counts members before keep.
+func (s *Store) listOpen(ctx context.Context, limit int64, keep func(key string) bool) ([]schema.Incident, []error, error) {
 	if limit == 0 {
 		return nil, nil, nil // ZRANGE 0 -1 would be all of them
 	}
@@ -179,6 +190,17 @@ func (s *Store) ListOpen(ctx context.Context, limit int64) ([]schema.Incident, [
 	}
 	if len(members) == 0 {
 		return nil, nil, nil
+	}
+	if keep != nil {
+		kept := members[:0]
+		for _, z := range members {
+			if m, _ := z.Member.(string); keep(schema.IncidentOf(m)) {
+				kept = append(kept, z)
+			}
+		}
+		if members = kept; len(members) == 0 {
+			return nil, nil, nil
+		}
 	}
 	keys := make([]string, len(members))
 	pipe := s.rdb.Pipeline()

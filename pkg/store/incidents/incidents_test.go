@@ -2,12 +2,15 @@ package incidents_test
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/hemostat/hemostat/pkg/conn"
@@ -367,4 +370,83 @@ func TestUnavailable(t *testing.T) {
 	if _, _, err := st.Incidents.ListOpen(ctx, 10); !conn.IsUnavailable(err) {
 		t.Errorf("list open without a server: %v, want an unavailable error", err)
 	}
+}
+
+// hashReads is a go-redis hook recording the incident hashes read (HGETALL, pipelined ones included).
+type hashReads struct {
+	mu   sync.Mutex
+	keys []string
+}
+
+func (h *hashReads) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *hashReads) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		h.note(cmd)
+		return next(ctx, cmd)
+	}
+}
+
+func (h *hashReads) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		for _, cmd := range cmds {
+			h.note(cmd)
+		}
+		return next(ctx, cmds)
+	}
+}
+
+func (h *hashReads) note(cmd redis.Cmder) {
+	if strings.EqualFold(cmd.Name(), "hgetall") {
+		h.mu.Lock()
+		h.keys = append(h.keys, fmt.Sprint(cmd.Args()[1]))
+		h.mu.Unlock()
+	}
+}
+
+// TestOpenIncidentsReadsOnlyTheHost: a host's open incidents are what the list of every host's, filtered
+// by host, was (a host whose name starts with another's included, oldest first), and only that host's
+// incident hashes are read.
+func TestOpenIncidentsReadsOnlyTheHost(t *testing.T) {
+	t.Parallel()
+	storetest.Backends(t, func(t *testing.T, st *store.Store, rdb *redis.Client) {
+		ctx := context.Background()
+		for i, key := range []string{"h1/web/crashed", "h10/web/crashed", "h2/db/oom_killed", "h1/db/unhealthy", "h1x/a/crashed"} {
+			d := schema.Detection{Class: key[strings.LastIndexByte(key, '/')+1:], Host: incidents.HostOf(key), Container: incidents.ContainerOf(key),
+				Severity: "high", AlertID: fmt.Sprintf("a%d", i), OpenedAt: t0.Add(time.Duration(i) * time.Minute)}
+			d.LastAlertAt = d.OpenedAt
+			if err := st.Incidents.Open(ctx, key, d); err != nil {
+				t.Fatal(err)
+			}
+		}
+		all, _, err := st.Incidents.ListOpen(ctx, -1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, host := range []string{"h1", "h10", "h2", "none"} {
+			var want []schema.Incident
+			var wantRead []string
+			for _, in := range all {
+				if incidents.HostOf(in.Key) == host {
+					want = append(want, in)
+					wantRead = append(wantRead, schema.IncidentKey(in.Key))
+				}
+			}
+			reads := &hashReads{}
+			c := st.Conn.Client()
+			c.AddHook(reads)
+			got, err := st.Incidents.OpenIncidents(ctx, host)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(want, got, cmpopts.EquateEmpty()); diff != "" {
+				t.Errorf("open incidents of %s (-want +got):\n%s", host, diff)
+			}
+			reads.mu.Lock()
+			if diff := cmp.Diff(wantRead, reads.keys, cmpopts.EquateEmpty()); diff != "" {
+				t.Errorf("hashes read for %s (-want +got):\n%s", host, diff)
+			}
+			reads.mu.Unlock()
+		}
+	})
 }
