@@ -40,7 +40,10 @@ func TestSentinelFailoverMidStream(t *testing.T) {
 	st := store.New(c)
 	var logs testenv.SyncBuffer
 	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	b := bus.New(c, bus.Options{Block: 50 * time.Millisecond, ClaimIdle: time.Second, Logger: logger})
+	// Timings scaled down together: a request a responder left mid-report is deferred until its lease and
+	// report claim expire (LeaseTTL, 2 x LeaseTTL), and must not run out of deliveries meanwhile, as the
+	// defaults (30s x 5 deliveries against 15s and 30s) ensure.
+	b := bus.New(c, bus.Options{Block: 50 * time.Millisecond, ClaimIdle: time.Second, MaxDeliveries: 30, Logger: logger})
 
 	var cs []docker.TargetState
 	for i := range n {
@@ -48,7 +51,7 @@ func TestSentinelFailoverMidStream(t *testing.T) {
 	}
 	fake := respondtest.NewFake(cs...)
 	rec := &respondtest.Recorder{Inner: fake}
-	cfg := fastConfig(respond.Config{MaxConcurrent: n, MaxUnhealthy: 2 * n})
+	cfg := fastConfig(respond.Config{MaxConcurrent: n, MaxUnhealthy: 2 * n, LeaseTTL: 2 * time.Second})
 	r := respond.New(cfg, rec, respondStores(st), st.Audit, b, respond.Options{Instance: "r1", Logger: logger})
 
 	ctx, cancel := context.WithCancel(context.Background())
