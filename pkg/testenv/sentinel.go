@@ -91,7 +91,7 @@ type SentinelSet struct {
 
 // StartSentinelSet starts a set whose master is called name. With a password, the master, the replica and
 // the sentinels all require it. It returns once every sentinel knows the replica and the other two
-// sentinels, so that killing the master fails over.
+// sentinels and the replica has synchronised, so that killing the master fails over.
 func StartSentinelSet(t testing.TB, name, password string) *SentinelSet {
 	t.Helper()
 	var auth, sauth []string
@@ -101,6 +101,13 @@ func StartSentinelSet(t testing.TB, name, password string) *SentinelSet {
 	}
 	s := &SentinelSet{Name: name, Master: StartRedisWith(t, auth...)}
 	s.Replica = StartRedisWith(t, append([]string{"--replicaof", "127.0.0.1", strconv.Itoa(s.Master.Port)}, auth...)...)
+	// The replica is a copy only once its first full synchronisation is over (state online, link up).
+	rc := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + strconv.Itoa(s.Replica.Port), Password: password})
+	Eventually(t, 20*time.Second, "the replica's link to the master", func() bool {
+		info, err := rc.Info(context.Background(), "replication").Result()
+		return err == nil && strings.Contains(info, "master_link_status:up")
+	})
+	rc.Close()
 	for range 3 {
 		s.Sentinels = append(s.Sentinels, StartSentinel(t, name, s.Master.Port, 2,
 			SentinelTimings{DownAfter: 500 * time.Millisecond, FailoverTimeout: 2 * time.Second}, sauth...))
