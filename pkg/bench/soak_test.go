@@ -247,6 +247,18 @@ func TestSoak(t *testing.T) {
 		}
 	})
 
+	// step starts the next churn container when it is due: the main loop calls it, and so does a fault that
+	// waits for something (the churn must go on meanwhile).
+	n := 0
+	nextChurn := time.Now()
+	step := func() {
+		if time.Now().After(nextChurn) {
+			churn(n)
+			n++
+			nextChurn = time.Now().Add(2*time.Second + rand.N(2*time.Second))
+		}
+	}
+
 	// Faults, at fractions of the soak.
 	schedule := []struct {
 		at   float64
@@ -264,6 +276,7 @@ func TestSoak(t *testing.T) {
 			// Mid-action: as soon as one of A's ledgers holds an action in flight.
 			deadline := time.Now().Add(time.Minute)
 			for time.Now().Before(deadline) && !inflight(ctx, rdb, soakA) {
+				step()
 				time.Sleep(20 * time.Millisecond)
 			}
 			procs["a"].kill(syscall.SIGKILL)
@@ -289,18 +302,12 @@ func TestSoak(t *testing.T) {
 	next := 0
 	tick := time.NewTicker(10 * time.Second)
 	defer tick.Stop()
-	n := 0
-	nextChurn := time.Now()
 	for time.Since(start) < dur {
 		if next < len(schedule) && time.Since(start) >= time.Duration(schedule[next].at*float64(dur)) {
 			schedule[next].do()
 			next++
 		}
-		if time.Now().After(nextChurn) {
-			churn(n)
-			n++
-			nextChurn = time.Now().Add(2*time.Second + rand.N(2*time.Second))
-		}
+		step()
 		select {
 		case <-tick.C:
 			sample()
