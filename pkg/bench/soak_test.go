@@ -247,6 +247,18 @@ func TestSoak(t *testing.T) {
 		}
 	})
 
+	// step starts the next churn container when it is due: the main loop calls it, and so does a fault that
+	// waits for something (the churn must go on meanwhile).
+	n := 0
+	nextChurn := time.Now()
+	step := func() {
+		if time.Now().After(nextChurn) {
+			churn(n)
+			n++
+			nextChurn = time.Now().Add(2*time.Second + rand.N(2*time.Second))
+		}
+	}
+
 	// Faults, at fractions of the soak.
 	schedule := []struct {
 		at   float64
@@ -264,6 +276,7 @@ func TestSoak(t *testing.T) {
 			// Mid-action: as soon as one of A's ledgers holds an action in flight.
 			deadline := time.Now().Add(time.Minute)
 			for time.Now().Before(deadline) && !inflight(ctx, rdb, soakA) {
+				step()
 				time.Sleep(20 * time.Millisecond)
 			}
 			procs["a"].kill(syscall.SIGKILL)
@@ -289,18 +302,12 @@ func TestSoak(t *testing.T) {
 	next := 0
 	tick := time.NewTicker(10 * time.Second)
 	defer tick.Stop()
-	n := 0
-	nextChurn := time.Now()
 	for time.Since(start) < dur {
 		if next < len(schedule) && time.Since(start) >= time.Duration(schedule[next].at*float64(dur)) {
 			schedule[next].do()
 			next++
 		}
-		if time.Now().After(nextChurn) {
-			churn(n)
-			n++
-			nextChurn = time.Now().Add(2*time.Second + rand.N(2*time.Second))
-		}
+		step()
 		select {
 		case <-tick.C:
 			sample()
@@ -353,7 +360,7 @@ func TestSoak(t *testing.T) {
 			dupRequests += k - 1
 		}
 	}
-	var lostNames []string
+	var lostNames, unrecorded []string
 	totalExec := 0
 	for _, c := range containers {
 		r := engines[c.host].count(c.id)
@@ -361,6 +368,13 @@ func TestSoak(t *testing.T) {
 		totalExec += x
 		if r > x {
 			engineExtra += r - x
+			var decisions []string
+			for _, e := range entries {
+				if e.Host == c.host && e.Container == c.name {
+					decisions = append(decisions, e.Decision+":"+e.Result)
+				}
+			}
+			unrecorded = append(unrecorded, fmt.Sprintf("%s/%s (%d restarts, audit %v)", c.host, c.name, r, decisions))
 		}
 		if running(c) {
 			continue
@@ -389,9 +403,9 @@ func TestSoak(t *testing.T) {
 	for _, f := range faults {
 		fmt.Fprintf(&b, "- %s\n", f)
 	}
-	b.WriteString("\n| requested | executed | duplicated | lost | stopped by the engine's restart | audit chain |\n|---|---|---|---|---|---|\n")
-	fmt.Fprintf(&b, "| %d | %d | %d (%d requests executed twice, %d engine restarts without an audit entry) | %d %v | %d | %s |\n\n",
-		len(requests), totalExec, dupRequests+engineExtra, dupRequests, engineExtra, lost, lostNames, stopped, strings.TrimSpace(lastLine(string(verify))))
+	b.WriteString("\n| requested | executed | duplicated | engine restarts without an executed entry | lost | stopped by the engine's restart | audit chain |\n|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(&b, "| %d | %d | %d | %d %v | %d %v | %d | %s |\n\n",
+		len(requests), totalExec, dupRequests, engineExtra, unrecorded, lost, lostNames, stopped, strings.TrimSpace(lastLine(string(verify))))
 	b.WriteString("Resident memory (MiB) over time:\n\n| at | host A (monitor, respond) | host B (monitor, respond) | shared (analyze, export) |\n|---|---|---|---|\n")
 	for i, r := range rss {
 		if i%6 != 0 && i != len(rss)-1 { // a row a minute, and the last
@@ -409,7 +423,7 @@ func TestSoak(t *testing.T) {
 			b, _ := os.ReadFile(p.log.Name())
 			t.Logf("%s log tail:\n%s", name, lastLines(b, 40))
 		}
-		t.Errorf("duplicated %d, lost %d: want 0 and 0", dupRequests+engineExtra, lost)
+		t.Errorf("duplicated %d, restarts without an executed entry %d, lost %d: want 0, 0 and 0", dupRequests, engineExtra, lost)
 	}
 }
 
