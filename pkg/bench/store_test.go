@@ -93,7 +93,7 @@ func measureStore(t *testing.T, c storeCandidate, entries, keys int, window time
 		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 		return cmd, began
 	}
-	rdb := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
+	rdb := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, ReadTimeout: time.Minute})
 	defer rdb.Close()
 	served := func(want int64) bool {
 		n, err := rdb.XLen(ctx, "hemostat:bench:history").Result()
@@ -104,18 +104,19 @@ func measureStore(t *testing.T, c storeCandidate, entries, keys int, window time
 		t.Fatalf("%s: the store did not answer on %s", c.name, addr)
 	}
 	value := strings.Repeat("x", 380)
-	for i := 0; i < entries; i += 1000 {
+	// Pipelines of 100: miniredis (the baseline) does not read while its replies wait to be read.
+	for i := 0; i < entries; i += 100 {
 		pipe := rdb.Pipeline()
-		for j := i; j < min(i+1000, entries); j++ {
+		for j := i; j < min(i+100, entries); j++ {
 			pipe.XAdd(ctx, &redis.XAddArgs{Stream: "hemostat:bench:history", Values: []any{"entry", value, "n", j}})
 		}
 		if _, err := pipe.Exec(ctx); err != nil {
 			t.Fatalf("%s: seed: %v", c.name, err)
 		}
 	}
-	for i := 0; i < keys; i += 1000 {
+	for i := 0; i < keys; i += 100 {
 		pipe := rdb.Pipeline()
-		for j := i; j < min(i+1000, keys); j++ {
+		for j := i; j < min(i+100, keys); j++ {
 			pipe.Set(ctx, "hemostat:bench:ttl:"+strconv.Itoa(j), "1", 24*time.Hour)
 		}
 		if _, err := pipe.Exec(ctx); err != nil {
