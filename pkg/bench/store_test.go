@@ -55,7 +55,9 @@ func TestStoreBench(t *testing.T) {
 	tab := &bench.Table{Header: []string{"store", "idle CPU (% of a core)", "resident (process + child)", "restore (start to whole state served)",
 		"data dir", "targets: < 2 %, < 150 MB, < 2 s"}}
 	for _, c := range cands {
-		tab.Rows = append(tab.Rows, measureStore(t, c, entries, keys, window))
+		row := measureStore(t, c, entries, keys, window)
+		t.Logf("%s", strings.Join(row, " | ")) // each row as it is measured: the baseline may take long
+		tab.Rows = append(tab.Rows, row)
 	}
 	rep.Sections = append(rep.Sections, bench.Section{Title: "Idle cost and restore", Table: tab, Notes: []string{
 		fmt.Sprintf("Each candidate: `hemostat run --dry-run` with no Redis answering, in a fresh --data-dir; %d entries of about 400 bytes "+
