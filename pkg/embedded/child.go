@@ -129,7 +129,7 @@ func (c *child) waitReady(exited <-chan struct{}) error {
 			var info string
 			info, err = rdb.Info(ctx, "persistence").Result()
 			cancel()
-			if err == nil && strings.Contains(info, "loading:0") {
+			if err == nil && loaded(info) {
 				return nil
 			}
 		}
@@ -144,6 +144,16 @@ func (c *child) waitReady(exited <-chan struct{}) error {
 	}
 }
 
+// loaded says INFO persistence reports loading:0 (not async_loading:0, which a substring would match).
+func loaded(info string) bool {
+	for l := range strings.Lines(info) {
+		if strings.TrimSpace(l) == "loading:0" {
+			return true
+		}
+	}
+	return false
+}
+
 // relay copies the child's log to the logger: its warnings as warnings, the rest at debug. A truncated
 // AOF tail that was dropped is a warning of its own.
 func (c *child) relay(r io.Reader, tail *logTail) {
@@ -156,12 +166,28 @@ func (c *child) relay(r io.Reader, tail *logTail) {
 		switch {
 		case strings.Contains(msg, "aof-load-truncated") || strings.Contains(msg, "short read"):
 			c.o.Logger.Warn("embedded redis-server: the AOF ended in a torn record; it was dropped and the rest loaded", "dir", c.o.DataDir, "redis", msg)
-		case level == '#':
+		case level == '#' && alarming(msg):
 			c.o.Logger.Warn("embedded redis-server", "redis", msg)
+		case level == '#':
+			c.o.Logger.Info("embedded redis-server", "redis", msg)
 		default:
 			c.o.Logger.Debug("embedded redis-server", "redis", msg)
 		}
 	}
+}
+
+// alarming says a line of redis-server's warning level is worth a warning here: it logs its start-up
+// notes ("Server initialized") at that level too, and the memory overcommit advice on every start.
+func alarming(msg string) bool {
+	if strings.Contains(msg, "overcommit") {
+		return false
+	}
+	for _, w := range []string{"WARNING", "Bad", "Can't", "Failed", "Fatal", "error", "Error", "refus", "denied", "corrupt", "Unrecoverable"} {
+		if strings.Contains(msg, w) {
+			return true
+		}
+	}
+	return false
 }
 
 // parseRedisLog splits "pid:R 02 Dec 2026 01:50:00.000 # message" into the message and its level

@@ -452,3 +452,16 @@ func TestChildRestartsAfterCrash(t *testing.T) {
 		t.Errorf("no restart in the log:\n%s", log.String())
 	}
 }
+
+// TestLoadedReadsTheLoadingLine: readiness is the loading line, not async_loading (which follows it).
+func TestLoadedReadsTheLoadingLine(t *testing.T) {
+	for info, want := range map[string]bool{
+		"# Persistence\r\nloading:0\r\nasync_loading:0\r\n": true,
+		"# Persistence\r\nloading:1\r\nasync_loading:0\r\n": false,
+		"# Persistence\r\nasync_loading:0\r\n":              false,
+	} {
+		if got := embedded.Loaded(info); got != want {
+			t.Errorf("loaded(%q) = %v, want %v", info, got, want)
+		}
+	}
+}

@@ -7,3 +7,6 @@ func SetRewriteMin(n int64) func() {
 	rewriteMin = n
 	return func() { rewriteMin = old }
 }
+
+// Loaded is loaded, for tests.
+var Loaded = loaded
