@@ -56,6 +56,12 @@ var (
 		// pkg/store/notify/notify.go: failed deliveries, and Slack threads (--slack-token).
 		"alert": {"RW " + schema.KeyNotifyFailed, "RW " + schema.NotifyThreadKey("*")},
 	}
+	// Commands of paths the crash may not take, with the code that takes them.
+	aclPathCommands = map[string][]string{
+		// pkg/store/incidents/followups.go: the take script runs only when a follow-up is due (a poll that
+		// finds none reads the earliest with ZRANGE), and the crash may heal before one is.
+		"respond": {"zrangebyscore"},
+	}
 )
 
 // TestACLUsers runs every agent as its own process, each logged in as its own user of
@@ -577,6 +583,9 @@ func (r *recorder) file() string {
 			for _, c := range aclScriptCommands {
 				add(r.commands, u, c)
 			}
+		}
+		for _, c := range aclPathCommands[u] {
+			add(r.commands, u, c)
 		}
 		for _, p := range aclPaths[u] {
 			perm, k, _ := strings.Cut(p, " ")

@@ -485,7 +485,6 @@ func renderDash(t *testing.T, snap dash.Snapshot) string {
 	m := dash.New(context.Background(), staticSource{snap}, nil, o)
 	var tm tea.Model = m
 	tm, _ = tm.Update(tea.WindowSizeMsg{Width: 160, Height: 50})
-	done := make(chan tea.Msg, 1)
 	cmd := tm.(dash.Model).Init()
 	var msgs []tea.Msg
 	var run func(tea.Cmd)
@@ -493,6 +492,7 @@ func renderDash(t *testing.T, snap dash.Snapshot) string {
 		if c == nil {
 			return
 		}
+		done := make(chan tea.Msg, 1) // each command its own: one that times out may still answer later
 		go func() { done <- c() }()
 		select {
 		case msg := <-done:
@@ -504,7 +504,6 @@ func renderDash(t *testing.T, snap dash.Snapshot) string {
 			}
 			msgs = append(msgs, msg)
 		case <-time.After(time.Second):
-			done = make(chan tea.Msg, 1)
 		}
 	}
 	run(cmd)

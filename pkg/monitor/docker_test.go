@@ -278,10 +278,11 @@ func TestRecoveryPublishesContainerRecovered(t *testing.T) {
 func TestReconcileAtStartCatchesMissedCrash(t *testing.T) {
 	t.Parallel()
 	dc := testenv.RequireDocker(t)
-	id, name := testenv.RunContainer(t, dc, docker.CreateOptions{Name: "mon-missed", Cmd: []string{"-exit-code", "4", "-exit-after", "50ms"}})
+	prefix := nonced("mon-missed")
+	id, name := testenv.RunContainer(t, dc, docker.CreateOptions{Name: prefix, Cmd: []string{"-exit-code", "4", "-exit-after", "50ms"}})
 	var d docker.Details
 	eventually(t, 10*time.Second, func() bool { d, _ = dc.Inspect(context.Background(), id); return d.State == "exited" })
-	h := newHarness(t, "mon-missed", "", fastOptions())
+	h := newHarnessExact(t, prefix, "", fastOptions())
 	got := h.waitAlerts(event.ClassCrashed, 1, 10*time.Second)
 	if p := got[0].p; p.ContainerName != name || p.ExitCode != 4 || !p.EventTime.Equal(d.FinishedAt) {
 		t.Errorf("payload %+v, want exit 4 at %v", p, d.FinishedAt)

@@ -55,6 +55,17 @@ func fastOptions() monitor.Options {
 
 func newHarness(t testing.TB, prefix string, redisURL string, o monitor.Options) *harness {
 	t.Helper()
+	return newHarnessExact(t, nonced(prefix), redisURL, o)
+}
+
+// nonced adds a nonce of this run to a prefix: a container another run of the same test left behind (a
+// killed run cannot clean up) is not watched, and cannot add its alerts to this run's.
+func nonced(prefix string) string { return fmt.Sprintf("%s-%04x", prefix, rand.IntN(1<<16)) }
+
+// newHarnessExact is newHarness watching prefix-* as given, for a test that names its containers before
+// the harness starts (make the prefix with nonced).
+func newHarnessExact(t testing.TB, prefix string, redisURL string, o monitor.Options) *harness {
+	t.Helper()
 	dc := testenv.RequireDocker(t)
 	if redisURL == "" {
 		redisURL = testenv.RequireRedis(t)
@@ -64,9 +75,6 @@ func newHarness(t testing.TB, prefix string, redisURL string, o monitor.Options)
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	// A nonce of this run in the prefix: a container another run of the same test left behind (a killed
-	// run cannot clean up) is not watched, and cannot add its alerts to this run's.
-	prefix = fmt.Sprintf("%s-%04x", prefix, rand.IntN(1<<16))
 	o.Watch.Include = append(o.Watch.Include, prefix+"-*")
 	h := &harness{t: t, dc: dc, st: st, bus: bus.New(st.Conn, bus.Options{}), o: o, prefix: prefix, out: &syncBuffer{}}
 	h.start()
