@@ -361,25 +361,32 @@ func waitWritten(t *testing.T, k embedded.Kind, dir string) {
 	})
 }
 
+// stoppedWithFixture runs a store of the kind, writes the fixture and a last key, waits until they are on
+// disk and stops it; it returns the data dir and the journal (or AOF) file, for a test to spoil.
+func stoppedWithFixture(t *testing.T, k embedded.Kind) (dir, file string) {
+	t.Helper()
+	dir = t.TempDir()
+	s := start(t, k, dir, nil)
+	c := client(t, s)
+	writeFixture(t, c)
+	waitWritten(t, k, dir)
+	must(t, c.Set(context.Background(), "hemostat:last", "1", 0).Err())
+	must(t, s.Close())
+	return dir, journalFile(t, k, dir)
+}
+
 // TestTornTailStartsWithWarning: a final record cut short (power loss) is dropped with a warning, and
 // everything before it loads.
 func TestTornTailStartsWithWarning(t *testing.T) {
 	for _, k := range kinds {
 		t.Run(string(k), func(t *testing.T) {
 			requireKind(t, k)
-			dir := t.TempDir()
-			s := start(t, k, dir, nil)
-			c := client(t, s)
-			writeFixture(t, c)
-			waitWritten(t, k, dir)
-			must(t, c.Set(context.Background(), "hemostat:last", "1", 0).Err())
-			must(t, s.Close())
-			f := journalFile(t, k, dir)
+			dir, f := stoppedWithFixture(t, k)
 			fi, err := os.Stat(f)
 			must(t, err)
 			must(t, os.Truncate(f, fi.Size()-3))
 			var log testenv.SyncBuffer
-			s = start(t, k, dir, &log)
+			s := start(t, k, dir, &log)
 			defer s.Close()
 			checkFixture(t, client(t, s))
 			if !strings.Contains(log.String(), "WARN") || !strings.Contains(log.String(), "torn") {
@@ -395,19 +402,12 @@ func TestCorruptJournalFailsNamingTheFile(t *testing.T) {
 	for _, k := range kinds {
 		t.Run(string(k), func(t *testing.T) {
 			requireKind(t, k)
-			dir := t.TempDir()
-			s := start(t, k, dir, nil)
-			c := client(t, s)
-			writeFixture(t, c)
-			waitWritten(t, k, dir)
-			must(t, c.Set(context.Background(), "hemostat:last", "1", 0).Err())
-			must(t, s.Close())
-			f := journalFile(t, k, dir)
+			dir, f := stoppedWithFixture(t, k)
 			b, err := os.ReadFile(f)
 			must(t, err)
 			copy(b[len(b)/4:], "\x00garbage\x00") // in a record that others follow
 			must(t, os.WriteFile(f, b, 0o600))
-			s, err = embedded.Start(opts(k, dir, nil))
+			s, err := embedded.Start(opts(k, dir, nil))
 			if err == nil {
 				s.Close()
 				t.Fatal("started on a corrupt journal")

@@ -6,7 +6,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -15,53 +14,16 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/hemostat/hemostat/pkg/embedded"
+	"github.com/hemostat/hemostat/pkg/store/storetest"
 	"github.com/hemostat/hemostat/pkg/testenv"
 )
 
-// state reads every key of database 0 into comparable text: type, content, groups and their pending
-// entries (without idle times).
+// state reads every key of database 0 into comparable text (storetest.State, keeping every key).
 func state(t *testing.T, c *redis.Client) map[string]string {
 	t.Helper()
-	ctx := context.Background()
-	keys, err := c.Keys(ctx, "*").Result()
+	st, err := storetest.State(context.Background(), c, 0)
 	must(t, err)
-	out := map[string]string{}
-	for _, k := range keys {
-		typ := c.Type(ctx, k).Val()
-		var v any
-		switch typ {
-		case "string":
-			v = c.Get(ctx, k).Val()
-		case "hash":
-			v = c.HGetAll(ctx, k).Val()
-		case "list":
-			v = c.LRange(ctx, k, 0, -1).Val()
-		case "set":
-			m := c.SMembers(ctx, k).Val()
-			sort.Strings(m)
-			v = m
-		case "zset":
-			v = c.ZRangeWithScores(ctx, k, 0, -1).Val()
-		case "stream":
-			var b strings.Builder
-			for _, m := range c.XRange(ctx, k, "-", "+").Val() {
-				fmt.Fprintf(&b, "%s=%v ", m.ID, m.Values)
-			}
-			for _, g := range c.XInfoGroups(ctx, k).Val() {
-				fmt.Fprintf(&b, "| group %s last %s:", g.Name, g.LastDeliveredID)
-				for _, p := range c.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: k, Group: g.Name, Start: "-", End: "+", Count: 1 << 20}).Val() {
-					fmt.Fprintf(&b, " %s@%s#%d", p.ID, p.Consumer, p.RetryCount)
-				}
-			}
-			v = b.String()
-		}
-		ttl := ""
-		if d := c.PTTL(ctx, k).Val(); d > 0 {
-			ttl = " ttl"
-		}
-		out[k] = fmt.Sprintf("%s%s %v", typ, ttl, v)
-	}
-	return out
+	return st
 }
 
 // TestJournalFollowsWritesThroughRewrites runs a workload across many flushes and journal rewrites
