@@ -19,28 +19,10 @@ import (
 	"github.com/hemostat/hemostat/pkg/store/storetest"
 )
 
-// recorder is a go-redis hook that records the commands sent (pipelined ones included), as "hset f1 f2".
+// recorder records the commands sent (its add is a storetest.OnCommand hook), as "hset f1 f2".
 type recorder struct {
 	mu   sync.Mutex
 	cmds []string
-}
-
-func (r *recorder) DialHook(next redis.DialHook) redis.DialHook { return next }
-
-func (r *recorder) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, c redis.Cmder) error {
-		r.add(c)
-		return next(ctx, c)
-	}
-}
-
-func (r *recorder) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cs []redis.Cmder) error {
-		for _, c := range cs {
-			r.add(c)
-		}
-		return next(ctx, cs)
-	}
 }
 
 func (r *recorder) add(c redis.Cmder) {
@@ -72,8 +54,6 @@ func (r *recorder) take() []string {
 	return out
 }
 
-var _ redis.Hook = (*recorder)(nil)
-
 // TestWriteContainersSendsOnlyChanges: a write of an unchanged table sends nothing, a changed summary is
 // the only one sent, a removed one is deleted, and the whole part is written again after refreshEvery.
 func TestWriteContainersSendsOnlyChanges(t *testing.T) {
@@ -84,7 +64,7 @@ func TestWriteContainersSendsOnlyChanges(t *testing.T) {
 		cs := containers.New(st.Conn)
 		containers.SetClock(cs, func() time.Time { return now })
 		rec := &recorder{}
-		rdb.AddHook(rec)
+		rdb.AddHook(storetest.OnCommand(rec.add))
 		a, b, c := summary("h1", "a", "running"), summary("h1", "b", "running"), summary("h1", "c", "running")
 		write := func(sums ...container.Summary) []string {
 			t.Helper()

@@ -344,26 +344,8 @@ func TestAdvanceCapsErrors(t *testing.T) {
 	})
 }
 
-// scriptCounter is a go-redis hook counting the scripts run (EVALSHA and EVAL, pipelined ones included).
+// scriptCounter counts the scripts run, EVALSHA and EVAL (its count is a storetest.OnCommand hook).
 type scriptCounter struct{ n atomic.Int64 }
-
-func (c *scriptCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
-
-func (c *scriptCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		c.count(cmd)
-		return next(ctx, cmd)
-	}
-}
-
-func (c *scriptCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		for _, cmd := range cmds {
-			c.count(cmd)
-		}
-		return next(ctx, cmds)
-	}
-}
 
 func (c *scriptCounter) count(cmd redis.Cmder) {
 	if n := strings.ToLower(cmd.Name()); n == "evalsha" || n == "eval" {
@@ -379,7 +361,7 @@ func TestTakeDueNothingDueRunsNoScript(t *testing.T) {
 	storetest.Backends(t, func(t *testing.T, st *store.Store, rdb *redis.Client) {
 		ctx := context.Background()
 		hook := &scriptCounter{}
-		rdb.AddHook(hook)
+		rdb.AddHook(storetest.OnCommand(hook.count))
 		hold := 30 * time.Second
 		if got, err := st.Incidents.TakeDue(ctx, "h", t0, hold, 4); err != nil || got == nil || len(got) != 0 {
 			t.Errorf("take of an empty schedule = %#v %v, want an empty list", got, err)

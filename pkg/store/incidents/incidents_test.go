@@ -372,28 +372,10 @@ func TestUnavailable(t *testing.T) {
 	}
 }
 
-// hashReads is a go-redis hook recording the incident hashes read (HGETALL, pipelined ones included).
+// hashReads records the incident hashes read with HGETALL (its note is a storetest.OnCommand hook).
 type hashReads struct {
 	mu   sync.Mutex
 	keys []string
-}
-
-func (h *hashReads) DialHook(next redis.DialHook) redis.DialHook { return next }
-
-func (h *hashReads) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		h.note(cmd)
-		return next(ctx, cmd)
-	}
-}
-
-func (h *hashReads) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		for _, cmd := range cmds {
-			h.note(cmd)
-		}
-		return next(ctx, cmds)
-	}
 }
 
 func (h *hashReads) note(cmd redis.Cmder) {
@@ -434,7 +416,7 @@ func TestOpenIncidentsReadsOnlyTheHost(t *testing.T) {
 			}
 			reads := &hashReads{}
 			c := st.Conn.Client()
-			c.AddHook(reads)
+			c.AddHook(storetest.OnCommand(reads.note))
 			got, err := st.Incidents.OpenIncidents(ctx, host)
 			if err != nil {
 				t.Fatal(err)
