@@ -303,22 +303,7 @@ func (h *twoHosts) hemostat(args ...string) (code int, stdout, stderr string) {
 // recordEngineOf records one engine's container events until the test ends.
 func recordEngineOf(t *testing.T, dc *docker.Client) *engineLog {
 	ctx, cancel := context.WithCancel(context.Background())
-	l := &engineLog{}
-	evs, errs := dc.Events(ctx, docker.EventsOptions{Since: time.Now().Add(-time.Second), Actions: engineActions})
-	done := make(chan struct{})
-	go func() { // exits when the stream ends: at cleanup, or when it breaks
-		defer close(done)
-		for e := range evs {
-			l.mu.Lock()
-			l.events = append(l.events, e)
-			l.mu.Unlock()
-		}
-		if err := <-errs; err != nil && ctx.Err() == nil {
-			l.mu.Lock()
-			l.err = err
-			l.mu.Unlock()
-		}
-	}()
+	l, done := followEngine(ctx, dc)
 	t.Cleanup(func() { cancel(); <-done })
 	return l
 }

@@ -111,22 +111,7 @@ func recordEngine(t *testing.T) *engineLog {
 			engineErr = err
 			return
 		}
-		l := &engineLog{}
-		evs, errs := dc.Events(ctx, docker.EventsOptions{Since: time.Now().Add(-time.Second), Actions: engineActions})
-		done := make(chan struct{})
-		go func() { // exits when the stream ends: at stopEngineLog, or when it breaks
-			defer close(done)
-			for e := range evs {
-				l.mu.Lock()
-				l.events = append(l.events, e)
-				l.mu.Unlock()
-			}
-			if err := <-errs; err != nil && ctx.Err() == nil {
-				l.mu.Lock()
-				l.err = err
-				l.mu.Unlock()
-			}
-		}()
+		l, done := followEngine(ctx, dc)
 		l.stop = func() { cancel(); <-done; dc.Close() }
 		engine = l
 	})
@@ -134,6 +119,28 @@ func recordEngine(t *testing.T) *engineLog {
 		t.Fatalf("engine events: %v", engineErr)
 	}
 	return engine
+}
+
+// followEngine records the engine's container events into a new log until ctx ends (or the stream
+// breaks, kept in its err); done closes when it has stopped.
+func followEngine(ctx context.Context, dc *docker.Client) (l *engineLog, done <-chan struct{}) {
+	l = &engineLog{}
+	evs, errs := dc.Events(ctx, docker.EventsOptions{Since: time.Now().Add(-time.Second), Actions: engineActions})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		for e := range evs {
+			l.mu.Lock()
+			l.events = append(l.events, e)
+			l.mu.Unlock()
+		}
+		if err := <-errs; err != nil && ctx.Err() == nil {
+			l.mu.Lock()
+			l.err = err
+			l.mu.Unlock()
+		}
+	}()
+	return l, stopped
 }
 
 // stopEngineLog ends the shared log of the engine's events, if it was started.
