@@ -22,6 +22,7 @@ import (
 	"github.com/hemostat/hemostat/pkg/analyze/llm/llmtest"
 	"github.com/hemostat/hemostat/pkg/docker"
 	"github.com/hemostat/hemostat/pkg/event"
+	"github.com/hemostat/hemostat/pkg/store/storetest"
 	"github.com/hemostat/hemostat/pkg/testenv"
 )
 
@@ -200,37 +201,17 @@ func (s *scenario) hemostat(args ...string) string {
 	return string(out)
 }
 
-// dumpRedis returns every key and value of the database as text.
+// dumpRedis returns every key and value of the database as text (storetest.State).
 func dumpRedis(t *testing.T, rdb *redis.Client) string {
 	t.Helper()
-	ctx := context.Background()
-	keys, err := rdb.Keys(ctx, "*").Result()
+	st, err := storetest.State(context.Background(), rdb, 0)
 	if err != nil {
-		t.Fatalf("keys: %v", err)
+		t.Fatalf("read Redis: %v", err)
 	}
-	if len(keys) == 0 {
+	if len(st) == 0 {
 		t.Fatal("Redis holds nothing: the dump proves nothing")
 	}
-	var b strings.Builder
-	for _, k := range keys {
-		var v any
-		switch rdb.Type(ctx, k).Val() {
-		case "string":
-			v = rdb.Get(ctx, k).Val()
-		case "hash":
-			v = rdb.HGetAll(ctx, k).Val()
-		case "list":
-			v = rdb.LRange(ctx, k, 0, -1).Val()
-		case "set":
-			v = rdb.SMembers(ctx, k).Val()
-		case "zset":
-			v = rdb.ZRangeWithScores(ctx, k, 0, -1).Val()
-		case "stream":
-			v = rdb.XRange(ctx, k, "-", "+").Val()
-		}
-		fmt.Fprintf(&b, "%s = %v\n", k, v)
-	}
-	return b.String()
+	return fmt.Sprint(st)
 }
 
 func scrape(t *testing.T, addr string) string {
