@@ -204,7 +204,7 @@ func follow(ctx context.Context, b *bus.Bus, l *latencies) {
 	for ctx.Err() == nil {
 		es, err := b.Follow(ctx, last, time.Second)
 		if err != nil {
-			sleepCtx(ctx, 100*time.Millisecond)
+			agent.Sleep(ctx, 100*time.Millisecond)
 			continue
 		}
 		for _, e := range es {
@@ -282,7 +282,7 @@ func runFleet(b *testing.B, n, perHost int, window, failEvery time.Duration) res
 				Record: schema.Agent{Host: h.name, Mode: "auto", Policy: respond.EncodePolicy(r.Config())}, Logger: discard},
 				st.Agents, func(ctx context.Context) error { return r.Run(ctx, rb) })
 		})
-		if !sleepCtx(ctx, time.Duration(int64(interval)*int64(i+1)/int64(n)-int64(interval)*int64(i)/int64(n))) {
+		if !agent.Sleep(ctx, time.Duration(int64(interval)*int64(i+1)/int64(n)-int64(interval)*int64(i)/int64(n))) {
 			b.Fatal("stopped")
 		}
 	}
@@ -304,7 +304,7 @@ func runFleet(b *testing.B, n, perHost int, window, failEvery time.Duration) res
 		}
 		return capacity.ParseInfo(s)
 	}
-	if !sleepCtx(ctx, settle) {
+	if !agent.Sleep(ctx, settle) {
 		b.Fatal("stopped")
 	}
 	roundsBefore := totalRounds(hs)
@@ -312,7 +312,7 @@ func runFleet(b *testing.B, n, perHost int, window, failEvery time.Duration) res
 	lat.mu.Lock()
 	lat.from = t0
 	lat.mu.Unlock()
-	sleepCtx(ctx, window)
+	agent.Sleep(ctx, window)
 	i1, p1, s1, t1 := info(), procCPU(b, srv.PID()), selfCPU(b), time.Now()
 	lat.mu.Lock()
 	lat.to = t1
@@ -321,7 +321,7 @@ func runFleet(b *testing.B, n, perHost int, window, failEvery time.Duration) res
 	// The crashes of the window that have not reached their restart yet get drain to do so.
 	deadline := time.Now().Add(drain)
 	for time.Now().Before(deadline) && pending(hs, t0, t1) > 0 {
-		sleepCtx(ctx, 200*time.Millisecond)
+		agent.Sleep(ctx, 200*time.Millisecond)
 	}
 	c0, _ := i0.CPU()
 	c1, _ := i1.CPU()
@@ -445,7 +445,7 @@ func inject(ctx context.Context, hs []*host, failEvery time.Duration) {
 	rng := rand.New(rand.NewPCG(7, 11))
 	mean := float64(failEvery) / float64(len(hs))
 	for {
-		if !sleepCtx(ctx, time.Duration(rng.ExpFloat64()*mean)) {
+		if !agent.Sleep(ctx, time.Duration(rng.ExpFloat64()*mean)) {
 			return
 		}
 		h := hs[rng.IntN(len(hs))]
@@ -530,17 +530,6 @@ func selfCPU(b *testing.B) time.Duration {
 		b.Fatal(err)
 	}
 	return d
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
 
 func envInts(b *testing.B, name string, def []int) []int {

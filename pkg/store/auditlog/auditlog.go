@@ -339,7 +339,7 @@ func (s *Store) ReadAnchor(ctx context.Context) (schema.AuditAnchor, error) {
 // HostsOf returns the hosts (sorted) that have audit entries for a container of this name: the hosts of
 // its per-container indexes.
 func (s *Store) HostsOf(ctx context.Context, name string) ([]string, error) {
-	pattern := schema.AuditIndexKey("*/" + globEscape(name))
+	pattern := schema.AuditIndexKey("*/" + schema.GlobEscape(name))
 	var hosts []string
 	iter := s.rdb.Scan(ctx, 0, pattern, scanCount).Iterator()
 	for iter.Next(ctx) {
@@ -353,16 +353,4 @@ func (s *Store) HostsOf(ctx context.Context, name string) ([]string, error) {
 	}
 	slices.Sort(hosts)
 	return hosts, nil
-}
-
-// globEscape escapes the characters SCAN's MATCH gives a meaning.
-func globEscape(s string) string {
-	var b strings.Builder
-	for _, r := range s {
-		if strings.ContainsRune(`*?[]\`, r) {
-			b.WriteByte('\\')
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
 }

@@ -135,7 +135,7 @@ func (s *Store) WriteContainers(ctx context.Context, host string, sums []contain
 // hostFields returns the host's fields of the container table, a page at a time.
 func (s *Store) hostFields(ctx context.Context, host string) ([]string, error) {
 	var out []string
-	iter := s.rdb.HScan(ctx, schema.KeyContainers, 0, globEscape(host)+"/*", scanCount).Iterator()
+	iter := s.rdb.HScan(ctx, schema.KeyContainers, 0, schema.GlobEscape(host)+"/*", scanCount).Iterator()
 	for i := 0; iter.Next(ctx); i++ {
 		if i%2 == 0 { // field, value, field, value...
 			out = append(out, iter.Val())
@@ -145,18 +145,6 @@ func (s *Store) hostFields(ctx context.Context, host string) ([]string, error) {
 		return nil, fmt.Errorf("write containers: %w", err)
 	}
 	return out, nil
-}
-
-// globEscape quotes the characters MATCH patterns treat specially.
-func globEscape(s string) string {
-	var b strings.Builder
-	for _, r := range s {
-		if strings.ContainsRune(`*?[]\`, r) {
-			b.WriteByte('\\')
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
 }
 
 // StatsEntry is one container's latest sample and history.

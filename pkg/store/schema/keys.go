@@ -10,7 +10,11 @@
 // the {host/name} slot; keys shared by a host share {host}.
 package schema
 
-import "github.com/hemostat/hemostat/pkg/event"
+import (
+	"strings"
+
+	"github.com/hemostat/hemostat/pkg/event"
+)
 
 // Prefix starts every key hemostat writes.
 const Prefix = "hemostat:"
@@ -130,6 +134,19 @@ const (
 // AuditIndexKey is the per-container index of audit stream ids, a stream whose entries carry
 // AuditIndexField.
 func AuditIndexKey(target string) string { return Prefix + "audit:idx:{" + target + "}" }
+
+// GlobEscape quotes the characters a SCAN or HSCAN MATCH pattern gives a meaning, so a name (a host, a
+// container) is matched as it is inside a pattern.
+func GlobEscape(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if strings.ContainsRune(`*?[]\`, r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
 
 // AuditIndexPattern matches every per-container audit index, for SCAN.
 const AuditIndexPattern = Prefix + "audit:idx:*"
