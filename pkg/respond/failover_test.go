@@ -165,6 +165,7 @@ func TestSentinelFailoverMidStream(t *testing.T) {
 	// most one for the others, and the chain verifies.
 	trail := audit.NewTrail(st.Audit)
 	per := map[string]int{}
+	entries := map[string][]string{} // request id -> its entries' decisions, for the failure message
 	for _, ct := range cs {
 		recs, err := trail.Query(ctx, audit.Filter{Target: event.Target(host, ct.Name)})
 		if err != nil {
@@ -172,6 +173,7 @@ func TestSentinelFailoverMidStream(t *testing.T) {
 		}
 		for _, rc := range recs {
 			per[rc.CausationID]++
+			entries[rc.CausationID] = append(entries[rc.CausationID], fmt.Sprintf("#%d %s/%s %s", rc.Seq, rc.Decision, rc.Result, rc.Details))
 		}
 	}
 	lostAudit, lostOutcomes := 0, 0
@@ -179,9 +181,9 @@ func TestSentinelFailoverMidStream(t *testing.T) {
 	for id, env := range byContainer {
 		switch {
 		case afterKill()[id] && (per[env.ID] != 1 || completed[env.ID] == 0):
-			t.Errorf("request %s, acted on after the kill: %d audit entries, %d outcomes; want 1 and 1+", env.ID, per[env.ID], completed[env.ID])
+			t.Errorf("request %s, acted on after the kill: %d audit entries %v, %d outcomes; want 1 and 1+", env.ID, per[env.ID], entries[env.ID], completed[env.ID])
 		case per[env.ID] > 1:
-			t.Errorf("request %s has %d audit entries", env.ID, per[env.ID])
+			t.Errorf("request %s has %d audit entries: %v", env.ID, per[env.ID], entries[env.ID])
 		}
 		if per[env.ID] == 0 {
 			lostAudit++
