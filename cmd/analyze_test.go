@@ -193,7 +193,7 @@ func TestAnalyzeAgent(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	var entries []bus.Entry
 	for len(entries) == 0 && time.Now().Before(deadline) {
-		entries, err = b.Range(ctx, event.StreamRemediationNeeded, "-", "+", 10)
+		entries, err = b.Range(ctx, event.RemediationNeededStream("node-a"), "-", "+", 10) // the alert's host's stream
 		if err != nil {
 			t.Fatal(err)
 		}

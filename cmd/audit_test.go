@@ -18,7 +18,8 @@ import (
 	"github.com/hemostat/hemostat/pkg/testenv"
 )
 
-// watch puts containers in hemostat:containers, as a monitor would: respond reset acts only on known ones.
+// watch puts containers in their hosts' container tables, as a monitor would: respond reset acts only on
+// known ones.
 func watch(t *testing.T, url string, targets ...string) {
 	t.Helper()
 	o, err := redis.ParseURL(url)
@@ -28,7 +29,11 @@ func watch(t *testing.T, url string, targets ...string) {
 	rdb := redis.NewClient(o)
 	defer rdb.Close()
 	for _, target := range targets {
-		if err := rdb.HSet(context.Background(), schema.KeyContainers, target, "{}").Err(); err != nil {
+		host, _, _ := strings.Cut(target, "/")
+		if err := rdb.HSet(context.Background(), schema.ContainersKey(host), target, "{}").Err(); err != nil {
+			t.Fatal(err)
+		}
+		if err := rdb.SAdd(context.Background(), schema.KeyHosts, host).Err(); err != nil {
 			t.Fatal(err)
 		}
 	}

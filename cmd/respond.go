@@ -42,9 +42,10 @@ func newRespondCmd(d *Deps, runF func(context.Context, *Deps, respondOptions) er
 	c := &cobra.Command{
 		Use:   "respond",
 		Short: "Remediate this host's containers behind a safety ledger, verify, and audit every decision",
-		Long: `respond consumes hemostat:remediation_needed in the consumer group respond:<host> and acts only on
-requests for its own host (--host-name); every host runs its own responder and group, so each group sees
-every request and acts on its own. For each request, in order:
+		Long: `respond consumes its host's requests, hemostat:remediation_needed:<host> (--host-name), in the
+consumer group respond:<host>; every host runs its own responder, which reads only its own host's stream.
+At start it drains once what its group left on the single request stream of earlier versions
+(hemostat:remediation_needed). For each request, in order:
 
   1. the container must still exist (or have a compose replacement)   else skipped: gone
   2. protected containers are never touched: label hemostat.protected=true, hemostat's own
@@ -176,7 +177,7 @@ shadow ledger, and records the reset in the audit trail with the actor human:<$U
 a name on this host (--host-name) or host/name.
 
 A container hemostat does not know is an error (exit 5) and nothing is written: it must be watched by a
-monitor (hemostat:containers), have a ledger, or, on this host, exist in the Docker engine.`,
+monitor (the container table), have a ledger, or, on this host, exist in the Docker engine.`,
 		Example: `  hemostat respond reset web-1
   hemostat respond reset node-b/web-1 -o json`,
 		Args:              cobra.ExactArgs(1),

@@ -55,9 +55,9 @@ With --redis-url (or HEMOSTAT_REDIS_URL) it uses that Redis. With neither, it us
 Redis answers there, and otherwise serves an embedded store on --embedded-addr (loopback only), so
 'hemostat dash' and 'hemostat audit' in another terminal work unchanged. The embedded store is a
 redis-server child when one is installed (--embedded auto or redis-server; --embedded-redis-server names the
-binary), with its append-only file in --data-dir, fsynced every second; otherwise (--embedded in-process) an
-in-process store that journals its writes to --data-dir. Either way a write acknowledged more than a second
-before a crash survives it, and nothing is served until the old state is loaded.
+binary), with its append-only file in --data-dir, fsynced before each reply; otherwise (--embedded
+in-process) an in-process store that journals its writes to --data-dir. Either way a write acknowledged
+more than a second before a crash survives it, and nothing is served until the old state is loaded.
 
 Ctrl-C stops every agent gracefully: work in flight finishes, or stays pending for the next start.`,
 		Example: `  hemostat run

@@ -5,7 +5,6 @@ package packaging_test
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -19,17 +18,14 @@ import (
 
 const root = ".."
 
-// buildStatic builds the hemostat binary as the release does (CGO_ENABLED=0, -trimpath, version stamped)
+// buildStatic builds the hemostat binary as the release does (CGO_ENABLED=0, version stamped; the release's
+// -trimpath is left out so the build shares the suite's build cache)
 // into dir/linux/<arch>/hemostat, goreleaser's layout of a dockers_v2 context.
 func buildStatic(t *testing.T, dir, version string) string {
 	t.Helper()
 	out := filepath.Join(dir, "linux", runtime.GOARCH, "hemostat")
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags",
-		"-s -w -X github.com/hemostat/hemostat/cmd.version="+version, "-o", out, ".")
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, b)
+	if err := testenv.GoBuild(context.Background(), root, ".", out, "-s -w -X github.com/hemostat/hemostat/cmd.version="+version); err != nil {
+		t.Fatal(err)
 	}
 	return out
 }

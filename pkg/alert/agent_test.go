@@ -121,7 +121,7 @@ func (h *harness) publish(host, incident string, p event.Payload) event.Envelope
 	if err != nil {
 		t.Fatal(err)
 	}
-	stream, _ := event.StreamFor(env.EventType)
+	stream, _ := event.StreamFor(env.EventType, env.Host)
 	if _, err := h.bus.Publish(context.Background(), stream, env); err != nil {
 		t.Fatal(err)
 	}

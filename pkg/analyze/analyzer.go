@@ -52,6 +52,9 @@ type IncidentStore interface {
 	BeginAnalysis(ctx context.Context, key string, oom *incidents.OOMKill) (schema.Incident, bool, int, error)
 	RecordLLM(ctx context.Context, key string, l schema.LLMResult, rootCause string, evidence []string) error
 	ClaimLLM(ctx context.Context, key, openedAt string, now time.Time, stale time.Duration) (bool, error)
+	// RecordDecisionsOp returns the write recording decisions on their incidents, a side write of the
+	// Publisher's round trip that publishes their answers.
+	RecordDecisionsOp(ds []incidents.Decision) bus.SideWrite
 }
 
 // StatsStore gives a container's latest samples, for the LLM's context; *containers.Store implements it.
@@ -70,6 +73,30 @@ type Stores struct {
 	Stats     StatsStore
 	Ledger    LedgerReader
 }
+
+// Publisher publishes the analyzer's answers, each with its side writes (the decisions' records), in one
+// round trip; *bus.Bus implements it.
+type Publisher interface {
+	PublishManyWith(ctx context.Context, out []bus.Outgoing) error
+}
+
+// Consumer hands the analyzer the health alerts of its consumer group, a read at a time; its options'
+// Concurrency bounds the alerts of a read HandleBatch passes to Handle at once. *bus.Bus implements it.
+type Consumer interface {
+	ConsumeBatch(ctx context.Context, g bus.Group, h bus.BatchHandler) error
+	Options() bus.Options
+}
+
+// Bus is the analyzer's side of the bus: what it consumes with and what it publishes through.
+type Bus interface {
+	Publisher
+	Consumer
+}
+
+var (
+	_ Bus           = (*bus.Bus)(nil)
+	_ IncidentStore = (*incidents.Store)(nil)
+)
 
 // Options configure an Analyzer. Zero values take the defaults.
 type Options struct {
@@ -102,7 +129,7 @@ type Stats struct {
 type Analyzer struct {
 	o     Options
 	st    Stores
-	b     *bus.Bus
+	b     Bus
 	log   *slog.Logger
 	stats Stats
 	sem   chan struct{}
@@ -119,9 +146,10 @@ type Analyzer struct {
 	closed  sync.Once
 }
 
-// New returns an analyzer over its stores and the bus. It starts nothing: Run, or the first Handle,
-// starts the group committer under the caller's context. Call Run, or Handle and then Close.
-func New(o Options, st Stores, b *bus.Bus) *Analyzer {
+// New returns an analyzer over its stores and the bus (*bus.Bus; pkg/analyze/analyzetest has an in-memory
+// one of both). It starts nothing: Run, or the first Handle, starts the group committer under the caller's
+// context. Call Run, or Handle and then Close.
+func New(o Options, st Stores, b Bus) *Analyzer {
 	if o.MinConfidence <= 0 {
 		o.MinConfidence = DefaultMinConfidence
 	}
@@ -144,7 +172,7 @@ func New(o Options, st Stores, b *bus.Bus) *Analyzer {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Analyzer{o: o, st: st, b: b, log: o.Logger.With("agent", AgentName), sem: make(chan struct{}, o.LLMConcurrency),
-		commits: newCommitter(b)}
+		commits: newCommitter(b, st.Incidents)}
 }
 
 // start gives the analyzer its lifetime, once: the advisory LLM calls and the committer live until Close,
@@ -321,7 +349,7 @@ func (a *Analyzer) HandleBatch(ctx context.Context, ms []bus.Message) []error {
 	}
 	for from := 0; from < len(outs); from += maxCommit {
 		to := min(from+maxCommit, len(outs))
-		if err := publishAnswers(ctx, a.b, outs[from:to], recs[from:to]); err != nil {
+		if err := publishAnswers(ctx, a.b, a.st.Incidents, outs[from:to], recs[from:to]); err != nil {
 			for _, i := range answers[from:to] {
 				errs[i] = err // Redis trouble: the bus retries; a partial write is published again under the same ids
 			}
@@ -371,7 +399,7 @@ func detectedAt(env event.Envelope, al *event.ContainerUnhealthy) time.Time {
 func answer(ref alertRef, d Decision, dur time.Duration) (event.Envelope, string, error) {
 	ms := float64(dur.Microseconds()) / 1000
 	var p event.Payload
-	stream := event.StreamRemediationNeeded
+	stream := event.RemediationNeededStream(ref.env.Host) // the host's responders read it, no other host's
 	if d.FalseAlarm {
 		stream = event.StreamFalseAlarm
 		p = &event.FalseAlarm{Container: ref.alert.ContainerName, ContainerID: ref.alert.ContainerID, Reason: d.Reason,

@@ -71,7 +71,7 @@ func BenchmarkAnalyzeRules(b *testing.B) {
 	if err := <-done; err != nil {
 		b.Fatal(err)
 	}
-	n, err := bb.Len(ctx, event.StreamRemediationNeeded)
+	n, err := bb.Len(ctx, requestsA)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -25,12 +25,13 @@ type commit struct {
 // in flight the next answers queue, and go out in the next one. Under load many alerts share a round
 // trip; alone, an answer goes out at once.
 type committer struct {
-	b  *bus.Bus
-	in chan *commit
+	pub Publisher
+	inc IncidentStore
+	in  chan *commit
 }
 
-func newCommitter(b *bus.Bus) *committer {
-	return &committer{b: b, in: make(chan *commit, maxCommit)}
+func newCommitter(pub Publisher, inc IncidentStore) *committer {
+	return &committer{pub: pub, inc: inc, in: make(chan *commit, maxCommit)}
 }
 
 // publish hands an answer to the committer and waits for its round trip.
@@ -90,7 +91,7 @@ func (c *committer) run(life context.Context) {
 				recs = append(recs, cm.rec)
 			}
 			// The round trip is not cut short by the stop: it is what makes the answers durable.
-			err := publishAnswers(context.WithoutCancel(life), c.b, outs, recs)
+			err := publishAnswers(context.WithoutCancel(life), c.pub, c.inc, outs, recs)
 			for _, cm := range batch {
 				cm.done <- err
 			}
@@ -100,11 +101,11 @@ func (c *committer) run(life context.Context) {
 
 // publishAnswers publishes answers and records them on their incidents in one round trip: every record in
 // one script run, after the answers.
-func publishAnswers(ctx context.Context, b *bus.Bus, outs []bus.Outgoing, recs []incidents.Decision) error {
+func publishAnswers(ctx context.Context, pub Publisher, inc IncidentStore, outs []bus.Outgoing, recs []incidents.Decision) error {
 	if len(outs) == 0 {
 		return nil
 	}
 	last := &outs[len(outs)-1]
-	last.Side = append(last.Side[:len(last.Side):len(last.Side)], incidents.RecordDecisionsOp(recs))
-	return b.PublishManyWith(ctx, outs)
+	last.Side = append(last.Side[:len(last.Side):len(last.Side)], inc.RecordDecisionsOp(recs))
+	return pub.PublishManyWith(ctx, outs)
 }

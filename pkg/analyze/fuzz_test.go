@@ -42,7 +42,7 @@ func FuzzAnalyzeAlert(f *testing.F) {
 		if err != nil {
 			return // an alert the answer cannot carry (its name empty, say) is refused, not answered
 		}
-		if want := map[bool]string{true: event.StreamFalseAlarm, false: event.StreamRemediationNeeded}[d.FalseAlarm]; stream != want {
+		if want := map[bool]string{true: event.StreamFalseAlarm, false: event.RemediationNeededStream(env.Host)}[d.FalseAlarm]; stream != want {
 			t.Fatalf("answer on %s, want %s", stream, want)
 		}
 		b, err := json.Marshal(out)

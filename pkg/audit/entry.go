@@ -42,6 +42,11 @@ type Entry struct {
 	NextReason     string    `json:"next_reason,omitempty"`
 	PrevHash       string    `json:"prev_hash"`
 	Hash           string    `json:"hash"`
+
+	// Once, when set, is the id of the request whose outcome the entry reports: the trail keeps at most one
+	// entry per request, and appending another returns the one kept (a redelivery after a lost
+	// acknowledgement or a Redis failover reports again but audits once). Not stored.
+	Once string `json:"-"`
 }
 
 // ComputeHash returns the SHA-256 over the entry's JSON with Hash empty, chained to PrevHash.

@@ -145,10 +145,13 @@ func (t *Trail) AppendMany(ctx context.Context, es []Entry) ([]Record, error) {
 }
 
 // commit chains a run of callers' entries to the head and writes them in one step, chaining again to a
-// head that another process moved meanwhile.
+// head that another process moved meanwhile. An entry whose request (Entry.Once) was audited already, or
+// is earlier in the same run, is not written again: its record is the one stored.
 func (t *Trail) commit(ctx context.Context, run []*appendReq, n int) ([]Record, error) {
 	items := make([]auditlog.Item, 0, n)
 	recs := make([]Record, 0, n)
+	pos := make([]int, 0, n) // the run position of each item
+	kept := map[int]Record{} // run position: the entry stored for its request before
 	for try := range 200 {
 		if try >= 3 { // heavy contention: step aside for a moment
 			time.Sleep(time.Duration(rand.IntN(1000*min(try, 20))) * time.Microsecond)
@@ -163,10 +166,24 @@ func (t *Trail) commit(ctx context.Context, run []*appendReq, n int) ([]Record, 
 			}
 			t.head, t.know = h, true
 		}
-		items, recs = items[:0], recs[:0]
+		items, recs, pos = items[:0], recs[:0], pos[:0]
 		prev := t.head.Hash
+		at := 0
+		first := map[string]int{} // request: the run position of its first entry
+		same := map[int]int{}     // run position: the earlier one of the same request, whose record it gets
 		for _, r := range run {
 			for _, e := range r.es {
+				at++
+				if e.Once != "" {
+					if p, ok := first[e.Once]; ok {
+						same[at-1] = p
+						continue
+					}
+					first[e.Once] = at - 1
+				}
+				if _, ok := kept[at-1]; ok {
+					continue
+				}
 				e.Seq = t.head.Seq + 1 + int64(len(items))
 				e.PrevHash = prev
 				e.Hash = e.ComputeHash()
@@ -175,26 +192,60 @@ func (t *Trail) commit(ctx context.Context, run []*appendReq, n int) ([]Record, 
 				if err != nil {
 					return nil, fmt.Errorf("encode audit entry: %w", err)
 				}
-				items = append(items, auditlog.Item{Target: event.Target(e.Host, e.Container), JSON: raw, Hash: e.Hash})
+				items = append(items, auditlog.Item{Target: event.Target(e.Host, e.Container), JSON: raw, Hash: e.Hash, Request: e.Once})
 				recs = append(recs, Record{Entry: e})
+				pos = append(pos, at-1)
 			}
 		}
-		ids, head, err := t.st.Append(ctx, t.head, t.head.Seq+1, items)
-		if errors.Is(err, auditlog.ErrConflict) {
-			t.head = head // another writer came first: chain to its entry
-			continue
+		var ids []string
+		if len(items) > 0 {
+			var head schema.AuditHead
+			var err error
+			ids, head, err = t.st.Append(ctx, t.head, t.head.Seq+1, items)
+			var dup *auditlog.DuplicateError
+			switch {
+			case errors.Is(err, auditlog.ErrConflict):
+				t.head = head // another writer came first: chain to its entry
+				continue
+			case errors.As(err, &dup):
+				for i, r := range dup.Audited {
+					kept[pos[i]] = storedRecord(r, recs[i].Entry)
+				}
+				continue
+			case err != nil:
+				t.know = false
+				return nil, err
+			}
+			t.head = head
 		}
-		if err != nil {
-			t.know = false
-			return nil, err
+		out := make([]Record, 0, at)
+		for i, k := 0, 0; i < at; i++ {
+			if p, ok := same[i]; ok {
+				out = append(out, out[p])
+				continue
+			}
+			if r, ok := kept[i]; ok {
+				out = append(out, r)
+				continue
+			}
+			recs[k].StreamID = ids[k]
+			out = append(out, recs[k])
+			k++
 		}
-		t.head = head
-		for i := range recs {
-			recs[i].StreamID = ids[i]
-		}
-		return recs, nil
+		return out, nil
 	}
 	return nil, fmt.Errorf("append audit: head kept moving")
+}
+
+// storedRecord is the record of an entry stored before for the same request; when it was trimmed since,
+// the entry that was to be appended stands in for it, with the stored id.
+func storedRecord(r auditlog.Record, want Entry) Record {
+	var e Entry
+	if r.JSON == nil || json.Unmarshal(r.JSON, &e) != nil {
+		e = want
+	}
+	e.Once = want.Once
+	return Record{StreamID: r.ID, Entry: e}
 }
 
 // Filter selects entries. Zero fields select everything.

@@ -463,3 +463,60 @@ func TestTableNeutralisesHostileText(t *testing.T) {
 		t.Errorf("jsonl does not escape the control characters: %s", b.String())
 	}
 }
+
+// TestAppendAuditsARequestOnce: an entry for a request audited already (a redelivery after a lost
+// acknowledgement) is not appended again; the caller gets the stored entry, and the others of the same
+// group commit are appended and chained as if it were not there.
+func TestAppendAuditsARequestOnce(t *testing.T) {
+	t.Parallel()
+	tr, st, rdb := setup(t)
+	ctx := context.Background()
+	e := entry(0, "web-1", "restart", "success")
+	e.Once = "req-1"
+	first, err := tr.Append(ctx, e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again := entry(1, "web-1", "restart", "success") // what a redelivery would report
+	again.Once = "req-1"
+	other := entry(2, "web-2", "restart", "failed")
+	other.Once = "req-2"
+	recs, err := audit.NewTrail(st.Audit).AppendMany(ctx, []audit.Entry{entry(3, "db-1", "stop", "success"), again, other})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if recs[1].StreamID != first.StreamID || recs[1].Hash != first.Hash || recs[1].Reason != "reason 0" {
+		t.Errorf("the audited request's record = %+v, want the stored %+v", recs[1], first)
+	}
+	if recs[0].Seq != 2 || recs[2].Seq != 3 || recs[2].PrevHash != recs[0].Hash {
+		t.Errorf("the others: seq %d and %d, chained %v", recs[0].Seq, recs[2].Seq, recs[2].PrevHash == recs[0].Hash)
+	}
+	if n := rdb.XLen(ctx, schema.KeyAudit).Val(); n != 3 {
+		t.Errorf("trail length = %d, want 3", n)
+	}
+	rep, err := tr.Verify(ctx)
+	if err != nil || rep.Break != nil || rep.Entries != 3 {
+		t.Errorf("verify: %+v %v", rep, err)
+	}
+	// Alone, a second report of the request appends nothing and returns the first.
+	r, err := tr.Append(ctx, again)
+	if err != nil || r.StreamID != first.StreamID {
+		t.Errorf("second report = %+v %v, want the first's record", r, err)
+	}
+	// Two reports of a new request in one group commit: one is appended, both get its record.
+	twice := entry(4, "web-3", "restart", "success")
+	twice.Once = "req-3"
+	recs, err = tr.AppendMany(ctx, []audit.Entry{twice, entry(5, "db-2", "stop", "success"), twice})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if recs[0].StreamID == "" || recs[2].StreamID != recs[0].StreamID || recs[2].Hash != recs[0].Hash {
+		t.Errorf("one request twice in a run: %+v and %+v, want one record", recs[0], recs[2])
+	}
+	if n := rdb.XLen(ctx, schema.KeyAudit).Val(); n != 5 {
+		t.Errorf("trail length = %d, want 5", n)
+	}
+	if rep, err := tr.Verify(ctx); err != nil || rep.Break != nil || rep.Entries != 5 {
+		t.Errorf("verify: %+v %v", rep, err)
+	}
+}

@@ -3,7 +3,6 @@ package bench_test
 import (
 	"context"
 	"debug/elf"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -21,7 +20,6 @@ import (
 	"github.com/hemostat/hemostat/pkg/bench"
 	"github.com/hemostat/hemostat/pkg/bus"
 	"github.com/hemostat/hemostat/pkg/conn"
-	"github.com/hemostat/hemostat/pkg/container"
 	"github.com/hemostat/hemostat/pkg/docker"
 	"github.com/hemostat/hemostat/pkg/embedded"
 	"github.com/hemostat/hemostat/pkg/event"
@@ -29,7 +27,6 @@ import (
 	"github.com/hemostat/hemostat/pkg/respond"
 	"github.com/hemostat/hemostat/pkg/respond/respondtest"
 	"github.com/hemostat/hemostat/pkg/store"
-	"github.com/hemostat/hemostat/pkg/store/schema"
 	"github.com/hemostat/hemostat/pkg/testenv"
 )
 
@@ -492,7 +489,9 @@ func throughputOn(ctx context.Context, t *testing.T, cfg config, url string) ([]
 	}
 	// The responder decides in dry-run: the whole decision sequence and its Lua commits against the shadow
 	// ledger, an audit entry and a remediation_complete per request, but no engine call to wait for.
-	bo := bus.Options{Batch: 500, Concurrency: 16, Block: 20 * time.Millisecond, MaxLen: 10_000_000}
+	// No stream is trimmed during the run, the per-host request stream included (its default cap of 10,000
+	// would hold the count of requests answered under the number of alerts).
+	bo := bus.Options{Batch: 500, Concurrency: 16, Block: 20 * time.Millisecond, MaxLen: 10_000_000, RequestMaxLen: 10_000_000}
 	c := startChainOn(t, url, respond.Config{DryRun: true, MaxActionsPerHour: 1 << 30}, bo, cs)
 	defer c.stop()
 	n := cfg.events
@@ -510,7 +509,7 @@ func throughputOn(ctx context.Context, t *testing.T, cfg config, url string) ([]
 	var answered, completed, falseAlarms, dead int64
 	var analyzed time.Duration
 	done := eventually(t, 5*time.Minute, func() bool {
-		answered, _ = c.b.Len(ctx, event.StreamRemediationNeeded)
+		answered, _ = c.b.Len(ctx, event.RemediationNeededStream(benchHost))
 		falseAlarms, _ = c.b.Len(ctx, event.StreamFalseAlarm)
 		completed, _ = c.b.Len(ctx, event.StreamRemediationComplete)
 		if analyzed == 0 && answered+falseAlarms >= int64(n) {
@@ -550,10 +549,8 @@ func residentMemory(ctx context.Context, t *testing.T, cfg config, fl *fleet) be
 	title := "5. Resident memory of hemostat run"
 	what := "VmRSS of `hemostat run` watching the fleet after " + cfg.soak.String() + " (HEMOSTAT_BENCH_SOAK), against 35 MB at 100 containers."
 	bin := filepath.Join(t.TempDir(), "hemostat")
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin, ".")
-	build.Dir = "../.."
-	if out, err := build.CombinedOutput(); err != nil {
-		return todo(title, what, fmt.Sprintf("hemostat does not build right now: %v: %s", err, lastLines(out, 3)))
+	if err := testenv.GoBuild(ctx, "../..", ".", bin, ""); err != nil {
+		return todo(title, what, fmt.Sprintf("hemostat does not build right now: %s", lastLines([]byte(err.Error()), 3)))
 	}
 	help, err := exec.CommandContext(ctx, bin, "run", "--help").CombinedOutput()
 	if err != nil || strings.Contains(string(help), "not implemented") {
@@ -633,7 +630,7 @@ func residentMemory(ctx context.Context, t *testing.T, cfg config, fl *fleet) be
 			mb(earlyFile), mb(image), "< 35 MB", verdict}}}
 	sec.Notes = append(sec.Notes, "`hemostat run --redis-url <the harness's redis> --include <this run's fleet> --dry-run` as a "+
 		"subprocess with every agent and its default options (cgroup sampler, 10 s interval, exporter on); watched is the number "+
-		"of fleet containers in its hemostat:containers table at the end; VmRSS from /proc/<pid>/status every 5 s (MB = 10^6 bytes).",
+		"of fleet containers in its container table at the end; VmRSS from /proc/<pid>/status every 5 s (MB = 10^6 bytes).",
 		"RssAnon is the memory hemostat allocated (heap, stacks); RssFile is pages of the executable mapped into the process, "+
 			"shared with the page cache and reclaimable; most of them are resident 0.2 s after the start, before any agent did work "+
 			"(the kernel's readahead and fault-around map the neighbours of every page touched).")
@@ -656,21 +653,20 @@ func loadedBytes(path string) (uint64, error) {
 	return n, nil
 }
 
-// watchedContainers counts the watched containers named prefix* in the hemostat:containers table.
+// watchedContainers counts the watched containers named prefix* in the container table.
 func watchedContainers(ctx context.Context, url, prefix string) (int, error) {
 	st, err := store.Open(conn.Options{URL: url})
 	if err != nil {
 		return 0, err
 	}
 	defer st.Close()
-	all, err := st.Conn.Client().HGetAll(ctx, schema.KeyContainers).Result()
+	all, _, err := st.Containers.All(ctx)
 	if err != nil {
 		return 0, err
 	}
 	n := 0
-	for _, v := range all {
-		var s container.Summary
-		if json.Unmarshal([]byte(v), &s) == nil && s.Watched && strings.HasPrefix(s.Name, prefix) {
+	for _, s := range all {
+		if s.Watched && strings.HasPrefix(s.Name, prefix) {
 			n++
 		}
 	}

@@ -133,10 +133,8 @@ func TestSoak(t *testing.T) {
 	host := testenv.RequireDocker(t)
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "hemostat")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Dir = "../.."
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build hemostat: %v: %s", err, out)
+	if err := testenv.GoBuild(ctx, "../..", ".", bin, ""); err != nil {
+		t.Fatal(err)
 	}
 	engineB := testenv.StartDockerd(t, host)
 	image := testenv.TestImage(t, host)
@@ -343,8 +341,14 @@ func TestSoak(t *testing.T) {
 	// Count.
 	entries := readAudit(t, rdb)
 	requests := map[string]bool{} // request event ids, of soak containers
-	for _, env := range readStream(t, rdb, event.StreamRemediationNeeded) {
-		requests[env.ID] = true
+	requestHosts, err := rdb.SMembers(context.Background(), schema.KeyRequestHosts).Result()
+	if err != nil {
+		t.Fatalf("read %s: %v", schema.KeyRequestHosts, err)
+	}
+	for _, h := range requestHosts { // every host's request stream
+		for _, env := range readStream(t, rdb, event.RemediationNeededStream(h)) {
+			requests[env.ID] = true
+		}
 	}
 	executed := map[string]int{} // by request (causation id)
 	byTarget := map[string]int{}

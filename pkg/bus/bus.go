@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -17,11 +18,16 @@ import (
 	"github.com/hemostat/hemostat/pkg/conn"
 	"github.com/hemostat/hemostat/pkg/event"
 	"github.com/hemostat/hemostat/pkg/sign"
+	"github.com/hemostat/hemostat/pkg/store/schema"
 )
 
 // Options tune the bus. Zero values take the defaults.
 type Options struct {
-	MaxLen        int64         // approximate cap of each stream (XADD MAXLEN ~), default 100000
+	MaxLen int64 // approximate cap of each stream (XADD MAXLEN ~), default 100000
+	// RequestMaxLen is the approximate cap of each host's request stream (event.RemediationNeededStream),
+	// default 10000: there is one per host, so MaxLen each would let the fleet's requests hold hosts ×
+	// MaxLen entries.
+	RequestMaxLen int64
 	DeadLetterLen int64         // approximate cap of the dead letter stream, default 10000
 	ClaimIdle     time.Duration // reclaim entries pending longer than this, default 30s
 	MaxDeliveries int64         // dead-letter an entry delivered more than this, default 5
@@ -39,6 +45,9 @@ type Options struct {
 func (o *Options) defaults() {
 	if o.MaxLen <= 0 {
 		o.MaxLen = 100000
+	}
+	if o.RequestMaxLen <= 0 {
+		o.RequestMaxLen = min(o.MaxLen, 10000)
 	}
 	if o.DeadLetterLen <= 0 {
 		o.DeadLetterLen = 10000
@@ -112,8 +121,7 @@ func (b *Bus) Publish(ctx context.Context, stream string, env event.Envelope) (s
 // PublishRaw appends already-encoded bytes; used for replay and for tests of malformed input.
 func (b *Bus) PublishRaw(ctx context.Context, stream string, raw []byte) (string, error) {
 	pipe := b.rdb.Pipeline()
-	add := pipe.XAdd(ctx, &redis.XAddArgs{Stream: stream, MaxLen: b.o.MaxLen, Approx: true, Values: b.values(stream, raw)})
-	pipe.Publish(ctx, stream, raw)
+	add := b.add(ctx, pipe, stream, raw)
 	if _, err := pipe.Exec(ctx); err != nil {
 		return "", fmt.Errorf("publish %s: %w", stream, err)
 	}
@@ -129,14 +137,64 @@ func (b *Bus) PublishBatch(ctx context.Context, stream string, envs []event.Enve
 		if err != nil {
 			return fmt.Errorf("publish %s: %w", stream, err)
 		}
-		pipe.XAdd(ctx, &redis.XAddArgs{Stream: stream, MaxLen: b.o.MaxLen, Approx: true, Values: b.values(stream, raw)})
-		pipe.Publish(ctx, stream, raw)
+		b.add(ctx, pipe, stream, raw)
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("publish %s: %w", stream, err)
 	}
 	b.stats.Published.Add(int64(len(envs)))
 	return nil
+}
+
+// add queues the XADD of raw to stream and its pub/sub mirror; for a host's request stream, also the host
+// in the registry of request streams (schema.KeyRequestHosts), so that readers of every host's requests
+// find the stream.
+func (b *Bus) add(ctx context.Context, pipe redis.Pipeliner, stream string, raw []byte) *redis.StringCmd {
+	maxLen := b.o.MaxLen
+	host, request := event.RemediationNeededHost(stream)
+	if request {
+		maxLen = b.o.RequestMaxLen
+	}
+	add := pipe.XAdd(ctx, &redis.XAddArgs{Stream: stream, MaxLen: maxLen, Approx: true, Values: b.values(stream, raw)})
+	pipe.Publish(ctx, stream, raw)
+	if request {
+		pipe.SAdd(ctx, schema.KeyRequestHosts, host)
+	}
+	return add
+}
+
+// RequestHosts returns the hosts that have a request stream, sorted.
+func (b *Bus) RequestHosts(ctx context.Context) ([]string, error) {
+	hosts, err := b.rdb.SMembers(ctx, schema.KeyRequestHosts).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", schema.KeyRequestHosts, err)
+	}
+	slices.Sort(hosts)
+	return hosts, nil
+}
+
+// RequestStreams returns the hosts' request streams, sorted (one SMEMBERS).
+func (b *Bus) RequestStreams(ctx context.Context) ([]string, error) {
+	hosts, err := b.RequestHosts(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, 0, len(hosts))
+	for _, h := range hosts {
+		if h != "" {
+			out = append(out, event.RemediationNeededStream(h))
+		}
+	}
+	return out, nil
+}
+
+// WorkStreams returns every work stream in flow order, the hosts' request streams included (one SMEMBERS).
+func (b *Bus) WorkStreams(ctx context.Context) ([]string, error) {
+	hosts, err := b.RequestHosts(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return event.WorkStreamsWith(hosts), nil
 }
 
 // values are the fields of a stream entry carrying raw: the envelope, and its MAC when the bus signs.
@@ -254,18 +312,6 @@ func (b *Bus) Follower() *Bus {
 
 // Close closes the bus's connections; only a Follower's own.
 func (b *Bus) Close() error { return b.rdb.Close() }
-
-// Touch resets the idle time of a pending entry its consumer is still working on (XCLAIM JUSTID to
-// itself), so other instances of the group do not reclaim it while a long action is verified. JUSTID does
-// not count a delivery.
-func (b *Bus) Touch(ctx context.Context, stream, group, consumer, id string) error {
-	err := b.rdb.XClaimJustID(ctx, &redis.XClaimArgs{Stream: stream, Group: group, Consumer: consumer,
-		MinIdle: 0, Messages: []string{id}}).Err()
-	if err != nil {
-		return fmt.Errorf("touch pending %s %s: %w", stream, id, err)
-	}
-	return nil
-}
 
 // Len returns the number of entries in a stream.
 func (b *Bus) Len(ctx context.Context, stream string) (int64, error) {

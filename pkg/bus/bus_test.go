@@ -388,6 +388,73 @@ func TestSkipAckWaitsWithoutCountingDeliveries(t *testing.T) {
 	}
 }
 
+// TestSkipAckOutlastsTheClaimIdle: an entry that waits (ErrSkipAck) for longer than many claim-idle
+// periods stays with its consumer: the waiting consumer refreshes its idle time before the group's other
+// consumers would take it over, whose claims would count deliveries and dead-letter it.
+func TestSkipAckOutlastsTheClaimIdle(t *testing.T) {
+	url := testenv.RequireRedis(t)
+	b, _ := newBus(t, url, bus.Options{Block: 20 * time.Millisecond, RetryDelay: 50 * time.Millisecond,
+		ClaimIdle: 300 * time.Millisecond, MaxDeliveries: 2})
+	ctx := context.Background()
+	env := alert(1)
+	rec := newRecorder()
+	var mu sync.Mutex
+	var first time.Time
+	rec.fail = func(bus.Message) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if first.IsZero() {
+			first = time.Now()
+		}
+		if time.Since(first) < 3*time.Second { // ten claim-idle periods
+			return fmt.Errorf("another responder holds the lease: %w", bus.ErrSkipAck)
+		}
+		return nil
+	}
+	consume(t, b, group("a"), rec.handle)
+	consume(t, b, group("b"), rec.handle)
+	if _, err := b.Publish(ctx, stream, env); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "acked", func() bool {
+		n, _ := b.Pending(ctx, stream, "analyze")
+		dl, _ := b.Len(ctx, event.StreamDeadLetter)
+		return rec.times(env.ID) > 0 && (n == 0 || dl > 0)
+	})
+	if n, _ := b.Len(ctx, event.StreamDeadLetter); n != 0 {
+		t.Errorf("a waiting entry was taken over and dead-lettered after %d handler calls", rec.times(env.ID))
+	}
+}
+
+// TestSlowHandlerKeepsItsEntry: while a handler runs for many claim-idle periods, the group's other
+// consumers do not take its entry over (which would run it twice and count deliveries up to the dead letter).
+func TestSlowHandlerKeepsItsEntry(t *testing.T) {
+	url := testenv.RequireRedis(t)
+	b, _ := newBus(t, url, bus.Options{Block: 20 * time.Millisecond, ClaimIdle: 300 * time.Millisecond, MaxDeliveries: 2})
+	ctx := context.Background()
+	env := alert(1)
+	rec := newRecorder()
+	rec.fail = func(bus.Message) error {
+		time.Sleep(2 * time.Second) // the slow work itself: ten claim-idle periods
+		return nil
+	}
+	consume(t, b, group("a"), rec.handle)
+	consume(t, b, group("b"), rec.handle)
+	if _, err := b.Publish(ctx, stream, env); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "handled and acked", func() bool {
+		n, _ := b.Pending(ctx, stream, "analyze")
+		return rec.times(env.ID) > 0 && n == 0
+	})
+	if n := rec.times(env.ID); n != 1 {
+		t.Errorf("the entry was handled %d times, want once", n)
+	}
+	if n, _ := b.Len(ctx, event.StreamDeadLetter); n != 0 {
+		t.Errorf("the entry was dead-lettered while its handler ran")
+	}
+}
+
 // TestConsumeBatchGivesWholeReadsAndPerEntryOutcomes: a batch handler gets the entries of a read together;
 // its per-entry answers ack, retry (error) or wait (ErrSkipAck) each entry on its own, and a panic fails the
 // batch without stopping the consumer.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/hemostat/hemostat/pkg/agent"
 	"github.com/hemostat/hemostat/pkg/conn"
 	"github.com/hemostat/hemostat/pkg/event"
 	"github.com/hemostat/hemostat/pkg/sign"
@@ -24,6 +26,55 @@ type Group struct {
 	Consumer string
 	Streams  []string
 	StartID  string // where a new group starts: "0" (default, nothing already written is missed) or "$"
+	// Gate, shared by the consumers of one instance, lets one of them at a time wait on XREADGROUP for the
+	// group (the others wait for the gate, not on Redis, and take it as soon as the reader has entries to
+	// handle) and one of them reclaim stale entries per reclaim period: an idle instance then costs Redis
+	// one blocking read per Block whatever its number of consumers. nil: each consumer reads and reclaims
+	// on its own.
+	Gate *Gate
+	// Discover, when set, is asked every DiscoverEvery (default 10s) for the streams to read: those not
+	// read yet are added, with their group, and none is dropped; reads name them in Discover's order. The
+	// hosts' request streams, for readers of every host's requests. Its errors are logged and the streams
+	// kept.
+	Discover      func(ctx context.Context) ([]string, error)
+	DiscoverEvery time.Duration
+	// Once reads what the group has and returns: its entries not yet delivered, this consumer's pending
+	// ones, and other consumers' once idle for ClaimIdle. It returns when none is left (nothing new,
+	// nothing pending in the group). It creates neither the group nor the stream: without them there is
+	// nothing to read. A responder drains the legacy request stream with it.
+	Once bool
+}
+
+// Gate is shared by the consumers of one instance of a group (Group.Gate).
+type Gate struct {
+	read      chan struct{} // holds the one token of the right to block on XREADGROUP
+	mu        sync.Mutex
+	lastClaim time.Time
+}
+
+// NewGate returns a gate for the consumers of one instance.
+func NewGate() *Gate {
+	g := &Gate{read: make(chan struct{}, 1)}
+	g.read <- struct{}{}
+	return g
+}
+
+// claimDue reports whether it is time to reclaim, and if so records that a consumer does it now.
+func (g *Gate) claimDue(now time.Time, every time.Duration) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if now.Sub(g.lastClaim) < every {
+		return false
+	}
+	g.lastClaim = now
+	return true
+}
+
+// nextClaim is when the next reclaim is due.
+func (g *Gate) nextClaim(every time.Duration) time.Time {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.lastClaim.Add(every)
 }
 
 // Message is one delivered, decoded entry.
@@ -115,16 +166,170 @@ func (b *Bus) consume(ctx context.Context, g Group, h Handler, bh BatchHandler) 
 
 func (c *consumer) run(ctx context.Context) error {
 	o := c.b.o
+	if c.g.Once {
+		return c.once(ctx)
+	}
 	for ctx.Err() == nil {
-		if err := c.ensureGroups(ctx); err != nil {
+		if err := c.ensureGroups(ctx, c.g.Streams); err != nil {
 			c.lost(ctx, err)
 			continue
 		}
 		break
 	}
 	claimEvery := max(o.ClaimIdle/2, 50*time.Millisecond)
-	var lastClaim time.Time
+	discoverEvery := c.g.DiscoverEvery
+	if discoverEvery <= 0 {
+		discoverEvery = 10 * time.Second
+	}
+	var lastClaim, lastDiscover time.Time
 	rctx := context.WithoutCancel(ctx) // reads are not cut short: a read cut mid-flight would strand entries
+	for ctx.Err() == nil {
+		now := time.Now()
+		if c.g.Discover != nil && now.Sub(lastDiscover) >= discoverEvery {
+			c.discover(ctx)
+			lastDiscover = now
+		}
+		if c.retryOwn && !now.Before(c.retryAt) {
+			if err := c.drainOwn(ctx); err != nil {
+				c.lost(ctx, err)
+				continue
+			}
+		}
+		if c.claimDue(now, lastClaim, claimEvery) {
+			if err := c.autoclaim(ctx); err != nil {
+				c.lost(ctx, err)
+				continue
+			}
+			lastClaim = now
+		}
+		block := o.Block
+		if c.retryOwn {
+			block = min(block, max(time.Until(c.retryAt), time.Millisecond))
+		}
+		next := lastClaim.Add(claimEvery)
+		if c.g.Gate != nil {
+			next = c.g.Gate.nextClaim(claimEvery)
+		}
+		block = min(block, max(time.Until(next), time.Millisecond))
+		if c.g.Discover != nil {
+			block = min(block, max(time.Until(lastDiscover.Add(discoverEvery)), time.Millisecond))
+		}
+		if c.g.Gate != nil && !c.enter(ctx, block) {
+			continue // retries or a reclaim are due first, or the stop
+		}
+		res, err := c.read(rctx, block)
+		if c.g.Gate != nil {
+			c.g.Gate.read <- struct{}{} // the next consumer reads while this one handles what it got
+		}
+		if errors.Is(err, redis.Nil) {
+			c.back()
+			continue
+		}
+		if err != nil {
+			if isNoGroup(err) {
+				if err := c.ensureGroups(ctx, c.g.Streams); err != nil {
+					c.lost(ctx, err)
+				}
+				continue
+			}
+			c.lost(ctx, err)
+			continue
+		}
+		c.back()
+		for _, s := range res {
+			c.process(ctx, s.Stream, s.Messages, nil)
+		}
+	}
+	return nil
+}
+
+// claimDue reports whether this consumer reclaims now: every claimEvery on its own, or when the instance's
+// gate says it is this consumer's turn.
+func (c *consumer) claimDue(now, last time.Time, every time.Duration) bool {
+	if c.g.Gate != nil {
+		return c.g.Gate.claimDue(now, every)
+	}
+	return now.Sub(last) >= every
+}
+
+// enter waits up to d for the gate's read token; false when it did not come (or ctx is done).
+func (c *consumer) enter(ctx context.Context, d time.Duration) bool {
+	select {
+	case <-c.g.Gate.read:
+		return true
+	default:
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-c.g.Gate.read:
+		return true
+	case <-ctx.Done():
+	case <-t.C:
+	}
+	return false
+}
+
+// read is one XREADGROUP of new entries on the group's streams, blocking up to block (no BLOCK when block
+// is negative).
+func (c *consumer) read(ctx context.Context, block time.Duration) ([]redis.XStream, error) {
+	args := make([]string, 0, 2*len(c.g.Streams))
+	args = append(args, c.g.Streams...)
+	for range c.g.Streams {
+		args = append(args, ">")
+	}
+	return c.b.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{
+		Group: c.g.Name, Consumer: c.g.Consumer, Streams: args, Count: c.b.o.Batch, Block: block,
+	}).Result()
+}
+
+// discover adds the streams Discover names that the consumer does not read yet, with their groups. The
+// streams are then read in Discover's order (a reader that joins events across streams sees them in
+// flow order within a read), followed by any it no longer names.
+func (c *consumer) discover(ctx context.Context) {
+	found, err := c.g.Discover(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			c.log.Debug("streams not discovered; reading the known ones", "err", err)
+		}
+		return
+	}
+	var add []string
+	for _, s := range found {
+		if !slices.Contains(c.g.Streams, s) && !slices.Contains(add, s) {
+			add = append(add, s)
+		}
+	}
+	if len(add) == 0 {
+		return
+	}
+	if err := c.ensureGroups(ctx, add); err != nil {
+		if ctx.Err() == nil {
+			c.log.Debug("streams not added; next discovery retries", "err", err)
+		}
+		return
+	}
+	streams := make([]string, 0, len(c.g.Streams)+len(add))
+	for _, s := range found {
+		if !slices.Contains(streams, s) {
+			streams = append(streams, s)
+		}
+	}
+	for _, s := range c.g.Streams {
+		if !slices.Contains(streams, s) {
+			streams = append(streams, s)
+		}
+	}
+	c.g.Streams = streams
+	c.log.Debug("streams added", "streams", add)
+}
+
+// once is run's Once mode: read until the group has nothing left for it.
+func (c *consumer) once(ctx context.Context) error {
+	o := c.b.o
+	claimEvery := max(o.ClaimIdle/2, 50*time.Millisecond)
+	var lastClaim time.Time
+	rctx := context.WithoutCancel(ctx)
 	for ctx.Err() == nil {
 		now := time.Now()
 		if c.retryOwn && !now.Before(c.retryAt) {
@@ -140,37 +345,45 @@ func (c *consumer) run(ctx context.Context) error {
 			}
 			lastClaim = now
 		}
-		block := o.Block
-		if c.retryOwn {
-			block = min(block, max(time.Until(c.retryAt), time.Millisecond))
-		}
-		block = min(block, max(time.Until(lastClaim.Add(claimEvery)), time.Millisecond))
-		args := make([]string, 0, 2*len(c.g.Streams))
-		args = append(args, c.g.Streams...)
-		for range c.g.Streams {
-			args = append(args, ">")
-		}
-		res, err := c.b.rdb.XReadGroup(rctx, &redis.XReadGroupArgs{
-			Group: c.g.Name, Consumer: c.g.Consumer, Streams: args, Count: o.Batch, Block: block,
-		}).Result()
-		if errors.Is(err, redis.Nil) {
-			c.back()
-			continue
-		}
-		if err != nil {
+		res, err := c.read(rctx, -1)
+		if err != nil && !errors.Is(err, redis.Nil) {
 			if isNoGroup(err) {
-				if err := c.ensureGroups(ctx); err != nil {
-					c.lost(ctx, err)
-				}
-				continue
+				return nil // no stream or no group: nothing to drain
 			}
 			c.lost(ctx, err)
 			continue
 		}
 		c.back()
+		got := false
 		for _, s := range res {
+			got = got || len(s.Messages) > 0
 			c.process(ctx, s.Stream, s.Messages, nil)
 		}
+		if got {
+			continue
+		}
+		pending := int64(0)
+		for _, s := range c.g.Streams {
+			n, err := c.b.Pending(ctx, s, c.g.Name)
+			if err != nil {
+				c.lost(ctx, err)
+				pending = -1
+				break
+			}
+			pending += n
+		}
+		if pending == 0 {
+			return nil
+		}
+		if pending < 0 {
+			continue
+		}
+		// Entries wait: this consumer's (retried at retryAt) or other consumers' (reclaimed once idle).
+		wait := time.Until(lastClaim.Add(claimEvery))
+		if c.retryOwn {
+			wait = min(wait, time.Until(c.retryAt))
+		}
+		agent.Sleep(ctx, max(wait, time.Millisecond))
 	}
 	return nil
 }
@@ -204,8 +417,8 @@ func (c *consumer) back() {
 
 func isNoGroup(err error) bool { return err != nil && strings.HasPrefix(err.Error(), "NOGROUP") }
 
-func (c *consumer) ensureGroups(ctx context.Context) error {
-	for _, s := range c.g.Streams {
+func (c *consumer) ensureGroups(ctx context.Context, streams []string) error {
+	for _, s := range streams {
 		err := c.b.rdb.XGroupCreateMkStream(ctx, s, c.g.Name, c.g.StartID).Err()
 		if err != nil && !strings.HasPrefix(err.Error(), "BUSYGROUP") {
 			if conn.IsUnavailable(err) {
@@ -365,6 +578,8 @@ func (c *consumer) handleBatch(ctx context.Context, stream string, work []Messag
 	}
 	ok := make([]result, len(work))
 	rejected := make([]*RejectError, len(work))
+	stopKeeping := c.keepPending(stream, work)
+	defer stopKeeping()
 	if c.bh != nil {
 		c.handleAll(work, ok, rejected)
 	} else if o.Concurrency == 1 || len(work) == 1 {
@@ -413,8 +628,45 @@ func (c *consumer) handleBatch(ctx context.Context, stream string, work []Messag
 	if failed {
 		c.retryOwn = true
 		c.failures++
-		c.retryAt = time.Now().Add(min(o.RetryDelay<<min(c.failures-1, 6), 30*time.Second))
+		wait := min(o.RetryDelay<<min(c.failures-1, 6), 30*time.Second)
+		if len(c.deferred) > 0 {
+			// Only the retry refreshes a waiting entry's idle time: it must come before the group's other
+			// consumers see the entry as abandoned (ClaimIdle), or their claims count deliveries until the
+			// entry is dead-lettered while it waits, for instance for a dead responder's lease to expire.
+			wait = min(wait, o.ClaimIdle/3)
+		}
+		c.retryAt = time.Now().Add(wait)
 	}
+}
+
+// keepPending refreshes the idle time of entries while their handlers run, every third of ClaimIdle, so
+// that no other consumer of the group takes over an entry whose handler is slow (a restart waiting out a
+// stop timeout on a loaded engine): such a claim would count a delivery, run the work twice at once, and
+// after MaxDeliveries dead-letter an entry that was being handled. XCLAIM JUSTID counts no delivery.
+func (c *consumer) keepPending(stream string, work []Message) (stop func()) {
+	ids := make([]string, len(work))
+	for i, m := range work {
+		ids[i] = m.ID
+	}
+	kctx, cancel := context.WithCancel(c.hctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(max(c.b.o.ClaimIdle/3, 10*time.Millisecond))
+		defer t.Stop()
+		for {
+			select {
+			case <-kctx.Done():
+				return
+			case <-t.C:
+				err := c.b.rdb.XClaimJustID(kctx, &redis.XClaimArgs{Stream: stream, Group: c.g.Name, Consumer: c.g.Consumer, Messages: ids}).Err()
+				if err != nil && kctx.Err() == nil {
+					c.log.Debug("keeping entries pending failed", "stream", stream, "count", len(ids), "err", err)
+				}
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
 }
 
 type result int

@@ -9,8 +9,10 @@ import (
 	"github.com/hemostat/hemostat/pkg/event"
 )
 
-// SideWrite queues more commands into the pipeline that publishes an envelope; pkg/store builds them.
-type SideWrite func(ctx context.Context, p redis.Pipeliner)
+// SideWrite queues more commands into the pipeline that publishes an envelope; pkg/store builds them. It
+// is an alias, not a defined type, so a store package returns one without importing the bus, and an
+// agent's narrow interface (pkg/analyze IncidentStore) names it without importing go-redis.
+type SideWrite = func(ctx context.Context, p redis.Pipeliner)
 
 // PublishWith publishes the envelope like Publish and sends the side writes in the same round trip
 // (one pipeline, not a transaction: the keys may live on different Cluster slots). An agent's answer and
@@ -21,8 +23,7 @@ func (b *Bus) PublishWith(ctx context.Context, stream string, env event.Envelope
 		return fmt.Errorf("publish %s: %w", stream, err)
 	}
 	pipe := b.rdb.Pipeline()
-	pipe.XAdd(ctx, &redis.XAddArgs{Stream: stream, MaxLen: b.o.MaxLen, Approx: true, Values: b.values(stream, raw)})
-	pipe.Publish(ctx, stream, raw)
+	b.add(ctx, pipe, stream, raw)
 	for _, s := range side {
 		s(ctx, pipe)
 	}
@@ -49,8 +50,7 @@ func (b *Bus) PublishManyWith(ctx context.Context, out []Outgoing) error {
 		if err != nil {
 			return fmt.Errorf("publish %s: %w", o.Stream, err)
 		}
-		pipe.XAdd(ctx, &redis.XAddArgs{Stream: o.Stream, MaxLen: b.o.MaxLen, Approx: true, Values: b.values(o.Stream, raw)})
-		pipe.Publish(ctx, o.Stream, raw)
+		b.add(ctx, pipe, o.Stream, raw)
 		for _, s := range o.Side {
 			s(ctx, pipe)
 		}

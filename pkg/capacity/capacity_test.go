@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/hemostat/hemostat/pkg/agent"
 	"github.com/hemostat/hemostat/pkg/analyze"
 	"github.com/hemostat/hemostat/pkg/bench"
@@ -198,9 +200,25 @@ func (l *latencies) restarted(incident string, died, call time.Time) {
 	}
 }
 
-// follow records when each incident's health_alert and remediation request reach the bus.
-func follow(ctx context.Context, b *bus.Bus, l *latencies) {
-	last := map[string]string{event.StreamHealthAlert: "$", event.StreamRemediationNeeded: "$"}
+// follow records when each incident's health_alert reaches the bus (its entry id), and each remediation
+// request (on its host's stream) by its envelope's time: the analyzer stamps it just before the XADD. The
+// requests are watched on their pub/sub mirror with one PSUBSCRIBE: an XREAD over every host's stream
+// would cost Redis O(hosts) per call, the harness's cost and not hemostat's.
+func follow(ctx context.Context, b *bus.Bus, rdb *redis.Client, l *latencies) {
+	sub := rdb.PSubscribe(ctx, event.StreamRemediationNeeded+":*")
+	defer sub.Close()
+	go func() { // ends when the subscription is closed
+		for m := range sub.Channel() {
+			var env struct {
+				Incident  string    `json:"incident"`
+				Timestamp time.Time `json:"timestamp"`
+			}
+			if json.Unmarshal([]byte(m.Payload), &env) == nil && env.Incident != "" {
+				l.record(event.StreamRemediationNeeded, env.Incident, env.Timestamp)
+			}
+		}
+	}()
+	last := map[string]string{event.StreamHealthAlert: "$"}
 	for ctx.Err() == nil {
 		es, err := b.Follow(ctx, last, time.Second)
 		if err != nil {
@@ -287,7 +305,7 @@ func runFleet(b *testing.B, n, perHost int, window, failEvery time.Duration) res
 		}
 	}
 	fb := bus.New(ast.Conn, bus.Options{}).Follower()
-	wg.Go(func() { follow(ctx, fb, lat) })
+	wg.Go(func() { follow(ctx, fb, ast.Conn.Client(), lat) })
 	defer fb.Close()
 	// Crashes, as a Poisson process over the fleet.
 	wg.Go(func() { inject(ctx, hs, failEvery) })

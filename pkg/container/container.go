@@ -9,7 +9,8 @@ import (
 	"github.com/hemostat/hemostat/pkg/event"
 )
 
-// Summary is one known container, stored as JSON in the hash hemostat:containers under Target(host, name).
+// Summary is one known container, stored as JSON in its host's container table (schema.ContainersKey)
+// under Target(host, name).
 type Summary struct {
 	ID           string            `json:"id"`
 	Name         string            `json:"name"`

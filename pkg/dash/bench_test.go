@@ -75,7 +75,7 @@ func BenchmarkEventBatch(b *testing.B) {
 	var entries []bus.Entry
 	for i := range 500 {
 		e := f.events[i%len(f.events)]
-		stream, _ := event.StreamFor(e.EventType)
+		stream, _ := event.StreamFor(e.EventType, e.Host)
 		entries = append(entries, bus.Entry{Stream: stream, ID: fmt.Sprintf("%d-%d", t0.UnixMilli(), i), Raw: []byte(mustJSON(e))})
 	}
 	m := populated(newTestModel(120, 40))

@@ -19,7 +19,7 @@ func (m Model) detailLines(w int) []string {
 	now := m.o.Now()
 	c, ok := m.detailContainer()
 	if !ok {
-		return []string{"", "  " + m.detail + " is not known (any more): the monitor lists containers in hemostat:containers.", "  esc goes back."}
+		return []string{"", "  " + m.detail + " is not known (any more): the monitor lists its host's containers in the container table.", "  esc goes back."}
 	}
 	var out []string
 	id := c.ID

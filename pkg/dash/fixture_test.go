@@ -367,7 +367,7 @@ func (f fixture) snapshot() Snapshot {
 func (f fixture) streamEvents() []Event {
 	var out []Event
 	for i, e := range f.events {
-		stream, _ := event.StreamFor(e.EventType)
+		stream, _ := event.StreamFor(e.EventType, e.Host)
 		out = append(out, decodeEvent(bus.Entry{
 			Stream: stream, ID: fmt.Sprintf("%d-%d", e.Timestamp.UnixMilli(), i), Raw: []byte(mustJSON(e)),
 		}))
@@ -397,7 +397,8 @@ func (f fixture) seed(t testing.TB, url string) {
 	p := rdb.Pipeline()
 	for _, c := range f.containers {
 		target := c.Target()
-		p.HSet(ctx, schema.KeyContainers, target, mustJSON(c))
+		p.HSet(ctx, schema.ContainersKey(c.Host), target, mustJSON(c))
+		p.SAdd(ctx, schema.KeyHosts, c.Host)
 		if s, ok := f.samples[target]; ok {
 			k := schema.StatsKey(schema.Target(c.Host, c.Name))
 			p.HSet(ctx, k, "sample", mustJSON(s), "history", mustJSON(f.histories[target]))
@@ -425,9 +426,12 @@ func (f fixture) seed(t testing.TB, url string) {
 		p.Expire(ctx, k, time.Hour)
 	}
 	for i, e := range f.events {
-		stream, _ := event.StreamFor(e.EventType)
+		stream, _ := event.StreamFor(e.EventType, e.Host)
 		raw := mustJSON(e)
 		p.XAdd(ctx, &redis.XAddArgs{Stream: stream, ID: fmt.Sprintf("%d-%d", e.Timestamp.UnixMilli(), i), Values: []any{event.Field, raw}})
+		if h, ok := event.RemediationNeededHost(stream); ok {
+			p.SAdd(ctx, schema.KeyRequestHosts, h) // as the bus registers a request's host
+		}
 		item := fmt.Sprintf(`{"timestamp":%q,"event_type":%q,"event":%s}`, e.Timestamp.Format(time.RFC3339Nano), e.EventType, raw)
 		p.LPush(ctx, schema.KeyEventsAll, item)
 		p.LPush(ctx, schema.EventsKey(e.EventType), item)
@@ -447,7 +451,7 @@ func publish(t testing.TB, url string, e event.Envelope) {
 	}
 	rdb := redis.NewClient(opt)
 	defer rdb.Close()
-	stream, err := event.StreamFor(e.EventType)
+	stream, err := event.StreamFor(e.EventType, e.Host)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -455,6 +459,9 @@ func publish(t testing.TB, url string, e event.Envelope) {
 	ctx := context.Background()
 	if err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: []any{event.Field, raw}}).Err(); err != nil {
 		t.Fatalf("publish: %v", err)
+	}
+	if h, ok := event.RemediationNeededHost(stream); ok {
+		rdb.SAdd(ctx, schema.KeyRequestHosts, h) // as the bus registers a request's host
 	}
 	rdb.Publish(ctx, stream, raw)
 }

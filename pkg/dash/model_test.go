@@ -375,7 +375,9 @@ func TestDecodeTolerance(t *testing.T) {
 	url := "redis://" + miniredis.RunT(t).Addr() + "/0"
 	rdb := rawClient(t, url)
 	ctx := context.Background()
-	rdb.HSet(ctx, schema.KeyContainers, "a/good", `{"name":"good","host":"a","state":"running"}`, "a/bad", `{"name":`, "b/nameless", `{}`)
+	rdb.HSet(ctx, schema.ContainersKey("a"), "a/good", `{"name":"good","host":"a","state":"running"}`, "a/bad", `{"name":`)
+	rdb.HSet(ctx, schema.ContainersKey("b"), "b/nameless", `{}`)
+	rdb.SAdd(ctx, schema.KeyHosts, "a", "b")
 	rdb.HSet(ctx, schema.StatsKey("a/good"), schema.FieldSample, "nope", schema.FieldHistory, `{"cpu":[1,2]}`)
 	rdb.HSet(ctx, schema.LedgerKey("a/good"), schema.FieldLedgerAttempts, "garbage", schema.FieldNextAllowedMS, "x")
 	rdb.ZAdd(ctx, schema.KeyIncidentsOpen, redis.Z{Score: 1000, Member: "a/good/crashed"}, redis.Z{Score: 900, Member: "a/good/unhealthy"})

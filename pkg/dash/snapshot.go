@@ -260,7 +260,7 @@ func decodeListItem(item schema.StoredEvent) (Event, bool) {
 	if err := json.Unmarshal(item.Event, &env); err == nil {
 		fillFromEnvelope(&ev, env)
 		ev.ID = env.ID
-		if s, err := event.StreamFor(env.EventType); err == nil {
+		if s, err := event.StreamFor(env.EventType, env.Host); err == nil {
 			ev.Stream = s
 		}
 	}

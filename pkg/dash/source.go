@@ -57,6 +57,10 @@ type StreamReader interface {
 	Range(ctx context.Context, stream, start, end string, count int64) ([]bus.Entry, error)
 	RevRange(ctx context.Context, stream, end, start string, count int64) ([]bus.Entry, error)
 	Follower() *bus.Bus
+	// WorkStreams names every work stream, the hosts' request streams included; RequestStreams only the
+	// latter (one SMEMBERS each).
+	WorkStreams(ctx context.Context) ([]string, error)
+	RequestStreams(ctx context.Context) ([]string, error)
 }
 
 // Sources are what the Redis source reads.
@@ -281,7 +285,19 @@ func (s *RedisSource) Follow(ctx context.Context, out chan<- EventBatch) error {
 
 	bo := agent.Backoff{Min: min(250*time.Millisecond, s.retryMax), Max: s.retryMax}
 	var last map[string]string
+	var discovered time.Time
 	for ctx.Err() == nil {
+		if last != nil && time.Since(discovered) >= streamDiscovery {
+			// A host that appeared since: its request stream is followed from its start.
+			if streams, err := s.c.Streams.RequestStreams(ctx); err == nil {
+				for _, st := range streams {
+					if _, ok := last[st]; !ok {
+						last[st] = "0-0"
+					}
+				}
+				discovered = time.Now()
+			}
+		}
 		if last == nil {
 			evs, ids, err := s.backfill(ctx)
 			if err != nil {
@@ -291,7 +307,7 @@ func (s *RedisSource) Follow(ctx context.Context, out chan<- EventBatch) error {
 				continue
 			}
 			bo.Reset()
-			last = ids
+			last, discovered = ids, time.Now()
 			if !send(EventBatch{Events: evs, Backfill: true}) {
 				return nil
 			}
@@ -320,8 +336,15 @@ func (s *RedisSource) Follow(ctx context.Context, out chan<- EventBatch) error {
 	return nil
 }
 
+// streamDiscovery is how often the follow looks for new hosts' request streams.
+const streamDiscovery = 2 * time.Second
+
 func (s *RedisSource) backfill(ctx context.Context) ([]Event, map[string]string, error) {
-	streams := append(slices.Clone(event.WorkStreams), event.StreamDeadLetter)
+	work, err := s.c.Streams.WorkStreams(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	streams := append(work, event.StreamDeadLetter)
 	ids := make(map[string]string, len(streams))
 	var evs []Event
 	for _, stream := range streams {

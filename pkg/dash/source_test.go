@@ -273,7 +273,8 @@ func TestRedisSourceFollowListFallback(t *testing.T) {
 	f := newFixture(time.Now().UTC())
 	f.seed(t, url)
 	rdb := rawClient(t, url)
-	for _, s := range event.WorkStreams {
+	hosts, _ := rdb.SMembers(context.Background(), schema.KeyRequestHosts).Result()
+	for _, s := range event.WorkStreamsWith(hosts) {
 		rdb.Del(context.Background(), s)
 	}
 	ctx, cancel := context.WithCancel(context.Background())

@@ -1,6 +1,7 @@
 package dash
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -83,9 +84,8 @@ func buildHemostat(t *testing.T) string {
 		return bin
 	}
 	bin := filepath.Join(t.TempDir(), "hemostat")
-	cmd := exec.Command("go", "build", "-o", bin, "github.com/hemostat/hemostat")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	if err := testenv.GoBuild(context.Background(), ".", "github.com/hemostat/hemostat", bin, ""); err != nil {
+		t.Fatal(err)
 	}
 	return bin
 }

@@ -49,6 +49,9 @@ var (
 	aclConsumerKeys     = []string{event.StreamDeadLetter, schema.KeyBusRejected}
 	aclScriptCommands   = []string{"eval", "evalsha", "script|load"} // go-redis's Script: EVALSHA, then EVAL on NOSCRIPT
 	aclPaths            = map[string][]string{
+		// pkg/store/containers/containers.go: the upgrade from the shared container table removes the host's
+		// fields from it at the first write, only while it exists.
+		"monitor": {"RW " + schema.KeyContainersLegacy},
 		// pkg/store/incidents/analysis.go: an OOM kill's alert counts kills per target in a window.
 		"analyze": {"RW " + schema.OOMKey("*")},
 		// pkg/respond/respond.go, schema.RespondKeys: holds, and the shadow ledger of --dry-run and shadow mode.
@@ -58,6 +61,8 @@ var (
 	}
 	// Commands of paths the crash may not take, with the code that takes them.
 	aclPathCommands = map[string][]string{
+		// pkg/store/containers/containers.go: the removal of the host's fields from the legacy container table.
+		"monitor": {"hscan", "hdel"},
 		// pkg/store/incidents/followups.go: the take script runs only when a follow-up is due (a poll that
 		// finds none reads the earliest with ZRANGE), and the crash may heal before one is.
 		"respond": {"zrangebyscore"},
@@ -186,7 +191,7 @@ func TestACLUsers(t *testing.T) {
 		t.Fatalf("remove %s: %v", name, err)
 	}
 	s.eventually(20*time.Second, "the monitor forgetting "+name, func() bool {
-		fields, _ := admin.HKeys(ctx, schema.KeyContainers).Result()
+		fields, _ := admin.HKeys(ctx, schema.ContainersKey(s.host)).Result()
 		return !strings.Contains(strings.Join(fields, " "), name)
 	})
 	dash.stop()
@@ -223,17 +228,17 @@ func TestACLUsers(t *testing.T) {
 		}
 	}
 	mon := as("monitor")
-	denied("monitor", "XADD remediation_needed", mon.XAdd(ctx, &redis.XAddArgs{Stream: event.StreamRemediationNeeded, Values: []any{"x", "1"}}).Err())
+	denied("monitor", "XADD remediation_needed", mon.XAdd(ctx, &redis.XAddArgs{Stream: event.RemediationNeededStream("h"), Values: []any{"x", "1"}}).Err())
 	denied("monitor", "XADD audit", mon.XAdd(ctx, &redis.XAddArgs{Stream: event.StreamAudit, Values: []any{"x", "1"}}).Err())
 	denied("monitor", "FLUSHALL", mon.FlushAll(ctx).Err())
 	an := as("analyze")
 	denied("analyze", "HSET ledger", an.HSet(ctx, schema.LedgerKey("h/web"), "breaker", "closed").Err())
 	d := as("dash")
 	denied("dash", "SET", d.Set(ctx, "hemostat:x", "1", 0).Err())
-	denied("dash", "XADD remediation_needed", d.XAdd(ctx, &redis.XAddArgs{Stream: event.StreamRemediationNeeded, Values: []any{"x", "1"}}).Err())
+	denied("dash", "XADD remediation_needed", d.XAdd(ctx, &redis.XAddArgs{Stream: event.RemediationNeededStream("h"), Values: []any{"x", "1"}}).Err())
 	denied("dash", "HSET incident", d.HSet(ctx, schema.IncidentKey("h/web/crashed"), "state", "closed").Err())
 	denied("dash", "DEL audit", d.Del(ctx, event.StreamAudit).Err())
-	denied("dash", "PUBLISH", d.Publish(ctx, event.StreamRemediationNeeded, "x").Err())
+	denied("dash", "PUBLISH", d.Publish(ctx, event.RemediationNeededStream("h"), "x").Err())
 	if err := d.XRevRangeN(ctx, event.StreamAudit, "+", "-", 1).Err(); err != nil {
 		t.Errorf("XREVRANGE audit as dash: %v, want it readable", err)
 	}
@@ -486,7 +491,7 @@ func (r *recorder) note(user string, args []string) {
 	defer r.mu.Unlock()
 	add(r.commands, user, name)
 	for _, c := range channels {
-		add(r.channels, user, c)
+		add(r.channels, user, pattern(c)) // a host's request stream's mirror stands for every host's
 	}
 	for k, perm := range keys {
 		if r.keys[user] == nil {
@@ -549,7 +554,7 @@ func pattern(key string) string {
 	if i := strings.Index(key, "{"); i >= 0 {
 		return key[:i] + "*"
 	}
-	for _, p := range []string{"hemostat:done:", "hemostat:alert:seen:", "hemostat:incident:", "hemostat:events:"} {
+	for _, p := range []string{"hemostat:done:", "hemostat:audit:req:", "hemostat:alert:seen:", "hemostat:incident:", "hemostat:events:", event.StreamRemediationNeeded + ":"} {
 		if strings.HasPrefix(key, p) {
 			return p + "*"
 		}

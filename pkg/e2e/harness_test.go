@@ -63,9 +63,8 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binary = filepath.Join(dir, "hemostat")
-	build := exec.Command("go", "build", "-o", binary, "../..")
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build hemostat: %v\n%s", err, out)
+	if err := testenv.GoBuild(context.Background(), "../..", ".", binary, ""); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	code := m.Run()

@@ -277,7 +277,7 @@ func (h *twoHosts) ledgerOf(host, name string) schema.Ledger {
 
 // requested reports whether analyze asked for a remediation of a host's container.
 func (h *twoHosts) requested(host, name string) bool {
-	for _, env := range h.envelopes(event.StreamRemediationNeeded) {
+	for _, env := range h.envelopes(event.RemediationNeededStream(host)) {
 		if p, err := event.DecodeData[event.RemediationNeeded](env); err == nil && env.Host == host && p.Container == name {
 			return true
 		}

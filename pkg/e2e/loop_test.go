@@ -628,13 +628,14 @@ func TestLoopAlwaysUnhealthy(t *testing.T) {
 // unhealthy 3 s after every start: each restart verifies, then the condition comes back; every relapse
 // continues the one incident, the backoff keeps growing, and at the third relapse the breaker opens.
 func TestLoopRelapse(t *testing.T) {
-	// The hysteresis outlasts the healthy spell, so the incident stays open across relapses.
-	s := newLoopScenario(t, "relapse", "--recovery-hysteresis", "15s")
+	// The hysteresis outlasts the healthy spell, so the incident stays open across relapses. The spell (6 s)
+	// leaves room for a probe that a loaded machine slows down to answer "healthy" first.
+	s := newLoopScenario(t, "relapse", "--recovery-hysteresis", "20s")
 	s.start()
 	b := loopBackoff
 	hc := goodProbe
 	id, name := s.container(docker.CreateOptions{Health: &hc, Labels: loopLabels(),
-		Cmd: []string{"-health-addr", "127.0.0.1:8080", "-unhealthy-after", "3s"}})
+		Cmd: []string{"-health-addr", "127.0.0.1:8080", "-unhealthy-after", "6s"}})
 	s.wait(loopTimeout, "gave up", func() bool { p, _ := s.completeWhere(name, gaveUp); return p != nil })
 	_, gaveAt := s.completeWhere(name, gaveUp)
 	s.never(2*b, "a restart after it gave up", func() bool { return len(s.restarts(id)) > 3 })
@@ -677,7 +678,7 @@ func TestLoopRelapse(t *testing.T) {
 		t.Errorf("%d remediated notifications, want 3 (a relapse is news)", len(got))
 	}
 	first := s.firstFailure(name)
-	recordLoop(loopRow{"unhealthy 3 s after every start", "0, b, 3b, gave up at relapse 3; b = 6 s", offsets(tl.actions, first), offsets(tl.restarts, first),
+	recordLoop(loopRow{"unhealthy 6 s after every start", "0, b, 3b, gave up at relapse 3; b = 6 s", offsets(tl.actions, first), offsets(tl.restarts, first),
 		fmt.Sprintf("gave up at %s; one incident, 3 relapses", seconds(gaveAt.Sub(first)))})
 }
 

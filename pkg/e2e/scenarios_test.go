@@ -160,7 +160,7 @@ func TestUserStop(t *testing.T) {
 	s.start()
 	stoppedID, stopped := s.container(docker.CreateOptions{})
 	s.eventually(detectTimeout, "the container watched", func() bool {
-		ok, _ := s.rdb.HExists(context.Background(), schema.KeyContainers, event.Target(s.host, stopped)).Result()
+		ok, _ := s.rdb.HExists(context.Background(), schema.ContainersKey(s.host), event.Target(s.host, stopped)).Result()
 		return ok
 	})
 	ctx := context.Background()
@@ -231,7 +231,10 @@ func TestDryRun(t *testing.T) {
 func TestKilledMidRemediation(t *testing.T) {
 	s := newScenario(t, "killed")
 	s.start()
+	// The good start must be judged healthy by a machine the parallel scenarios load: one probe slower than
+	// its timeout must not turn it unhealthy (retries 2, timeout 3 s; a settle window of 4.5 s).
 	hc := *probe
+	hc.Timeout, hc.Retries = 3*time.Second, 2
 	id, name := s.container(docker.CreateOptions{Health: &hc,
 		Labels: map[string]string{"hemostat.stop_timeout": "4"},
 		Cmd:    []string{"-once", "-ignore-sigterm", "-health-addr", "127.0.0.1:8080", "-unhealthy-after", "1s"}})

@@ -18,8 +18,8 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// child supervises a redis-server process: AOF with fsync every second, loopback only, restarted with
-// backoff when it dies, shut down with SHUTDOWN (which flushes the AOF) on Close.
+// child supervises a redis-server process: AOF written and fsynced before each reply, loopback only,
+// restarted with backoff when it dies, shut down with SHUTDOWN (which flushes the AOF) on Close.
 type child struct {
 	o    Options
 	path string
@@ -56,14 +56,22 @@ func startChild(o Options, path string) (*child, error) {
 func (c *child) Kind() Kind   { return RedisServer }
 func (c *child) Addr() string { return c.addr }
 
-// args is redis-server's configuration: durable within a second, compacted in the background, never
+// args is redis-server's configuration: durable before it answers, compacted in the background, never
 // evicting, reachable only on loopback.
+//
+// appendfsync is "always", not "everysec": with everysec, while the previous second's fsync still runs
+// (a busy disk), redis-server postpones even the write of its buffer to the file for up to two seconds and
+// answers meanwhile, so a kill -9 then takes back writes acknowledged up to two seconds earlier, audit
+// entries a reader has seen among them (it happened in CI, on a disk shared by parallel tests). With
+// always it writes and fsyncs the commands of one event-loop pass before it sends their replies: one
+// fsync per pass, not per command, and hemostat writes tens of commands a second on one host
+// (BENCHMARKS.md has the cost).
 func (c *child) args() []string {
 	host, port, _ := net.SplitHostPort(c.addr)
 	return []string{
 		"--port", port, "--bind", host, "--protected-mode", "yes",
 		"--dir", c.o.DataDir,
-		"--appendonly", "yes", "--appendfsync", "everysec", "--appenddirname", "appendonlydir",
+		"--appendonly", "yes", "--appendfsync", "always", "--appenddirname", "appendonlydir",
 		"--aof-use-rdb-preamble", "yes", "--aof-load-truncated", "yes",
 		"--auto-aof-rewrite-percentage", "100", "--auto-aof-rewrite-min-size", "64mb",
 		"--save", "", "--dbfilename", "hemostat.rdb",

@@ -36,7 +36,11 @@ func set(names ...string) map[string]bool {
 	return m
 }
 
-// hook runs before every command, those of Lua scripts included: it marks the keys a write names as dirty.
+// hook runs before every command, those of Lua scripts included: it marks the keys a write names as
+// dirty, before the write runs (for the durable reads) and again after it ran. The hook runs before its
+// command, and a command can wait there (for the store's lock, on a loaded machine) while flushes take
+// the marks and read its keys: without the second mark its change would reach the journal only with the
+// key's next write. So the hook runs a write itself, through the server, and marks its keys once it is done.
 func (p *inProcess) hook(c *server.Peer, cmd string, args ...string) bool {
 	switch cmd {
 	case "SELECT":
@@ -47,20 +51,11 @@ func (p *inProcess) hook(c *server.Peer, cmd string, args ...string) bool {
 		return false
 	case "MULTI":
 		p.dirtyMu.Lock()
-		p.multi[c] = []string{}
+		p.multi[c] = &queued{}
 		p.dirtyMu.Unlock()
 		return false
 	case "DISCARD":
 		p.dirtyMu.Lock()
-		delete(p.multi, c)
-		p.dirtyMu.Unlock()
-		return false
-	case "EXEC":
-		// The queued commands run now, after their hooks ran: mark their keys again.
-		p.dirtyMu.Lock()
-		for _, k := range p.multi[c] {
-			p.dirty[k] = struct{}{}
-		}
 		delete(p.multi, c)
 		p.dirtyMu.Unlock()
 		return false
@@ -75,21 +70,71 @@ func (p *inProcess) hook(c *server.Peer, cmd string, args ...string) bool {
 		}
 		return false
 	}
-	p.dirtyMu.Lock()
-	defer p.dirtyMu.Unlock()
-	if whole[cmd] {
-		p.all = true
+	if nested(c) {
+		// A Lua script's call: the script holds the store's lock from before this mark until after its
+		// call ran, so no flush reads the key in between.
+		p.mark(c, cmd, args)
 		return false
 	}
-	keys := keysOf(cmd, args)
-	for _, k := range keys {
+	p.dirtyMu.Lock()
+	if p.running[c] {
+		p.dirtyMu.Unlock()
+		return false // the dispatch below
+	}
+	p.running[c] = true
+	p.dirtyMu.Unlock()
+	q := p.mark(c, cmd, args)
+	if beforeRun != nil {
+		beforeRun(cmd, args)
+	}
+	p.srv.Dispatch(c, append([]string{cmd}, args...))
+	p.dirtyMu.Lock()
+	delete(p.running, c)
+	for _, k := range q.keys {
 		p.dirty[k] = struct{}{}
 	}
-	if q, ok := p.multi[c]; ok {
-		p.multi[c] = append(q, keys...)
-	}
-	return false
+	p.all = p.all || q.all
+	p.dirtyMu.Unlock()
+	return true
 }
+
+// queued is what a write marks: the keys it names, or all of them.
+type queued struct {
+	keys []string
+	all  bool
+}
+
+// mark marks the keys the write names as dirty, and returns them. EXEC returns those of the commands it
+// runs, queued since MULTI.
+func (p *inProcess) mark(c *server.Peer, cmd string, args []string) queued {
+	p.dirtyMu.Lock()
+	defer p.dirtyMu.Unlock()
+	var q queued
+	switch {
+	case cmd == "EXEC":
+		if t := p.multi[c]; t != nil {
+			q = *t
+		}
+		delete(p.multi, c)
+	case whole[cmd]:
+		q.all = true
+	default:
+		q.keys = keysOf(cmd, args)
+	}
+	for _, k := range q.keys {
+		p.dirty[k] = struct{}{}
+	}
+	p.all = p.all || q.all
+	if t := p.multi[c]; t != nil {
+		t.keys = append(t.keys, q.keys...)
+		t.all = t.all || q.all
+	}
+	return q
+}
+
+// beforeRun, when set (by tests), is called between the hook's first mark of a write's keys and the
+// write: the time a loaded machine may leave a command waiting there.
+var beforeRun func(cmd string, args []string)
 
 // durableRead says the command reads a key of Options.DurableReads that has writes not yet journaled.
 func (p *inProcess) durableRead(cmd string, args []string) bool {
@@ -187,49 +232,49 @@ func upper(s string) string {
 }
 
 // dumpKey returns the commands that bring key k to its present state. For a stream that the journal
-// already holds (and whole is false), they add only what is new: its entries past the last one written,
-// its trim and its groups.
-func (p *inProcess) dumpKey(ctx context.Context, k string, whole bool) ([][]string, error) {
+// already holds (st, and whole is false), they add only what is new: its entries past the last one
+// written, its trim and its groups. next is what the journal holds of the stream once they are written
+// (nil when k is no stream): the caller records it only then. With spill, a stream's entries go to it a
+// page at a time, ahead of the commands returned (the rewrite: not the whole stream in memory at once).
+func (p *inProcess) dumpKey(ctx context.Context, k string, st *streamState, whole bool, spill func([][]string) error) (cmds [][]string, next *streamState, err error) {
 	typ, err := p.rdb.Type(ctx, k).Result()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	var cmds [][]string
 	switch typ {
 	case "none":
 		if !whole {
-			delete(p.streams, k)
-			return [][]string{{"DEL", k}}, nil
+			return [][]string{{"DEL", k}}, nil, nil
 		}
-		return nil, nil
+		return nil, nil, nil
 	case "string":
 		v, err := p.rdb.Get(ctx, k).Result()
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		cmds = [][]string{{"SET", k, v}}
 	case "hash":
 		m, err := p.rdb.Do(ctx, "HGETALL", k).StringSlice()
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		cmds = [][]string{{"DEL", k}, append([]string{"HSET", k}, m...)}
 	case "list":
 		l, err := p.rdb.LRange(ctx, k, 0, -1).Result()
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		cmds = [][]string{{"DEL", k}, append([]string{"RPUSH", k}, l...)}
 	case "set":
 		l, err := p.rdb.SMembers(ctx, k).Result()
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		cmds = [][]string{{"DEL", k}, append([]string{"SADD", k}, l...)}
 	case "zset":
 		zs, err := p.rdb.ZRangeWithScores(ctx, k, 0, -1).Result()
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		c := []string{"ZADD", k}
 		for _, z := range zs {
@@ -237,21 +282,21 @@ func (p *inProcess) dumpKey(ctx context.Context, k string, whole bool) ([][]stri
 		}
 		cmds = [][]string{{"DEL", k}, c}
 	case "stream":
-		cmds, err = p.dumpStream(ctx, k, whole)
+		cmds, next, err = p.dumpStream(ctx, k, st, whole, spill)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	default:
-		return nil, fmt.Errorf("key %s: type %s is not journaled", k, typ)
+		return nil, nil, fmt.Errorf("key %s: type %s is not journaled", k, typ)
 	}
 	if typ == "hash" || typ == "list" || typ == "set" || typ == "zset" {
 		if len(cmds[1]) == 2 { // emptied between TYPE and the read
-			return [][]string{{"DEL", k}}, nil
+			return [][]string{{"DEL", k}}, nil, nil
 		}
 	}
 	pttl, err := p.rdb.PTTL(ctx, k).Result()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if pttl > 0 {
 		at := time.Now().Add(pttl).UnixMilli()
@@ -259,46 +304,57 @@ func (p *inProcess) dumpKey(ctx context.Context, k string, whole bool) ([][]stri
 	} else if typ == "stream" && !whole {
 		cmds = append(cmds, []string{"PERSIST", k})
 	}
-	return cmds, nil
+	return cmds, next, nil
 }
 
-// dumpStream returns the commands for a stream; unless whole, it updates what the journal holds of it.
-func (p *inProcess) dumpStream(ctx context.Context, k string, whole bool) ([][]string, error) {
-	var st *streamState
-	if !whole {
-		st = p.streams[k] // the rewrite goroutine reads nothing the flush goroutine writes
-	}
+// streamPage is how many entries of a stream are read at once.
+const streamPage = 1000
+
+// dumpStream returns the commands for a stream, and what the journal holds of it once they are written.
+func (p *inProcess) dumpStream(ctx context.Context, k string, st *streamState, whole bool, spill func([][]string) error) ([][]string, *streamState, error) {
 	var cmds [][]string
-	from := "-"
+	from := "-" // every entry: the journal holds none of them
 	if whole || st == nil {
 		cmds = append(cmds, []string{"DEL", k})
-	} else {
+	} else if st.last != "" { // "" when it was journaled empty (XGROUP CREATE ... MKSTREAM)
 		from = "(" + st.last
-	}
-	entries, err := p.rdb.Do(ctx, "XRANGE", k, from, "+").Slice()
-	if err != nil {
-		return nil, err
 	}
 	next := &streamState{groups: map[string]bool{}}
 	if st != nil && !whole {
 		next.last, next.first = st.last, st.first
 	}
-	for _, e := range entries {
-		id, fields, err := entry(e)
+	for page := from; ; {
+		entries, err := p.rdb.Do(ctx, "XRANGE", k, page, "+", "COUNT", streamPage).Slice()
 		if err != nil {
-			return nil, fmt.Errorf("stream %s: %w", k, err)
+			return nil, nil, err
 		}
-		cmds = append(cmds, append([]string{"XADD", k, id}, fields...))
-		next.last = id
-		if from == "-" && next.first == "" {
-			next.first = id
+		for _, e := range entries {
+			id, fields, err := entry(e)
+			if err != nil {
+				return nil, nil, fmt.Errorf("stream %s: %w", k, err)
+			}
+			cmds = append(cmds, append([]string{"XADD", k, id}, fields...))
+			next.last = id
+			if from == "-" && next.first == "" {
+				next.first = id
+			}
+		}
+		if len(entries) < streamPage {
+			break
+		}
+		page = "(" + next.last
+		if spill != nil {
+			if err := spill(cmds); err != nil {
+				return nil, nil, err
+			}
+			cmds = nil
 		}
 	}
 	if from != "-" {
 		// Trimmed since: the first entry moved.
 		first, err := p.rdb.Do(ctx, "XRANGE", k, "-", "+", "COUNT", "1").Slice()
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if len(first) == 0 {
 			if next.first != "" {
@@ -312,7 +368,7 @@ func (p *inProcess) dumpStream(ctx context.Context, k string, whole bool) ([][]s
 	}
 	groups, err := p.rdb.Do(ctx, "XINFO", "GROUPS", k).Slice()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	for _, g := range groups {
 		name, lastID := groupInfo(g)
@@ -323,7 +379,7 @@ func (p *inProcess) dumpStream(ctx context.Context, k string, whole bool) ([][]s
 		cmds = append(cmds, []string{"XGROUP", "DESTROY", k, name}, []string{"XGROUP", "CREATE", k, name, lastID, "MKSTREAM"})
 		pending, err := p.rdb.Do(ctx, "XPENDING", k, name, "-", "+", strconv.Itoa(1<<30)).Slice()
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		for _, pe := range pending {
 			f, ok := pe.([]any)
@@ -341,10 +397,7 @@ func (p *inProcess) dumpStream(ctx context.Context, k string, whole bool) ([][]s
 			}
 		}
 	}
-	if !whole {
-		p.streams[k] = next
-	}
-	return cmds, nil
+	return cmds, next, nil
 }
 
 // entry reads one entry of an XRANGE reply: its id and its fields and values, in order.
@@ -360,7 +413,11 @@ func entry(e any) (string, []string, error) {
 	raw, _ := pair[1].([]any)
 	fields := make([]string, len(raw))
 	for i, f := range raw {
-		fields[i] = fmt.Sprint(f)
+		if s, ok := f.(string); ok {
+			fields[i] = s // the reply's own string: no copy
+		} else {
+			fields[i] = fmt.Sprint(f)
+		}
 	}
 	return id, fields, nil
 }

@@ -46,7 +46,7 @@ type Options struct {
 	TTLTick time.Duration
 	// DurableReads are keys whose writes reach the journal before a read of the key is answered (default:
 	// the audit trail), so that `hemostat audit` never shows an entry a crash could take back. The
-	// redis-server child needs none: it writes its AOF before it answers anyone.
+	// redis-server child needs none: it writes and fsyncs its AOF before it answers anyone.
 	DurableReads []string
 	Logger       *slog.Logger
 }

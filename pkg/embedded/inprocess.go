@@ -5,7 +5,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
+	"os"
 	"path/filepath"
 	"sort"
 	"sync"
@@ -29,15 +31,19 @@ import (
 type inProcess struct {
 	o   Options
 	m   *miniredis.Miniredis
-	rdb *redis.Client // over an in-memory pipe: reads the state for the journal
-	j   *journal      // nil without a data dir
+	srv *server.Server // m's, serving the clients: the hook runs their writes on it
+	rdb *redis.Client  // over an in-memory pipe: reads the state for the journal
+	j   *journal       // nil without a data dir
+
+	rewriteMin int64 // rewriteMin when the store started
 
 	dirtyMu sync.Mutex
 	dirty   map[string]struct{}
-	all     bool                      // a command touched keys it does not name (FLUSHDB): dump everything
-	multi   map[*server.Peer][]string // keys queued by each connection's open MULTI
-	prev    map[string]struct{}       // keys of the last flush, dumped once more (see flush)
-	streams map[string]*streamState   // what the journal holds of each stream; flush goroutine only
+	all     bool                     // a command touched keys it does not name (FLUSHDB): dump everything
+	multi   map[*server.Peer]*queued // keys queued by each connection's open MULTI
+	running map[*server.Peer]bool    // connections whose write the hook is running
+	prev    map[string]struct{}      // keys of the last flush, dumped once more (see flush)
+	streams map[string]*streamState  // what the journal holds of each stream; flush goroutine only
 	stats   struct{ replayErrors, records int }
 	durable map[string]bool // keys whose writes are journaled before any read (Options.DurableReads)
 	flushMu sync.Mutex      // one flush at a time: the loop's, a durable read's, the last one
@@ -81,7 +87,8 @@ func startInProcess(o Options) (*inProcess, error) {
 		o.TTLTick = defaultTTLTick
 	}
 	p := &inProcess{o: o, m: miniredis.NewMiniRedis(), dirty: map[string]struct{}{}, prev: map[string]struct{}{},
-		multi: map[*server.Peer][]string{}, streams: map[string]*streamState{}, durable: map[string]bool{}}
+		multi: map[*server.Peer]*queued{}, running: map[*server.Peer]bool{}, streams: map[string]*streamState{}, durable: map[string]bool{}}
+	p.rewriteMin = rewriteMin
 	if o.DurableReads == nil {
 		o.DurableReads = []string{event.StreamAudit}
 	}
@@ -129,7 +136,8 @@ func startInProcess(o Options) (*inProcess, error) {
 		return nil, fmt.Errorf("embedded store on %s: %w", o.Addr, err)
 	}
 	if p.j != nil {
-		p.m.Server().SetPreHook(p.hook)
+		p.srv = p.m.Server()
+		p.srv.SetPreHook(p.hook)
 	}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	p.wg.Add(1)
@@ -200,9 +208,12 @@ func (p *inProcess) flushLoop() {
 				p.o.Logger.Error("embedded store: journal write failed; will retry", "err", err)
 				continue
 			}
-			if p.j.wantsRewrite(rewriteMin) {
+			f, err := p.j.startRewrite(p.rewriteMin)
+			if err != nil {
+				p.o.Logger.Error("embedded store: journal rewrite failed", "err", err)
+			} else if f != nil {
 				p.wg.Add(1)
-				go p.rewrite() // exits when the rewrite is written or has failed
+				go p.rewrite(f) // exits when the rewrite is written or has failed
 			}
 		}
 	}
@@ -216,7 +227,8 @@ func (p *inProcess) flushNow() error {
 }
 
 // flush appends the state of the keys written since the last flush, and of those of the last flush once
-// more: the hook runs before its command, so a key's last change may land just after it was read.
+// more: a write's first mark, before it runs, may have been taken by the last flush before it ran, and a
+// durable read that comes before its second mark counts on this flush to write it.
 func (p *inProcess) flush() error {
 	p.dirtyMu.Lock()
 	cur, all := p.dirty, p.all
@@ -234,6 +246,7 @@ func (p *inProcess) flush() error {
 	p.dirtyMu.Unlock()
 	ctx := context.Background()
 	var cmds [][]string
+	held := p.streams // what the journal holds of each stream
 	if all {
 		ks, err := p.rdb.Keys(ctx, "*").Result()
 		if err != nil {
@@ -241,7 +254,7 @@ func (p *inProcess) flush() error {
 			return err
 		}
 		cmds = append(cmds, []string{"FLUSHDB"})
-		clear(p.streams)
+		held = nil // every stream written whole
 		keys = ks
 	}
 	if len(keys) == 0 {
@@ -249,13 +262,15 @@ func (p *inProcess) flush() error {
 	}
 	sort.Strings(keys)
 	var failed []string
+	moved := make(map[string]*streamState, len(keys)) // what the journal holds once the record is written
 	for _, k := range keys {
-		c, err := p.dumpKey(ctx, k, false)
+		c, next, err := p.dumpKey(ctx, k, held[k], false, nil)
 		if err != nil {
 			failed = append(failed, k)
 			continue
 		}
 		cmds = append(cmds, c...)
+		moved[k] = next
 	}
 	if len(failed) > 0 {
 		p.remark(failed, false)
@@ -264,12 +279,19 @@ func (p *inProcess) flush() error {
 		return nil
 	}
 	if err := p.j.append(encodeRecord(cmds)); err != nil {
-		p.remark(keys, all)
-		// The stream positions advanced past entries that were not written: write those streams whole.
-		for _, k := range keys {
-			delete(p.streams, k)
-		}
+		p.remark(keys, all) // the positions stay where the file has them
 		return err
+	}
+	// Only now: a position moved past entries that did not reach the file would skip them for good.
+	if all {
+		clear(p.streams)
+	}
+	for k, st := range moved {
+		if st == nil {
+			delete(p.streams, k)
+		} else {
+			p.streams[k] = st
+		}
 	}
 	return nil
 }
@@ -283,50 +305,64 @@ func (p *inProcess) remark(keys []string, all bool) {
 	p.all = p.all || all
 }
 
-// rewrite writes the live state to a new file and puts it in place of the journal, with the records
-// appended meanwhile.
-func (p *inProcess) rewrite() {
+// rewrite writes the live state to f, the rewrite's file, and puts it in place of the journal, with the
+// records appended meanwhile.
+func (p *inProcess) rewrite(f *os.File) {
 	defer p.wg.Done()
 	start := time.Now()
-	f, err := p.j.beginRewrite()
+	werr := p.writeAll(f)
+	size, err := p.j.finishRewrite(f, werr)
 	if err != nil {
 		p.o.Logger.Error("embedded store: journal rewrite failed", "err", err)
 		return
 	}
-	werr := p.writeAll(f)
-	if err := p.j.finishRewrite(f, werr); err != nil {
-		p.o.Logger.Error("embedded store: journal rewrite failed", "err", err)
-		return
-	}
-	p.o.Logger.Info("embedded store: journal rewritten from the live state", "file", p.j.path, "bytes", p.j.live,
+	p.o.Logger.Info("embedded store: journal rewritten from the live state", "file", p.j.path, "bytes", size,
 		"took", time.Since(start).Round(time.Millisecond))
 }
 
-// writeAll writes every key's whole state to f, a few hundred keys a record.
-func (p *inProcess) writeAll(f interface{ Write([]byte) (int, error) }) error {
+// writeAll writes every key's whole state to f, in records of about a thousand commands (a long stream
+// a page at a time), through a buffer: the rewrite holds a page of the state, not all of it.
+func (p *inProcess) writeAll(f io.Writer) error {
 	ctx := p.ctx
 	keys, err := p.rdb.Keys(ctx, "*").Result()
 	if err != nil {
 		return err
 	}
+	w := bufio.NewWriterSize(f, 1<<20)
+	write := func(cmds [][]string) error {
+		if len(cmds) == 0 {
+			return nil
+		}
+		_, err := w.Write(encodeRecord(cmds))
+		return err
+	}
 	var cmds [][]string
-	for i, k := range keys {
+	for _, k := range keys {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		c, err := p.dumpKey(ctx, k, true)
+		c, _, err := p.dumpKey(ctx, k, nil, true, func(page [][]string) error {
+			if err := write(cmds); err != nil {
+				return err
+			}
+			cmds = nil
+			return write(page)
+		})
 		if err != nil {
 			return fmt.Errorf("key %s: %w", k, err)
 		}
 		cmds = append(cmds, c...)
-		if len(cmds) > 10000 || i == len(keys)-1 {
-			if _, err := f.Write(encodeRecord(cmds)); err != nil {
+		if len(cmds) >= streamPage {
+			if err := write(cmds); err != nil {
 				return err
 			}
 			cmds = nil
 		}
 	}
-	return nil
+	if err := write(cmds); err != nil {
+		return err
+	}
+	return w.Flush()
 }
 
 // Close stops serving, writes what is dirty and closes the journal.

@@ -35,22 +35,37 @@ const (
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// encodeRecord frames the commands as one record.
+// encodeRecord frames the commands as one record, in one allocation of its exact size.
 func encodeRecord(cmds [][]string) []byte {
-	var p []byte
-	p = binary.AppendUvarint(p, uint64(len(cmds)))
+	n := uvarintLen(uint64(len(cmds)))
 	for _, c := range cmds {
-		p = binary.AppendUvarint(p, uint64(len(c)))
+		n += uvarintLen(uint64(len(c)))
 		for _, a := range c {
-			p = binary.AppendUvarint(p, uint64(len(a)))
-			p = append(p, a...)
+			n += uvarintLen(uint64(len(a))) + len(a)
 		}
 	}
-	out := make([]byte, recordHeader, recordHeader+len(p))
+	out := make([]byte, recordHeader, recordHeader+n)
+	out = binary.AppendUvarint(out, uint64(len(cmds)))
+	for _, c := range cmds {
+		out = binary.AppendUvarint(out, uint64(len(c)))
+		for _, a := range c {
+			out = binary.AppendUvarint(out, uint64(len(a)))
+			out = append(out, a...)
+		}
+	}
+	p := out[recordHeader:]
 	binary.LittleEndian.PutUint32(out[0:], uint32(len(p)))
 	binary.LittleEndian.PutUint32(out[4:], crc32.Checksum(p, castagnoli))
 	binary.LittleEndian.PutUint32(out[8:], crc32.Checksum(out[:8], castagnoli))
-	return append(out, p...)
+	return out
+}
+
+func uvarintLen(x uint64) int {
+	n := 1
+	for ; x >= 0x80; x >>= 7 {
+		n++
+	}
+	return n
 }
 
 func decodePayload(p []byte) ([][]string, error) {
@@ -222,41 +237,41 @@ func (j *journal) append(rec []byte) error {
 	return nil
 }
 
-// wantsRewrite says the file has grown well past the live state: more than twice its last rewritten size
-// and by at least min bytes.
-func (j *journal) wantsRewrite(min int64) bool {
+// startRewrite starts a rewrite when the file has grown well past the live state (more than twice its
+// last rewritten size and by at least min bytes) and none runs: it creates the rewrite's file and buffers
+// the records appended from now on. It returns nil when no rewrite is wanted. The check and the start are
+// one step under the lock: a second rewrite started before the first one buffered would share its file and
+// reset its buffer, and the records appended in between would be in neither file.
+func (j *journal) startRewrite(min int64) (*os.File, error) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	return j.buffered == nil && j.size > 2*j.live && j.size-j.live > min
-}
-
-// beginRewrite starts buffering appended records and creates the rewrite's file.
-func (j *journal) beginRewrite() (*os.File, error) {
+	if j.buffered != nil || j.size <= 2*j.live || j.size-j.live <= min {
+		return nil, nil
+	}
 	f, err := os.OpenFile(j.path+".rewrite", os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("journal rewrite %s: %w", j.path, err)
 	}
 	if _, err := f.Write([]byte(journalMagic)); err != nil {
 		f.Close()
+		os.Remove(f.Name())
 		return nil, fmt.Errorf("journal rewrite %s: %w", j.path, err)
 	}
-	j.mu.Lock()
 	j.buffered = [][]byte{}
-	j.mu.Unlock()
 	return f, nil
 }
 
 // finishRewrite appends the records written meanwhile to the rewrite's file and puts it in place of the
-// journal. On error the rewrite is dropped and the journal goes on as it was.
-func (j *journal) finishRewrite(nf *os.File, werr error) error {
+// journal, and returns its size. On error the rewrite is dropped and the journal goes on as it was.
+func (j *journal) finishRewrite(nf *os.File, werr error) (int64, error) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	buffered := j.buffered
 	j.buffered = nil
-	fail := func(err error) error {
+	fail := func(err error) (int64, error) {
 		nf.Close()
 		os.Remove(nf.Name())
-		return fmt.Errorf("journal rewrite %s: %w", j.path, err)
+		return 0, fmt.Errorf("journal rewrite %s: %w", j.path, err)
 	}
 	if werr != nil {
 		return fail(werr)
@@ -273,23 +288,14 @@ func (j *journal) finishRewrite(nf *os.File, werr error) error {
 	if err != nil {
 		return fail(err)
 	}
-	if err := nf.Close(); err != nil {
+	if err := os.Rename(nf.Name(), j.path); err != nil {
 		return fail(err)
 	}
-	if err := os.Rename(nf.Name(), j.path); err != nil {
-		os.Remove(nf.Name())
-		return fmt.Errorf("journal rewrite %s: %w", j.path, err)
-	}
-	if err := syncDir(j.path); err != nil {
-		return err
-	}
-	f, err := os.OpenFile(j.path, os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return fmt.Errorf("journal %s: %w", j.path, err)
-	}
+	// nf is the journal now: appends go on at its end (a reopen that failed would leave them going to the
+	// old file, unlinked by the rename).
 	j.f.Close()
-	j.f, j.size, j.live = f, st.Size(), st.Size()
-	return nil
+	j.f, j.size, j.live = nf, st.Size(), st.Size()
+	return j.size, syncDir(j.path)
 }
 
 func (j *journal) close() error {

@@ -6,7 +6,10 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -63,6 +66,10 @@ func TestJournalFollowsWritesThroughRewrites(t *testing.T) {
 		}
 	}
 	want := state(t, c)
+	must(t, embedded.Flush(s))
+	if diff := cmp.Diff(want, state(t, crashCopy(t, dir))); diff != "" {
+		t.Errorf("state after a crash (-want +got):\n%s", diff)
+	}
 	must(t, s.Close())
 	if !strings.Contains(log.String(), "journal rewritten") {
 		t.Errorf("no rewrite happened:\n%s", log.String())
@@ -150,5 +157,142 @@ func TestReadyMeansRestored(t *testing.T) {
 		if n, err := probe.XLen(ctx, "hemostat:audit").Result(); err == nil && n != 20000 {
 			t.Fatalf("served %d of 20000 entries while restoring", n)
 		}
+	}
+}
+
+// TestJournalCopiedMidRewriteHoldsFlushedWrites is a kill -9 without the kill: writers add stream entries
+// while flushes run every millisecond and the journal is rewritten over and over (the threshold set
+// tiny); each round, after a flush, it restores a copy of the journal as a crash would leave it (no clean
+// stop, maybe in the middle of a rewrite): every entry acknowledged before that flush must be there.
+func TestJournalCopiedMidRewriteHoldsFlushedWrites(t *testing.T) {
+	defer embedded.SetRewriteMin(4096)()
+	dir := t.TempDir()
+	var log testenv.SyncBuffer
+	o := opts(embedded.InProcess, dir, &log)
+	o.FlushEvery = time.Millisecond
+	s, err := embedded.Start(o)
+	must(t, err)
+	defer s.Close()
+	ctx := context.Background()
+	const writers = 4
+	var acked [writers]atomic.Int64 // entries acknowledged, per writer's stream
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range writers {
+		c := client(t, s)
+		if w%2 == 0 { // created empty, as the consumers create theirs
+			must(t, c.XGroupCreateMkStream(ctx, fmt.Sprint("s", w), "g", "$").Err())
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int64(1); ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if err := c.XAdd(ctx, &redis.XAddArgs{Stream: fmt.Sprint("s", w), ID: fmt.Sprintf("%d-0", i), Values: []any{"pad", strings.Repeat("x", 64)}}).Err(); err != nil {
+					t.Errorf("writer %d: %v", w, err)
+					return
+				}
+				acked[w].Store(i)
+			}
+		}()
+	}
+	defer func() { close(stop); wg.Wait() }()
+	rewrites := func() int { return strings.Count(log.String(), "journal rewritten") }
+	deadline := time.Now().Add(time.Minute)
+	for round := 0; (round < 6 || rewrites() < 3) && time.Now().Before(deadline) && !t.Failed(); round++ {
+		var want [writers]int64
+		for w := range writers {
+			want[w] = acked[w].Load()
+		}
+		must(t, embedded.Flush(s))
+		rc := crashCopy(t, dir)
+		for w := range writers {
+			got, err := rc.XRevRangeN(ctx, fmt.Sprint("s", w), "+", "-", 1).Result()
+			must(t, err)
+			var last int64
+			if len(got) == 1 {
+				last, _ = strconv.ParseInt(strings.TrimSuffix(got[0].ID, "-0"), 10, 64)
+			}
+			n, err := rc.XLen(ctx, fmt.Sprint("s", w)).Result()
+			must(t, err)
+			if last < want[w] || n != last {
+				t.Errorf("round %d: stream s%d restored with %d entries up to %d; %d were acknowledged before the flush", round, w, n, last, want[w])
+			}
+		}
+	}
+	if n := rewrites(); n < 3 {
+		t.Errorf("%d rewrites happened, want at least 3:\n%s", n, log.String())
+	}
+}
+
+// crashCopy starts a store on a copy of the journal in dir as it is on disk now: what a kill -9 now would
+// leave (the writes the process made are in the page cache; a record cut short is a torn tail).
+func crashCopy(t *testing.T, dir string) *redis.Client {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, embedded.JournalFile))
+	must(t, err)
+	copyDir := t.TempDir()
+	must(t, os.WriteFile(filepath.Join(copyDir, embedded.JournalFile), b, 0o600))
+	r, err := embedded.Start(opts(embedded.InProcess, copyDir, nil))
+	if err != nil {
+		t.Fatalf("restore a copy of the journal: %v", err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return client(t, r)
+}
+
+// startFlushed starts the in-process store with its periodic flush an hour away: only embedded.Flush
+// writes the journal.
+func startFlushed(t *testing.T, dir string) (embedded.Server, *redis.Client) {
+	t.Helper()
+	o := opts(embedded.InProcess, dir, nil)
+	o.FlushEvery = time.Hour
+	s, err := embedded.Start(o)
+	must(t, err)
+	t.Cleanup(func() { s.Close() })
+	return s, client(t, s)
+}
+
+// TestStreamJournaledEmptyKeepsLaterEntries: a stream first journaled while it had no entries (created by
+// XGROUP CREATE ... MKSTREAM, as the agents' consumer groups do) gets its later entries journaled.
+func TestStreamJournaledEmptyKeepsLaterEntries(t *testing.T) {
+	dir := t.TempDir()
+	s, c := startFlushed(t, dir)
+	ctx := context.Background()
+	must(t, c.XGroupCreateMkStream(ctx, "s", "g", "$").Err())
+	must(t, embedded.Flush(s))
+	for i := range 3 {
+		must(t, c.XAdd(ctx, &redis.XAddArgs{Stream: "s", ID: fmt.Sprintf("%d-0", i+1), Values: []any{"i", i}}).Err())
+	}
+	must(t, embedded.Flush(s))
+	got, err := crashCopy(t, dir).XRange(ctx, "s", "-", "+").Result()
+	if err != nil || len(got) != 3 || got[2].ID != "3-0" {
+		t.Errorf("after a crash s = %v, %v; want its 3 entries", got, err)
+	}
+}
+
+// TestWriteLandingAfterTwoFlushesIsJournaled: a write that waits between the hook and its run while two
+// flushes go by (a loaded machine) is still journaled by the next flush.
+func TestWriteLandingAfterTwoFlushesIsJournaled(t *testing.T) {
+	dir := t.TempDir()
+	s, c := startFlushed(t, dir)
+	ctx := context.Background()
+	defer embedded.SetBeforeRun(func(cmd string, args []string) {
+		if cmd == "XADD" && args[0] == "late" {
+			for range 2 {
+				if err := embedded.Flush(s); err != nil {
+					t.Error(err)
+				}
+			}
+		}
+	})()
+	must(t, c.XAdd(ctx, &redis.XAddArgs{Stream: "late", ID: "1-0", Values: []any{"i", 1}}).Err())
+	must(t, embedded.Flush(s))
+	if n, err := crashCopy(t, dir).XLen(ctx, "late").Result(); err != nil || n != 1 {
+		t.Errorf("after a crash late has %d entries (%v); want 1", n, err)
 	}
 }

@@ -171,13 +171,41 @@ func TestPayloadJSONFieldNames(t *testing.T) {
 
 func TestStreamFor(t *testing.T) {
 	for _, typ := range []string{event.TypeContainerUnhealthy, event.TypeRemediationNeeded, event.TypeFalseAlarm, event.TypeRemediationComplete, event.TypeContainerRecovered} {
-		s, err := event.StreamFor(typ)
+		s, err := event.StreamFor(typ, "node-a")
 		if err != nil || !strings.HasPrefix(s, "hemostat:") {
 			t.Errorf("StreamFor(%s) = %q, %v", typ, s, err)
 		}
 	}
-	if _, err := event.StreamFor("nope"); err == nil {
+	if _, err := event.StreamFor("nope", "node-a"); err == nil {
 		t.Error("unknown type accepted")
+	}
+	if _, err := event.StreamFor(event.TypeRemediationNeeded, ""); err == nil {
+		t.Error("a request without a host was given a stream")
+	}
+	a, _ := event.StreamFor(event.TypeRemediationNeeded, "node-a")
+	b, _ := event.StreamFor(event.TypeRemediationNeeded, "node-b")
+	if a != "hemostat:remediation_needed:node-a" || a == b {
+		t.Errorf("request streams: node-a %q, node-b %q", a, b)
+	}
+}
+
+func TestRemediationNeededStreams(t *testing.T) {
+	for _, h := range []string{"node-a", "a:b", "web*", "x"} {
+		got, ok := event.RemediationNeededHost(event.RemediationNeededStream(h))
+		if !ok || got != h {
+			t.Errorf("host of the stream of %q = %q, %v", h, got, ok)
+		}
+	}
+	for _, s := range []string{event.StreamRemediationNeeded, event.StreamRemediationNeeded + ":", event.StreamHealthAlert, "hemostat:remediation_needed_x"} {
+		if h, ok := event.RemediationNeededHost(s); ok {
+			t.Errorf("%q taken for a request stream of %q", s, h)
+		}
+	}
+	got := event.WorkStreamsWith([]string{"b", "a", "b", ""})
+	want := []string{event.StreamHealthAlert, "hemostat:remediation_needed:a", "hemostat:remediation_needed:b",
+		event.StreamRemediationComplete, event.StreamFalseAlarm, event.StreamContainerRecovered}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("WorkStreamsWith = %v, want %v", got, want)
 	}
 }
 

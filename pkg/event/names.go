@@ -2,11 +2,20 @@
 // strict decoding. The keys of the state in Redis are named in pkg/store/schema.
 package event
 
-import "fmt"
+import (
+	"fmt"
+	"slices"
+	"strings"
+)
 
 // Streams carry work between agents; each has a pub/sub channel of the same name for watching.
+// Remediation requests travel on one stream per host (RemediationNeededStream), so that a host's responder
+// reads its own host's requests and nothing else.
 const (
-	StreamHealthAlert         = "hemostat:health_alert"
+	StreamHealthAlert = "hemostat:health_alert"
+	// StreamRemediationNeeded is the prefix of the hosts' request streams, and the name of the one request
+	// stream every host read before them (the legacy stream: a responder drains what its host's group left
+	// there once, at its start).
 	StreamRemediationNeeded   = "hemostat:remediation_needed"
 	StreamRemediationComplete = "hemostat:remediation_complete"
 	StreamFalseAlarm          = "hemostat:false_alarm"
@@ -15,9 +24,37 @@ const (
 	StreamAudit               = "hemostat:audit"
 )
 
-// WorkStreams lists the streams that carry envelopes between agents, in flow order.
+// WorkStreams lists the streams of fixed name that carry envelopes between agents, in flow order; the
+// hosts' request streams (RemediationNeededStream) come after StreamHealthAlert (see WorkStreamsWith).
 var WorkStreams = []string{
-	StreamHealthAlert, StreamRemediationNeeded, StreamRemediationComplete, StreamFalseAlarm, StreamContainerRecovered,
+	StreamHealthAlert, StreamRemediationComplete, StreamFalseAlarm, StreamContainerRecovered,
+}
+
+// RemediationNeededStream is the stream of the remediation requests for one host:
+// hemostat:remediation_needed:<host>. Only that host's responders read it.
+func RemediationNeededStream(host string) string { return StreamRemediationNeeded + ":" + host }
+
+// RemediationNeededHost returns the host of a request stream, and false for any other stream (the legacy
+// stream included).
+func RemediationNeededHost(stream string) (string, bool) {
+	host, ok := strings.CutPrefix(stream, StreamRemediationNeeded+":")
+	return host, ok && host != ""
+}
+
+// WorkStreamsWith lists every work stream in flow order, with the request streams of the given hosts
+// (sorted, each once) after StreamHealthAlert.
+func WorkStreamsWith(hosts []string) []string {
+	hs := slices.Clone(hosts)
+	slices.Sort(hs)
+	hs = slices.Compact(hs)
+	out := make([]string, 0, len(WorkStreams)+len(hs))
+	out = append(out, StreamHealthAlert)
+	for _, h := range hs {
+		if h != "" {
+			out = append(out, RemediationNeededStream(h))
+		}
+	}
+	return append(out, WorkStreams[1:]...)
 }
 
 // Event types, one per payload.
@@ -29,13 +66,16 @@ const (
 	TypeContainerRecovered  = "container_recovered"
 )
 
-// StreamFor returns the stream an event type travels on.
-func StreamFor(eventType string) (string, error) {
+// StreamFor returns the stream an event type travels on; a remediation request travels on its host's.
+func StreamFor(eventType, host string) (string, error) {
 	switch eventType {
 	case TypeContainerUnhealthy:
 		return StreamHealthAlert, nil
 	case TypeRemediationNeeded:
-		return StreamRemediationNeeded, nil
+		if host == "" {
+			return "", fmt.Errorf("a remediation request needs a host")
+		}
+		return RemediationNeededStream(host), nil
 	case TypeFalseAlarm:
 		return StreamFalseAlarm, nil
 	case TypeRemediationComplete:

@@ -30,7 +30,13 @@ const Group = "export"
 // Consumer reads the bus; *bus.Bus implements it.
 type Consumer interface {
 	Consume(ctx context.Context, g bus.Group, h bus.Handler) error
+	// WorkStreams names every work stream in flow order, the hosts' request streams included (one
+	// SMEMBERS): the exporter consumes them all.
+	WorkStreams(ctx context.Context) ([]string, error)
 }
+
+// streamDiscovery is how often the exporter looks for new hosts' request streams.
+const streamDiscovery = 2 * time.Second
 
 // Options configure the exporter.
 type Options struct {
@@ -147,7 +153,9 @@ func (e *Exporter) Run(ctx context.Context, l net.Listener, c Consumer) error {
 	})
 	// Exits when gctx is done: the stop, or the server failing.
 	g.Go(func() error {
-		return c.Consume(gctx, bus.Group{Name: Group, Consumer: e.o.Instance, Streams: event.WorkStreams}, e.Handle)
+		// The hosts' request streams are found at the start and every streamDiscovery after (new hosts).
+		return c.Consume(gctx, bus.Group{Name: Group, Consumer: e.o.Instance, Streams: event.WorkStreams,
+			Discover: c.WorkStreams, DiscoverEvery: streamDiscovery}, e.Handle)
 	})
 	// Exits when gctx is done, then shuts the server down.
 	g.Go(func() error {

@@ -83,7 +83,7 @@ func (e *env) publish(ts time.Time, host, incident, causation string, p event.Pa
 		e.t.Fatal(err)
 	}
 	ev.Timestamp = ts
-	stream, _ := event.StreamFor(ev.EventType)
+	stream, _ := event.StreamFor(ev.EventType, ev.Host)
 	if _, err := e.bus.Publish(context.Background(), stream, ev); err != nil {
 		e.t.Fatal(err)
 	}
@@ -111,7 +111,7 @@ func mustJSON(t testing.TB, v any) string {
 func (e *env) script() int {
 	t := e.t
 	ctx := context.Background()
-	e.hset(schema.KeyContainers,
+	e.hset(schema.ContainersKey("node-a"), // node-a is listed by its WriteHost below
 		"node-a/web-1", mustJSON(t, container.Summary{ID: "aaa", Name: "web-1", Host: "node-a", Image: "nginx:1.27", State: "running",
 			Health: "healthy", RestartCount: 3, Mode: "auto", Watched: true}),
 		"node-a/web-2", mustJSON(t, container.Summary{ID: "bbb", Name: "web-2", Host: "node-a", Image: "api:2", State: "exited",
@@ -127,8 +127,8 @@ func (e *env) script() int {
 		"suppressed:cooldown", "1")
 	e.st.Conn.Client().ZAdd(ctx, schema.KeyIncidentsOpen, redisZ(1, "node-a/web-2/oom_killed"))
 	e.st.Conn.Client().XAdd(ctx, xadd(event.StreamDeadLetter))
-	e.hset(schema.KeyBusRejected, schema.BusRejection{Stream: event.StreamRemediationNeeded, Group: "respond:node-a", Reason: "bad_mac"}.Field(), "2",
-		schema.BusRejection{Stream: event.StreamRemediationNeeded, Group: "respond:node-a", Reason: "replayed"}.Field(), "1")
+	e.hset(schema.KeyBusRejected, schema.BusRejection{Stream: event.RemediationNeededStream("node-a"), Group: "respond:node-a", Reason: "bad_mac"}.Field(), "2",
+		schema.BusRejection{Stream: event.RemediationNeededStream("node-a"), Group: "respond:node-a", Reason: "replayed"}.Field(), "1")
 
 	crash := e.publish(t0.Add(120*time.Millisecond), "node-a", "node-a/web-1/crashed", "", &event.ContainerUnhealthy{
 		ContainerID: "aaa", ContainerName: "web-1", Class: event.ClassCrashed, Severity: "critical", ExitCode: 1, EventTime: t0})
@@ -252,7 +252,7 @@ func TestScrapeOverHTTPAndSeriesDisappear(t *testing.T) {
 		}
 	}
 	// The monitor forgets web-1 (destroyed): its series go with it.
-	if err := e.st.Conn.Client().HDel(context.Background(), schema.KeyContainers, "node-a/web-1").Err(); err != nil {
+	if err := e.st.Conn.Client().HDel(context.Background(), schema.ContainersKey("node-a"), "node-a/web-1").Err(); err != nil {
 		t.Fatal(err)
 	}
 	body = string(scrape(t, e.url+"/metrics"))

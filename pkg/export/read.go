@@ -35,6 +35,8 @@ type AgentLister interface {
 
 // StreamReader reads the streams' lengths, consumer groups and refused entries; *bus.Bus implements it.
 type StreamReader interface {
+	// WorkStreams names every work stream, the hosts' request streams included.
+	WorkStreams(ctx context.Context) ([]string, error)
 	Len(ctx context.Context, stream string) (int64, error)
 	Groups(ctx context.Context, stream string) ([]bus.GroupInfo, error)
 	Rejections(ctx context.Context) (map[schema.BusRejection]int64, []error, error)
@@ -55,6 +57,7 @@ type state struct {
 	samples       map[string]schema.Stats
 	hosts         []schema.HostStatus
 	agents        []schema.Agent
+	streams       []string // every work stream, the hosts' request streams included
 	streamLen     map[string]int64
 	groups        []groupState
 	deadLetters   int64
@@ -102,7 +105,10 @@ func (src Sources) read(ctx context.Context) (*state, error) {
 	if s.openIncidents, err = src.Incidents.CountOpen(ctx); err != nil {
 		return nil, err
 	}
-	for _, st := range event.WorkStreams {
+	if s.streams, err = src.Streams.WorkStreams(ctx); err != nil {
+		return nil, err
+	}
+	for _, st := range s.streams {
 		n, err := src.Streams.Len(ctx, st)
 		if err != nil {
 			return nil, fmt.Errorf("length of %s: %w", st, err)

@@ -10,7 +10,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/hemostat/hemostat/pkg/event"
 	"github.com/hemostat/hemostat/pkg/store/schema"
 )
 
@@ -21,7 +20,8 @@ func desc(name, help string, labels ...string) *prometheus.Desc {
 }
 
 // stateCollector builds const metrics from Redis at scrape time, so a container's series disappear with
-// the container (its entry in hemostat:containers or its stats key) and nothing stale is kept in memory.
+// the container (its entry in its host's container table, or its stats key) and nothing stale is kept in
+// memory.
 type stateCollector struct {
 	src     Sources
 	base    context.Context
@@ -159,7 +159,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(c.agentInfo, 1, a.Kind, a.Instance, a.Version, a.Host)
 	}
 
-	for _, st := range event.WorkStreams {
+	for _, st := range s.streams {
 		gauge(c.streamEntries, float64(s.streamLen[st]), st)
 	}
 	for _, g := range s.groups {

@@ -1,6 +1,7 @@
 package monitor
 
 import (
+	"maps"
 	"math"
 	"slices"
 	"sort"
@@ -145,7 +146,11 @@ type engine struct {
 	incidents map[string]*incident
 	inspect   map[string]bool      // ids to inspect; true when the result should be checked for missed failures
 	own       map[string]time.Time // ids whose latest stop or kill (at that time) may be hemostat's: read its ledger
-	listed    bool                 // a full list has been reconciled
+	// heldHealth holds the ids whose "unhealthy" came inside hemostat's view of the start period. Docker
+	// ends the start period at the first passing probe and reports the change only once, so each is
+	// looked at again when the period ends (onTick) instead of being dropped.
+	heldHealth map[string]bool
+	listed     bool // a full list has been reconciled
 }
 
 func newEngine(cfg engineConfig) *engine {
@@ -156,7 +161,8 @@ func newEngine(cfg engineConfig) *engine {
 		cfg.LeakWindow = leakWindow
 	}
 	return &engine{cfg: cfg, byID: map[string]*entry{}, byName: map[string]*entry{},
-		incidents: map[string]*incident{}, inspect: map[string]bool{}, own: map[string]time.Time{}}
+		incidents: map[string]*incident{}, inspect: map[string]bool{}, own: map[string]time.Time{},
+		heldHealth: map[string]bool{}}
 }
 
 // OwnCheck is a question for hemostat's ledger: was the stop or kill of a container at At hemostat's own
@@ -356,8 +362,11 @@ func (g *engine) onEvent(e docker.Event, now time.Time) []Notice {
 		switch e.Health {
 		case "healthy":
 			en.healthyAt = e.Time
+			delete(g.heldHealth, en.id)
 		case "unhealthy":
-			if en.watched && !g.inStartPeriod(en, e.Time) {
+			if g.inStartPeriod(en, e.Time) {
+				g.heldHealth[en.id] = true
+			} else if en.watched {
 				out = g.open(en, event.ClassUnhealthy, e.Time, now, []event.Anomaly{{Type: "health", Severity: event.SeverityCritical, Threshold: 0, Actual: 1}})
 			}
 		}
@@ -846,6 +855,19 @@ func (en *entry) back() (bool, time.Time) {
 // after the re-alert interval, and closes those of containers that are gone.
 func (g *engine) onTick(now time.Time) []Notice {
 	var out []Notice
+	for _, id := range slices.Sorted(maps.Keys(g.heldHealth)) { // sorted: notices in a stable order
+		en := g.byID[id]
+		if en != nil && g.inStartPeriod(en, now) {
+			continue
+		}
+		delete(g.heldHealth, id)
+		if en == nil || !en.watched || en.state != "running" || en.health != "unhealthy" {
+			continue
+		}
+		if _, open := g.incidents[event.IncidentKey(g.cfg.Host, en.name, event.ClassUnhealthy)]; !open {
+			out = append(out, g.open(en, event.ClassUnhealthy, now, now, []event.Anomaly{{Type: "health", Severity: event.SeverityCritical, Threshold: 0, Actual: 1}})...)
+		}
+	}
 	for _, inc := range g.sortedIncidents() {
 		en := g.byName[inc.name]
 		if en == nil {

@@ -166,17 +166,54 @@ func TestEngineIgnoresEventsWithoutID(t *testing.T) {
 	}
 }
 
+// startWithPeriod starts container id (named name) at t0 with a healthcheck whose start period is 10 s.
+func startWithPeriod(g *engine, id, name string) {
+	g.onEvent(ev(id, "start", t0), t0)
+	d := docker.Details{ID: id, Name: name, Image: "img", State: "running", StartedAt: t0, Pid: 42,
+		Healthcheck: &docker.Healthcheck{StartPeriod: 10 * time.Second}}
+	g.onDetails(d, g.byID[id].seq, false, t0)
+}
+
 func TestEngineStartPeriod(t *testing.T) {
 	g := newEngine(testConfig())
-	g.onEvent(ev("c1", "start", t0), t0)
-	d := docker.Details{ID: "c1", Name: "web", Image: "img", State: "running", StartedAt: t0, Pid: 42,
-		Healthcheck: &docker.Healthcheck{StartPeriod: 10 * time.Second}}
-	g.onDetails(d, g.byID["c1"].seq, false, t0)
+	startWithPeriod(g, "c1", "web")
 	if got := kinds(g.onEvent(ev("c1", "", t0.Add(5*time.Second), "health", "unhealthy"), t0.Add(5*time.Second))); got != nil {
 		t.Errorf("in start period: got %v, want nothing", got)
 	}
 	if got := kinds(g.onEvent(ev("c1", "", t0.Add(11*time.Second), "health", "unhealthy"), t0.Add(11*time.Second))); !cmp.Equal(got, []string{"opened unhealthy"}) {
 		t.Errorf("after start period: got %v", got)
+	}
+}
+
+// Docker ends the start period at the first passing probe, so it can report "unhealthy" (once: it
+// reports changes) while hemostat still counts the start period; the status is looked at again when the
+// period ends, and an app that failed early is not left unalerted.
+func TestEngineUnhealthyInsideStartPeriodAlertsWhenItEnds(t *testing.T) {
+	g := newEngine(testConfig())
+	g.cfg.Watch = WatchRules{Mode: WatchAll}
+	startWithPeriod(g, "c1", "web")
+	if got := kinds(g.onEvent(ev("c1", "", t0.Add(3*time.Second), "health", "unhealthy"), t0.Add(3*time.Second))); got != nil {
+		t.Errorf("in start period: got %v, want nothing", got)
+	}
+	if got := kinds(g.onTick(t0.Add(9 * time.Second))); got != nil {
+		t.Errorf("tick in start period: got %v, want nothing", got)
+	}
+	ns := g.onTick(t0.Add(10*time.Second + 100*time.Millisecond))
+	if got := kinds(ns); !cmp.Equal(got, []string{"opened unhealthy"}) {
+		t.Fatalf("tick after the start period: got %v, want the unhealthy incident opened", got)
+	}
+	if got := kinds(g.onTick(t0.Add(11 * time.Second))); got != nil {
+		t.Errorf("next tick: got %v, want nothing more", got)
+	}
+
+	// Healthy again before the period ends: nothing to look at.
+	startWithPeriod(g, "c2", "api")
+	g.onEvent(ev("c2", "", t0.Add(2*time.Second), "health", "unhealthy"), t0.Add(2*time.Second))
+	g.onEvent(ev("c2", "", t0.Add(4*time.Second), "health", "healthy"), t0.Add(4*time.Second))
+	for _, n := range g.onTick(t0.Add(12 * time.Second)) {
+		if n.Envelope != nil && n.Envelope.Incident == "h/api/unhealthy" {
+			t.Errorf("api healthy again inside its start period, got %s", n.Kind)
+		}
 	}
 }
 

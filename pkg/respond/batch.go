@@ -47,16 +47,9 @@ type item struct {
 	started, nextAllowed time.Time // of a committed decision
 }
 
-// batchHandler is the bus handler of one consumer: the requests of a read, decided together.
-func (r *Responder) batchHandler(consumer string) bus.BatchHandler {
-	return func(ctx context.Context, ms []bus.Message) []error {
-		return r.ProcessBatch(ctx, ms, consumer)
-	}
-}
-
 // ProcessBatch handles the requests of one read and returns what the bus is told of each (nil acks;
 // bus.ErrSkipAck leaves it pending).
-func (r *Responder) ProcessBatch(ctx context.Context, ms []bus.Message, consumer string) []error {
+func (r *Responder) ProcessBatch(ctx context.Context, ms []bus.Message) []error {
 	start := r.now()
 	errs := make([]error, len(ms))
 	var items []*item
@@ -85,7 +78,7 @@ func (r *Responder) ProcessBatch(ctx context.Context, ms []bus.Message, consumer
 	}
 	fast, careful = r.decideAll(ctx, fast, errs, careful)
 	r.reportAll(ctx, fast, errs, start)
-	r.carefully(ctx, ms, careful, errs, consumer)
+	r.carefully(ctx, ms, careful, errs)
 	return errs
 }
 
@@ -138,9 +131,9 @@ func (r *Responder) decideAll(ctx context.Context, items []*item, errs []error, 
 	decided := items[:0]
 	var commits []*item
 	for k, it := range items {
-		it.snap = SnapshotFrom(raw[k], load)
+		it.snap = SnapshotFor(raw[k], load, it.req.EventID)
 		s := it.snap
-		if s.Done || s.Reporting || s.Lease != "" || s.Ledger.InflightEvent != "" || s.Ledger.LastEventIs(it.req.EventID) {
+		if s.Done || s.Reporting || s.Self || s.Lease != "" || s.Ledger.InflightEvent != "" || s.Ledger.LastEventIs(it.req.EventID) {
 			careful = append(careful, it.i) // a redelivery, or a container being acted on
 			continue
 		}
@@ -284,7 +277,7 @@ func (r *Responder) publishAll(ctx context.Context, envs []event.Envelope) error
 }
 
 // carefully runs the one-request path for the given batch indices, at most Workers at a time.
-func (r *Responder) carefully(ctx context.Context, ms []bus.Message, idx []int, errs []error, consumer string) {
+func (r *Responder) carefully(ctx context.Context, ms []bus.Message, idx []int, errs []error) {
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, r.workers)
 	for _, i := range idx {
@@ -293,7 +286,7 @@ func (r *Responder) carefully(ctx context.Context, ms []bus.Message, idx []int, 
 			defer func() { <-sem }()
 			m := ms[i]
 			var out Outcome
-			out, errs[i] = r.processDelivery(ctx, m.Envelope, &delivery{stream: m.Stream, id: m.ID, consumer: consumer})
+			out, errs[i] = r.Process(ctx, m.Envelope)
 			if errs[i] == nil {
 				errs[i] = r.replayed(out, m.Deliveries)
 			}

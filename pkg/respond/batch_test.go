@@ -51,7 +51,7 @@ func batchRequests(t *testing.T) []bus.Message {
 	envs = append(envs, other)
 	ms := make([]bus.Message, len(envs))
 	for i, env := range envs {
-		ms[i] = bus.Message{Stream: event.StreamRemediationNeeded, ID: fmt.Sprintf("%d-0", i+1), Envelope: env, Deliveries: 1}
+		ms[i] = bus.Message{Stream: requests, ID: fmt.Sprintf("%d-0", i+1), Envelope: env, Deliveries: 1}
 	}
 	return ms
 }
@@ -90,7 +90,7 @@ func TestBatchPathDecidesLikeTheOneRequestPath(t *testing.T) {
 			t.Fatalf("one-request path: %s: %v", m.Envelope.ID, err)
 		}
 	}
-	errs := rn.ProcessBatch(ctx, ms, "many-0")
+	errs := rn.ProcessBatch(ctx, ms)
 	for i, err := range errs {
 		if err != nil {
 			t.Errorf("batch path: request %d: %v", i+1, err)
@@ -139,7 +139,7 @@ func TestBatchRedeliveryRepeatsNothing(t *testing.T) {
 	r := h.responder("r1")
 	ctx := context.Background()
 	ms := batchRequests(t)
-	for i, err := range r.ProcessBatch(ctx, ms, "r1-0") {
+	for i, err := range r.ProcessBatch(ctx, ms) {
 		if err != nil {
 			t.Fatalf("request %d: %v", i+1, err)
 		}
@@ -149,7 +149,7 @@ func TestBatchRedeliveryRepeatsNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i, err := range r.ProcessBatch(ctx, ms, "r1-0") {
+	for i, err := range r.ProcessBatch(ctx, ms) {
 		if err != nil {
 			t.Errorf("redelivered request %d: %v", i+1, err)
 		}
@@ -184,7 +184,7 @@ func TestBatchWithRedisAwayLeavesEveryRequestPending(t *testing.T) {
 	h := newHarness(t, respond.Config{}, batchFleet()...)
 	r := respond.New(h.cfg, h.rec, respondStores(st), st.Audit, bus.New(st.Conn, bus.Options{}), respond.Options{Instance: "away", Now: h.clk.Now})
 	ms := batchRequests(t)
-	errs := r.ProcessBatch(context.Background(), ms, "away-0")
+	errs := r.ProcessBatch(context.Background(), ms)
 	for i, err := range errs {
 		if ms[i].Envelope.Host != host {
 			if err != nil {
@@ -230,11 +230,11 @@ func TestStormThroughTwoResponders(t *testing.T) {
 	for i := range envs {
 		envs[i] = request(t, fmt.Sprintf("svc-%02d", i%30), event.ActionRestart) // svc-25..29 do not exist
 	}
-	if err := b.PublishBatch(ctx, event.StreamRemediationNeeded, envs); err != nil {
+	if err := b.PublishBatch(ctx, requests, envs); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 30*time.Second, func() bool {
-		p, err := b.Pending(ctx, event.StreamRemediationNeeded, respond.Group(host))
+		p, err := b.Pending(ctx, requests, respond.Group(host))
 		return err == nil && p == 0 && len(h.completes()) >= len(envs)
 	})
 	seen := map[string]int{}

@@ -47,7 +47,7 @@ func BenchmarkRequestToRestart(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		env := request(b, "web-1", event.ActionRestart)
 		sent := time.Now()
-		if _, err := bs.Publish(ctx, event.StreamRemediationNeeded, env); err != nil {
+		if _, err := bs.Publish(ctx, requests, env); err != nil {
 			b.Fatal(err)
 		}
 		select {
@@ -107,7 +107,7 @@ func BenchmarkThroughput(b *testing.B) {
 	b.ResetTimer()
 	start := time.Now()
 	for i := 0; i < len(envs); i += 500 {
-		if err := bs.PublishBatch(ctx, event.StreamRemediationNeeded, envs[i:min(i+500, len(envs))]); err != nil {
+		if err := bs.PublishBatch(ctx, requests, envs[i:min(i+500, len(envs))]); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -155,7 +155,7 @@ func BenchmarkStorm(b *testing.B) {
 	var wg sync.WaitGroup
 	defer func() { cancel(); wg.Wait() }()
 	for i := 0; i < len(envs); i += 1000 {
-		if err := bs.PublishBatch(ctx, event.StreamRemediationNeeded, envs[i:min(i+1000, len(envs))]); err != nil {
+		if err := bs.PublishBatch(ctx, requests, envs[i:min(i+1000, len(envs))]); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -61,7 +61,8 @@ type Snapshot struct {
 	LeaseLeft time.Duration // until the lease expires, when held
 	Done      bool
 	Reporting bool // another responder is publishing this request's outcome
-	Active    int  // actions running on the host
+	Active    int  // actions running on the host (of other requests, in a snapshot taken for a request)
+	Self      bool // a responder holds a host slot for this very request: it is acting on it now
 	Load
 }
 
@@ -86,6 +87,20 @@ func LoadOf(failing []string, watched int) Load {
 func SnapshotFrom(s ledger.Snapshot, l Load) Snapshot {
 	return Snapshot{Ledger: s.Ledger, Lease: s.Lease, LeaseLeft: s.LeaseLeft, Done: s.Done, Reporting: s.Reporting,
 		Active: s.Active, Load: l}
+}
+
+// SnapshotFor is SnapshotFrom for one request: a host slot taken for the same request (by another
+// responder racing for it) is not another action on the host but the request being handled (Self), so it
+// neither fills the host nor lets the request be held on its own account.
+func SnapshotFor(s ledger.Snapshot, l Load, eventID string) Snapshot {
+	out := SnapshotFrom(s, l)
+	for _, tok := range s.Slots {
+		if strings.HasPrefix(tok, eventID+" ") {
+			out.Active--
+			out.Self = true
+		}
+	}
+	return out
 }
 
 // Steps of the decision sequence, as recorded in Decision.Step; a denial, hold or skip is its wire code.

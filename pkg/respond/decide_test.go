@@ -8,6 +8,7 @@ import (
 
 	"github.com/hemostat/hemostat/pkg/docker"
 	"github.com/hemostat/hemostat/pkg/event"
+	"github.com/hemostat/hemostat/pkg/store/ledger"
 	"github.com/hemostat/hemostat/pkg/store/schema"
 	"strconv"
 )
@@ -297,3 +298,20 @@ func TestForLabels(t *testing.T) {
 	}
 }
 func itoa(v int64) string { return strconv.FormatInt(v, 10) }
+
+// TestSnapshotForCountsTheRequestsOwnSlotAsItself: responders racing for one request each take a host
+// slot before committing; a slot of the same request is the request being handled (Self), not another
+// action filling the host, so the request is never held on its own account.
+func TestSnapshotForCountsTheRequestsOwnSlotAsItself(t *testing.T) {
+	raw := ledger.Snapshot{Active: 3, Slots: []string{"ev-1 r1 a", "ev-1 r2 b", "ev-2 r1 c"}}
+	s := SnapshotFor(raw, Load{}, "ev-1")
+	if !s.Self || s.Active != 1 {
+		t.Errorf("snapshot for ev-1: self %v, active %d; want true, 1", s.Self, s.Active)
+	}
+	if s := SnapshotFor(raw, Load{}, "ev-3"); s.Self || s.Active != 3 {
+		t.Errorf("snapshot for ev-3: self %v, active %d; want false, 3", s.Self, s.Active)
+	}
+	if s := SnapshotFor(raw, Load{}, "ev"); s.Self {
+		t.Error("ev matched the slots of ev-1 by prefix")
+	}
+}

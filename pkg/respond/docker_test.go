@@ -2,13 +2,11 @@ package respond_test
 
 import (
 	"context"
-	"errors"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/hemostat/hemostat/pkg/audit"
-	"github.com/hemostat/hemostat/pkg/bus"
 	"github.com/hemostat/hemostat/pkg/docker"
 	"github.com/hemostat/hemostat/pkg/event"
 	"github.com/hemostat/hemostat/pkg/respond"
@@ -40,7 +38,7 @@ func newEngine(t *testing.T, cfg respond.Config) *engine {
 // container healthy in time; a quick machine is not slowed: verification ends at the first healthy status.
 func healthy() *docker.Healthcheck {
 	return &docker.Healthcheck{Test: []string{"CMD", "/app", "-probe", "http://127.0.0.1:8080/health"},
-		Interval: 200 * time.Millisecond, Timeout: time.Second, Retries: 2, StartPeriod: 10 * time.Second}
+		Interval: 200 * time.Millisecond, Timeout: 5 * time.Second, Retries: 2, StartPeriod: 10 * time.Second} // a loaded engine execs slowly
 }
 
 func (e *engine) state(t *testing.T, id string) docker.TargetState {
@@ -55,7 +53,7 @@ func (e *engine) state(t *testing.T, id string) docker.TargetState {
 func (e *engine) waitFor(t *testing.T, id string, cond func(docker.TargetState) bool) docker.TargetState {
 	t.Helper()
 	var st docker.TargetState
-	eventually(t, 20*time.Second, func() bool {
+	eventually(t, 60*time.Second, func() bool { // a deadline: the loaded engine starts and probes slowly
 		st = e.state(t, id)
 		return cond(st)
 	})
@@ -202,15 +200,7 @@ func TestKilledResponderDoesNotRestartTheEngineAgain(t *testing.T) {
 	}()
 	restarted := e.state(t, id)
 	r2 := e.responder("r2")
-	var out respond.Outcome
-	eventually(t, 10*time.Second, func() bool {
-		var err error
-		out, err = r2.Process(context.Background(), env)
-		if err != nil && !errors.Is(err, bus.ErrSkipAck) {
-			t.Fatalf("redelivery: %v", err)
-		}
-		return err == nil
-	})
+	out := redeliver(t, r2, env, 10*time.Second)
 	if !out.Resumed || out.Status != event.StatusSuccess {
 		t.Errorf("redelivery: resumed=%v %s (%s)", out.Resumed, out.Status, out.Details)
 	}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hemostat/hemostat/pkg/agent"
 	"github.com/hemostat/hemostat/pkg/container"
 	"github.com/hemostat/hemostat/pkg/docker"
 	"github.com/hemostat/hemostat/pkg/event"
@@ -61,8 +62,8 @@ func SettleWindow(cfg Config, hc *docker.Healthcheck) time.Duration {
 }
 
 // act performs the decided action on the engine and verifies it. The lease is renewed meanwhile.
-func (r *Responder) act(ctx context.Context, req Request, tgt Target, keys schema.LedgerKeys, d Decision, token string, dlv *delivery) Result {
-	stop := r.keepLease(ctx, keys, token, dlv)
+func (r *Responder) act(ctx context.Context, req Request, tgt Target, keys schema.LedgerKeys, d Decision, token string) Result {
+	stop := r.keepLease(ctx, keys, token)
 	defer stop()
 	id := tgt.State.ID
 	grace := StopTimeout(r.cfg, tgt.State.Labels)
@@ -135,7 +136,8 @@ func (r *Responder) act(ctx context.Context, req Request, tgt Target, keys schem
 
 // verify waits, within the settle window, for the state the action should have produced: stopped after
 // stop; after start and restart running (started after prevStarted, when known), healthy when the container
-// has a healthcheck, and otherwise still running with the same start time after StableFor.
+// has a healthcheck, and otherwise still running with the same start time after StableFor. A health still
+// "starting" when the window ends is waited for, up to SettleMax: that is no verdict yet.
 func (r *Responder) verify(ctx context.Context, action string, tgt Target, prevStarted time.Time) Result {
 	id := tgt.State.ID
 	switch action {
@@ -149,7 +151,7 @@ func (r *Responder) verify(ctx context.Context, action string, tgt Target, prevS
 			if r.now().After(deadline) || ctx.Err() != nil {
 				return Result{Status: event.StatusFailed, Details: "failed: verification: still running", Error: "still running after stop"}
 			}
-			agentSleep(ctx, r.cfg.PollInterval)
+			agent.Sleep(ctx, r.cfg.PollInterval)
 		}
 	case event.ActionRestart, event.ActionStart:
 	default:
@@ -160,13 +162,20 @@ func (r *Responder) verify(ctx context.Context, action string, tgt Target, prevS
 	if hc == nil {
 		window += r.cfg.StableFor
 	}
-	deadline := r.now().Add(window)
+	began := r.now()
+	deadline := began.Add(window)
+	// Docker's verdict may still be pending when the window ends: probes slowed down by a loaded machine
+	// leave the health "starting" past the healthcheck's own timings. hemostat then waits for the verdict,
+	// up to SettleMax, instead of calling a start that has not been judged yet a failure.
+	pendingUntil := began.Add(max(window, r.cfg.SettleMax))
+	waited := false // past the window for a pending verdict
 	var stableSince time.Time
 	var stableStart time.Time
 	last := "not inspected"
 	for {
 		st, err := r.rt.ContainerState(ctx, id)
 		now := r.now()
+		pending := false
 		switch {
 		case err != nil:
 			last = err.Error()
@@ -184,6 +193,7 @@ func (r *Responder) verify(ctx context.Context, action string, tgt Target, prevS
 			last = "not restarted yet"
 		case hc != nil:
 			last = "running, health " + st.Health
+			pending = st.Health == "starting"
 			if st.Health == "healthy" {
 				return Result{Status: event.StatusSuccess, Verified: true, Details: fmt.Sprintf("%sed; running and healthy", action)}
 			}
@@ -198,10 +208,18 @@ func (r *Responder) verify(ctx context.Context, action string, tgt Target, prevS
 			}
 		}
 		if now.After(deadline) || ctx.Err() != nil {
+			if pending && !now.After(pendingUntil) && ctx.Err() == nil {
+				waited = true
+				agent.Sleep(ctx, r.cfg.PollInterval)
+				continue
+			}
+			if waited || pending {
+				window = now.Sub(began).Round(time.Second)
+			}
 			return Result{Status: event.StatusFailed, Details: fmt.Sprintf("failed: verification: not running and healthy within %s: %s", window, last),
 				Error: "verification failed: " + last}
 		}
-		agentSleep(ctx, r.cfg.PollInterval)
+		agent.Sleep(ctx, r.cfg.PollInterval)
 	}
 }
 

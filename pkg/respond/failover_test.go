@@ -86,7 +86,7 @@ func TestSentinelFailoverMidStream(t *testing.T) {
 			published[i] = env
 			for {
 				pctx, pcancel := context.WithTimeout(ctx, time.Second)
-				_, err := b.Publish(pctx, event.StreamRemediationNeeded, env)
+				_, err := b.Publish(pctx, requests, env)
 				pcancel()
 				if err == nil || ctx.Err() != nil {
 					break
@@ -146,7 +146,7 @@ func TestSentinelFailoverMidStream(t *testing.T) {
 	}
 	all := testenv.Poll(60*time.Second, func() bool { return len(restarted()) == n && outcomesAfterKill() })
 	if !all {
-		pending, _ := b.Pending(ctx, event.StreamRemediationNeeded, respond.Group(host))
+		pending, _ := b.Pending(ctx, requests, respond.Group(host))
 		t.Fatalf("after 60s: %d of %d containers restarted, %d pending; stats %+v\nlog:\n%s",
 			len(restarted()), n, pending, r.Stats(), tail(logs.String(), 60))
 	}

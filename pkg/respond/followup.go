@@ -151,35 +151,30 @@ func incidentOf(req Request) string {
 	return ""
 }
 
-// runFollowups takes the host's due follow-ups and handles them, until ctx is done. It reads the schedule
-// when the earliest follow-up is due, and at least every FollowupPoll (another responder, or the monitor,
-// may have scheduled an earlier one). It returns when ctx is done.
+// runFollowups takes the host's due follow-ups and handles them, until ctx is done. It reads when the
+// earliest follow-up is due (one ZRANGE), and takes them only when one is: the schedule is read when the
+// earliest is due, and at least every FollowupPoll (another responder, or the monitor, may have scheduled
+// an earlier one). It returns when ctx is done.
 func (r *Responder) runFollowups(ctx context.Context) {
 	for ctx.Err() == nil {
-		due, err := r.inc.TakeDue(ctx, r.cfg.Host, r.now(), r.cfg.FollowupHold, r.workers)
-		if err != nil {
+		wait := r.cfg.FollowupPoll
+		next, err := r.inc.NextDue(ctx, r.cfg.Host)
+		switch {
+		case err != nil:
 			if ctx.Err() == nil {
 				r.log.Debug("follow-ups not read", "err", err)
 			}
-			agentSleep(ctx, r.cfg.FollowupPoll)
-			continue
-		}
-		done := make(chan struct{}, len(due))
-		for _, d := range due {
-			go func() { // ends with the follow-up, which ctx bounds
-				defer func() { done <- struct{}{} }()
-				r.followUp(ctx, d)
-			}()
-		}
-		for range due {
-			<-done
-		}
-		if len(due) == r.workers {
-			continue // more may be due
-		}
-		wait := r.cfg.FollowupPoll
-		if next, err := r.inc.NextDue(ctx, r.cfg.Host); err == nil && !next.IsZero() {
+		case next.IsZero():
+		case next.After(r.now()):
 			wait = min(wait, max(next.Sub(r.now()), followupMinWait))
+		default:
+			more, err := r.takeFollowups(ctx)
+			if more {
+				continue // more may be due
+			}
+			if err == nil {
+				wait = followupMinWait // read the schedule again, without spinning on one this could not take
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -187,6 +182,29 @@ func (r *Responder) runFollowups(ctx context.Context) {
 		case <-time.After(wait):
 		}
 	}
+}
+
+// takeFollowups takes the due follow-ups, up to Workers, and handles them; it reports whether it took
+// as many as it could (more may be due).
+func (r *Responder) takeFollowups(ctx context.Context) (bool, error) {
+	due, err := r.inc.TakeDue(ctx, r.cfg.Host, r.now(), r.cfg.FollowupHold, r.workers)
+	if err != nil {
+		if ctx.Err() == nil {
+			r.log.Debug("follow-ups not taken", "err", err)
+		}
+		return false, err
+	}
+	done := make(chan struct{}, len(due))
+	for _, d := range due {
+		go func() { // ends with the follow-up, which ctx bounds
+			defer func() { done <- struct{}{} }()
+			r.followUp(ctx, d)
+		}()
+	}
+	for range due {
+		<-done
+	}
+	return len(due) == r.workers, nil
 }
 
 // followupMinWait keeps the loop from spinning on a follow-up due in the past it could not take.
@@ -250,7 +268,7 @@ func (r *Responder) followUp(ctx context.Context, d incidents.Due) {
 			return
 		}
 	}
-	out, err := r.process(ctx, req, nil, start)
+	out, err := r.process(ctx, req, start)
 	if err = r.failure(err); err != nil {
 		r.retryFollowUp(ctx, d.Incident, err)
 		return

@@ -11,8 +11,15 @@
 // closed: the host's running-actions slot is taken before the ledger commit (and given back when the
 // commit loses); the done key of the request is set after the outcome is published.
 //
-// Hosts. Every host runs its own consumer group, respond:<host>, so each group sees every request; a
-// responder acts only on requests whose envelope Host is its own and acks the others unread.
+// Hosts. Requests travel on one stream per host (event.RemediationNeededStream), read by the host's consumer
+// group, respond:<host>: a responder reads its own host's requests and no other host's. It still acts only
+// on requests whose envelope Host is its own and acks any other unread (an entry written to the wrong
+// stream by hand). At its start it drains, once, what its group left on the legacy stream every host read
+// before (event.StreamRemediationNeeded); see Run.
+//
+// Idle cost. The Workers consumers of an instance share a bus.Gate: one of them at a time blocks on
+// XREADGROUP, and one per reclaim period runs XAUTOCLAIM, so an idle responder sends one read per bus
+// Block, one read of its follow-up schedule per FollowupPoll, and its heartbeat.
 //
 // Idempotency and crashes. The commit that starts an action records the request id in the ledger
 // (inflight_event) together with the lease. A responder killed after acting and before acking leaves it
@@ -42,6 +49,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/hemostat/hemostat/pkg/agent"
 	"github.com/hemostat/hemostat/pkg/audit"
 	"github.com/hemostat/hemostat/pkg/bus"
 	"github.com/hemostat/hemostat/pkg/conn"
@@ -52,11 +60,10 @@ import (
 	"github.com/hemostat/hemostat/pkg/store/schema"
 )
 
-// Publisher publishes envelopes and keeps a request's stream entry from being reclaimed while it is
-// acted on; *bus.Bus implements it.
+// Publisher publishes envelopes; *bus.Bus implements it. (The bus keeps a request's stream entry from
+// being reclaimed while its handler acts on it.)
 type Publisher interface {
 	Publish(ctx context.Context, stream string, env event.Envelope) (string, error)
-	Touch(ctx context.Context, stream, group, consumer, id string) error
 }
 
 // Options are the responder's collaborators and tuning beyond its policy.
@@ -123,21 +130,31 @@ func (r *Responder) Stats() *Stats { return &r.stats }
 // Group is the consumer group of a host's responders.
 func Group(host string) string { return "respond:" + host }
 
-// Run consumes remediation requests until ctx is done. It runs Workers consumers of the host's group
-// (named <instance>-<n>); each decides the requests of a read together (see ProcessBatch), so a long
-// verification holds one consumer's next read and not the other consumers. It returns when every
-// consumer has stopped.
+// Run consumes remediation requests until ctx is done. It runs Workers consumers of the host's group on
+// the host's request stream (named <instance>-<n>); each decides the requests of a read together (see
+// ProcessBatch), so a long verification holds one consumer's next read and not the other consumers. The
+// consumers share one bus.Gate: while they are idle only one of them waits on Redis. Beside them, once,
+// a consumer <instance>-legacy drains the group's entries on the legacy request stream (requests published
+// before the upgrade to per-host streams; it acks other hosts' unread and returns when the group has none
+// left there, creating nothing). It returns when every consumer has stopped.
 func (r *Responder) Run(ctx context.Context, b *bus.Bus) error {
-	errs := make([]error, r.workers)
+	errs := make([]error, r.workers+1)
 	var wg sync.WaitGroup
 	wg.Go(func() { r.runFollowups(ctx) }) // returns when ctx is done
 	wg.Go(func() { r.runRetention(ctx) }) // returns when ctx is done
+	legacy := r.inst + "-legacy"
+	// Returns when the legacy stream has nothing left for the group, or when ctx is done.
+	wg.Go(func() {
+		errs[r.workers] = b.ConsumeBatch(ctx, bus.Group{Name: Group(r.cfg.Host), Consumer: legacy,
+			Streams: []string{event.StreamRemediationNeeded}, Once: true}, r.ProcessBatch)
+	})
+	gate := bus.NewGate()
 	for i := range r.workers {
 		consumer := fmt.Sprintf("%s-%d", r.inst, i)
 		// Each consumer returns when ctx is done.
 		wg.Go(func() {
 			errs[i] = b.ConsumeBatch(ctx, bus.Group{Name: Group(r.cfg.Host), Consumer: consumer,
-				Streams: []string{event.StreamRemediationNeeded}}, r.batchHandler(consumer))
+				Streams: []string{event.RemediationNeededStream(r.cfg.Host)}, Gate: gate}, r.ProcessBatch)
 		})
 	}
 	wg.Wait()
@@ -147,12 +164,6 @@ func (r *Responder) Run(ctx context.Context, b *bus.Bus) error {
 // RunFollowUps runs the healing loop alone, until ctx is done: the host's follow-ups, without consuming
 // requests (Run runs it beside the consumers). Tests drive the responder with it and Process.
 func (r *Responder) RunFollowUps(ctx context.Context) { r.runFollowups(ctx) }
-
-// delivery says which pending stream entry a request came from, so it can be kept from being reclaimed
-// while the action runs.
-type delivery struct {
-	stream, id, consumer string
-}
 
 // Outcome is what the responder did with one request.
 type Outcome struct {
@@ -195,10 +206,6 @@ func deferred(format string, args ...any) error {
 
 // Process runs the decision sequence for one envelope and carries it out.
 func (r *Responder) Process(ctx context.Context, env event.Envelope) (Outcome, error) {
-	return r.processDelivery(ctx, env, nil)
-}
-
-func (r *Responder) processDelivery(ctx context.Context, env event.Envelope, dlv *delivery) (Outcome, error) {
 	start := r.now()
 	req, ok, ignored := r.admit(env)
 	if !ok {
@@ -207,7 +214,7 @@ func (r *Responder) processDelivery(ctx context.Context, env event.Envelope, dlv
 	if err := r.fresh(env); err != nil {
 		return Outcome{Request: req}, err
 	}
-	out, err := r.process(ctx, req, dlv, start)
+	out, err := r.process(ctx, req, start)
 	return out, r.failure(err)
 }
 
@@ -277,7 +284,7 @@ func (r *Responder) failure(err error) error {
 	return err
 }
 
-func (r *Responder) process(ctx context.Context, req Request, dlv *delivery, start time.Time) (Outcome, error) {
+func (r *Responder) process(ctx context.Context, req Request, start time.Time) (Outcome, error) {
 	out := Outcome{Request: req}
 	tgt, err := r.resolve(ctx, req)
 	if err != nil {
@@ -299,10 +306,10 @@ func (r *Responder) process(ctx context.Context, req Request, dlv *delivery, sta
 			r.stats.Duplicate.Add(1)
 			out.Duplicate = true
 			return out, nil
-		case snap.Reporting, strings.HasPrefix(snap.Lease, req.EventID+" "):
+		case snap.Reporting, snap.Self, strings.HasPrefix(snap.Lease, req.EventID+" "):
 			return out, deferred("request %s is being handled by another responder", req.EventID)
 		case snap.Ledger.InflightEvent == req.EventID:
-			return r.resume(ctx, req, tgt, keys, snap, token, dlv, start)
+			return r.resume(ctx, req, tgt, keys, snap, token, start)
 		case snap.Ledger.LastEventIs(req.EventID):
 			return r.republish(ctx, req, tgt, snap, simulate, start)
 		}
@@ -354,7 +361,7 @@ func (r *Responder) process(ctx context.Context, req Request, dlv *delivery, sta
 		}
 	}
 	if d.Step == StepExecute {
-		res := r.act(ctx, req, tgt, keys, d, token, dlv)
+		res := r.act(ctx, req, tgt, keys, d, token)
 		out.Status, out.Details, out.Error, out.Verified = res.Status, res.Details, res.Error, res.Verified
 		if err := r.finish(ctx, req, keys, token, planned, out); err != nil {
 			return out, err
@@ -381,7 +388,7 @@ func (r *Responder) snapshot(ctx context.Context, keys schema.LedgerKeys, eventI
 	if err != nil {
 		return Snapshot{}, err
 	}
-	return SnapshotFrom(raw, load), nil
+	return SnapshotFor(raw, load, eventID), nil
 }
 
 // load reads how much of the host is failing now.
@@ -450,7 +457,7 @@ func (r *Responder) finish(ctx context.Context, req Request, keys schema.LedgerK
 		if _, err = r.led.Apply(ctx, keys, cm); err == nil {
 			break
 		}
-		agentSleep(ctx, time.Duration(i+1)*finishRetry)
+		agent.Sleep(ctx, time.Duration(i+1)*finishRetry)
 	}
 	_ = r.led.ReleaseSlot(context.WithoutCancel(ctx), keys, token)
 	return err
@@ -464,7 +471,7 @@ const (
 
 // resume handles the redelivery of a request whose action was started by a responder that died: the
 // action is not repeated; the container is verified and that outcome reported.
-func (r *Responder) resume(ctx context.Context, req Request, tgt Target, keys schema.LedgerKeys, snap Snapshot, token string, dlv *delivery, start time.Time) (Outcome, error) {
+func (r *Responder) resume(ctx context.Context, req Request, tgt Target, keys schema.LedgerKeys, snap Snapshot, token string, start time.Time) (Outcome, error) {
 	out := Outcome{Request: req, Resumed: true, Started: snap.Ledger.InflightSince(), NextAllowed: snap.Ledger.NextAllowed()}
 	if snap.Lease != "" {
 		return out, deferred("request %s is being acted on", req.EventID)
@@ -482,20 +489,61 @@ func (r *Responder) resume(ctx context.Context, req Request, tgt Target, keys sc
 	r.stats.Handled.Add(1)
 	d := Decision{Step: StepExecute, Decision: DecisionExecuted}
 	out.Decision = d
-	stop := r.keepLease(ctx, keys, token, dlv)
+	since := snap.Ledger.InflightSince()
 	res := Result{Status: event.StatusFailed, Details: "the container is gone"}
-	if tgt.Found {
-		res = r.verify(ctx, req.Action, tgt, snap.Ledger.InflightSince())
+	how := "resumed after a responder stopped mid-action; verified without acting again: "
+	switch {
+	case !tgt.Found:
+	case req.Action == event.ActionRestart && !r.restartLanded(ctx, keys, token, &tgt, since):
+		// The responder died after recording the action and before its restart reached the engine:
+		// verifying would only wait for a restart that never comes.
+		res = r.act(ctx, req, tgt, keys, d, token)
+		how = "resumed after a responder stopped before its restart reached the engine; restarted now: "
+	default:
+		stop := r.keepLease(ctx, keys, token)
+		res = r.verify(ctx, req.Action, tgt, since)
+		stop()
 	}
-	stop()
 	out.Status, out.Verified, out.Error = res.Status, res.Verified, res.Error
-	out.Details = "resumed after a responder stopped mid-action; verified without acting again: " + res.Details
+	out.Details = how + res.Details
 	if err := r.finish(ctx, req, keys, token, started, out); err != nil {
 		return out, err
 	}
 	out.Duration = r.now().Sub(start)
 	return r.report(ctx, out, tgt, token, true)
 }
+
+// restartLanded reports whether the restart that a responder which died recorded at since reached the
+// engine: the container started after since, or is not running (being stopped, or exited). A restart the
+// engine is still carrying out shows within the container's stop timeout, so the wait for a sign ends
+// restartLandGrace after that; the request's lease, expired before a resume, has usually outlasted it
+// already. tgt is updated to the container's state.
+func (r *Responder) restartLanded(ctx context.Context, keys schema.LedgerKeys, token string, tgt *Target, since time.Time) bool {
+	stop := r.keepLease(ctx, keys, token)
+	defer stop()
+	deadline := since.Add(StopTimeout(r.cfg, tgt.State.Labels) + restartLandGrace)
+	for {
+		st, err := r.rt.ContainerState(ctx, tgt.State.ID)
+		if err != nil {
+			return true // verification reports what it finds
+		}
+		tgt.State = st
+		if !st.Running || st.StartedAt.After(since) {
+			return true
+		}
+		if ctx.Err() != nil {
+			return true
+		}
+		if !r.now().Before(deadline) {
+			return false
+		}
+		agent.Sleep(ctx, r.cfg.PollInterval)
+	}
+}
+
+// restartLandGrace is how long after a container's stop timeout a restart the engine was asked for is
+// sure to show in its state.
+const restartLandGrace = 5 * time.Second
 
 // republish reports a request whose outcome was recorded in the ledger but never acknowledged.
 func (r *Responder) republish(ctx context.Context, req Request, tgt Target, snap Snapshot, simulate bool, start time.Time) (Outcome, error) {
@@ -566,7 +614,7 @@ func (r *Responder) auditEntry(out Outcome, tgt Target) audit.Entry {
 		Confidence: req.Confidence, AnalysisMethod: req.AnalysisMethod, ProposedAction: req.ProposedAction, Actor: actor,
 		DurationMS: float64(out.Duration.Microseconds()) / 1000, Verified: out.Verified, DryRun: out.DryRun,
 		FollowUp: req.FollowUp, Attempts: out.Attempts, GaveUp: out.Decision.BreakerOpened, Errors: out.Errors,
-		NextAt: out.Next.At, NextReason: out.Next.Reason,
+		NextAt: out.Next.At, NextReason: out.Next.Reason, Once: req.EventID,
 	}
 }
 
@@ -632,9 +680,9 @@ func (r *Responder) Reset(ctx context.Context, name, actor string) (audit.Record
 	})
 }
 
-// keepLease renews the lease and host slot while an action runs, and keeps the request's stream entry from
-// being reclaimed by another instance; the returned stop waits for the renewer.
-func (r *Responder) keepLease(ctx context.Context, keys schema.LedgerKeys, token string, dlv *delivery) (stop func()) {
+// keepLease renews the lease and host slot while an action runs (the bus keeps the request's stream entry
+// from being reclaimed meanwhile); the returned stop waits for the renewer.
+func (r *Responder) keepLease(ctx context.Context, keys schema.LedgerKeys, token string) (stop func()) {
 	cctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	// The renewer exits when stop cancels it.
@@ -649,11 +697,6 @@ func (r *Responder) keepLease(ctx context.Context, keys schema.LedgerKeys, token
 				if _, err := r.led.Renew(cctx, keys, token, r.cfg.LeaseTTL, r.now()); err != nil && cctx.Err() == nil {
 					r.log.Warn("lease renewal failed", "key", keys.Lease, "err", err)
 				}
-				if dlv != nil {
-					if err := r.pub.Touch(cctx, dlv.stream, Group(r.cfg.Host), dlv.consumer, dlv.id); err != nil && cctx.Err() == nil {
-						r.log.Warn("keeping the request pending failed", "entry", dlv.id, "err", err)
-					}
-				}
 			}
 		}
 	})
@@ -664,13 +707,4 @@ func nonce() string {
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
-}
-
-func agentSleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
 }

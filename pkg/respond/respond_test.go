@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -20,10 +23,14 @@ import (
 	"github.com/hemostat/hemostat/pkg/respond/respondtest"
 	"github.com/hemostat/hemostat/pkg/store"
 	"github.com/hemostat/hemostat/pkg/store/schema"
+	"github.com/hemostat/hemostat/pkg/store/storetest"
 	"github.com/hemostat/hemostat/pkg/testenv"
 )
 
 const host = "node-a"
+
+// requests is the request stream of host, the one its responders read.
+var requests = event.RemediationNeededStream(host)
 
 // clock is the responder's injected time: it runs with the real clock from t, and Add jumps it ahead
 // (past a backoff, a breaker's cool-off), so waits the responder measures itself (verification) still end.
@@ -192,12 +199,14 @@ func TestBackoffDoublesAndResetsAfterHealthyPeriod(t *testing.T) {
 	h.run(r, "web-1", []step{
 		{status: event.StatusSuccess},
 		{advance: 10 * time.Second, status: event.StatusDenied, code: "cooldown", retry: 20 * time.Second},
-		{advance: 20 * time.Second, status: event.StatusSuccess}, // gap was 30s; next gap 1m
+		// The successes come a second after the gap ends: the clock runs while a request is handled, so a
+		// request handled more slowly than the one before it would otherwise meet the gap's last instant.
+		{advance: 21 * time.Second, status: event.StatusSuccess}, // gap was 30s; next gap 1m
 		{advance: 59 * time.Second, status: event.StatusDenied, code: "cooldown", retry: time.Second},
-		{advance: time.Second, status: event.StatusSuccess}, // next gap 2m
+		{advance: 2 * time.Second, status: event.StatusSuccess}, // next gap 2m
 		{advance: time.Minute, status: event.StatusDenied, code: "cooldown", retry: time.Minute},
 		{advance: 10 * time.Minute, status: event.StatusSuccess}, // healthy 11m since the last action: reset
-		{advance: 30 * time.Second, status: event.StatusSuccess}, // gap back to 30s
+		{advance: 31 * time.Second, status: event.StatusSuccess}, // gap back to 30s
 	})
 	if got := h.rec.Count("restart"); got != 5 {
 		t.Errorf("restarts = %d, want 5", got)
@@ -468,15 +477,7 @@ func TestKilledBetweenActionAndAckDoesNotActAgain(t *testing.T) {
 		t.Fatalf("completes after the crash = %d, want 0", got)
 	}
 	r2 := h.responder("r2")
-	var out respond.Outcome
-	eventually(t, 5*time.Second, func() bool {
-		var err error
-		out, err = r2.Process(context.Background(), env)
-		if err != nil && !errors.Is(err, bus.ErrSkipAck) {
-			t.Fatalf("redelivery: %v", err)
-		}
-		return err == nil
-	})
+	out := redeliver(t, r2, env, 5*time.Second)
 	if !out.Resumed || out.Status != event.StatusSuccess || !out.Verified {
 		t.Errorf("redelivery: resumed=%v %s verified=%v (%s)", out.Resumed, out.Status, out.Verified, out.Details)
 	}
@@ -485,6 +486,74 @@ func TestKilledBetweenActionAndAckDoesNotActAgain(t *testing.T) {
 	}
 	// And a third delivery is a duplicate.
 	if o := h.process(r2, env); !o.Duplicate {
+		t.Errorf("third delivery not recognised as handled: %+v", o)
+	}
+}
+
+// TestKilledBeforeTheRestartReachedTheEngineRestartsOnResume: a responder that dies after recording the
+// action in the ledger and before its restart reached the engine leaves a running container that was
+// never restarted; the redelivery restarts it, once, instead of waiting for a restart that never comes.
+func TestKilledBeforeTheRestartReachedTheEngineRestartsOnResume(t *testing.T) {
+	t.Parallel()
+	c := web("web-1", nil)
+	h := newHarness(t, respond.Config{LeaseTTL: 300 * time.Millisecond})
+	c.StartedAt = h.clk.Now().Add(-time.Hour)
+	h.fake.Add(c)
+	env := request(t, "web-1", event.ActionRestart)
+	crash := true
+	h.rec.OnWrite = func(c respondtest.Call) {
+		if crash && c.Op == "restart" {
+			crash = false
+			panic("killed") // before the call reaches the engine
+		}
+	}
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Fatal("the first responder did not die")
+			}
+		}()
+		h.responder("r1").Process(context.Background(), env)
+	}()
+	h.clk.Add(time.Minute) // the lease expired, and any restart the engine was carrying out would show by now
+	r2 := h.responder("r2")
+	out := redeliver(t, r2, env, 5*time.Second)
+	if !out.Resumed || out.Status != event.StatusSuccess || !out.Verified || !strings.Contains(out.Details, "restarted now") {
+		t.Errorf("redelivery: resumed=%v %s verified=%v (%s)", out.Resumed, out.Status, out.Verified, out.Details)
+	}
+	st, err := h.fake.ContainerState(context.Background(), c.ID)
+	if err != nil || st.RestartCount != 1 {
+		t.Errorf("restarts that reached the engine = %d (%v), want 1", st.RestartCount, err)
+	}
+}
+
+// TestRedeliveryAfterALostDoneMarkAuditsOnce: a Redis failover can lose the done mark written after the
+// audit entry (asynchronous replication); the redelivered request is reported again but audited once.
+func TestRedeliveryAfterALostDoneMarkAuditsOnce(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, respond.Config{}, web("web-1", nil))
+	ctx := context.Background()
+	env := request(t, "web-1", event.ActionRestart)
+	r := h.responder("r1")
+	first := h.process(r, env)
+	if err := h.st.Conn.Client().Del(ctx, schema.DoneKey(env.ID)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	again := h.process(h.responder("r2"), env)
+	if again.Duplicate || again.Audit != first.Audit {
+		t.Errorf("redelivery: duplicate=%v audit %s, want reported again with the first's entry %s", again.Duplicate, again.Audit, first.Audit)
+	}
+	recs, err := audit.NewTrail(h.st.Audit).Query(ctx, audit.Filter{Target: event.Target(host, "web-1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 1 {
+		t.Errorf("audit entries = %d, want 1", len(recs))
+	}
+	if n := h.rec.Count("restart"); n != 1 {
+		t.Errorf("restarts = %d, want 1", n)
+	}
+	if o := h.process(r, env); !o.Duplicate {
 		t.Errorf("third delivery not recognised as handled: %+v", o)
 	}
 }
@@ -592,19 +661,79 @@ func TestAuditTrailRecordsEveryDecisionAndVerifies(t *testing.T) {
 	}
 }
 
-func TestRunConsumesItsHostsRequestsAndAcksOthers(t *testing.T) {
+// A request for node-b travels on node-b's stream and is never delivered to node-a's responder: node-a's
+// group does not even exist on node-b's stream, node-a ignores nothing (it is given nothing of node-b's),
+// and each request is carried out on its own host's engine only.
+func TestRunReadsOnlyItsHostsStream(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, respond.Config{}, web("web-1", nil))
 	b := bus.New(h.st.Conn, bus.Options{Block: 50 * time.Millisecond})
 	r := h.responder("r1")
 	ocfg := h.cfg
 	ocfg.Host = "node-b"
-	other := respond.New(ocfg, h.rec, respondStores(h.st), h.st.Audit, b, respond.Options{Instance: "b1"})
+	otherEngine := &respondtest.Recorder{Inner: respondtest.NewFake(web("web-1", nil))}
+	other := respond.New(ocfg, otherEngine, respondStores(h.st), h.st.Audit, b, respond.Options{Instance: "b1"})
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = r.Run(ctx, b) })     // exits when ctx is cancelled
-	wg.Go(func() { _ = other.Run(ctx, b) }) // node-b's responder, its own group
+	wg.Go(func() { _ = other.Run(ctx, b) }) // node-b's responder, its own group on its own stream
 	defer func() { cancel(); wg.Wait() }()
+	mine := request(t, "web-1", event.ActionRestart)
+	theirs := request(t, "web-1", event.ActionRestart)
+	theirs.Host = "node-b"
+	for _, env := range []event.Envelope{mine, theirs} {
+		stream, err := event.StreamFor(env.EventType, env.Host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.Publish(ctx, stream, env); err != nil {
+			t.Fatal(err)
+		}
+	}
+	theirStream := event.RemediationNeededStream("node-b")
+	eventually(t, 5*time.Second, func() bool {
+		pa, _ := b.Pending(ctx, requests, respond.Group(host))
+		pb, _ := b.Pending(ctx, theirStream, respond.Group("node-b"))
+		return len(h.completes()) == 2 && pa == 0 && pb == 0
+	})
+	if got := r.Stats().Ignored.Load() + other.Stats().Ignored.Load(); got != 0 {
+		t.Errorf("the responders were given %d requests of another host", got)
+	}
+	if got := h.rec.Count("restart"); got != 1 {
+		t.Errorf("node-a's engine restarted %d times, want 1 (its own request)", got)
+	}
+	if got := otherEngine.Count("restart"); got != 1 {
+		t.Errorf("node-b's engine restarted %d times, want 1 (its own request)", got)
+	}
+	for stream, want := range map[string]string{requests: respond.Group(host), theirStream: respond.Group("node-b")} {
+		gs, err := b.Groups(ctx, stream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(gs) != 1 || gs[0].Name != want {
+			t.Errorf("groups on %s = %+v, want only %s", stream, gs, want)
+		}
+	}
+	hosts, err := b.RequestHosts(ctx)
+	if err != nil || !slices.Contains(hosts, host) || !slices.Contains(hosts, "node-b") {
+		t.Errorf("request hosts = %v, %v; want both hosts registered", hosts, err)
+	}
+}
+
+// After the upgrade, a responder drains once what its group left on the legacy stream every host read:
+// its host's requests are carried out, another host's are acked unread, and another host's group there is
+// left alone.
+func TestRunDrainsTheLegacyStreamOnce(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, respond.Config{}, web("web-1", nil))
+	b := bus.New(h.st.Conn, bus.Options{Block: 50 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	rdb := h.st.Conn.Client()
+	for _, g := range []string{respond.Group(host), respond.Group("node-b")} { // as the groups were before
+		if err := rdb.XGroupCreateMkStream(ctx, event.StreamRemediationNeeded, g, "0").Err(); err != nil && !strings.HasPrefix(err.Error(), "BUSYGROUP") {
+			t.Fatal(err)
+		}
+	}
 	mine := request(t, "web-1", event.ActionRestart)
 	theirs := request(t, "web-1", event.ActionRestart)
 	theirs.Host = "node-b"
@@ -613,22 +742,88 @@ func TestRunConsumesItsHostsRequestsAndAcksOthers(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	eventually(t, 5*time.Second, func() bool { return len(h.completes()) >= 1 && r.Stats().Ignored.Load() == 1 })
+	r := h.responder("r1")
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = r.Run(ctx, b) }) // exits when ctx is cancelled
+	defer func() { cancel(); wg.Wait() }()
+	lagOf := func(g string) (pending, lag int64) {
+		gs, _ := b.Groups(ctx, event.StreamRemediationNeeded)
+		for _, x := range gs {
+			if x.Name == g {
+				return x.Pending, x.Lag
+			}
+		}
+		return -1, -1
+	}
 	eventually(t, 5*time.Second, func() bool {
-		pa, _ := b.Pending(ctx, event.StreamRemediationNeeded, respond.Group(host))
-		pb, _ := b.Pending(ctx, event.StreamRemediationNeeded, respond.Group("node-b"))
-		return pa == 0 && pb == 0
+		p, l := lagOf(respond.Group(host))
+		return len(h.completes()) == 1 && p == 0 && l == 0
 	})
-	// Both responders share one fake engine here, so node-b finds "web-1" too and acts on its own request.
-	cs := h.completes()
-	if len(cs) != 2 {
-		t.Fatalf("completes = %d, want one per host", len(cs))
+	if got := h.rec.Count("restart"); got != 1 {
+		t.Errorf("restarts = %d, want 1 (node-a's legacy request)", got)
 	}
-	if got := other.Stats().Ignored.Load(); got != 1 {
-		t.Errorf("node-b ignored %d requests, want 1 (node-a's)", got)
+	if got := r.Stats().Ignored.Load(); got != 1 {
+		t.Errorf("ignored %d legacy requests, want 1 (node-b's)", got)
 	}
-	if got := h.rec.Count("restart"); got != 2 {
-		t.Errorf("restarts = %d, want one per host's own request", got)
+	entries, err := b.Range(ctx, event.StreamRemediationComplete, "-", "+", 10)
+	if err != nil || len(entries) != 1 {
+		t.Fatalf("remediation_complete: %d entries, %v", len(entries), err)
+	}
+	if env, err := event.Decode(entries[0].Raw); err != nil || env.CausationID != mine.ID || env.Host != host {
+		t.Errorf("completed %+v (%v), want node-a's request %s", env, err, mine.ID)
+	}
+	if p, l := lagOf(respond.Group("node-b")); p != 0 || l != 2 {
+		t.Errorf("node-b's legacy group: pending %d, lag %d; want both requests still unread by it", p, l)
+	}
+}
+
+// An idle responder's consumers share their polling: one blocking read per bus Block and one read of the
+// follow-up schedule per FollowupPoll (before: a read per consumer per Block and two schedule reads).
+func TestIdleResponderRoundTrips(t *testing.T) {
+	t.Parallel()
+	st := openStore(t, testenv.RequireRedis(t))
+	var mu sync.Mutex
+	counts := map[string]int{}
+	st.Conn.Client().AddHook(storetest.OnCommand(func(c redis.Cmder) {
+		mu.Lock()
+		counts[c.Name()]++
+		mu.Unlock()
+	}))
+	snapshot := func() map[string]int {
+		mu.Lock()
+		defer mu.Unlock()
+		return maps.Clone(counts)
+	}
+	b := bus.New(st.Conn, bus.Options{Block: time.Second})
+	r := respond.New(fastConfig(respond.Config{FollowupPoll: time.Second}), respondtest.NewFake(), respondStores(st), st.Audit, b,
+		respond.Options{Instance: "idle", Workers: 4})
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = r.Run(ctx, b) }) // exits when ctx is cancelled
+	defer func() { cancel(); wg.Wait() }()
+	// Started: the legacy drain's read, the first blocking read and the next went out, so every consumer
+	// has run its start (its own pending entries, the first reclaim, its connection).
+	eventually(t, 5*time.Second, func() bool { return snapshot()["xreadgroup"] >= 3 })
+	before := snapshot()
+	const window = 4 * time.Second
+	time.Sleep(window) // the measurement's window, not a synchronisation
+	after := snapshot()
+	total := 0
+	per := map[string]int{}
+	for name, n := range after {
+		if d := n - before[name]; d > 0 {
+			per[name] = d
+			total += d
+		}
+	}
+	t.Logf("idle responder, %s: %d commands %v", window, total, per)
+	// 4 s: 4 blocking reads and 4 schedule reads, give or take one at each edge, and at most one reclaim.
+	const maxPerSecond = 2.75
+	if limit := int(maxPerSecond * window.Seconds()); total > limit {
+		t.Errorf("idle responder sent %d commands in %s (%v), want at most %d (%.2f a second)", total, window, per, limit, maxPerSecond)
+	}
+	if per["xreadgroup"] > 5 || per["xreadgroup"] < 3 {
+		t.Errorf("blocking reads in %s = %d, want about one a second (%v)", window, per["xreadgroup"], per)
 	}
 }
 
@@ -668,16 +863,18 @@ func TestLabelsTuneTheBreaker(t *testing.T) {
 	h.run(r, "web-1", []step{
 		{status: event.StatusSuccess},
 		{advance: time.Minute, status: event.StatusEscalated, code: "circuit_open", retry: 10 * time.Minute},
-		{advance: 10 * time.Minute, status: event.StatusSuccess},
+		{advance: 10*time.Minute + time.Second, status: event.StatusSuccess}, // a second past the cooloff: the clock runs while a request is handled
 	})
 }
 
 func TestLongActionKeepsItsRequestFromBeingReclaimed(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, respond.Config{LeaseTTL: 150 * time.Millisecond}, web("web-1", nil))
-	b := bus.New(h.st.Conn, bus.Options{Block: 20 * time.Millisecond, Batch: 1, ClaimIdle: 200 * time.Millisecond,
+	// The restart outlasts two claim-idle periods (a reclaim each, then the dead letter) several times over;
+	// the lease renewals, every LeaseTTL/3, have a claim-idle period of 6 of them to land in.
+	h := newHarness(t, respond.Config{LeaseTTL: 300 * time.Millisecond}, web("web-1", nil))
+	b := bus.New(h.st.Conn, bus.Options{Block: 20 * time.Millisecond, Batch: 1, ClaimIdle: 600 * time.Millisecond,
 		MaxDeliveries: 2, RetryDelay: 50 * time.Millisecond})
-	h.rec.OnWrite = func(respondtest.Call) { time.Sleep(1200 * time.Millisecond) } // a slow restart
+	h.rec.OnWrite = func(respondtest.Call) { time.Sleep(3 * time.Second) } // a slow restart
 	r1 := respond.New(h.cfg, h.rec, respondStores(h.st), h.st.Audit, b, respond.Options{Instance: "r1", Workers: 2, Now: h.clk.Now})
 	r2 := respond.New(h.cfg, h.rec, respondStores(h.st), h.st.Audit, b, respond.Options{Instance: "r2", Workers: 2, Now: h.clk.Now})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -685,11 +882,11 @@ func TestLongActionKeepsItsRequestFromBeingReclaimed(t *testing.T) {
 	wg.Go(func() { _ = r1.Run(ctx, b) }) // exits when ctx is cancelled
 	wg.Go(func() { _ = r2.Run(ctx, b) })
 	defer func() { cancel(); wg.Wait() }()
-	if _, err := b.Publish(ctx, event.StreamRemediationNeeded, request(t, "web-1", event.ActionRestart)); err != nil {
+	if _, err := b.Publish(ctx, requests, request(t, "web-1", event.ActionRestart)); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 10*time.Second, func() bool {
-		p, _ := b.Pending(ctx, event.StreamRemediationNeeded, respond.Group(host))
+		p, _ := b.Pending(ctx, requests, respond.Group(host))
 		return len(h.completes()) == 1 && p == 0
 	})
 	if n, _ := b.Len(ctx, event.StreamDeadLetter); n != 0 {
@@ -698,6 +895,22 @@ func TestLongActionKeepsItsRequestFromBeingReclaimed(t *testing.T) {
 	if got := h.rec.Count("restart"); got != 1 {
 		t.Errorf("restarts = %d, want 1", got)
 	}
+}
+
+// redeliver offers env to r again until r stops deferring it (bus.ErrSkipAck), as the bus would, and
+// returns the outcome.
+func redeliver(t testing.TB, r *respond.Responder, env event.Envelope, timeout time.Duration) respond.Outcome {
+	t.Helper()
+	var out respond.Outcome
+	eventually(t, timeout, func() bool {
+		var err error
+		out, err = r.Process(context.Background(), env)
+		if err != nil && !errors.Is(err, bus.ErrSkipAck) {
+			t.Fatalf("redelivery: %v", err)
+		}
+		return err == nil
+	})
+	return out
 }
 
 // processUntilAcked keeps offering the request to r until it is acked, retrying after pause while r

@@ -70,7 +70,7 @@ func forge(t *testing.T, h *harness, env event.Envelope, mac string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	args := []string{"XADD", event.StreamRemediationNeeded, "*", event.Field, string(raw)}
+	args := []string{"XADD", requests, "*", event.Field, string(raw)}
 	if mac != "" {
 		args = append(args, sign.Field, mac)
 	}
@@ -109,7 +109,7 @@ func refused(t *testing.T, h *harness, n int) []bus.DeadLetter {
 		if d.Rejected != sign.ReasonUnsigned && d.Rejected != sign.ReasonBadMAC {
 			t.Errorf("dead letter %q: rejected %q, want unsigned or bad_mac", d.Reason, d.Rejected)
 		}
-		if d.Stream != event.StreamRemediationNeeded || d.Group != respond.Group(host) {
+		if d.Stream != requests || d.Group != respond.Group(host) {
 			t.Errorf("dead letter of %s in group %s", d.Stream, d.Group)
 		}
 	}
@@ -117,8 +117,8 @@ func refused(t *testing.T, h *harness, n int) []bus.DeadLetter {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := counts[schema.BusRejection{Stream: event.StreamRemediationNeeded, Group: respond.Group(host), Reason: sign.ReasonUnsigned}] +
-		counts[schema.BusRejection{Stream: event.StreamRemediationNeeded, Group: respond.Group(host), Reason: sign.ReasonBadMAC}]
+	got := counts[schema.BusRejection{Stream: requests, Group: respond.Group(host), Reason: sign.ReasonUnsigned}] +
+		counts[schema.BusRejection{Stream: requests, Group: respond.Group(host), Reason: sign.ReasonBadMAC}]
 	if got != int64(n) {
 		t.Errorf("hemostat:metrics:bus_rejected counts %d refusals (%v), want %d", got, counts, n)
 	}
@@ -161,7 +161,7 @@ func TestForgedRequestIsNeverExecuted(t *testing.T) {
 		t.Errorf("the responder decided %d forged requests", got)
 	}
 
-	if _, err := b.Publish(context.Background(), event.StreamRemediationNeeded, request(t, "web-1", event.ActionRestart)); err != nil {
+	if _, err := b.Publish(context.Background(), requests, request(t, "web-1", event.ActionRestart)); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 10*time.Second, func() bool { return len(h.completes()) == 1 })
@@ -203,24 +203,24 @@ func TestReplayedRequestsAreRefused(t *testing.T) {
 
 	old := request(t, "web-1", event.ActionRestart)
 	old.Timestamp = h.clk.Now().Add(-11 * time.Minute)
-	if _, err := b.Publish(ctx, event.StreamRemediationNeeded, old); err != nil {
+	if _, err := b.Publish(ctx, requests, old); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 10*time.Second, func() bool { l, _ := h.bus.Len(ctx, event.StreamDeadLetter); return l == 1 })
 
 	orig := request(t, "web-1", event.ActionRestart)
 	orig.Timestamp = h.clk.Now()
-	if _, err := b.Publish(ctx, event.StreamRemediationNeeded, orig); err != nil {
+	if _, err := b.Publish(ctx, requests, orig); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 10*time.Second, func() bool { return len(h.completes()) == 1 })
 	// The attacker copies the handled entry, MAC and all, into a new entry.
-	entries, err := h.bus.Range(ctx, event.StreamRemediationNeeded, "-", "+", 10)
+	entries, err := h.bus.Range(ctx, requests, "-", "+", 10)
 	if err != nil || len(entries) != 2 {
 		t.Fatalf("entries: %d, %v", len(entries), err)
 	}
 	copied := entries[1]
-	redisCLI(t, h, "XADD", event.StreamRemediationNeeded, "*", event.Field, string(copied.Raw), sign.Field, copied.Extra[sign.Field])
+	redisCLI(t, h, "XADD", requests, "*", event.Field, string(copied.Raw), sign.Field, copied.Extra[sign.Field])
 	eventually(t, 10*time.Second, func() bool { l, _ := h.bus.Len(ctx, event.StreamDeadLetter); return l == 2 })
 
 	dl, err := h.bus.DeadLetters(ctx, 10)
@@ -244,8 +244,8 @@ func TestReplayedRequestsAreRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	g := respond.Group(host)
-	if counts[schema.BusRejection{Stream: event.StreamRemediationNeeded, Group: g, Reason: respond.RejectStale}] != 1 ||
-		counts[schema.BusRejection{Stream: event.StreamRemediationNeeded, Group: g, Reason: respond.RejectReplayed}] != 1 {
+	if counts[schema.BusRejection{Stream: requests, Group: g, Reason: respond.RejectStale}] != 1 ||
+		counts[schema.BusRejection{Stream: requests, Group: g, Reason: respond.RejectReplayed}] != 1 {
 		t.Errorf("rejections = %v", counts)
 	}
 	if got := r.Stats().Refused.Load(); got != 2 {

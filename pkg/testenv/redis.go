@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -100,16 +101,33 @@ func NewRedisDB() (url string, release func(), err error) {
 
 func urlFor(addr string, db int) string { return fmt.Sprintf("redis://%s/%d", addr, db) }
 
-// FreePort returns a loopback TCP port that was free a moment ago.
+// FreePort returns a loopback TCP port that was free a moment ago and that it never returned before in
+// this process: a server a test stops and starts again keeps its port, and another test of the binary must
+// not take it meanwhile.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("free port: %v", err)
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for range 100 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("free port: %v", err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if !portsGiven[port] {
+			portsGiven[port] = true
+			return port
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatal("free port: the system kept offering ports given out before")
+	return 0
 }
+
+var (
+	portsMu    sync.Mutex
+	portsGiven = map[int]bool{}
+)
 
 // RedisServer is a private redis-server process a test can stop and start again.
 type RedisServer struct {
@@ -161,7 +179,14 @@ func (s *RedisServer) Start() {
 	for time.Now().Before(deadline) {
 		c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + strconv.Itoa(s.Port)})
 		err := c.Ping(context.Background()).Err()
+		var pid string
+		if err == nil {
+			pid = infoField(c.Info(context.Background(), "server").Val(), "process_id")
+		}
 		c.Close()
+		if err == nil && pid != "" && pid != strconv.Itoa(s.cmd.Process.Pid) {
+			s.t.Fatalf("another process (pid %s) answers on redis-server's port %d (see %s)", pid, s.Port, filepath.Join(s.Dir, "redis.log"))
+		}
 		if err == nil || strings.HasPrefix(err.Error(), "NOAUTH") { // up, with a password
 			return
 		}
@@ -171,6 +196,16 @@ func (s *RedisServer) Start() {
 		time.Sleep(20 * time.Millisecond)
 	}
 	s.t.Fatalf("redis-server on port %d did not answer within 10s", s.Port)
+}
+
+// infoField is one field of an INFO reply.
+func infoField(info, name string) string {
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), name+":"); ok {
+			return v
+		}
+	}
+	return ""
 }
 
 // PID is the server process's id, 0 while it is stopped.

@@ -36,6 +36,7 @@ type MemStore struct {
 	hosts     map[string]schema.HostStatus
 	trail     []auditlog.Record
 	head      schema.AuditHead
+	audited   map[string]auditlog.Record // request id -> its entry (auditlog's request keys)
 	published []event.Envelope
 }
 
@@ -104,9 +105,10 @@ func (m *MemStore) snapshot(q ledger.Query, now time.Time) ledger.Snapshot {
 	if ls, ok := m.leases[q.Keys.Lease]; ok && ls.until.After(now) {
 		s.Lease, s.LeaseLeft = ls.token, ls.until.Sub(now)
 	}
-	for _, until := range m.active[q.Keys.Active] {
+	for token, until := range m.active[q.Keys.Active] {
 		if until.After(now) {
 			s.Active++
+			s.Slots = append(s.Slots, token)
 		}
 	}
 	return s
@@ -467,14 +469,30 @@ func (m *MemStore) ReadHead(context.Context) (schema.AuditHead, error) {
 func (m *MemStore) Append(_ context.Context, prev schema.AuditHead, seq int64, items []auditlog.Item) ([]string, schema.AuditHead, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	dup := &auditlog.DuplicateError{Audited: map[int]auditlog.Record{}}
+	for i, it := range items {
+		if r, ok := m.audited[it.Request]; ok && it.Request != "" {
+			dup.Audited[i] = r
+		}
+	}
+	if len(dup.Audited) > 0 {
+		return nil, prev, dup
+	}
 	if prev.Hash != m.head.Hash || seq != m.head.Seq+1 {
 		return nil, m.head, auditlog.ErrConflict
 	}
 	ids := make([]string, len(items))
 	for i, it := range items {
 		ids[i] = strconv.FormatInt(time.Now().UnixMilli(), 10) + "-" + strconv.Itoa(len(m.trail))
-		m.trail = append(m.trail, auditlog.Record{ID: ids[i], JSON: it.JSON})
+		rec := auditlog.Record{ID: ids[i], JSON: it.JSON}
+		m.trail = append(m.trail, rec)
 		m.head = schema.AuditHead{Hash: it.Hash, Seq: seq + int64(i), ID: ids[i]}
+		if it.Request != "" {
+			if m.audited == nil {
+				m.audited = map[string]auditlog.Record{}
+			}
+			m.audited[it.Request] = rec
+		}
 	}
 	return ids, m.head, nil
 }
@@ -510,9 +528,6 @@ func (m *MemStore) Publish(_ context.Context, _ string, env event.Envelope) (str
 	m.published = append(m.published, env)
 	return strconv.Itoa(len(m.published)) + "-0", nil
 }
-
-// Touch implements respond.Publisher.
-func (m *MemStore) Touch(context.Context, string, string, string, string) error { return nil }
 
 // ReadAnchor implements audit.Store: the in-memory trail is never trimmed.
 func (m *MemStore) ReadAnchor(context.Context) (schema.AuditAnchor, error) {

@@ -138,7 +138,8 @@ type Fake struct {
 	mu         sync.Mutex
 	containers map[string]*docker.TargetState // by id
 	byName     map[string]*docker.TargetState
-	broken     map[string]bool // restarts leave it exited
+	broken     map[string]bool   // restarts leave it exited
+	startH     map[string]string // the health a start leaves, "healthy" when unset
 	// ExecResult is returned by every exec.
 	ExecResult docker.ExecResult
 }
@@ -147,7 +148,7 @@ var _ respond.Runtime = (*Fake)(nil)
 
 // NewFake returns an engine with the given containers (running unless their Status says otherwise).
 func NewFake(cs ...docker.TargetState) *Fake {
-	f := &Fake{containers: map[string]*docker.TargetState{}, byName: map[string]*docker.TargetState{}, broken: map[string]bool{}}
+	f := &Fake{containers: map[string]*docker.TargetState{}, byName: map[string]*docker.TargetState{}, broken: map[string]bool{}, startH: map[string]string{}}
 	for _, c := range cs {
 		f.Add(c)
 	}
@@ -194,6 +195,23 @@ func (f *Fake) Break(id string, broken bool) {
 	f.broken[id] = broken
 }
 
+// StartHealth sets the health a start or restart of a container with a healthcheck leaves ("healthy"
+// unless set): "starting" is a verdict still pending.
+func (f *Fake) StartHealth(id, health string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.startH[id] = health
+}
+
+// SetHealth sets a container's health now, as Docker does when a probe ends.
+func (f *Fake) SetHealth(id, health string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if c := f.find(id); c != nil {
+		c.Health = health
+	}
+}
+
 func (f *Fake) find(ref string) *docker.TargetState {
 	if c, ok := f.containers[ref]; ok {
 		return c
@@ -235,6 +253,9 @@ func (f *Fake) start(id string) error {
 	c.Running, c.Status, c.ExitCode = true, "running", 0
 	if c.HealthConfig != nil {
 		c.Health = "healthy"
+		if h := f.startH[c.ID]; h != "" {
+			c.Health = h
+		}
 	}
 	return nil
 }

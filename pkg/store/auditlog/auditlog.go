@@ -26,13 +26,38 @@ type Store struct{ rdb *redis.Client }
 func New(c *conn.Conn) *Store { return &Store{rdb: c.Client()} }
 
 // auditAppendScript appends a run of entries if the chain's head is still the one the first of them was
-// chained to: one script for the entries of many concurrent writers.
+// chained to: one script for the entries of many concurrent writers. An entry that names a request is
+// appended only if no entry of that request was (its schema.AuditRequestKey, written in the same step).
 //
-// KEYS[1] audit stream, KEYS[2] head hash, KEYS[3..] the containers' index streams
+// KEYS[1] audit stream, KEYS[2] head hash, KEYS[3..] the containers' index streams and the requests' keys
 // ARGV[1] expected head hash ("" for the first entry), ARGV[2] expected seq of the first new entry,
-// then per entry: JSON, hash, position of its index key in KEYS
-// returns {1, stream ids...} or {0, head hash, head seq} when another append came first.
+// ARGV[3] the request keys' TTL in ms, then per entry: JSON, hash, position of its index key in KEYS,
+// position of its request key in KEYS (0: none)
+// returns {1, stream ids...}, {0, head hash, head seq} when another append came first, or
+// {2, entry position, stream id, JSON, ...} for the entries whose requests were audited already (JSON ""
+// when that entry was trimmed), and then appends nothing.
 var appendScript = redis.NewScript(`
+local n = (#ARGV - 3) / 4
+local dup = {2}
+for i = 0, n - 1 do
+  local k = tonumber(ARGV[7 + 4 * i])
+  if k > 0 then
+    local id = redis.call('GET', KEYS[k])
+    if id then
+      local e = redis.call('XRANGE', KEYS[1], id, id)
+      local raw = ''
+      if e[1] then
+        for j = 1, #e[1][2], 2 do
+          if e[1][2][j] == '` + schema.AuditField + `' then raw = e[1][2][j + 1] end
+        end
+      end
+      dup[#dup + 1] = i + 1
+      dup[#dup + 1] = id
+      dup[#dup + 1] = raw
+    end
+  end
+end
+if #dup > 1 then return dup end
 local head = redis.call('HMGET', KEYS[2], '` + schema.FieldHeadHash + `', '` + schema.FieldHeadSeq + `')
 local h = head[1] or ''
 local seq = tonumber(head[2] or '0') or 0
@@ -40,12 +65,13 @@ local first = tonumber(ARGV[2])
 if h ~= ARGV[1] or seq + 1 ~= first then return {0, h, tostring(seq)} end
 local out = {1}
 local id, hash
-local n = (#ARGV - 2) / 3
 for i = 0, n - 1 do
-  local a = 3 + 3 * i
+  local a = 4 + 4 * i
   id = redis.call('XADD', KEYS[1], '*', '` + schema.AuditField + `', ARGV[a])
   hash = ARGV[a + 1]
   redis.call('XADD', KEYS[tonumber(ARGV[a + 2])], '*', '` + schema.AuditIndexField + `', id)
+  local k = tonumber(ARGV[a + 3])
+  if k > 0 then redis.call('SET', KEYS[k], id, 'PX', ARGV[3]) end
   out[#out + 1] = id
 end
 redis.call('HSET', KEYS[2], '` + schema.FieldHeadHash + `', hash, '` + schema.FieldHeadSeq + `', tostring(first + n - 1), '` + schema.FieldHeadID + `', id)
@@ -54,6 +80,15 @@ return out
 
 // ErrConflict means another writer appended first: chain to the returned head and try again.
 var ErrConflict = errors.New("audit head moved")
+
+// DuplicateError means some entries' requests were audited already, and nothing was appended: Audited
+// holds, by the entry's position in the run, the stream id and JSON (nil when trimmed) of the entry that
+// was. Leave those out and append the rest.
+type DuplicateError struct{ Audited map[int]Record }
+
+func (e *DuplicateError) Error() string {
+	return fmt.Sprintf("audit: %d of the entries' requests were audited already", len(e.Audited))
+}
 
 // ReadHead returns the chain's head (zero when the trail is empty).
 func (s *Store) ReadHead(ctx context.Context) (schema.AuditHead, error) {
@@ -68,24 +103,27 @@ func (s *Store) ReadHead(ctx context.Context) (schema.AuditHead, error) {
 	return h, nil
 }
 
-// Item is one entry to append: its container ("host/name", for the index), JSON and hash.
+// Item is one entry to append: its container ("host/name", for the index), JSON and hash, and the request
+// event it reports (optional: at most one entry is appended per request).
 type Item struct {
-	Target string
-	JSON   []byte
-	Hash   string
+	Target  string
+	JSON    []byte
+	Hash    string
+	Request string
 }
 
 // Append appends entries (JSON) chained to prev, the first at position seq and the others after it, each
 // indexed under its container, in one atomic step. It returns their stream ids and the new head. When
-// another writer appended first it returns ErrConflict and the current head, and appends nothing.
+// another writer appended first it returns ErrConflict and the current head, and appends nothing; when an
+// item's request was audited already it returns a *DuplicateError, and appends nothing.
 func (s *Store) Append(ctx context.Context, prev schema.AuditHead, seq int64, items []Item) ([]string, schema.AuditHead, error) {
 	if len(items) == 0 {
 		return nil, prev, nil
 	}
 	keys := []string{schema.KeyAudit, schema.KeyAuditHead}
 	pos := map[string]int{}
-	args := make([]any, 0, 2+3*len(items))
-	args = append(args, prev.Hash, seq)
+	args := make([]any, 0, 3+4*len(items))
+	args = append(args, prev.Hash, seq, schema.AuditRequestTTL.Milliseconds())
 	for _, it := range items {
 		k, ok := pos[it.Target]
 		if !ok {
@@ -93,11 +131,30 @@ func (s *Store) Append(ctx context.Context, prev schema.AuditHead, seq int64, it
 			k = len(keys)
 			pos[it.Target] = k
 		}
-		args = append(args, it.JSON, it.Hash, k)
+		rk := 0
+		if it.Request != "" {
+			keys = append(keys, schema.AuditRequestKey(it.Request))
+			rk = len(keys)
+		}
+		args = append(args, it.JSON, it.Hash, k, rk)
 	}
 	res, err := appendScript.Run(ctx, s.rdb, keys, args...).Slice()
 	if err != nil {
 		return nil, schema.AuditHead{}, fmt.Errorf("append audit: %w", err)
+	}
+	if n, _ := res[0].(int64); n == 2 {
+		dup := &DuplicateError{Audited: map[int]Record{}}
+		for i := 1; i+2 < len(res); i += 3 {
+			at, _ := res[i].(int64)
+			id, _ := res[i+1].(string)
+			raw, _ := res[i+2].(string)
+			r := Record{ID: id}
+			if raw != "" {
+				r.JSON = []byte(raw)
+			}
+			dup.Audited[int(at)-1] = r
+		}
+		return nil, prev, dup
 	}
 	if n, _ := res[0].(int64); n == 1 && len(res) == len(items)+1 {
 		ids := make([]string, len(items))

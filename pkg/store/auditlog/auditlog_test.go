@@ -210,3 +210,53 @@ func TestTrimAnchorsOnBothBackends(t *testing.T) {
 		}
 	})
 }
+
+// TestAppendAuditsARequestOnce: an entry that names a request already audited is refused with the stored
+// entry's id and JSON, and nothing of its run is written; the request key expires with AuditRequestTTL.
+func TestAppendAuditsARequestOnce(t *testing.T) {
+	t.Parallel()
+	storetest.Backends(t, func(t *testing.T, st *store.Store, rdb *redis.Client) {
+		ctx := context.Background()
+		ids, head, err := st.Audit.Append(ctx, schema.AuditHead{}, 1, []auditlog.Item{
+			{Target: "node-a/web-1", JSON: []byte(`{"seq":1}`), Hash: "h1", Request: "req-1"},
+			{Target: "node-a/web-2", JSON: []byte(`{"seq":2}`), Hash: "h2"},
+		})
+		if err != nil || len(ids) != 2 {
+			t.Fatalf("first append: %q %v", ids, err)
+		}
+		if v := rdb.Get(ctx, schema.AuditRequestKey("req-1")).Val(); v != ids[0] {
+			t.Errorf("request key = %q, want the entry's id %s", v, ids[0])
+		}
+		if ttl := rdb.PTTL(ctx, schema.AuditRequestKey("req-1")).Val(); ttl <= 0 || ttl > schema.AuditRequestTTL {
+			t.Errorf("request key TTL = %v, want up to %v", ttl, schema.AuditRequestTTL)
+		}
+		_, _, err = st.Audit.Append(ctx, head, 3, []auditlog.Item{
+			{Target: "node-a/web-3", JSON: []byte(`{"seq":3}`), Hash: "h3", Request: "req-3"},
+			{Target: "node-a/web-1", JSON: []byte(`{"seq":4}`), Hash: "h4", Request: "req-1"},
+		})
+		var dup *auditlog.DuplicateError
+		if !errors.As(err, &dup) {
+			t.Fatalf("append of an audited request: %v, want a DuplicateError", err)
+		}
+		want := map[int]auditlog.Record{1: {ID: ids[0], JSON: []byte(`{"seq":1}`)}}
+		if diff := cmp.Diff(want, dup.Audited); diff != "" {
+			t.Errorf("audited (-want +got):\n%s", diff)
+		}
+		if n := rdb.XLen(ctx, schema.KeyAudit).Val(); n != 2 {
+			t.Errorf("trail length = %d, want 2: the refused run wrote", n)
+		}
+		if rdb.Exists(ctx, schema.AuditRequestKey("req-3")).Val() != 0 {
+			t.Error("the refused run's other request was marked audited")
+		}
+		// Without the audited one, the rest goes in.
+		if _, _, err := st.Audit.Append(ctx, head, 3, []auditlog.Item{{Target: "node-a/web-3", JSON: []byte(`{"seq":3}`), Hash: "h3", Request: "req-3"}}); err != nil {
+			t.Errorf("append of the rest: %v", err)
+		}
+		// An audited entry trimmed since is reported without its JSON.
+		rdb.XDel(ctx, schema.KeyAudit, ids[0])
+		_, _, err = st.Audit.Append(ctx, schema.AuditHead{}, 1, []auditlog.Item{{Target: "node-a/web-1", JSON: []byte(`{}`), Hash: "hx", Request: "req-1"}})
+		if !errors.As(err, &dup) || dup.Audited[0].ID != ids[0] || dup.Audited[0].JSON != nil {
+			t.Errorf("append of a request whose entry was trimmed: %v %+v", err, dup)
+		}
+	})
+}

@@ -1,6 +1,6 @@
-// Package containers owns what the monitors write about containers and hosts: the container table
-// (schema.KeyContainers, one summary per host/name), each container's latest sample (schema.Stats), and
-// each host's monitor figures (schema.HostStatus).
+// Package containers owns what the monitors write about containers and hosts: the container table (one
+// hash per host, schema.ContainersKey, one summary per host/name, the hosts listed in schema.KeyHosts),
+// each container's latest sample (schema.Stats), and each host's monitor figures (schema.HostStatus).
 package containers
 
 import (
@@ -21,30 +21,33 @@ import (
 
 // Store reads and writes the container table, the samples and the host figures.
 //
-// It remembers what it last wrote of each host's part of the table, so that a monitor's write of a table
-// that did not change sends nothing, and one that did sends only the summaries that changed and deletes
-// only the ones gone (issue 17: the table is shared by every host, and reading all its field names at
-// every write made each host's cost grow with the size of the fleet). What it remembers is forgotten after
-// a failed write, and written again whole every refreshEvery, so a table lost by Redis (a restart without
-// persistence, a failover) is whole again within that period. After a failed write the next one is whole.
+// Each host's part of the table is a hash of its own (schema.ContainersKey), which only the host's
+// monitor writes, so that a write never reads or scans what other hosts wrote (issue 17: the table was one
+// hash shared by every host, and each host's first write scanned it, a cost quadratic in the fleet when
+// it starts together). The store remembers what it last wrote of each host's hash, so that a monitor's
+// write of a table that did not change sends nothing, and one that did sends only the summaries that
+// changed and deletes only the ones gone. A write is whole (the hash replaced atomically) at the store's
+// first write of a host, every refreshEvery and after a failed write, so a table lost by Redis (a restart
+// without persistence, a failover) is whole again within that period.
 type Store struct {
 	rdb *redis.Client
 	now func() time.Time // the clock of the refresh; tests set it
 
 	mu      sync.Mutex
-	written map[string]*hostTable // host -> its part of the table as last written by this store
+	written map[string]*hostTable // host -> its hash as last written by this store
 }
 
-// hostTable is one host's part of the container table as this store last wrote it.
+// hostTable is one host's hash as this store last wrote it.
 type hostTable struct {
-	fields map[string]string // host/name -> encoded summary
-	full   time.Time         // when it was last written whole
+	fields map[string]string // host/name -> encoded summary; nil after a failed write
+	full   time.Time         // when it was last written whole; zero: the next write is whole
+	legacy bool              // the host's fields may still be in schema.KeyContainersLegacy
 }
 
-// refreshEvery is how often a host's part of the table is written whole even when nothing changed.
+// refreshEvery is how often a host's hash is written whole even when nothing changed.
 const refreshEvery = time.Minute
 
-// scanCount is the HSCAN page size of the first write of a host's part of the table.
+// scanCount is the HSCAN page size of the removal of a host's fields from the legacy table.
 const scanCount = 1000
 
 // New returns the store over a connection.
@@ -52,10 +55,19 @@ func New(c *conn.Conn) *Store {
 	return &Store{rdb: c.Client(), now: time.Now, written: map[string]*hostTable{}}
 }
 
-// WriteContainers replaces one host's part of the container table: the summaries given are set, the
-// host's other containers are deleted, in one round trip. The first write of a host by this store finds
-// the host's fields in the table with HSCAN; later ones send only what changed since the previous write,
-// nothing at all when nothing did, and everything again every refreshEvery and after a failed write.
+// WriteContainers replaces one host's part of the container table, its hash: the summaries given are
+// set, the host's other containers are deleted, in one round trip that reads nothing first. The store's
+// first write of a host, one every refreshEvery and the one after a failed write replace the hash whole
+// and atomically (MULTI, DEL, HSET, SADD of the host to schema.KeyHosts, EXEC; a host with no containers
+// is a DEL); the others send only what changed since the previous write, and nothing at all when nothing
+// did.
+//
+// Upgrade: a deployment of an earlier version has the table in one hash shared by every host
+// (schema.KeyContainersLegacy). The store's first write of a host asks whether that hash exists, in the
+// same round trip as the write; when it does, the host's fields are removed from it (HSCAN MATCH host/*,
+// HDEL). That scan of the shared hash is the old cost of a first write, paid only while the legacy hash
+// exists: once every host's monitor is upgraded it is empty, so gone, and a first write scans nothing.
+// A failed removal is tried again at the next write, and returned as an error.
 func (s *Store) WriteContainers(ctx context.Context, host string, sums []container.Summary) error {
 	enc := make(map[string]string, len(sums))
 	order := make([]string, 0, len(sums))
@@ -74,50 +86,48 @@ func (s *Store) WriteContainers(ctx context.Context, host string, sums []contain
 	s.mu.Unlock()
 	now := s.now()
 	full := prev == nil || prev.full.IsZero() || now.Sub(prev.full) >= refreshEvery
-	var present []string // the host's fields in the table now, as far as this store knows
-	if prev == nil {
-		var err error
-		if present, err = s.hostFields(ctx, host); err != nil {
-			return err
-		}
-	} else {
-		for f := range prev.fields {
-			present = append(present, f)
-		}
-	}
-	var stale []string
-	for _, f := range present {
-		if _, keep := enc[f]; !keep {
-			stale = append(stale, f)
-		}
-	}
+	legacy := prev == nil || prev.legacy // the legacy table may hold the host's fields
+	key := schema.ContainersKey(host)
 	vals := make([]any, 0, 2*len(order))
 	for _, t := range order {
 		if full || prev.fields[t] != enc[t] {
 			vals = append(vals, t, enc[t])
 		}
 	}
-	if len(stale) > 0 || len(vals) > 0 {
-		pipe := s.rdb.Pipeline()
+	var stale []string
+	if !full {
+		for f := range prev.fields {
+			if _, keep := enc[f]; !keep {
+				stale = append(stale, f)
+			}
+		}
+		sort.Strings(stale)
+	}
+	var exists *redis.IntCmd
+	if full || len(stale) > 0 || len(vals) > 0 || legacy {
+		var pipe redis.Pipeliner
+		if full && len(vals) > 0 {
+			pipe = s.rdb.TxPipeline() // readers see the host's hash before or after, never in between
+		} else {
+			pipe = s.rdb.Pipeline()
+		}
+		if full {
+			pipe.Del(ctx, key)
+		}
 		if len(stale) > 0 {
-			pipe.HDel(ctx, schema.KeyContainers, stale...)
+			pipe.HDel(ctx, key, stale...)
 		}
 		if len(vals) > 0 {
-			pipe.HSet(ctx, schema.KeyContainers, vals...)
+			pipe.HSet(ctx, key, vals...)
+			pipe.SAdd(ctx, schema.KeyHosts, host) // so a reader finds the host whose containers exist
+		}
+		if legacy {
+			exists = pipe.Exists(ctx, schema.KeyContainersLegacy)
 		}
 		if _, err := pipe.Exec(ctx); err != nil {
-			// What reached Redis is unknown: remember every field that may be there now, with no value
-			// (so none counts as written), and write the host's part whole next time. Scanning the table
-			// again instead would add work to a Redis that may be failing from too much of it.
-			maybe := &hostTable{fields: make(map[string]string, len(present)+len(enc))}
-			for _, f := range present {
-				maybe.fields[f] = ""
-			}
-			for t := range enc {
-				maybe.fields[t] = ""
-			}
+			// What reached Redis is unknown: the next write replaces the hash whole.
 			s.mu.Lock()
-			s.written[host] = maybe
+			s.written[host] = &hostTable{legacy: legacy}
 			s.mu.Unlock()
 			return fmt.Errorf("write containers: %w", err)
 		}
@@ -126,25 +136,38 @@ func (s *Store) WriteContainers(ctx context.Context, host string, sums []contain
 	if !full {
 		next.full = prev.full
 	}
+	var err error
+	if exists != nil && exists.Val() > 0 {
+		if err = s.dropLegacy(ctx, host); err != nil {
+			next.legacy = true
+		}
+	}
 	s.mu.Lock()
 	s.written[host] = next
 	s.mu.Unlock()
-	return nil
+	return err
 }
 
-// hostFields returns the host's fields of the container table, a page at a time.
-func (s *Store) hostFields(ctx context.Context, host string) ([]string, error) {
-	var out []string
-	iter := s.rdb.HScan(ctx, schema.KeyContainers, 0, schema.GlobEscape(host)+"/*", scanCount).Iterator()
+// dropLegacy removes the host's fields from the legacy table (schema.KeyContainersLegacy).
+func (s *Store) dropLegacy(ctx context.Context, host string) error {
+	var fields []string
+	iter := s.rdb.HScan(ctx, schema.KeyContainersLegacy, 0, schema.GlobEscape(host)+"/*", scanCount).Iterator()
 	for i := 0; iter.Next(ctx); i++ {
 		if i%2 == 0 { // field, value, field, value...
-			out = append(out, iter.Val())
+			fields = append(fields, iter.Val())
 		}
 	}
 	if err := iter.Err(); err != nil {
-		return nil, fmt.Errorf("write containers: %w", err)
+		return fmt.Errorf("remove %s from the legacy container table: %w", host, err)
 	}
-	return out, nil
+	for len(fields) > 0 {
+		n := min(len(fields), scanCount)
+		if err := s.rdb.HDel(ctx, schema.KeyContainersLegacy, fields[:n]...).Err(); err != nil {
+			return fmt.Errorf("remove %s from the legacy container table: %w", host, err)
+		}
+		fields = fields[n:]
+	}
+	return nil
 }
 
 // StatsEntry is one container's latest sample and history.
@@ -185,37 +208,69 @@ func (s *Store) WriteHost(ctx context.Context, h schema.HostStatus) error {
 	return nil
 }
 
-// All returns the container table by host/name. A summary that does not decode is left out and reported
-// in problems.
+// All returns the container table by host/name: every host's hash of schema.KeyHosts, in one round trip
+// after the set. A summary that does not decode is left out and reported in problems.
 func (s *Store) All(ctx context.Context) (map[string]container.Summary, []error, error) {
-	raw, err := s.rdb.HGetAll(ctx, schema.KeyContainers).Result()
+	hosts, cmds, err := hostHashes(ctx, s.rdb, func(p redis.Pipeliner, key string) *redis.MapStringStringCmd {
+		return p.HGetAll(ctx, key)
+	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("read containers: %w", err)
+		return nil, nil, err
 	}
-	out := make(map[string]container.Summary, len(raw))
+	out := map[string]container.Summary{}
 	var problems []error
-	for target, v := range raw {
-		sum, err := schema.DecodeContainer([]byte(v))
-		if err != nil {
-			problems = append(problems, fmt.Errorf("%s %s: %w", schema.KeyContainers, target, err))
-			continue
+	for i, c := range cmds {
+		for target, v := range c.Val() {
+			sum, err := schema.DecodeContainer([]byte(v))
+			if err != nil {
+				problems = append(problems, fmt.Errorf("%s %s: %w", schema.ContainersKey(hosts[i]), target, err))
+				continue
+			}
+			if sum.Host == "" || sum.Name == "" {
+				sum.Host, sum.Name, _ = strings.Cut(target, "/")
+			}
+			out[target] = sum
 		}
-		if sum.Host == "" || sum.Name == "" {
-			sum.Host, sum.Name, _ = strings.Cut(target, "/")
-		}
-		out[target] = sum
 	}
 	return out, problems, nil
 }
 
 // Targets returns the host/name of every known container, sorted, for completion.
 func (s *Store) Targets(ctx context.Context) ([]string, error) {
-	f, err := s.rdb.HKeys(ctx, schema.KeyContainers).Result()
+	_, cmds, err := hostHashes(ctx, s.rdb, func(p redis.Pipeliner, key string) *redis.StringSliceCmd {
+		return p.HKeys(ctx, key)
+	})
 	if err != nil {
-		return nil, fmt.Errorf("read containers: %w", err)
+		return nil, err
 	}
-	sort.Strings(f)
-	return f, nil
+	var out []string
+	for _, c := range cmds {
+		out = append(out, c.Val()...)
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// hostHashes reads every host's hash of the container table with read, pipelined after the SMEMBERS of
+// the hosts: the hosts, and read's command of each.
+func hostHashes[C redis.Cmder](ctx context.Context, rdb *redis.Client,
+	read func(redis.Pipeliner, string) C) ([]string, []C, error) {
+	hosts, err := rdb.SMembers(ctx, schema.KeyHosts).Result()
+	if err != nil {
+		return nil, nil, fmt.Errorf("read containers: %w", err)
+	}
+	if len(hosts) == 0 {
+		return nil, nil, nil
+	}
+	pipe := rdb.Pipeline()
+	cmds := make([]C, len(hosts))
+	for i, h := range hosts {
+		cmds[i] = read(pipe, schema.ContainersKey(h))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, nil, fmt.Errorf("read containers: %w", err)
+	}
+	return hosts, cmds, nil
 }
 
 // Stats returns the latest samples of the given containers (host/name) that have one, in one round trip.
@@ -297,9 +352,13 @@ func (s *Store) Host(ctx context.Context, host string) (schema.HostStatus, bool,
 	return h, len(m) > 0, err
 }
 
-// Has reports whether a monitor watches the container (host/name).
+// Has reports whether a monitor watches the container (host/name): whether it is in its host's hash.
 func (s *Store) Has(ctx context.Context, target string) (bool, error) {
-	ok, err := s.rdb.HExists(ctx, schema.KeyContainers, target).Result()
+	host, _, ok := strings.Cut(target, "/")
+	if !ok {
+		return false, nil
+	}
+	ok, err := s.rdb.HExists(ctx, schema.ContainersKey(host), target).Result()
 	if err != nil {
 		return false, fmt.Errorf("container %s: %w", target, err)
 	}

@@ -82,7 +82,8 @@ func TestAll(t *testing.T) {
 		if got, problems, err := st.Containers.All(ctx); len(got) != 0 || problems != nil || err != nil {
 			t.Errorf("all of nothing = %v %v %v", got, problems, err)
 		}
-		rdb.HSet(ctx, schema.KeyContainers,
+		rdb.SAdd(ctx, schema.KeyHosts, "a")
+		rdb.HSet(ctx, schema.ContainersKey("a"),
 			"a/web", `{"name":"web","host":"a","state":"running"}`,
 			"a/off", `{"name":"off","host":"a","watched":false}`,
 			"a/anon", `{"state":"exited"}`,
@@ -99,8 +100,9 @@ func TestAll(t *testing.T) {
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("containers (-want +got):\n%s", diff)
 		}
-		if len(problems) != 1 || !strings.Contains(problems[0].Error(), "a/bad") {
-			t.Errorf("problems = %v, want one naming a/bad", problems)
+		if len(problems) != 1 || !strings.Contains(problems[0].Error(), "a/bad") ||
+			!strings.Contains(problems[0].Error(), schema.ContainersKey("a")) {
+			t.Errorf("problems = %v, want one naming a/bad in %s", problems, schema.ContainersKey("a"))
 		}
 	})
 }
@@ -182,7 +184,10 @@ func TestHosts(t *testing.T) {
 	})
 }
 
+// TestTargetsSortedAndHas: the readers of every host's hash, across hosts; a host listed with no hash
+// (its figures written, not yet its containers) reads as none, and the legacy shared table is not read.
 func TestTargetsSortedAndHas(t *testing.T) {
+	t.Parallel()
 	storetest.Backends(t, func(t *testing.T, st *store.Store, rdb *redis.Client) {
 		ctx := context.Background()
 		if got, err := st.Containers.Targets(ctx); err != nil || len(got) != 0 {
@@ -197,11 +202,25 @@ func TestTargetsSortedAndHas(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+		if err := st.Containers.WriteHost(ctx, schema.HostStatus{Host: "h3"}); err != nil {
+			t.Fatal(err)
+		}
+		rdb.HSet(ctx, schema.KeyContainersLegacy, "h1/old", "{}", "h4/x", "{}")
 		got, err := st.Containers.Targets(ctx)
 		if d := cmp.Diff([]string{"h1/api", "h1/web", "h2/db"}, got); err != nil || d != "" {
 			t.Errorf("Targets (-want +got): %v\n%s", err, d)
 		}
-		for target, want := range map[string]bool{"h1/web": true, "h2/db": true, "h1/db": false} {
+		all, problems, err := st.Containers.All(ctx)
+		if err != nil || problems != nil {
+			t.Fatalf("all: %v %v", problems, err)
+		}
+		want := map[string]container.Summary{"h1/web": {Host: "h1", Name: "web"}, "h1/api": {Host: "h1", Name: "api"},
+			"h2/db": {Host: "h2", Name: "db"}}
+		if d := cmp.Diff(want, all); d != "" {
+			t.Errorf("All (-want +got):\n%s", d)
+		}
+		for target, want := range map[string]bool{"h1/web": true, "h2/db": true, "h1/db": false, "h2/web": false,
+			"h1/old": false, "h4/x": false, "h3/x": false, "web": false, "": false} {
 			if ok, err := st.Containers.Has(ctx, target); err != nil || ok != want {
 				t.Errorf("Has(%s) = %v, %v; want %v", target, ok, err, want)
 			}

@@ -149,8 +149,9 @@ type Decision struct {
 
 // RecordDecisionsOp returns RecordDecision for several incidents as one script run added to a pipeline
 // (bus.PublishManyWith), so the analyzer's group commit publishes its answers and records them in one
-// round trip. The script touches several incidents' keys: a single Redis or Sentinel, not Cluster.
-func RecordDecisionsOp(ds []Decision) func(context.Context, redis.Pipeliner) {
+// round trip. The script touches several incidents' keys: a single Redis or Sentinel, not Cluster. It is
+// a method, though it reads nothing of s, so the analyzer takes it through its IncidentStore interface.
+func (s *Store) RecordDecisionsOp(ds []Decision) func(context.Context, redis.Pipeliner) {
 	keys := make([]string, 0, len(ds))
 	args := []any{schema.AnalysisTTL.Milliseconds()}
 	for _, d := range ds {

@@ -165,7 +165,7 @@ func TestRecordDecisionsOp(t *testing.T) {
 			{Incident: db, Analysis: schema.Analysis{Action: "none", Confidence: 0.5}},
 			{Incident: api, Analysis: schema.Analysis{FalseAlarm: true, Confidence: 0.3, DecisionEventID: env.ID}},
 		}
-		if err := b.PublishWith(ctx, event.StreamFalseAlarm, env, incidents.RecordDecisionsOp(ds)); err != nil {
+		if err := b.PublishWith(ctx, event.StreamFalseAlarm, env, st.Incidents.RecordDecisionsOp(ds)); err != nil {
 			t.Fatal(err)
 		}
 		if n := rdb.XLen(ctx, event.StreamFalseAlarm).Val(); n != 1 {
@@ -188,7 +188,7 @@ func TestRecordDecisionsOp(t *testing.T) {
 			}
 		}
 		// No decisions: only the publish.
-		if err := b.PublishWith(ctx, event.StreamFalseAlarm, env, incidents.RecordDecisionsOp(nil)); err != nil {
+		if err := b.PublishWith(ctx, event.StreamFalseAlarm, env, st.Incidents.RecordDecisionsOp(nil)); err != nil {
 			t.Fatal(err)
 		}
 		if n := rdb.XLen(ctx, event.StreamFalseAlarm).Val(); n != 2 {

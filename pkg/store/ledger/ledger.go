@@ -82,6 +82,7 @@ type Snapshot struct {
 	Done        bool          // the request event was already handled
 	Reporting   bool          // a responder is publishing the outcome of the request right now
 	Active      int           // actions running on the host now
+	Slots       []string      // the tokens of those actions' host slots
 }
 
 // Query names one snapshot: a container's keys and the request event.
@@ -107,7 +108,7 @@ func (s *Store) ReadMany(ctx context.Context, qs []Query, now time.Time) ([]Snap
 		lease  *redis.StringCmd
 		ttl    *redis.DurationCmd
 		done   *redis.StringCmd
-		active *redis.IntCmd
+		active *redis.StringSliceCmd
 	}
 	pipe := s.rdb.Pipeline()
 	rs := make([]reads, len(qs))
@@ -115,7 +116,7 @@ func (s *Store) ReadMany(ctx context.Context, qs []Query, now time.Time) ([]Snap
 	for i, q := range qs {
 		rs[i] = reads{ledger: pipe.HGetAll(ctx, q.Keys.Ledger), lease: pipe.Get(ctx, q.Keys.Lease),
 			ttl: pipe.PTTL(ctx, q.Keys.Lease), done: pipe.Get(ctx, schema.DoneKey(q.EventID)),
-			active: pipe.ZCount(ctx, q.Keys.Active, nowMS, "+inf")}
+			active: pipe.ZRangeByScore(ctx, q.Keys.Active, &redis.ZRangeBy{Min: nowMS, Max: "+inf"})}
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("read ledger %s: %w", qs[0].Keys.Ledger, err)
@@ -125,7 +126,7 @@ func (s *Store) ReadMany(ctx context.Context, qs []Query, now time.Time) ([]Snap
 		l, derr := schema.DecodeLedger(r.ledger.Val())
 		done := r.done.Val()
 		out[i] = Snapshot{Ledger: l, DecodeError: derr, Lease: r.lease.Val(), Done: done == schema.DoneValue,
-			Reporting: strings.HasPrefix(done, schema.DoneReporting), Active: int(r.active.Val())}
+			Reporting: strings.HasPrefix(done, schema.DoneReporting), Active: len(r.active.Val()), Slots: r.active.Val()}
 		if out[i].Lease != "" && r.ttl.Val() > 0 {
 			out[i].LeaseLeft = r.ttl.Val()
 		}

@@ -12,6 +12,7 @@ package schema
 
 import (
 	"strings"
+	"time"
 
 	"github.com/hemostat/hemostat/pkg/event"
 )
@@ -21,11 +22,18 @@ const Prefix = "hemostat:"
 
 // Keys of one kind each.
 const (
-	// KeyContainers is the hash of known containers on all hosts: field "host/name", value the JSON of a
-	// container.Summary (EncodeContainer).
-	KeyContainers = Prefix + "containers"
-	// KeyHosts is the set of host names whose monitor has written a HostStatus.
+	// KeyContainersLegacy is the container table as it was before each host had its own hash
+	// (ContainersKey): one hash shared by every host, field "host/name". Nothing reads it any more; a
+	// monitor removes its host's fields from it at its first write of the host, so that it goes once every
+	// host has been upgraded (issue 17).
+	KeyContainersLegacy = Prefix + "containers"
+	// KeyHosts is the set of host names whose monitor has written a HostStatus or containers
+	// (ContainersKey): the readers of the container table find the hosts' hashes through it.
 	KeyHosts = Prefix + "hosts"
+	// KeyRequestHosts is the set of the hosts that have a request stream (event.RemediationNeededStream):
+	// pkg/bus adds the host in the round trip of every request it publishes, so readers of every host's
+	// requests (export, dash) find the streams with one SMEMBERS instead of a SCAN of the keyspace.
+	KeyRequestHosts = Prefix + "request_hosts"
 	// KeyIncidentsOpen is the sorted set of open incidents: member the incident key host/name/class, score
 	// the opening time in unix ms.
 	KeyIncidentsOpen = Prefix + "incidents:open"
@@ -53,6 +61,10 @@ const (
 
 // Target names one container on one host: "host/name". It is the hash tag of per-container keys.
 func Target(host, name string) string { return event.Target(host, name) }
+
+// ContainersKey is the hash of one host's known containers: field "host/name" (Target), value the JSON of
+// a container.Summary (EncodeContainer). The host's monitor replaces it; readers find the hosts in KeyHosts.
+func ContainersKey(host string) string { return Prefix + "containers:{" + host + "}" }
 
 // StatsKey is the hash of a container's latest sample (Stats), expiring three sampling periods after it
 // was written.
@@ -147,6 +159,15 @@ func GlobEscape(s string) string {
 	}
 	return b.String()
 }
+
+// AuditRequestKey marks that the outcome of a request event was audited: it holds the entry's stream id,
+// for AuditRequestTTL. The audit append script writes it with the entry, so a request redelivered after a
+// lost acknowledgement or a Redis failover is audited once.
+func AuditRequestKey(eventID string) string { return Prefix + "audit:req:" + eventID }
+
+// AuditRequestTTL is how long AuditRequestKey is kept: as long as respond remembers handled requests by
+// default (its DoneTTL).
+const AuditRequestTTL = 24 * time.Hour
 
 // AuditIndexPattern matches every per-container audit index, for SCAN.
 const AuditIndexPattern = Prefix + "audit:idx:*"

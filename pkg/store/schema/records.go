@@ -10,11 +10,11 @@ import (
 	"github.com/hemostat/hemostat/pkg/container"
 )
 
-// EncodeContainer is the value of a container's field in KeyContainers.
+// EncodeContainer is the value of a container's field in its host's ContainersKey.
 func EncodeContainer(s container.Summary) ([]byte, error) { return json.Marshal(s) }
 
-// DecodeContainer reads a container's value in KeyContainers. A summary written before the watched flag
-// existed counts as watched.
+// DecodeContainer reads a container's value in its host's ContainersKey. A summary written before the
+// watched flag existed counts as watched.
 func DecodeContainer(b []byte) (container.Summary, error) {
 	var s struct {
 		container.Summary

@@ -581,8 +581,10 @@ func TestKeys(t *testing.T) {
 			t.Errorf("AgentOf(AgentKey(%q, %q)) = %q %q %v", a.kind, a.instance, kind, inst, ok)
 		}
 	}
-	if _, _, ok := schema.AgentOf(schema.KeyContainers); ok {
-		t.Errorf("AgentOf accepted %s", schema.KeyContainers)
+	for _, k := range []string{schema.ContainersKey("h"), schema.KeyContainersLegacy} {
+		if _, _, ok := schema.AgentOf(k); ok {
+			t.Errorf("AgentOf accepted %s", k)
+		}
 	}
 	for _, tt := range []struct{ in, want string }{
 		{schema.IncidentKey("h/web/crashed"), "h/web/crashed"},
