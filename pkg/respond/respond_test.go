@@ -604,7 +604,9 @@ func TestDryRunMakesNoWritesAndPredictsTheRealRun(t *testing.T) {
 		if want == event.StatusSuccess {
 			want = event.StatusDryRun
 		}
-		if b.Status != want || c.Status != want || secs(a.Decision.RetryAfter) != secs(b.Decision.RetryAfter) {
+		// The waits agree to within a second: each harness's clock also runs while the ones before it
+		// handle the request (the real run verifies its restart), by a different amount each step.
+		if b.Status != want || c.Status != want || (a.Decision.RetryAfter-b.Decision.RetryAfter).Abs() >= time.Second {
 			t.Errorf("request %d: real %s (%s, retry %s), dry-run %s (%s, retry %s), suggest %s (%s)", i+1, a.Status, a.Details,
 				a.Decision.RetryAfter, b.Status, b.Details, b.Decision.RetryAfter, c.Status, c.Details)
 		}
