@@ -115,6 +115,15 @@ func TestEngineEvents(t *testing.T) {
 			start(2), die(5, "1"), tick(6)}, []string{"opened crashed"}},
 		{"oom opens oom_killed, not crashed", []step{start(0), {e: ev("c1", "oom", at(1))}, die(1.04, "137"), tick(2)},
 			[]string{"opened oom_killed"}},
+		// Under load Docker can report the oom event after the die (up to 0.93 s after it, measured).
+		{"an oom event read after its die opens oom_killed, not crashed", []step{start(0), die(1, "137"), tick(1.5),
+			{e: ev("c1", "oom", at(1.9))}, tick(4), tick(10)}, []string{"opened oom_killed"}},
+		{"a SIGKILL without an oom event is a crash once the wait is over", []step{start(0), die(1, "137"), tick(2.9),
+			tick(3)}, []string{"opened crashed"}},
+		{"a SIGKILL still waiting is a crash when the container starts again", []step{start(0), die(1, "137"), start(1.5),
+			tick(2)}, []string{"opened crashed", "condition crashed"}},
+		{"a SIGKILL still waiting is a crash when the container is removed", []step{start(0), die(1, "137"),
+			{e: ev("c1", "destroy", at(1.5))}}, []string{"opened crashed", "closed crashed"}},
 		{"crash then loop escalates", []step{start(0), die(1, "1"), start(1.1), die(2, "1"), start(2.2), die(3, "1")},
 			[]string{"opened crashed", "opened crash_loop", "closed crashed"}},
 		{"restart always loop on exit 0", []step{start(0), die(1, "0"), start(1.1), die(2, "0"), start(2.2), die(3, "0")},
@@ -242,6 +251,31 @@ func TestEngineAlertFields(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, *p); diff != "" {
 		t.Errorf("payload (-want +got):\n%s", diff)
+	}
+}
+
+// TestEngineSigkillCrashCarriesTheDiesTime: a die by SIGKILL waits for an oom event, and the crash it is
+// reported as afterwards still carries the die's time and exit code.
+func TestEngineSigkillCrashCarriesTheDiesTime(t *testing.T) {
+	g := newEngine(testConfig())
+	g.onEvent(ev("c1", "start", t0), t0)
+	dieAt := t0.Add(time.Second)
+	if ns := g.onEvent(ev("c1", "die", dieAt, "exitCode", "137"), dieAt); len(ns) != 0 {
+		t.Fatalf("notices at the die: %v, want none until the wait for an oom event is over", kinds(ns))
+	}
+	ns := g.onTick(dieAt.Add(oomAfterDie))
+	if len(ns) != 1 || ns[0].Envelope == nil {
+		t.Fatalf("notices after the wait: %+v", ns)
+	}
+	p, err := event.DecodeData[event.ContainerUnhealthy](*ns[0].Envelope)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Class != event.ClassCrashed || !p.EventTime.Equal(dieAt) || p.ExitCode != 137 {
+		t.Errorf("alert: class %s, event time %v (want %v), exit code %d", p.Class, p.EventTime, dieAt, p.ExitCode)
+	}
+	if len(g.pendingDies) != 0 {
+		t.Errorf("dies still waiting: %v", g.pendingDies)
 	}
 }
 

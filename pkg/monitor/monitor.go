@@ -7,7 +7,9 @@
 // Detection. crashed, oom_killed, crash_loop and unhealthy are decided on the event path, as each event
 // arrives, without waiting for a round or an inspect (Docker's event time travels in the alert as
 // event_time). A die within --kill-window after a stop or kill event is deliberate and opens nothing; a
-// die right after an oom event belongs to the oom_killed incident. Three unrequested dies within five
+// die right after an oom event belongs to the oom_killed incident, and so does a die by SIGKILL whose oom
+// event comes up to 2 s after it (Docker does not always report them in order; such a die without an oom
+// event is reported as crashed, with its own time, once the 2 s are over). Three unrequested dies within five
 // minutes open crash_loop, which closes the container's crashed and oom_killed incidents (its alert
 // carries escalation=true); while it is open, further crashes and OOM kills open nothing new.
 // cpu_saturated and memory_pressure need --consecutive samples over the threshold; memory_leak needs a
