@@ -145,8 +145,10 @@ func (t *Trail) AppendMany(ctx context.Context, es []Entry) ([]Record, error) {
 }
 
 // commit chains a run of callers' entries to the head and writes them in one step, chaining again to a
-// head that another process moved meanwhile. An entry whose request (Entry.Once) was audited already, or
-// is earlier in the same run, is not written again: its record is the one stored.
+// head that another process moved meanwhile. An entry whose request (Entry.Once) is earlier in the same
+// run is not written again: its record is that one's. An entry whose request was audited already is not
+// written either: its record has the stored entry's stream id, and the entry itself unchained (no Seq,
+// PrevHash or Hash: it has no place in the chain).
 func (t *Trail) commit(ctx context.Context, run []*appendReq, n int) ([]Record, error) {
 	items := make([]auditlog.Item, 0, n)
 	recs := make([]Record, 0, n)
@@ -208,8 +210,10 @@ func (t *Trail) commit(ctx context.Context, run []*appendReq, n int) ([]Record, 
 				t.head = head // another writer came first: chain to its entry
 				continue
 			case errors.As(err, &dup):
-				for i, r := range dup.Audited {
-					kept[pos[i]] = storedRecord(r, recs[i].Entry)
+				for i, id := range dup.Audited {
+					e := recs[i].Entry
+					e.Seq, e.PrevHash, e.Hash = 0, "", ""
+					kept[pos[i]] = Record{StreamID: id, Entry: e}
 				}
 				continue
 			case err != nil:
@@ -235,17 +239,6 @@ func (t *Trail) commit(ctx context.Context, run []*appendReq, n int) ([]Record, 
 		return out, nil
 	}
 	return nil, fmt.Errorf("append audit: head kept moving")
-}
-
-// storedRecord is the record of an entry stored before for the same request; when it was trimmed since,
-// the entry that was to be appended stands in for it, with the stored id.
-func storedRecord(r auditlog.Record, want Entry) Record {
-	var e Entry
-	if r.JSON == nil || json.Unmarshal(r.JSON, &e) != nil {
-		e = want
-	}
-	e.Once = want.Once
-	return Record{StreamID: r.ID, Entry: e}
 }
 
 // Filter selects entries. Zero fields select everything.

@@ -465,8 +465,8 @@ func TestTableNeutralisesHostileText(t *testing.T) {
 }
 
 // TestAppendAuditsARequestOnce: an entry for a request audited already (a redelivery after a lost
-// acknowledgement) is not appended again; the caller gets the stored entry, and the others of the same
-// group commit are appended and chained as if it were not there.
+// acknowledgement) is not appended again; the caller gets the stored entry's id with its own entry
+// unchained, and the others of the same group commit are appended and chained as if it were not there.
 func TestAppendAuditsARequestOnce(t *testing.T) {
 	t.Parallel()
 	tr, st, rdb := setup(t)
@@ -485,8 +485,9 @@ func TestAppendAuditsARequestOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if recs[1].StreamID != first.StreamID || recs[1].Hash != first.Hash || recs[1].Reason != "reason 0" {
-		t.Errorf("the audited request's record = %+v, want the stored %+v", recs[1], first)
+	if recs[1].StreamID != first.StreamID || recs[1].Seq != 0 || recs[1].PrevHash != "" || recs[1].Hash != "" ||
+		recs[1].Reason != again.Reason || recs[1].Once != "req-1" {
+		t.Errorf("the audited request's record = %+v, want the stored id %s and the redelivery's entry unchained", recs[1], first.StreamID)
 	}
 	if recs[0].Seq != 2 || recs[2].Seq != 3 || recs[2].PrevHash != recs[0].Hash {
 		t.Errorf("the others: seq %d and %d, chained %v", recs[0].Seq, recs[2].Seq, recs[2].PrevHash == recs[0].Hash)

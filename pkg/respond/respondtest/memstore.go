@@ -36,7 +36,7 @@ type MemStore struct {
 	hosts     map[string]schema.HostStatus
 	trail     []auditlog.Record
 	head      schema.AuditHead
-	audited   map[string]auditlog.Record // request id -> its entry (auditlog's request keys)
+	audited   map[string]string // request id -> its entry's stream id (auditlog's request keys)
 	published []event.Envelope
 }
 
@@ -469,10 +469,10 @@ func (m *MemStore) ReadHead(context.Context) (schema.AuditHead, error) {
 func (m *MemStore) Append(_ context.Context, prev schema.AuditHead, seq int64, items []auditlog.Item) ([]string, schema.AuditHead, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	dup := &auditlog.DuplicateError{Audited: map[int]auditlog.Record{}}
+	dup := &auditlog.DuplicateError{Audited: map[int]string{}}
 	for i, it := range items {
-		if r, ok := m.audited[it.Request]; ok && it.Request != "" {
-			dup.Audited[i] = r
+		if id, ok := m.audited[it.Request]; ok && it.Request != "" {
+			dup.Audited[i] = id
 		}
 	}
 	if len(dup.Audited) > 0 {
@@ -489,9 +489,9 @@ func (m *MemStore) Append(_ context.Context, prev schema.AuditHead, seq int64, i
 		m.head = schema.AuditHead{Hash: it.Hash, Seq: seq + int64(i), ID: ids[i]}
 		if it.Request != "" {
 			if m.audited == nil {
-				m.audited = map[string]auditlog.Record{}
+				m.audited = map[string]string{}
 			}
-			m.audited[it.Request] = rec
+			m.audited[it.Request] = ids[i]
 		}
 	}
 	return ids, m.head, nil

@@ -34,8 +34,8 @@ func New(c *conn.Conn) *Store { return &Store{rdb: c.Client()} }
 // ARGV[3] the request keys' TTL in ms, then per entry: JSON, hash, position of its index key in KEYS,
 // position of its request key in KEYS (0: none)
 // returns {1, stream ids...}, {0, head hash, head seq} when another append came first, or
-// {2, entry position, stream id, JSON, ...} for the entries whose requests were audited already (JSON ""
-// when that entry was trimmed), and then appends nothing.
+// {2, entry position, stream id, ...} for the entries whose requests were audited already, and then
+// appends nothing. (It reads no entry back: respond's ACL user may run no XRANGE.)
 var appendScript = redis.NewScript(`
 local n = (#ARGV - 3) / 4
 local dup = {2}
@@ -44,16 +44,8 @@ for i = 0, n - 1 do
   if k > 0 then
     local id = redis.call('GET', KEYS[k])
     if id then
-      local e = redis.call('XRANGE', KEYS[1], id, id)
-      local raw = ''
-      if e[1] then
-        for j = 1, #e[1][2], 2 do
-          if e[1][2][j] == '` + schema.AuditField + `' then raw = e[1][2][j + 1] end
-        end
-      end
       dup[#dup + 1] = i + 1
       dup[#dup + 1] = id
-      dup[#dup + 1] = raw
     end
   end
 end
@@ -82,9 +74,9 @@ return out
 var ErrConflict = errors.New("audit head moved")
 
 // DuplicateError means some entries' requests were audited already, and nothing was appended: Audited
-// holds, by the entry's position in the run, the stream id and JSON (nil when trimmed) of the entry that
-// was. Leave those out and append the rest.
-type DuplicateError struct{ Audited map[int]Record }
+// holds, by the entry's position in the run, the stream id of the entry that was. Leave those out and
+// append the rest.
+type DuplicateError struct{ Audited map[int]string }
 
 func (e *DuplicateError) Error() string {
 	return fmt.Sprintf("audit: %d of the entries' requests were audited already", len(e.Audited))
@@ -143,16 +135,10 @@ func (s *Store) Append(ctx context.Context, prev schema.AuditHead, seq int64, it
 		return nil, schema.AuditHead{}, fmt.Errorf("append audit: %w", err)
 	}
 	if n, _ := res[0].(int64); n == 2 {
-		dup := &DuplicateError{Audited: map[int]Record{}}
-		for i := 1; i+2 < len(res); i += 3 {
+		dup := &DuplicateError{Audited: map[int]string{}}
+		for i := 1; i+1 < len(res); i += 2 {
 			at, _ := res[i].(int64)
-			id, _ := res[i+1].(string)
-			raw, _ := res[i+2].(string)
-			r := Record{ID: id}
-			if raw != "" {
-				r.JSON = []byte(raw)
-			}
-			dup.Audited[int(at)-1] = r
+			dup.Audited[int(at)-1], _ = res[i+1].(string)
 		}
 		return nil, prev, dup
 	}
