@@ -24,7 +24,7 @@ const root = ".."
 func buildStatic(t *testing.T, dir, version string) string {
 	t.Helper()
 	out := filepath.Join(dir, "linux", runtime.GOARCH, "hemostat")
-	if err := testenv.GoBuild(context.Background(), root, ".", out, "-s -w -X github.com/hemostat/hemostat/cmd.version="+version); err != nil {
+	if err := testenv.GoBuildLinux(context.Background(), root, ".", out, "-s -w -X github.com/hemostat/hemostat/cmd.version="+version); err != nil {
 		t.Fatal(err)
 	}
 	return out

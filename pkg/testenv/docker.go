@@ -52,7 +52,9 @@ func testappDir() string {
 }
 
 func buildTestImage(c *docker.Client) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	// The build may first wait for another test process's build of hemostat (the build lock), about 4
+	// minutes on a cold cache of a 2-core machine.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	dir := testappDir()
 	src, err := os.ReadFile(filepath.Join(dir, "main.go"))
@@ -72,7 +74,7 @@ func buildTestImage(c *docker.Client) (string, error) {
 	}
 	defer os.RemoveAll(tmp)
 	bin := filepath.Join(tmp, "app")
-	if err := GoBuild(ctx, dir, ".", bin, "-s -w"); err != nil {
+	if err := GoBuildLinux(ctx, dir, ".", bin, "-s -w"); err != nil {
 		return "", err
 	}
 	data, err := os.ReadFile(bin)
