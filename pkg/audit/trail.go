@@ -153,7 +153,7 @@ func (t *Trail) commit(ctx context.Context, run []*appendReq, n int) ([]Record, 
 	items := make([]auditlog.Item, 0, n)
 	recs := make([]Record, 0, n)
 	pos := make([]int, 0, n) // the run position of each item
-	kept := map[int]Record{} // run position: the entry stored for its request before
+	kept := map[int]Record{} // run position: the record of its request audited before
 	for try := range 200 {
 		if try >= 3 { // heavy contention: step aside for a moment
 			time.Sleep(time.Duration(rand.IntN(1000*min(try, 20))) * time.Microsecond)

@@ -514,9 +514,10 @@ func (r *Responder) resume(ctx context.Context, req Request, tgt Target, keys sc
 }
 
 // restartLanded reports whether the restart that a responder which died recorded at since reached the
-// engine: the container started after since, or is not running (being stopped, or exited). A restart the
-// engine is still carrying out shows within the container's stop timeout, so the wait for a sign ends
-// restartLandGrace after that; the request's lease, expired before a resume, has usually outlasted it
+// engine: the container started after since. Not running is no sign: a crashed container, the restart's
+// usual target, was not running before the restart either. A restart the engine is still carrying out (a
+// container being stopped) shows its new start within the container's stop timeout, so the wait for a
+// sign ends restartLandGrace after that; the request's lease, expired before a resume, has usually outlasted it
 // already. tgt is updated to the container's state.
 func (r *Responder) restartLanded(ctx context.Context, keys schema.LedgerKeys, token string, tgt *Target, since time.Time) bool {
 	stop := r.keepLease(ctx, keys, token)
@@ -528,7 +529,7 @@ func (r *Responder) restartLanded(ctx context.Context, keys schema.LedgerKeys, t
 			return true // verification reports what it finds
 		}
 		tgt.State = st
-		if !st.Running || st.StartedAt.After(since) {
+		if st.StartedAt.After(since) {
 			return true
 		}
 		if ctx.Err() != nil {

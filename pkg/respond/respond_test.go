@@ -498,9 +498,20 @@ func TestKilledBetweenActionAndAckDoesNotActAgain(t *testing.T) {
 // never restarted; the redelivery restarts it, once, instead of waiting for a restart that never comes.
 func TestKilledBeforeTheRestartReachedTheEngineRestartsOnResume(t *testing.T) {
 	t.Parallel()
+	t.Run("running", func(t *testing.T) { killedBeforeTheRestartReachedTheEngine(t, false) })
+	// A crashed container, the restart's usual target, is not running before the restart either: that
+	// is no sign that the restart reached the engine.
+	t.Run("exited", func(t *testing.T) { killedBeforeTheRestartReachedTheEngine(t, true) })
+}
+
+func killedBeforeTheRestartReachedTheEngine(t *testing.T, exited bool) {
+	t.Parallel()
 	c := web("web-1", nil)
 	h := newHarness(t, respond.Config{LeaseTTL: 300 * time.Millisecond})
 	c.StartedAt = h.clk.Now().Add(-time.Hour)
+	if exited {
+		c.Status, c.Running, c.ExitCode = "exited", false, 1
+	}
 	h.fake.Add(c)
 	env := request(t, "web-1", event.ActionRestart)
 	crash := true
