@@ -134,13 +134,6 @@ const sigkillExit = 137
 // after the die, up to 0.93 s after it.
 const oomAfterDie = 2 * time.Second
 
-// pendingDie is a die by SIGKILL waiting for its oom event.
-type pendingDie struct {
-	at       time.Time // the die event's time
-	seen     time.Time // when the engine read it
-	exitCode int
-}
-
 // incident is one open incident.
 type incident struct {
 	key, class, severity string
@@ -167,9 +160,10 @@ type engine struct {
 	// ends the start period at the first passing probe and reports the change only once, so each is
 	// looked at again when the period ends (onTick) instead of being dropped.
 	heldHealth map[string]bool
-	// pendingDies holds the dies by SIGKILL that wait up to oomAfterDie for an oom event, by container id:
-	// with one, the die is the OOM kill's; without, a crash.
-	pendingDies map[string]pendingDie
+	// pendingDies holds the dies by SIGKILL (each the container's lastDie) that wait up to oomAfterDie for
+	// an oom event, by container id, with the time the engine read them: with one, the die is the OOM
+	// kill's; without, a crash.
+	pendingDies map[string]time.Time
 	listed      bool // a full list has been reconciled
 }
 
@@ -182,7 +176,7 @@ func newEngine(cfg engineConfig) *engine {
 	}
 	return &engine{cfg: cfg, byID: map[string]*entry{}, byName: map[string]*entry{},
 		incidents: map[string]*incident{}, inspect: map[string]bool{}, own: map[string]time.Time{},
-		heldHealth: map[string]bool{}, pendingDies: map[string]pendingDie{}}
+		heldHealth: map[string]bool{}, pendingDies: map[string]time.Time{}}
 }
 
 // OwnCheck is a question for hemostat's ledger: was the stop or kill of a container at At hemostat's own
@@ -331,8 +325,10 @@ func (g *engine) onEvent(e docker.Event, now time.Time) []Notice {
 	en.seq++
 	en.updatedAt = now
 	var out []Notice
-	if kind == "start" || kind == "die" || kind == "destroy" {
-		out = g.flushDie(en, now) // a die still waiting is decided before a new run, another die or a removal
+	if kind == "die" || kind == "destroy" {
+		// A die still waiting is decided before another die or a removal. Not before a start: a restart
+		// policy starts the container again well within the time its oom event may still take.
+		out = g.flushDie(en, now)
 	}
 	switch kind {
 	case "create":
@@ -440,7 +436,7 @@ func (g *engine) onDie(en *entry, e docker.Event, now time.Time) []Notice {
 		return g.open(en, event.ClassCrashLoop, e.Time, now, an)
 	case v.Crashed && !g.suppressedByLoop(en) && en.exitCode == sigkillExit:
 		// An OOM kill whose oom event comes after the die would be taken for a crash: wait for it.
-		g.pendingDies[en.id] = pendingDie{at: e.Time, seen: now, exitCode: en.exitCode}
+		g.pendingDies[en.id] = now
 	case v.Crashed && !g.suppressedByLoop(en):
 		return g.open(en, event.ClassCrashed, e.Time, now, exit)
 	case v.OOM && !g.suppressedByLoop(en):
@@ -452,18 +448,17 @@ func (g *engine) onDie(en *entry, e docker.Event, now time.Time) []Notice {
 	return nil
 }
 
-// flushDie reports the container's die by SIGKILL that waits for an oom event as crashed, at the die's
-// time.
+// flushDie reports the container's die by SIGKILL that waits for an oom event (its lastDie) as crashed,
+// at the die's time.
 func (g *engine) flushDie(en *entry, now time.Time) []Notice {
-	p, ok := g.pendingDies[en.id]
-	if !ok {
+	if _, ok := g.pendingDies[en.id]; !ok {
 		return nil
 	}
 	delete(g.pendingDies, en.id)
 	if !en.watched || g.suppressedByLoop(en) {
 		return nil
 	}
-	return g.open(en, event.ClassCrashed, p.at, now, []event.Anomaly{{Type: "exit_code", Severity: event.SeverityCritical, Threshold: 0, Actual: float64(p.exitCode)}})
+	return g.open(en, event.ClassCrashed, en.lastDie, now, []event.Anomaly{{Type: "exit_code", Severity: event.SeverityCritical, Threshold: 0, Actual: sigkillExit}})
 }
 
 func pruneBefore(ts []time.Time, cut time.Time) []time.Time {
@@ -656,7 +651,7 @@ func (g *engine) catchUp(en *entry, now time.Time) []Notice {
 		switch {
 		case en.oomKilled:
 			return g.open(en, event.ClassOOMKilled, fin, now, []event.Anomaly{{Type: "oom_kill", Severity: event.SeverityCritical, Actual: 1}})
-		case en.exitCode != 0 && en.exitCode != 137 && en.exitCode != 143:
+		case en.exitCode != 0 && en.exitCode != sigkillExit && en.exitCode != 143:
 			// 137 and 143 are what docker stop and kill leave: without the events, assume deliberate.
 			return g.open(en, event.ClassCrashed, fin, now, []event.Anomaly{{Type: "exit_code", Severity: event.SeverityCritical, Actual: float64(en.exitCode)}})
 		}
@@ -899,7 +894,7 @@ func (g *engine) onTick(now time.Time) []Notice {
 	for _, id := range slices.Sorted(maps.Keys(g.pendingDies)) {
 		if en := g.byID[id]; en == nil {
 			delete(g.pendingDies, id)
-		} else if now.Sub(g.pendingDies[id].seen) >= oomAfterDie {
+		} else if now.Sub(g.pendingDies[id]) >= oomAfterDie {
 			out = append(out, g.flushDie(en, now)...)
 		}
 	}

@@ -120,8 +120,11 @@ func TestEngineEvents(t *testing.T) {
 			{e: ev("c1", "oom", at(1.9))}, tick(4), tick(10)}, []string{"opened oom_killed"}},
 		{"a SIGKILL without an oom event is a crash once the wait is over", []step{start(0), die(1, "137"), tick(2.9),
 			tick(3)}, []string{"opened crashed"}},
-		{"a SIGKILL still waiting is a crash when the container starts again", []step{start(0), die(1, "137"), start(1.5),
-			tick(2)}, []string{"opened crashed", "condition crashed"}},
+		// A restart policy starts the container again well before a late oom event.
+		{"an oom event read after the restart still makes it oom_killed", []step{start(0), die(1, "137"), start(1.2),
+			{e: ev("c1", "oom", at(1.9))}, tick(4)}, []string{"opened oom_killed", "condition oom_killed"}},
+		{"a SIGKILL before a restart, without an oom event, is a crash once the wait is over", []step{start(0),
+			die(1, "137"), start(1.2), tick(2.9), tick(3)}, []string{"opened crashed", "condition crashed"}},
 		{"a SIGKILL still waiting is a crash when the container is removed", []step{start(0), die(1, "137"),
 			{e: ev("c1", "destroy", at(1.5))}}, []string{"opened crashed", "closed crashed"}},
 		{"crash then loop escalates", []step{start(0), die(1, "1"), start(1.1), die(2, "1"), start(2.2), die(3, "1")},
