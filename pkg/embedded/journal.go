@@ -193,6 +193,7 @@ type journal struct {
 	mu       sync.Mutex
 	f        *os.File
 	size     int64    // bytes in f
+	broken   error    // a failed append whose bytes could not be cut off: appending after them would corrupt the file
 	live     int64    // size of the last rewrite's output: an estimate of the live state
 	buffered [][]byte // records appended while a rewrite runs, for its file too; nil when none runs
 }
@@ -220,15 +221,27 @@ func openJournal(path string, size int64) (*journal, error) {
 	return &journal{path: path, f: f, size: size, live: size}, nil
 }
 
-// append writes the record and fsyncs it.
+// append writes the record and fsyncs it. A record that fails (a full disk) is cut off the file again, so
+// the next one does not follow a torn one, which the replay would take for corruption or for a torn tail
+// and drop the records after it; when it cannot be cut off, no later append is taken.
 func (j *journal) append(rec []byte) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	if _, err := j.f.Write(rec); err != nil {
-		return fmt.Errorf("journal %s: %w", j.path, err)
+	if j.broken != nil {
+		return j.broken
 	}
-	if err := j.f.Sync(); err != nil {
-		return fmt.Errorf("journal %s: fsync: %w", j.path, err)
+	_, err := j.f.Write(rec)
+	if err != nil {
+		err = fmt.Errorf("journal %s: %w", j.path, err)
+	} else if err = j.f.Sync(); err != nil {
+		err = fmt.Errorf("journal %s: fsync: %w", j.path, err)
+	}
+	if err != nil {
+		if terr := j.f.Truncate(j.size); terr != nil {
+			j.broken = fmt.Errorf("%w; cutting the failed record off: %v (no write is journaled from now on)", err, terr)
+			return j.broken
+		}
+		return err
 	}
 	j.size += int64(len(rec))
 	if j.buffered != nil {

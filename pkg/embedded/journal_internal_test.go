@@ -1,8 +1,11 @@
 package embedded
 
 import (
+	"bytes"
 	"fmt"
 	"log/slog"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -50,6 +53,45 @@ func TestOneRewriteAtATime(t *testing.T) {
 	must(t, err)
 	if want := []string{"9", "10", "11", "12"}; !slices.Equal(got, want) {
 		t.Errorf("the rewritten journal holds the values %v, want %v", got, want)
+	}
+}
+
+// TestFailedAppendLeavesNoTornRecord: a record that fails part way on a full disk is cut off again, so
+// the records appended once there is room again replay after the earlier ones, none dropped.
+func TestFailedAppendLeavesNoTornRecord(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a tmpfs needs root")
+	}
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Skipf("mount tmpfs: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", dir).Run() })
+	path := filepath.Join(dir, JournalFile)
+	j, err := openJournal(path, 0)
+	must(t, err)
+	defer j.close()
+	set := func(v string) []byte { return encodeRecord([][]string{{"SET", "k", v}}) }
+	must(t, j.append(set("before")))
+	fill := filepath.Join(dir, "fill")
+	_ = os.WriteFile(fill, bytes.Repeat([]byte{1}, 60*1024), 0o600) // stops part way: the disk is full
+	big := set(string(bytes.Repeat([]byte{'x'}, 32*1024)))
+	if err := j.append(big); err == nil {
+		t.Fatal("an append on a full disk succeeded")
+	}
+	if st, err := os.Stat(path); err != nil || st.Size() != j.size {
+		t.Fatalf("journal after the failed append: %d bytes (%v), want the %d before it", st.Size(), err, j.size)
+	}
+	must(t, os.Remove(fill))
+	must(t, j.append(set("after")))
+	var got []string
+	_, err = replayJournal(path, slog.New(slog.DiscardHandler), func(cmds [][]string) error {
+		got = append(got, cmds[0][2])
+		return nil
+	})
+	must(t, err)
+	if want := []string{"before", "after"}; !slices.Equal(got, want) {
+		t.Errorf("replayed values %v, want %v", got, want)
 	}
 }
 
