@@ -17,7 +17,7 @@ func addBusFlags(c *cobra.Command, o *bus.Options) {
 	f := c.Flags()
 	f.DurationVar(&o.ClaimIdle, "claim-idle", def.ClaimIdle, "reclaim entries another instance left pending longer than this")
 	f.Int64Var(&o.MaxDeliveries, "max-deliveries", def.MaxDeliveries, "move an entry delivered more than this many times to the dead letter stream")
-	f.Int64Var(&o.MaxLen, "stream-max-len", def.MaxLen, "approximate cap on the length of each stream")
+	f.Int64Var(&o.MaxLen, "stream-max-len", def.MaxLen, "approximate cap on the length of each stream (each host's request stream: 10,000 at most)")
 }
 
 // annChoices lists a flag's fixed choices: the shell completes them.
