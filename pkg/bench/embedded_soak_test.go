@@ -58,7 +58,8 @@ type esoakRow struct {
 type esoakResult struct {
 	kind      string
 	rows      []esoakRow
-	started   int
+	started   int // churn containers created (and started, or their start failed)
+	failed    int // churn containers whose create failed (not in started)
 	crashed   int
 	healed    int
 	unhealed  []string
@@ -143,8 +144,8 @@ func TestEmbeddedSoak(t *testing.T) {
 			fmt.Fprintf(&b, "| %s | %.1f | %.0f | %s | %.1f | %d | %d | %d | %d / %d |\n", label, row.cpu, float64(row.rss)/(1<<20), keys,
 				float64(row.disk)/(1<<20), row.crashed, row.healed, row.alive, row.warns, row.errs)
 		}
-		fmt.Fprintf(&b, "\n%d containers started, %d crashed, %d healed; not healed: %v. Load average at the end: %s.\n",
-			r.started, r.crashed, r.healed, r.unhealed, r.load)
+		fmt.Fprintf(&b, "\n%d containers started (%d creates failed), %d crashed, %d healed; not healed: %v. Load average at the end: %s.\n",
+			r.started, r.failed, r.crashed, r.healed, r.unhealed, r.load)
 		if len(r.logCounts) > 0 {
 			b.WriteString("\nhemostat's WARN and ERROR log lines, by message:\n\n")
 			for _, k := range slices.Sorted(maps.Keys(r.logCounts)) {
@@ -182,33 +183,14 @@ func soakEmbedded(t *testing.T, bin, image string, dc *docker.Client, kind, dir 
 		t.Fatal(err)
 	}
 	defer logf.Close()
-	cmd := exec.Command(bin, "run", "--embedded", kind, "--embedded-addr", addr, "--data-dir", filepath.Join(dir, "data"),
-		"--host-name", "esoak-"+kind, "--include", prefix+"*", "--listen", fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)))
 	// No Redis configured: hemostat probes the default address and, when nothing answers there, serves
 	// the embedded store (checked below from its notice).
-	cmd.Env = append(os.Environ(), "HEMOSTAT_REDIS_URL=")
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start hemostat run: %v", err)
-	}
-	pid := cmd.Process.Pid
-	stopped := false
-	stop := func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		_ = cmd.Process.Signal(syscall.SIGINT)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-	}
-	defer stop()
+	proc := &soakProc{name: "hemostat run", env: []string{"HEMOSTAT_REDIS_URL="}, log: logf,
+		args: []string{bin, "run", "--embedded", kind, "--embedded-addr", addr, "--data-dir", filepath.Join(dir, "data"),
+			"--host-name", "esoak-" + kind, "--include", prefix + "*", "--listen", fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))}}
+	proc.start(t)
+	defer proc.kill(syscall.SIGINT) // a no-op after the explicit stop below
+	pid := proc.pid()
 	logTail := func() string { b, _ := os.ReadFile(logPath); return lastLines(b, 40) }
 
 	rdb := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
@@ -240,28 +222,18 @@ func soakEmbedded(t *testing.T, bin, image string, dc *docker.Client, kind, dir 
 	evWG.Add(1)
 	go func() {
 		defer evWG.Done()
-		since := time.Now().Add(-time.Second)
-		for evCtx.Err() == nil {
-			evs, errs := dc.Events(evCtx, docker.EventsOptions{Since: since, Actions: []string{"die", "start", "restart"}})
-			for ev := range evs {
-				since = ev.Time.Add(time.Nanosecond)
-				mu.Lock()
-				if c := byID[ev.ID]; c != nil {
-					switch {
-					case ev.Action == "die" && ev.ExitCode == 3:
-						c.crashed = true
-					case (ev.Action == "start" || ev.Action == "restart") && c.crashed:
-						c.started = true
-					}
+		follow(evCtx, dc, []string{"die", "start", "restart"}, func(ev docker.Event) {
+			mu.Lock()
+			defer mu.Unlock()
+			if c := byID[ev.ID]; c != nil {
+				switch {
+				case ev.Action == "die" && ev.ExitCode == 3:
+					c.crashed = true
+				case (ev.Action == "start" || ev.Action == "restart") && c.crashed:
+					c.started = true
 				}
-				mu.Unlock()
 			}
-			<-errs
-			select {
-			case <-evCtx.Done():
-			case <-time.After(500 * time.Millisecond):
-			}
-		}
+		})
 	}()
 	defer func() { evCancel(); evWG.Wait() }()
 	t.Cleanup(func() {
@@ -283,6 +255,7 @@ func soakEmbedded(t *testing.T, bin, image string, dc *docker.Client, kind, dir 
 			Cmd:    []string{"-once", "-exit-code", "3", "-exit-after", "2s"}})
 		if err != nil {
 			t.Logf("%s: create %s: %v", kind, name, err)
+			res.failed++
 			return
 		}
 		c := &esoakContainer{id: id, name: name, created: time.Now()}
@@ -300,7 +273,7 @@ func soakEmbedded(t *testing.T, bin, image string, dc *docker.Client, kind, dir 
 		mu.Lock()
 		var todo []*esoakContainer
 		for _, c := range all {
-			if !c.removed && (c.started && c.healed.IsZero() || !c.healed.IsZero()) {
+			if !c.removed && (c.started || !c.healed.IsZero()) {
 				todo = append(todo, c)
 			}
 		}
@@ -345,14 +318,15 @@ func soakEmbedded(t *testing.T, bin, image string, dc *docker.Client, kind, dir 
 	}
 
 	// CPU and memory of hemostat and its children (the redis-server child), from /proc.
-	prevCPU := treeCPU(pid)
+	prevCPU := treeCPU(tree(pid))
 	prevAt := time.Now()
 	sample := func(minute int) {
-		cur := treeCPU(pid)
+		pids := tree(pid)
+		cur := treeCPU(pids)
 		now := time.Now()
 		row := esoakRow{minute: minute, cpu: 100 * cur.Since(prevCPU).Seconds() / now.Sub(prevAt).Seconds()}
 		prevCPU, prevAt = cur, now
-		for _, p := range treePIDs(pid) {
+		for _, p := range pids {
 			if b, err := bench.ResidentBytes("/proc", p); err == nil {
 				row.rss += b
 			}
@@ -391,7 +365,7 @@ func soakEmbedded(t *testing.T, bin, image string, dc *docker.Client, kind, dir 
 			sample(minute)
 			minute++
 		}
-		if err := cmd.Process.Signal(syscall.Signal(0)); err != nil {
+		if err := proc.cmd.Process.Signal(syscall.Signal(0)); err != nil {
 			t.Fatalf("%s: hemostat run exited during the soak:\n%s", kind, logTail())
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -399,7 +373,7 @@ func soakEmbedded(t *testing.T, bin, image string, dc *docker.Client, kind, dir 
 	if minute <= int(dur/time.Minute) { // the last minute's sample when the loop ended just before it
 		sample(minute)
 	}
-	res.started = n
+	res.started = len(all) // n less the failed creates
 
 	// Settle: every crashed container healed, or 3 minutes.
 	testenv.Poll(3*time.Minute, func() bool {
@@ -426,7 +400,7 @@ func soakEmbedded(t *testing.T, bin, image string, dc *docker.Client, kind, dir 
 	mu.Unlock()
 	logLevels(logPath, res.logCounts)
 	res.load = bench.LoadAverage("/proc")
-	stop()
+	proc.kill(syscall.SIGINT)
 
 	// Verdicts: CPU growth (the symptom) and healing.
 	var minutes []float64
@@ -441,6 +415,9 @@ func soakEmbedded(t *testing.T, bin, image string, dc *docker.Client, kind, dir 
 	if len(res.unhealed) > 0 || res.crashed != res.started {
 		res.failures = append(res.failures, fmt.Sprintf("%d started, %d crashed, %d healed; not healed: %v",
 			res.started, res.crashed, res.healed, res.unhealed))
+	}
+	if res.failed > 0 {
+		res.failures = append(res.failures, fmt.Sprintf("%d of %d creates failed", res.failed, n))
 	}
 	if len(res.failures) > 0 {
 		t.Errorf("%s: %s\nhemostat's log tail:\n%s", kind, strings.Join(res.failures, "; "), logTail())
@@ -501,53 +478,14 @@ func cpuEnds(minutes []float64) (first, last float64, ok bool) {
 	return mean(head[:k]), mean(minutes[len(minutes)-k:]), true
 }
 
-// treePIDs is pid and all its descendants, from /proc.
-func treePIDs(pid int) []int {
-	parent := map[int]int{}
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		p, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if st, err := bench.ReadStat("/proc", p); err == nil {
-			parent[p] = st.PPID
-		}
-	}
-	out := []int{pid}
-	for i := 0; i < len(out); i++ {
-		for p, pp := range parent {
-			if pp == out[i] {
-				out = append(out, p)
-			}
-		}
-	}
-	return out
-}
-
-// treeCPU is the CPU time of pid and its descendants: utime+stime, plus cutime+cstime (the children
-// they reaped: a redis-server child that was restarted, its AOF-rewrite forks).
-func treeCPU(pid int) bench.CPUSnapshot {
+// treeCPU is the CPU time of pids (a tree): utime+stime, plus cutime+cstime (the children they reaped: a
+// redis-server child that was restarted, its AOF-rewrite forks).
+func treeCPU(pids []int) bench.CPUSnapshot {
 	out := bench.CPUSnapshot{}
-	for _, p := range treePIDs(pid) {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p))
-		if err != nil {
-			continue
+	for _, p := range pids {
+		if st, err := bench.ReadStat("/proc", p); err == nil {
+			out[p] = st.CPU + st.ChildCPU
 		}
-		i := bytes.LastIndexByte(b, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(string(b[i+1:]))
-		if len(f) < 15 {
-			continue
-		}
-		var ticks uint64
-		for _, s := range f[11:15] { // utime, stime, cutime, cstime
-			v, _ := strconv.ParseUint(s, 10, 64)
-			ticks += v
-		}
-		out[p] = time.Duration(ticks) * bench.ClockTick
 	}
 	return out
 }

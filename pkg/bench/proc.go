@@ -22,8 +22,9 @@ func IsDaemonProcess(comm string) bool {
 
 // Stat is what the harness reads from one /proc/<pid>/stat line.
 type Stat struct {
-	PPID int           // parent pid
-	CPU  time.Duration // utime+stime
+	PPID     int           // parent pid
+	CPU      time.Duration // utime+stime
+	ChildCPU time.Duration // cutime+cstime: the children it waited for
 }
 
 // ParseStat parses one /proc/<pid>/stat line. The command name (field 2) is in parentheses and may itself
@@ -34,23 +35,23 @@ func ParseStat(line []byte) (Stat, error) {
 		return Stat{}, fmt.Errorf("parse stat: no command name")
 	}
 	f := strings.Fields(string(line[i+1:]))
-	// After the name: state(3) ppid(4) ... utime(14) stime(15), so ppid is f[1], utime f[11], stime f[12].
-	if len(f) < 13 {
-		return Stat{}, fmt.Errorf("parse stat: %d fields after the name, want at least 13", len(f))
+	// After the name: state(3) ppid(4) ... utime(14) stime(15) cutime(16) cstime(17), so ppid is f[1],
+	// utime f[11], stime f[12], cutime f[13], cstime f[14].
+	if len(f) < 15 {
+		return Stat{}, fmt.Errorf("parse stat: %d fields after the name, want at least 15", len(f))
 	}
 	ppid, err := strconv.Atoi(f[1])
 	if err != nil {
 		return Stat{}, fmt.Errorf("parse stat ppid: %w", err)
 	}
-	u, err := strconv.ParseUint(f[11], 10, 64)
-	if err != nil {
-		return Stat{}, fmt.Errorf("parse stat utime: %w", err)
+	var ticks [4]uint64
+	for i, name := range []string{"utime", "stime", "cutime", "cstime"} {
+		if ticks[i], err = strconv.ParseUint(f[11+i], 10, 64); err != nil {
+			return Stat{}, fmt.Errorf("parse stat %s: %w", name, err)
+		}
 	}
-	s, err := strconv.ParseUint(f[12], 10, 64)
-	if err != nil {
-		return Stat{}, fmt.Errorf("parse stat stime: %w", err)
-	}
-	return Stat{PPID: ppid, CPU: time.Duration(u+s) * ClockTick}, nil
+	return Stat{PPID: ppid, CPU: time.Duration(ticks[0]+ticks[1]) * ClockTick,
+		ChildCPU: time.Duration(ticks[2]+ticks[3]) * ClockTick}, nil
 }
 
 // ReadStat reads and parses <procRoot>/<pid>/stat.

@@ -92,14 +92,20 @@ type soakEngine struct {
 	restarts map[string]int // by container id
 }
 
-func (e *soakEngine) follow(ctx context.Context, dc *docker.Client) {
+func (e *soakEngine) record(ev docker.Event) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.restarts[ev.ID]++
+}
+
+// follow calls on with each of dc's container events of the given actions, from a second ago until ctx is
+// done, subscribing again (from just after the last event) 500 ms after the stream breaks.
+func follow(ctx context.Context, dc *docker.Client, actions []string, on func(docker.Event)) {
 	since := time.Now().Add(-time.Second)
 	for ctx.Err() == nil {
-		evs, errs := dc.Events(ctx, docker.EventsOptions{Since: since, Actions: []string{"restart"}})
+		evs, errs := dc.Events(ctx, docker.EventsOptions{Since: since, Actions: actions})
 		for ev := range evs {
-			e.mu.Lock()
-			e.restarts[ev.ID]++
-			e.mu.Unlock()
+			on(ev)
 			since = ev.Time.Add(time.Nanosecond)
 		}
 		<-errs
@@ -182,7 +188,7 @@ func TestSoak(t *testing.T) {
 	var wg sync.WaitGroup
 	for h, e := range engines {
 		wg.Add(1)
-		go func() { defer wg.Done(); e.follow(ctx, clients[h]) }() // exits at the end of the soak
+		go func() { defer wg.Done(); follow(ctx, clients[h], []string{"restart"}, e.record) }() // exits at the end of the soak
 	}
 	defer wg.Wait()
 	defer cancel()

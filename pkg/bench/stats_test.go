@@ -104,10 +104,13 @@ func TestParseStat(t *testing.T) {
 	}{
 		{"plain", "42 (dockerd) S 1 42 42 0 -1 4194560 1 0 0 0 150 50 0 0 20 0", Stat{PPID: 1, CPU: 2 * time.Second}, false},
 		{"name with spaces and parens", "7 (a b) c)) R 3 7 7 0 -1 0 0 0 0 0 3 4 0 0", Stat{PPID: 3, CPU: 70 * time.Millisecond}, false},
+		{"children", "9 (redis-server) S 1 9 9 0 -1 0 0 0 0 0 10 20 300 100 20 0", Stat{PPID: 1, CPU: 300 * time.Millisecond, ChildCPU: 4 * time.Second}, false},
 		{"short", "7 (x) R 1 2", Stat{}, true},
+		{"no cutime and cstime", "7 (x) R 1 7 7 0 -1 0 0 0 0 0 3 4", Stat{}, true},
 		{"no name", "7 x R", Stat{}, true},
-		{"bad number", "7 (x) R 1 7 7 0 -1 0 0 0 0 0 zz 4", Stat{}, true},
-		{"bad ppid", "7 (x) R p 7 7 0 -1 0 0 0 0 0 1 4", Stat{}, true},
+		{"bad number", "7 (x) R 1 7 7 0 -1 0 0 0 0 0 zz 4 0 0", Stat{}, true},
+		{"bad child number", "7 (x) R 1 7 7 0 -1 0 0 0 0 0 3 4 0 zz", Stat{}, true},
+		{"bad ppid", "7 (x) R p 7 7 0 -1 0 0 0 0 0 1 4 0 0", Stat{}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -156,18 +156,23 @@ func measureStore(t *testing.T, c storeCandidate, entries, keys int, window time
 		bench.FormatDuration(restore.Round(time.Millisecond)), fmt.Sprintf("%.0f MB", float64(size)/(1<<20)), verdict}
 }
 
-// tree is pid and its children (the redis-server child), from /proc.
+// tree is pid and all its descendants (the redis-server child and its AOF-rewrite forks), from one scan
+// of /proc.
 func tree(pid int) []int {
-	out := []int{pid}
+	children := map[int][]int{}
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
 		p, err := strconv.Atoi(e.Name())
 		if err != nil {
 			continue
 		}
-		if st, err := bench.ReadStat("/proc", p); err == nil && st.PPID == pid {
-			out = append(out, p)
+		if st, err := bench.ReadStat("/proc", p); err == nil {
+			children[st.PPID] = append(children[st.PPID], p)
 		}
+	}
+	out := []int{pid}
+	for i := 0; i < len(out); i++ {
+		out = append(out, children[out[i]]...)
 	}
 	return out
 }
