@@ -86,7 +86,7 @@ func LoadOf(failing []string, watched int) Load {
 // SnapshotFrom combines a ledger read with the host's load.
 func SnapshotFrom(s ledger.Snapshot, l Load) Snapshot {
 	return Snapshot{Ledger: s.Ledger, Lease: s.Lease, LeaseLeft: s.LeaseLeft, Done: s.Done, Reporting: s.Reporting,
-		Active: s.Active, Load: l}
+		Active: len(s.Slots), Load: l}
 }
 
 // SnapshotFor is SnapshotFrom for one request: a host slot taken for the same request (by another

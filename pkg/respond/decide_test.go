@@ -303,7 +303,7 @@ func itoa(v int64) string { return strconv.FormatInt(v, 10) }
 // slot before committing; a slot of the same request is the request being handled (Self), not another
 // action filling the host, so the request is never held on its own account.
 func TestSnapshotForCountsTheRequestsOwnSlotAsItself(t *testing.T) {
-	raw := ledger.Snapshot{Active: 3, Slots: []string{"ev-1 r1 a", "ev-1 r2 b", "ev-2 r1 c"}}
+	raw := ledger.Snapshot{Slots: []string{"ev-1 r1 a", "ev-1 r2 b", "ev-2 r1 c"}}
 	s := SnapshotFor(raw, Load{}, "ev-1")
 	if !s.Self || s.Active != 1 {
 		t.Errorf("snapshot for ev-1: self %v, active %d; want true, 1", s.Self, s.Active)

@@ -107,7 +107,6 @@ func (m *MemStore) snapshot(q ledger.Query, now time.Time) ledger.Snapshot {
 	}
 	for token, until := range m.active[q.Keys.Active] {
 		if until.After(now) {
-			s.Active++
 			s.Slots = append(s.Slots, token)
 		}
 	}

@@ -81,8 +81,7 @@ type Snapshot struct {
 	LeaseLeft   time.Duration // until the lease expires, when held
 	Done        bool          // the request event was already handled
 	Reporting   bool          // a responder is publishing the outcome of the request right now
-	Active      int           // actions running on the host now
-	Slots       []string      // the tokens of those actions' host slots
+	Slots       []string      // the tokens of the host slots of the actions running on the host now
 }
 
 // Query names one snapshot: a container's keys and the request event.
@@ -126,7 +125,7 @@ func (s *Store) ReadMany(ctx context.Context, qs []Query, now time.Time) ([]Snap
 		l, derr := schema.DecodeLedger(r.ledger.Val())
 		done := r.done.Val()
 		out[i] = Snapshot{Ledger: l, DecodeError: derr, Lease: r.lease.Val(), Done: done == schema.DoneValue,
-			Reporting: strings.HasPrefix(done, schema.DoneReporting), Active: len(r.active.Val()), Slots: r.active.Val()}
+			Reporting: strings.HasPrefix(done, schema.DoneReporting), Slots: r.active.Val()}
 		if out[i].Lease != "" && r.ttl.Val() > 0 {
 			out[i].LeaseLeft = r.ttl.Val()
 		}

@@ -253,8 +253,8 @@ func TestHostSlots(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if snap.Active != 1 {
-			t.Errorf("active = %d, want 1", snap.Active)
+		if len(snap.Slots) != 1 {
+			t.Errorf("active = %d, want 1", len(snap.Slots))
 		}
 	})
 }
@@ -309,7 +309,7 @@ func TestClaimReportAndDone(t *testing.T) {
 			}
 			return s
 		}
-		if s := read(); s.Done || s.Reporting || s.Active != 0 || s.Ledger.Breaker != schema.BreakerClosed {
+		if s := read(); s.Done || s.Reporting || len(s.Slots) != 0 || s.Ledger.Breaker != schema.BreakerClosed {
 			t.Errorf("snapshot of nothing = %+v", s)
 		}
 		if ok, err := st.Ledger.ClaimReport(ctx, "e1", "tok", time.Minute); !ok || err != nil {
