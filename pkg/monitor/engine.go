@@ -387,7 +387,7 @@ func (g *engine) onEvent(e docker.Event, now time.Time) []Notice {
 			if g.inStartPeriod(en, e.Time) {
 				g.heldHealth[en.id] = true
 			} else if en.watched {
-				out = g.open(en, event.ClassUnhealthy, e.Time, now, []event.Anomaly{{Type: "health", Severity: event.SeverityCritical, Threshold: 0, Actual: 1}})
+				out = g.openUnhealthy(en, e.Time, now)
 			}
 		}
 	case "update":
@@ -446,6 +446,11 @@ func (g *engine) onDie(en *entry, e docker.Event, now time.Time) []Notice {
 		}
 	}
 	return nil
+}
+
+// openUnhealthy opens (or refreshes) the container's unhealthy incident, seen at at.
+func (g *engine) openUnhealthy(en *entry, at, now time.Time) []Notice {
+	return g.open(en, event.ClassUnhealthy, at, now, []event.Anomaly{{Type: "health", Severity: event.SeverityCritical, Threshold: 0, Actual: 1}})
 }
 
 // flushDie reports the container's die by SIGKILL that waits for an oom event (its lastDie) as crashed,
@@ -657,7 +662,7 @@ func (g *engine) catchUp(en *entry, now time.Time) []Notice {
 		}
 	case "running":
 		if en.health == "unhealthy" && !g.inStartPeriod(en, now) {
-			return g.open(en, event.ClassUnhealthy, now, now, []event.Anomaly{{Type: "health", Severity: event.SeverityCritical, Actual: 1}})
+			return g.openUnhealthy(en, now, now)
 		}
 	}
 	return nil
@@ -908,7 +913,7 @@ func (g *engine) onTick(now time.Time) []Notice {
 			continue
 		}
 		if _, open := g.incidents[event.IncidentKey(g.cfg.Host, en.name, event.ClassUnhealthy)]; !open {
-			out = append(out, g.open(en, event.ClassUnhealthy, now, now, []event.Anomaly{{Type: "health", Severity: event.SeverityCritical, Threshold: 0, Actual: 1}})...)
+			out = append(out, g.openUnhealthy(en, now, now)...)
 		}
 	}
 	for _, inc := range g.sortedIncidents() {
