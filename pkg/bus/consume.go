@@ -13,7 +13,6 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/hemostat/hemostat/pkg/agent"
 	"github.com/hemostat/hemostat/pkg/conn"
 	"github.com/hemostat/hemostat/pkg/event"
 	"github.com/hemostat/hemostat/pkg/sign"
@@ -41,40 +40,60 @@ type Group struct {
 	// Once reads what the group has and returns: its entries not yet delivered, this consumer's pending
 	// ones, and other consumers' once idle for ClaimIdle. It returns when none is left (nothing new,
 	// nothing pending in the group). It creates neither the group nor the stream: without them there is
-	// nothing to read. A responder drains the legacy request stream with it.
+	// nothing to read. It reads and reclaims on its own, whatever Gate. A responder drains the legacy
+	// request stream with it.
 	Once bool
 }
 
 // Gate is shared by the consumers of one instance of a group (Group.Gate).
 type Gate struct {
-	read      chan struct{} // holds the one token of the right to block on XREADGROUP
-	mu        sync.Mutex
-	lastClaim time.Time
+	read   chan struct{} // holds the one token of the right to block on XREADGROUP
+	claims claimClock    // the reclaims of all the gate's consumers
 }
 
 // NewGate returns a gate for the consumers of one instance.
 func NewGate() *Gate {
-	g := &Gate{read: make(chan struct{}, 1)}
+	g := &Gate{read: make(chan struct{}, 1), claims: claimClock{shared: true}}
 	g.read <- struct{}{}
 	return g
 }
 
-// claimDue reports whether it is time to reclaim, and if so records that a consumer does it now.
-func (g *Gate) claimDue(now time.Time, every time.Duration) bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if now.Sub(g.lastClaim) < every {
-		return false
-	}
-	g.lastClaim = now
-	return true
+// claimClock times the reclaims of one consumer, or of the consumers sharing a Gate, one of which takes
+// each period's reclaim.
+type claimClock struct {
+	mu     sync.Mutex
+	last   time.Time
+	shared bool // a gate's: a failed reclaim still uses up its period's turn
 }
 
-// nextClaim is when the next reclaim is due.
-func (g *Gate) nextClaim(every time.Duration) time.Time {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.lastClaim.Add(every)
+// take reports whether a reclaim is due at now and, if so, records it as made now; prev is the record it
+// replaced, for failed.
+func (k *claimClock) take(now time.Time, every time.Duration) (prev time.Time, due bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if now.Sub(k.last) < every {
+		return k.last, false
+	}
+	prev, k.last = k.last, now
+	return prev, true
+}
+
+// failed is told that the reclaim take allowed did not get through: a consumer's own clock forgets it, so
+// the consumer reclaims again on its next round; a gate's keeps it until the next period.
+func (k *claimClock) failed(prev time.Time) {
+	if k.shared {
+		return
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.last = prev
+}
+
+// next is when the next reclaim is due.
+func (k *claimClock) next(every time.Duration) time.Time {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.last.Add(every)
 }
 
 // Message is one delivered, decoded entry.
@@ -121,8 +140,11 @@ type consumer struct {
 	hctx     context.Context // handler context: outlives the stop by StopGrace
 	retryOwn bool
 	retryAt  time.Time
-	failures int
-	down     bool
+	// claims times the reclaims, every claimEvery: the gate's clock when gated, the consumer's own otherwise.
+	claims     *claimClock
+	claimEvery time.Duration
+	failures   int
+	down       bool
 	// deferred holds entries whose handler returned ErrSkipAck: they are retried from memory, their idle
 	// time refreshed with XCLAIM JUSTID, which does not count a delivery.
 	deferred map[string]Message
@@ -160,7 +182,11 @@ func (b *Bus) consume(ctx context.Context, g Group, h Handler, bh BatchHandler) 
 	})
 	defer stop()
 	c := &consumer{b: b, g: g, h: h, bh: bh, hctx: hctx, retryOwn: true, deferred: map[string]Message{},
+		claims: &claimClock{}, claimEvery: max(b.o.ClaimIdle/2, 50*time.Millisecond),
 		log: b.o.Logger.With("group", g.Name, "consumer", g.Consumer)}
+	if g.Gate != nil && !g.Once {
+		c.claims = &g.Gate.claims
+	}
 	return c.run(ctx)
 }
 
@@ -176,48 +202,32 @@ func (c *consumer) run(ctx context.Context) error {
 		}
 		break
 	}
-	claimEvery := max(o.ClaimIdle/2, 50*time.Millisecond)
 	discoverEvery := c.g.DiscoverEvery
 	if discoverEvery <= 0 {
 		discoverEvery = 10 * time.Second
 	}
-	var lastClaim, lastDiscover time.Time
-	rctx := context.WithoutCancel(ctx) // reads are not cut short: a read cut mid-flight would strand entries
+	var lastDiscover time.Time
 	for ctx.Err() == nil {
 		now := time.Now()
 		if c.g.Discover != nil && now.Sub(lastDiscover) >= discoverEvery {
 			c.discover(ctx)
 			lastDiscover = now
 		}
-		if c.retryOwn && !now.Before(c.retryAt) {
-			if err := c.drainOwn(ctx); err != nil {
-				c.lost(ctx, err)
-				continue
-			}
-		}
-		if c.claimDue(now, lastClaim, claimEvery) {
-			if err := c.autoclaim(ctx); err != nil {
-				c.lost(ctx, err)
-				continue
-			}
-			lastClaim = now
+		if !c.upkeep(ctx, now) {
+			continue
 		}
 		block := o.Block
 		if c.retryOwn {
 			block = min(block, max(time.Until(c.retryAt), time.Millisecond))
 		}
-		next := lastClaim.Add(claimEvery)
-		if c.g.Gate != nil {
-			next = c.g.Gate.nextClaim(claimEvery)
-		}
-		block = min(block, max(time.Until(next), time.Millisecond))
+		block = min(block, max(time.Until(c.claims.next(c.claimEvery)), time.Millisecond))
 		if c.g.Discover != nil {
 			block = min(block, max(time.Until(lastDiscover.Add(discoverEvery)), time.Millisecond))
 		}
 		if c.g.Gate != nil && !c.enter(ctx, block) {
 			continue // retries or a reclaim are due first, or the stop
 		}
-		res, err := c.read(rctx, block)
+		res, err := c.read(ctx, block)
 		if c.g.Gate != nil {
 			c.g.Gate.read <- struct{}{} // the next consumer reads while this one handles what it got
 		}
@@ -243,13 +253,23 @@ func (c *consumer) run(ctx context.Context) error {
 	return nil
 }
 
-// claimDue reports whether this consumer reclaims now: every claimEvery on its own, or when the instance's
-// gate says it is this consumer's turn.
-func (c *consumer) claimDue(now, last time.Time, every time.Duration) bool {
-	if c.g.Gate != nil {
-		return c.g.Gate.claimDue(now, every)
+// upkeep retries this consumer's failed entries when their retry is due, and reclaims the group's idle
+// entries when the reclaim period comes. It returns false when Redis was lost (lost has waited).
+func (c *consumer) upkeep(ctx context.Context, now time.Time) bool {
+	if c.retryOwn && !now.Before(c.retryAt) {
+		if err := c.drainOwn(ctx); err != nil {
+			c.lost(ctx, err)
+			return false
+		}
 	}
-	return now.Sub(last) >= every
+	if prev, due := c.claims.take(now, c.claimEvery); due {
+		if err := c.autoclaim(ctx); err != nil {
+			c.claims.failed(prev)
+			c.lost(ctx, err)
+			return false
+		}
+	}
+	return true
 }
 
 // enter waits up to d for the gate's read token; false when it did not come (or ctx is done).
@@ -271,8 +291,9 @@ func (c *consumer) enter(ctx context.Context, d time.Duration) bool {
 }
 
 // read is one XREADGROUP of new entries on the group's streams, blocking up to block (no BLOCK when block
-// is negative).
+// is negative). ctx's end does not cut it short: a read cut mid-flight would strand entries.
 func (c *consumer) read(ctx context.Context, block time.Duration) ([]redis.XStream, error) {
+	ctx = context.WithoutCancel(ctx)
 	args := make([]string, 0, 2*len(c.g.Streams))
 	args = append(args, c.g.Streams...)
 	for range c.g.Streams {
@@ -326,26 +347,11 @@ func (c *consumer) discover(ctx context.Context) {
 
 // once is run's Once mode: read until the group has nothing left for it.
 func (c *consumer) once(ctx context.Context) error {
-	o := c.b.o
-	claimEvery := max(o.ClaimIdle/2, 50*time.Millisecond)
-	var lastClaim time.Time
-	rctx := context.WithoutCancel(ctx)
 	for ctx.Err() == nil {
-		now := time.Now()
-		if c.retryOwn && !now.Before(c.retryAt) {
-			if err := c.drainOwn(ctx); err != nil {
-				c.lost(ctx, err)
-				continue
-			}
+		if !c.upkeep(ctx, time.Now()) {
+			continue
 		}
-		if now.Sub(lastClaim) >= claimEvery {
-			if err := c.autoclaim(ctx); err != nil {
-				c.lost(ctx, err)
-				continue
-			}
-			lastClaim = now
-		}
-		res, err := c.read(rctx, -1)
+		res, err := c.read(ctx, -1)
 		if err != nil && !errors.Is(err, redis.Nil) {
 			if isNoGroup(err) {
 				return nil // no stream or no group: nothing to drain
@@ -379,11 +385,11 @@ func (c *consumer) once(ctx context.Context) error {
 			continue
 		}
 		// Entries wait: this consumer's (retried at retryAt) or other consumers' (reclaimed once idle).
-		wait := time.Until(lastClaim.Add(claimEvery))
+		wait := time.Until(c.claims.next(c.claimEvery))
 		if c.retryOwn {
 			wait = min(wait, time.Until(c.retryAt))
 		}
-		agent.Sleep(ctx, max(wait, time.Millisecond))
+		sleep(ctx, max(wait, time.Millisecond))
 	}
 	return nil
 }
@@ -400,10 +406,16 @@ func (c *consumer) lost(ctx context.Context, err error) {
 		c.failures = 0
 	}
 	c.failures++
-	d := min(100*time.Millisecond<<min(c.failures, 6), 5*time.Second)
+	sleep(ctx, min(100*time.Millisecond<<min(c.failures, 6), 5*time.Second))
+}
+
+// sleep waits for d, or until ctx is done.
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
 	select {
 	case <-ctx.Done():
-	case <-time.After(d):
+	case <-t.C:
 	}
 }
 
