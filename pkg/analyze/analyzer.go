@@ -29,6 +29,11 @@ const (
 	GroupName = "analyze"
 )
 
+// RejectNoHost is the reason code (bus.RejectError) of a health alert without a host: its remediation
+// request would go to a host's request stream that no responder reads, so it is refused for good and the
+// bus moves it to the dead letter stream.
+const RejectNoHost = "no_host"
+
 // LLM modes.
 const (
 	// ModeAdvisory publishes the rules' decision at once; the LLM's root cause and evidence follow as an
@@ -234,16 +239,17 @@ type alertRef struct {
 }
 
 // Handle decides one health alert and publishes the answer. A redelivered alert that was already
-// answered is skipped; an event that is not a health alert is logged and acked.
+// answered is skipped; an event that is not a health alert is logged and acked; a health alert without a
+// host is refused with a bus.RejectError (RejectNoHost), which the bus dead-letters.
 func (a *Analyzer) Handle(ctx context.Context, m bus.Message) error {
 	a.start(ctx)
 	if a.life == nil {
 		return errStopped // closed before it ever started
 	}
 	start := time.Now()
-	ref, ok := a.alertOf(m)
+	ref, ok, err := a.alertOf(m)
 	if !ok {
-		return nil
+		return err // nil (acked) or a RejectError (dead-lettered)
 	}
 	env, al := ref.env, ref.alert
 	repeats := 0
@@ -285,20 +291,26 @@ func (a *Analyzer) Handle(ctx context.Context, m bus.Message) error {
 	return nil
 }
 
-// alertOf decodes a health alert; anything else is counted, logged and acked.
-func (a *Analyzer) alertOf(m bus.Message) (alertRef, bool) {
+// alertOf decodes a health alert. Anything else is counted, logged and acked: ok is false, err nil. A
+// health alert without a host is refused: ok is false, err a RejectError (RejectNoHost), which the bus
+// dead-letters, since its answer would go to no host's request stream.
+func (a *Analyzer) alertOf(m bus.Message) (ref alertRef, ok bool, err error) {
 	env := m.Envelope
 	al, err := event.DecodeData[event.ContainerUnhealthy](env)
 	if err != nil {
 		a.stats.Ignored.Add(1)
 		a.log.Warn("not a health alert; ignored", "entry", m.ID, "event_id", env.ID, "event_type", env.EventType, "err", err)
-		return alertRef{}, false
+		return alertRef{}, false, nil
 	}
-	ref := alertRef{env: env, alert: al, incident: env.Incident}
+	if env.Host == "" {
+		return alertRef{}, false, bus.Reject(RejectNoHost, "health alert %s for container %q has no host: "+
+			"no host's responder would read its remediation request", env.ID, al.ContainerName)
+	}
+	ref = alertRef{env: env, alert: al, incident: env.Incident}
 	if ref.incident == "" {
 		ref.incident = event.IncidentKey(env.Host, al.ContainerName, al.Class)
 	}
-	return ref, true
+	return ref, true, nil
 }
 
 // needsState reports whether deciding the alert needs what Redis knows, read only when it can matter: a
@@ -329,8 +341,9 @@ func (a *Analyzer) HandleBatch(ctx context.Context, ms []bus.Message) []error {
 		single  []int
 	)
 	for i, m := range ms {
-		ref, ok := a.alertOf(m)
+		ref, ok, err := a.alertOf(m)
 		if !ok {
+			errs[i] = err // nil (acked) or a RejectError (dead-lettered)
 			continue
 		}
 		if a.needsState(m, ref.alert) {
@@ -399,9 +412,7 @@ func detectedAt(env event.Envelope, al *event.ContainerUnhealthy) time.Time {
 func answer(ref alertRef, d Decision, dur time.Duration) (event.Envelope, string, error) {
 	ms := float64(dur.Microseconds()) / 1000
 	var p event.Payload
-	stream := event.RemediationNeededStream(ref.env.Host) // the host's responders read it, no other host's
 	if d.FalseAlarm {
-		stream = event.StreamFalseAlarm
 		p = &event.FalseAlarm{Container: ref.alert.ContainerName, ContainerID: ref.alert.ContainerID, Reason: d.Reason,
 			Confidence: d.Confidence, AnalysisMethod: d.Method, Class: ref.alert.Class, DurationMS: ms}
 	} else {
@@ -416,6 +427,12 @@ func answer(ref alertRef, d Decision, dur time.Duration) (event.Envelope, string
 	out, err := event.New(AgentName, ref.env.Host, ref.incident, ref.env.ID, p)
 	if err != nil {
 		return event.Envelope{}, "", err
+	}
+	// A request goes to its host's stream, which that host's responders read and no other host's; without
+	// a host there is none (alertOf refuses such an alert before it is decided).
+	stream, err := event.StreamFor(out.EventType, out.Host)
+	if err != nil {
+		return event.Envelope{}, "", fmt.Errorf("answer %s: %w", ref.incident, err)
 	}
 	out.ID = AnswerID(ref.env.ID)
 	return out, stream, nil

@@ -71,6 +71,7 @@ var scenarios = []struct {
 }{
 	{"rules answer and record", rulesAnswerAndRecord},
 	{"not an alert is acked and counted", notAnAlertIsAckedAndCounted},
+	{"hostless alert is rejected", hostlessAlertIsRejected},
 	{"redelivery is idempotent", redeliveryIsIdempotent},
 	{"oom repeat escalates", oomRepeatEscalates},
 	{"decide mode with llm", decideModeWithLLM},
@@ -205,6 +206,49 @@ func notAnAlertIsAckedAndCounted(t *testing.T, newRig func(testing.TB) rig) {
 		if h := r.incident(t, key); len(h) != 0 {
 			t.Errorf("incident %s written: %v", key, h)
 		}
+	}
+}
+
+// hostlessAlertIsRejected: a health alert without a host is refused with a RejectError (RejectNoHost), which
+// the bus dead-letters: its request would go to a host's stream no responder reads. Nothing is published
+// or recorded for it, and the other alerts of its read are answered.
+func hostlessAlertIsRejected(t *testing.T, newRig func(testing.TB) rig) {
+	r := newRig(t)
+	a := newAnalyzer(r, Options{})
+	defer a.Close()
+	ctx := context.Background()
+	crash := alertEnvelope(t, "", alertOf("crashed"))
+	oom := alertEnvelope(t, "", alertOf("oom_killed", func(a *event.ContainerUnhealthy) { a.ContainerName = "mem-1" }))
+	good := alertEnvelope(t, "node-a", alertOf("crashed"))
+	checkRejected := func(what string, err error) {
+		t.Helper()
+		var rej *bus.RejectError
+		if !errors.As(err, &rej) || rej.Reason != RejectNoHost || !strings.Contains(rej.Detail, "no host") {
+			t.Errorf("%s = %v, want a RejectError %q saying it has no host", what, err, RejectNoHost)
+		}
+	}
+	for _, e := range []event.Envelope{crash, oom} {
+		checkRejected("Handle("+e.Incident+")", a.Handle(ctx, message(e)))
+	}
+	errs := a.HandleBatch(ctx, []bus.Message{message(crash), message(good), message(oom)})
+	checkRejected("HandleBatch entry 0", errs[0])
+	if errs[1] != nil {
+		t.Errorf("HandleBatch entry 1 (node-a's alert) = %v, want nil", errs[1])
+	}
+	checkRejected("HandleBatch entry 2", errs[2])
+	if n := len(r.outputs(t, event.RemediationNeededStream(""))) + len(r.outputs(t, event.StreamFalseAlarm)); n != 0 {
+		t.Errorf("%d answers to hostless alerts", n)
+	}
+	if outs := r.outputs(t, requestsA); len(outs) != 1 || outs[0].CausationID != good.ID {
+		t.Errorf("node-a's requests = %v, want the answer to %s alone", outs, good.ID)
+	}
+	for _, key := range []string{crash.Incident, oom.Incident} {
+		if h := r.incident(t, key); len(h) != 0 {
+			t.Errorf("incident %s written: %v", key, h)
+		}
+	}
+	if s := a.Stats(); s.Alerts.Load() != 1 || s.Ignored.Load() != 0 {
+		t.Errorf("alerts %d, ignored %d; want 1, 0", s.Alerts.Load(), s.Ignored.Load())
 	}
 }
 
@@ -710,7 +754,7 @@ func answers(t *testing.T, r rig, stream string) map[string]string {
 // entry it answered or could not use; it returns nil when cancelled, and the analyzer is closed then.
 func TestRunConsumesItsGroup(t *testing.T) {
 	m := analyzetest.NewMemStore()
-	a := New(Options{Consumer: "an-1"}, Stores{Incidents: m, Stats: m, Ledger: m}, m)
+	a := newAnalyzer(memRig{m}, Options{Consumer: "an-1"})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
@@ -751,7 +795,7 @@ func TestRunConsumesItsGroup(t *testing.T) {
 // most maxCommit to a round trip.
 func TestHandleBatchGroupCommits(t *testing.T) {
 	m := analyzetest.NewMemStore()
-	a := New(Options{}, Stores{Incidents: m, Stats: m, Ledger: m}, m)
+	a := newAnalyzer(memRig{m}, Options{})
 	defer a.Close()
 	n := maxCommit + 44
 	ms := make([]bus.Message, n)
@@ -781,7 +825,7 @@ func TestHandleBatchGroupCommits(t *testing.T) {
 // recorded or counted; once the store is back, the redelivery is answered.
 func TestStoreTroubleLeavesAlertsPending(t *testing.T) {
 	m := analyzetest.NewMemStore()
-	a := New(Options{}, Stores{Incidents: m, Stats: m, Ledger: m}, m)
+	a := newAnalyzer(memRig{m}, Options{})
 	defer a.Close()
 	ctx := context.Background()
 	down := errors.New("connection refused")
@@ -833,7 +877,7 @@ func TestDecideModeWithoutClaimUsesRules(t *testing.T) {
 	srv := llmtest.New(t, llmtest.OpenAI)
 	srv.SetReply(llmtest.Reply{Answer: goodAnswer})
 	p, _ := llm.New(llm.Config{Provider: "openai", Model: "m", BaseURL: srv.URL(), MaxRetries: -1})
-	a := New(Options{LLM: p, LLMMode: ModeDecide, LLMTimeout: 5 * time.Second}, Stores{Incidents: m, Stats: m, Ledger: m}, m)
+	a := newAnalyzer(memRig{m}, Options{LLM: p, LLMMode: ModeDecide, LLMTimeout: 5 * time.Second})
 	defer a.Close()
 	ctx := context.Background()
 	m.Fail(analyzetest.OpClaimLLM, errors.New("connection refused"))
@@ -860,6 +904,75 @@ func TestDecideModeWithoutClaimUsesRules(t *testing.T) {
 	}
 	if srv.Calls() != 0 || a.Stats().LLMCalls.Load() != 0 {
 		t.Errorf("model called %d times (%d counted), want 0", srv.Calls(), a.Stats().LLMCalls.Load())
+	}
+}
+
+// TestDecideModeGoesAheadWithoutContext: in decide mode, when the container's samples and ledger cannot be
+// read they are left out of the prompt and the call goes ahead, and when its verdict cannot be recorded the
+// answer is still the model's; once they can be read, the samples and the ledger reach the prompt.
+func TestDecideModeGoesAheadWithoutContext(t *testing.T) {
+	m := analyzetest.NewMemStore()
+	srv := llmtest.New(t, llmtest.OpenAI)
+	srv.SetReply(llmtest.Reply{Answer: goodAnswer})
+	p, _ := llm.New(llm.Config{Provider: "openai", Model: "test-model", BaseURL: srv.URL(), MaxRetries: -1})
+	a := newAnalyzer(memRig{m}, Options{LLM: p, LLMMode: ModeDecide, LLMTimeout: 5 * time.Second})
+	defer a.Close()
+	ctx := context.Background()
+	for _, name := range []string{"web-1", "api-1"} {
+		target := schema.Target("node-a", name)
+		m.SetStats(target, schema.Stats{Sample: &container.Sample{Source: "cgroup", Metrics: event.Metrics{CPUPercent: 97.5}},
+			History: container.History{CPU: []float64{91, 95, 97.5}, Memory: []float64{40, 41, 41}}})
+		m.SetLedger(target, schema.Ledger{Attempts: []int64{1764325800000}, BackoffStep: 1, LastAction: "restart",
+			LastResult: "failed", LastReason: "still pinned after the restart"})
+	}
+	ledgerWants := []string{`"ledger.last_action": "restart"`, `"ledger.last_result": "failed"`,
+		`"ledger.last_reason": "still pinned after the restart"`, `"ledger.backoff_step": "1"`}
+	statsWants := []string{`"cpu_percent": 97.5`, `"cpu_percent": 95`}
+
+	down := errors.New("connection refused")
+	for _, op := range []string{analyzetest.OpStats, analyzetest.OpLedger, analyzetest.OpRecordLLM} {
+		m.Fail(op, down)
+	}
+	web := alertEnvelope(t, "node-a", alertOf("cpu_saturated", anomaly("cpu", 85, 97)))
+	if err := a.Handle(ctx, message(web)); err != nil {
+		t.Fatal(err)
+	}
+	for _, op := range []string{analyzetest.OpStats, analyzetest.OpLedger, analyzetest.OpRecordLLM} {
+		m.Fail(op, nil)
+	}
+	api := alertEnvelope(t, "node-a", alertOf("cpu_saturated", anomaly("cpu", 85, 97), func(a *event.ContainerUnhealthy) { a.ContainerName = "api-1" }))
+	if err := a.Handle(ctx, message(api)); err != nil {
+		t.Fatal(err)
+	}
+
+	outs := m.Published(requestsA)
+	if len(outs) != 2 {
+		t.Fatalf("%d answers, want 2", len(outs))
+	}
+	for i, o := range outs {
+		rn, _ := event.DecodeData[event.RemediationNeeded](o)
+		if rn.AnalysisMethod != "llm:openai:test-model" || rn.Action != "restart" || !strings.Contains(rn.RootCause, "runaway regex") {
+			t.Errorf("answer %d: %s by %s (%q), want the model's restart", i, rn.Action, rn.AnalysisMethod, rn.RootCause)
+		}
+	}
+	if h := m.Fields(web.Incident); h["decision_alert_id"] != web.ID || h["analysis_method"] != "llm:openai:test-model" || h["llm_verdict"] != "" {
+		t.Errorf("web-1's incident = %v, want the decision recorded without the verdict that failed to record", h)
+	}
+	if h := m.Fields(api.Incident); h["llm_verdict"] == "" || h["decision_alert_id"] != api.ID {
+		t.Errorf("api-1's incident = %v, want the verdict and the decision recorded", h)
+	}
+	reqs := srv.Requests()
+	if len(reqs) != 2 {
+		t.Fatalf("model called %d times, want 2", len(reqs))
+	}
+	unread, read := promptText(t, llmtest.OpenAI, reqs[0].JSON()), promptText(t, llmtest.OpenAI, reqs[1].JSON())
+	for _, want := range append(ledgerWants, statsWants...) {
+		if strings.Contains(unread, want) {
+			t.Errorf("prompt with the stores unreadable has %q", want)
+		}
+		if !strings.Contains(read, want) {
+			t.Errorf("prompt lacks %q", want)
+		}
 	}
 }
 

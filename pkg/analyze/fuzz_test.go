@@ -11,8 +11,8 @@ import (
 
 // FuzzAnalyzeAlert runs what the analyzer does with an entry of the health_alert stream, anyone's bytes:
 // decode, decide by the rules, answer. It never panics; an alert that decodes gets an answer that is a valid
-// envelope on the stream its decision names, and the rules never choose an action the container's labels
-// forbid.
+// envelope on the stream its decision names (a request on its host's, never without a host), and the rules
+// never choose an action the container's labels forbid.
 func FuzzAnalyzeAlert(f *testing.F) {
 	for _, class := range event.Classes {
 		e, _ := event.New("monitor", "node-a", "node-a/web-1/"+class, "", &event.ContainerUnhealthy{ContainerID: "abc",
@@ -22,6 +22,10 @@ func FuzzAnalyzeAlert(f *testing.F) {
 		b, _ := json.Marshal(e)
 		f.Add(b, uint8(0))
 	}
+	hostless, _ := event.New("monitor", "", "", "", &event.ContainerUnhealthy{ContainerID: "abc", ContainerName: "web-1",
+		Class: event.ClassCrashed, Severity: "critical", ExitCode: 1})
+	b, _ := json.Marshal(hostless)
+	f.Add(b, uint8(0))
 	f.Add([]byte(`{"id":"x","event_type":"health_alert","data":{"container_name":"\u001b[2J","class":"crashed"}}`), uint8(1))
 	f.Add([]byte(`{"data":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}`), uint8(2))
 	f.Fuzz(func(t *testing.T, raw []byte, oom uint8) {
@@ -41,6 +45,9 @@ func FuzzAnalyzeAlert(f *testing.F) {
 		out, stream, err := answer(ref, d, 0)
 		if err != nil {
 			return // an alert the answer cannot carry (its name empty, say) is refused, not answered
+		}
+		if _, ok := event.RemediationNeededHost(stream); !d.FalseAlarm && !ok {
+			t.Fatalf("a request answered on %s, no host's request stream", stream)
 		}
 		if want := map[bool]string{true: event.StreamFalseAlarm, false: event.RemediationNeededStream(env.Host)}[d.FalseAlarm]; stream != want {
 			t.Fatalf("answer on %s, want %s", stream, want)

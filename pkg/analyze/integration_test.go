@@ -156,6 +156,10 @@ func TestAgentAnswersAlerts(t *testing.T) {
 	if _, err := e.b.Publish(ctx, event.StreamHealthAlert, wrongType); err != nil {
 		t.Fatal(err)
 	}
+	hostless := alertEnvelope(t, "", alertOf("crashed"))
+	if _, err := e.b.Publish(ctx, event.StreamHealthAlert, hostless); err != nil {
+		t.Fatal(err)
+	}
 	clean := alertEnvelope(t, "node-b", alertOf("crashed", func(a *event.ContainerUnhealthy) { a.ExitCode = 0 }))
 	if _, err := e.b.Publish(ctx, event.StreamHealthAlert, clean); err != nil {
 		t.Fatal(err)
@@ -168,25 +172,38 @@ func TestAgentAnswersAlerts(t *testing.T) {
 	if fa.Container != "web-1" || fa.AnalysisMethod != "rules" || fa.Confidence != 0.3 || !strings.Contains(fa.Reason, "code 0") {
 		t.Errorf("false_alarm = %+v", fa)
 	}
-	dls, err := e.b.DeadLetters(ctx, 10)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The hostless alert reaches the analyzer, which refuses it; the bus dead-letters it after the read.
+	var dls []bus.DeadLetter
+	testenv.Eventually(t, 5*time.Second, "4 dead letters", func() bool {
+		var err error
+		dls, err = e.b.DeadLetters(ctx, 10)
+		return err == nil && len(dls) >= 4
+	})
 	var reasons []string
+	rejected := 0
 	for _, d := range dls {
 		reasons = append(reasons, d.Reason)
+		if d.Rejected == RejectNoHost {
+			rejected++
+			if got, err := event.Decode(d.Raw); err != nil || got.ID != hostless.ID || !strings.Contains(d.Reason, "no host") {
+				t.Errorf("dead letter %s refused as %s = %s (%v), reason %q; want the hostless alert %s", d.ID, RejectNoHost, got.ID, err, d.Reason, hostless.ID)
+			}
+		}
 	}
-	if len(dls) != 3 {
-		t.Fatalf("dead letters = %q, want 3", reasons)
+	if len(dls) != 4 || rejected != 1 {
+		t.Fatalf("dead letters = %q, %d refused as %s; want 4, 1", reasons, rejected, RejectNoHost)
 	}
 	all := strings.Join(reasons, "\n")
-	for _, want := range []string{"container_name", "class", "JSON"} {
+	for _, want := range []string{"container_name", "class", "JSON", "no host"} {
 		if !strings.Contains(all, want) {
 			t.Errorf("dead letter reasons %q lack %q", reasons, want)
 		}
 	}
 	if got := len(outputs(t, e, requestsA)); got != 1 {
 		t.Errorf("remediation_needed has %d entries, want 1", got)
+	}
+	if got := len(outputs(t, e, event.RemediationNeededStream(""))); got != 0 {
+		t.Errorf("the hostless request stream has %d entries, want 0", got)
 	}
 }
 

@@ -34,8 +34,11 @@ const (
 // MemStore is the analyzer's state and bus in memory, with the semantics of the Redis stores
 // (pkg/store/incidents/analysis.go): BeginAnalysis records an OOM kill and counts the container's others
 // within the window, ClaimLLM grants one call per opening of an incident (a stale claim is taken over),
-// records merge into the incident's hash, and the decisions' records land in the round trip that publishes
-// their answers, which lands whole or not at all. Incident hashes are kept as their fields, encoded and
+// records merge into the incident's hash, and the decisions' records are written by the call that publishes
+// their answers. That call here lands whole or not at all (Fail makes it publish and record nothing); the
+// real bus's (bus.PublishManyWith) is one pipeline, not a transaction, so in Redis part of it may land
+// and the rest not, which the analyzer covers by publishing again under the same ids on the redelivery.
+// The fake does not model such a partial write. Incident hashes are kept as their fields, encoded and
 // decoded by pkg/store/schema, as in Redis.
 //
 // Its ConsumeBatch hands the handler the reads that Deliver queues, so Run is tested without a stream.
@@ -81,13 +84,6 @@ func (m *MemStore) Fail(op string, err error) {
 		return
 	}
 	m.fail[op] = err
-}
-
-// SetConcurrency sets the Concurrency of the bus's options (default 1).
-func (m *MemStore) SetConcurrency(n int) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.opts.Concurrency = n
 }
 
 // --- what tests read and seed ---
@@ -301,7 +297,9 @@ func (m *MemStore) Get(_ context.Context, key string) (schema.Ledger, bool, erro
 
 // PublishManyWith implements analyze.Publisher. Every envelope goes through its wire form, as a consumer
 // would read it; the side writes run after the envelopes are stored, with a nil pipeline (only this
-// store's RecordDecisionsOp writes are accepted). On a failure nothing is published.
+// store's RecordDecisionsOp writes are accepted). On a failure (Fail, or an envelope that does not
+// encode) nothing is published or recorded. The real bus gives no such guarantee: its PublishManyWith
+// sends one pipeline, not a transaction, so a failure there may leave some envelopes or records written.
 func (m *MemStore) PublishManyWith(ctx context.Context, out []bus.Outgoing) error {
 	if err := m.failure(OpPublishManyWith); err != nil {
 		return fmt.Errorf("publish %d events: %w", len(out), err)
