@@ -181,7 +181,7 @@ func (s *RedisServer) Start() {
 		err := c.Ping(context.Background()).Err()
 		var pid string
 		if err == nil {
-			pid = infoField(c.Info(context.Background(), "server").Val(), "process_id")
+			pid = c.InfoMap(context.Background(), "server").Item("Server", "process_id")
 		}
 		c.Close()
 		if err == nil && pid != "" && pid != strconv.Itoa(s.cmd.Process.Pid) {
@@ -196,16 +196,6 @@ func (s *RedisServer) Start() {
 		time.Sleep(20 * time.Millisecond)
 	}
 	s.t.Fatalf("redis-server on port %d did not answer within 10s", s.Port)
-}
-
-// infoField is one field of an INFO reply.
-func infoField(info, name string) string {
-	for _, line := range strings.Split(info, "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), name+":"); ok {
-			return v
-		}
-	}
-	return ""
 }
 
 // PID is the server process's id, 0 while it is stopped.
